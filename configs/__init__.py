@@ -1,0 +1,1 @@
+"""Hydra configs, one primary config per ``worldsim`` subcommand; shipped as package data."""

@@ -1,0 +1,1 @@
+"""Evaluation suites that score any predictor against PyBullet ground truth (see DESIGN.md, Evals)."""
