@@ -1,0 +1,49 @@
+"""The distribution installs envs/, evals/ and configs/ under the worldsim namespace."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import gymnasium
+
+import worldsim
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_import_registers_every_world() -> None:
+    for name in ("Physics", "Push", "Occlusion", "Orbit"):
+        assert f"worldsim/{name}-v0" in gymnasium.registry
+    assert worldsim.__version__
+
+
+def test_plain_install_imports_mapped_packages(tmp_path: Path) -> None:
+    """A non-editable wheel holds worldsim.envs/evals/configs and no top-level envs or evals."""
+    wheels, target = tmp_path / "wheels", tmp_path / "site"
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run(
+        [*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(REPO)],
+        check=True,
+    )
+    (wheel,) = wheels.glob("worldsim-*.whl")
+    subprocess.run([*pip, "install", "--no-deps", "--target", str(target), str(wheel)], check=True)
+
+    assert not (target / "envs").exists() and not (target / "evals").exists()
+    assert (target / "worldsim" / "configs" / "collect.yaml").is_file()
+    probe = (
+        "import gymnasium, worldsim, worldsim.envs, worldsim.evals, worldsim.configs;"
+        "gymnasium.make('worldsim/Physics-v0').close();"
+        "print(worldsim.envs.__file__)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(target)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert Path(result.stdout.strip()).is_relative_to(target)

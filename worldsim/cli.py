@@ -1,0 +1,144 @@
+"""The ``worldsim`` console script: one Hydra app per subcommand.
+
+``worldsim <command> [key=value ...]`` composes ``configs/<command>.yaml`` over the command's
+typed config dataclass, so overrides, ``--help``, ``--cfg job`` and ``--multirun`` all behave as in
+any Hydra app, and a misspelt key is an error rather than a silent default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import inspect
+import io
+import sys
+import tokenize
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import hydra
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+
+
+@dataclass(frozen=True)
+class Command:
+    config: str  # "module:ConfigDataclass", the structured schema of configs/<name>.yaml
+    run: str  # "module:function" called with the config dataclass
+    summary: str  # one line for `worldsim --help`
+
+
+COMMANDS: dict[str, Command] = {
+    "collect": Command(
+        config="worldsim.data.collect:CollectConfig",
+        run="worldsim.data.collect:collect",
+        summary="record episodes from any Gymnasium env (worldsim worlds or yours) into a dataset",
+    ),
+    "bench": Command(
+        config="worldsim.bench:BenchConfig",
+        run="worldsim.bench:bench",
+        summary="print performance figures (collection frames/s, ...) as JSON",
+    ),
+    "quickstart": Command(
+        config="worldsim.quickstart:QuickstartConfig",
+        run="worldsim.quickstart:quickstart",
+        summary="collect a small dataset of every world and draw a frame strip of each",
+    ),
+}
+
+
+def _load(target: str) -> Any:
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = [
+        "usage: worldsim <command> [key=value ...] [--help] [--multirun]",
+        "",
+        "Learn a world from simulator episodes, step it like a Gymnasium env, audit it.",
+        "",
+        "commands:",
+        *(f"  {name:<{width}}  {command.summary}" for name, command in COMMANDS.items()),
+        "",
+        "`worldsim <command> --help` shows that command's config and how to override it.",
+    ]
+    return "\n".join(lines)
+
+
+def field_docs(schema: type) -> dict[str, str]:
+    """The trailing ``# comment`` of each field in a config dataclass's source: its CLI help."""
+    docs: dict[str, str] = {}
+    source = inspect.getsource(schema)
+    field_names = {field.name for field in dataclasses.fields(schema)}
+    line_tokens: list[tokenize.TokenInfo] = []
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type in (tokenize.NEWLINE, tokenize.NL):
+            if line_tokens and line_tokens[-1].type == tokenize.COMMENT:
+                first = line_tokens[0]
+                if first.type == tokenize.NAME and first.string in field_names:
+                    docs[first.string] = line_tokens[-1].string.lstrip("#").strip()
+            line_tokens = []
+        elif token.type not in (tokenize.INDENT, tokenize.DEDENT):
+            line_tokens.append(token)
+    return docs
+
+
+def help_config(name: str, schema: type) -> dict[str, str]:
+    """A ``hydra/help`` node whose header lists every field with its default and meaning."""
+    docs = field_docs(schema)
+    rows = []
+    for field in dataclasses.fields(schema):
+        default = (
+            field.default
+            if field.default is not dataclasses.MISSING
+            else field.default_factory()  # type: ignore[misc]
+            if field.default_factory is not dataclasses.MISSING
+            else "(required)"
+        )
+        rows.append(f"  {field.name}={default}\n      {docs.get(field.name, '')}")
+    text = "\n".join(rows).replace("${", "\\${")
+    return {
+        "app_name": f"worldsim {name}",
+        "header": f"worldsim {name}: {COMMANDS[name].summary}\n\nOptions (override as key=value):\n{text}\n",
+        "footer": "Use --cfg job to print the composed config, --multirun to sweep, "
+        "--hydra-help for Hydra's own flags.\n",
+        "template": "${hydra.help.header}\n== Composed config ==\n$CONFIG\n${hydra.help.footer}",
+    }
+
+
+def hydra_app(name: str) -> Callable[[], None]:
+    """The Hydra entry point of one subcommand; it reads its overrides from ``sys.argv``."""
+    command = COMMANDS[name]
+    schema = _load(command.config)
+    store = ConfigStore.instance()
+    store.store(name=f"{name}_schema", node=schema)
+    store.store(group="hydra/help", name=f"{name}_help", node=help_config(name, schema))
+    run = _load(command.run)
+
+    @hydra.main(config_path="pkg://worldsim.configs", config_name=name, version_base="1.3")
+    def app(cfg: DictConfig) -> None:
+        run(OmegaConf.to_object(cfg))
+
+    return app
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0
+    name, rest = args[0], args[1:]
+    if name not in COMMANDS:
+        print(f"worldsim: unknown command {name!r}; choose one of: {', '.join(COMMANDS)}\n")
+        print(usage(), file=sys.stderr)
+        return 2
+    # Hydra names the job (and its log file) after the calling script unless told otherwise.
+    sys.argv = [f"worldsim {name}", f"hydra.job.name={name}", *rest]
+    hydra_app(name)()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
