@@ -131,7 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     name, rest = args[0], args[1:]
     if name not in COMMANDS:
-        print(f"worldsim: unknown command {name!r}; choose one of: {', '.join(COMMANDS)}\n")
+        print(f"worldsim: unknown command {name!r}; choose one of: {', '.join(COMMANDS)}\n",
+              file=sys.stderr)
         print(usage(), file=sys.stderr)
         return 2
     # Hydra names the job (and its log file) after the calling script unless told otherwise.
