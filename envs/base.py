@@ -1,0 +1,380 @@
+"""The one base every ground-truth world shares: a PyBullet scene rendered to RGB with ground truth.
+
+A scene is a subclass that declares its parameter ranges and builds its objects; the base owns
+the simulator, seeding, splits, stepping, rendering and the ``info`` ground truth, so every world
+returns the same keys with the same shapes and dtypes::
+
+    class Balls(SceneEnv):
+        params = {"count": Choice(id=[1, 2], ood=[3]),
+                  "color": Choice(id=["red", "green"], ood=["blue"], per_object=True, distinct=True),
+                  "radius": Uniform(id=(0.1, 0.14), ood=[(0.15, 0.2)], per_object=True)}
+        max_objects = 3
+
+        def build(self, params):
+            for i in range(params["count"]):
+                self.add_object("sphere", params["radius"][i], params["color"][i],
+                                position=(0.4 * i - 0.4, 0.0, 1.0), mass=1.0)
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import gymnasium
+import numpy as np
+import pybullet
+from gymnasium import spaces
+from pybullet_utils.bullet_client import BulletClient
+
+from worldsim.envs.camera import Camera, bullet, linear_depth, project
+from worldsim.envs.colors import COLORS, GROUND, rgb
+from worldsim.envs.params import Param, ParamSpace, check_split
+from worldsim.envs.policy import Policy
+
+SHAPES = {"sphere": 0, "box": 1, "cylinder": 2}
+#: How captions name each shape code.
+SHAPE_WORDS = {0: "ball", 1: "box", 2: "cylinder"}
+#: Physics runs at this rate whatever the frame rate; 240 Hz is PyBullet's tuned default.
+PHYSICS_HZ = 240
+SIZE_RANGE = (32, 256)
+
+
+class ZeroPolicy:
+    """Always the all-zeros action: a no-op in every worldsim world."""
+
+    def __init__(self, action_space: spaces.Box):
+        self.action = np.zeros(action_space.shape, dtype=np.float32)
+
+    def reset(self, seed: int) -> None:
+        pass
+
+    def __call__(self, observation: np.ndarray, info: dict[str, Any]) -> np.ndarray:
+        return self.action.copy()
+
+
+class SceneEnv(gymnasium.Env[np.ndarray, np.ndarray]):
+    """Base for PyBullet worlds; subclasses set the class attributes and override the hooks.
+
+    Class attributes: ``params`` (name -> ``Uniform``/``Choice``; a ``"count"`` param sets the
+    length of per-object params), ``max_objects`` (K, the fixed number of tracked slots),
+    ``action_size`` (actions are ``Box(-1, 1, (action_size,), float32)``), ``default_camera``,
+    ``ground`` (whether the base lays a gray ground slab with its top at z = 0).
+
+    Hooks: ``build(params)`` (required: create objects with ``add_object``/``add_scenery``),
+    ``caption(params)``, ``camera()``, ``apply_action(action)``, ``reward()``,
+    ``extra_state()``, ``scripted_policy()``.
+
+    Arguments: ``render_mode`` (``"rgb_array"`` or None; frames are the observation either way),
+    ``width``/``height`` (pixels, 32..256, default 64), ``split`` (``"id"`` or ``"ood"``, default
+    parameter split; ``reset(options={"split": ...})`` overrides it for one episode),
+    ``frame_skip`` (physics substeps at 240 Hz per frame; 8 gives 30 frames/s).
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": PHYSICS_HZ // 8}
+
+    params: ClassVar[dict[str, Param]] = {}
+    max_objects: ClassVar[int] = 1
+    action_size: ClassVar[int] = 1
+    default_camera: ClassVar[Camera] = Camera(eye=(0.0, -2.2, 1.0), target=(0.0, 0.0, 0.15))
+    ground: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        render_mode: str | None = "rgb_array",
+        width: int = 64,
+        height: int = 64,
+        split: str = "id",
+        frame_skip: int = 8,
+    ):
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode {render_mode!r} is not supported: use 'rgb_array' or None")
+        for name, value in (("width", width), ("height", height)):
+            if not isinstance(value, (int, np.integer)) or not SIZE_RANGE[0] <= value <= SIZE_RANGE[1]:
+                raise ValueError(
+                    f"{name}={value!r} is outside {SIZE_RANGE[0]}..{SIZE_RANGE[1]}: "
+                    "pass an integer frame size in that range"
+                )
+        if not isinstance(frame_skip, (int, np.integer)) or frame_skip < 1:
+            raise ValueError(f"frame_skip={frame_skip!r} must be a positive integer (physics substeps per frame)")
+        self.render_mode = render_mode
+        self.width, self.height = int(width), int(height)
+        self.split = check_split(split)
+        self.frame_skip = int(frame_skip)
+        self.dt = self.frame_skip / PHYSICS_HZ
+        self.metadata = {**self.metadata, "render_fps": PHYSICS_HZ / self.frame_skip}
+        self.param_space = ParamSpace(dict(self.params))
+        if self.param_space.max_count() > self.max_objects:
+            raise ValueError(
+                f"{type(self).__name__} can draw {self.param_space.max_count()} objects but declares "
+                f"max_objects={self.max_objects}: raise max_objects"
+            )
+        self.action_space = spaces.Box(-1.0, 1.0, (self.action_size,), np.float32)
+        self.observation_space = spaces.Box(0, 255, (self.height, self.width, 3), np.uint8)
+        self.client = BulletClient(connection_mode=pybullet.DIRECT)
+        self.episode_split = self.split
+        self.episode_params: dict[str, Any] = {}
+        self.steps = 0
+
+    # ----------------------------------------------------------------- hooks for scenes
+
+    def build(self, params: dict[str, Any]) -> None:
+        """Create the scene's objects from sampled ``params`` (called on every reset)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement build(params)")
+
+    def caption(self, params: dict[str, Any]) -> str:
+        """One sentence describing the episode; by default, its objects ("a red ball and a blue box")."""
+        names = [with_article(f"{color_name(c)} {SHAPE_WORDS[s]}") for c, s in zip(self._colors, self._shapes)]
+        return join_words(names) if names else "an empty scene"
+
+    def camera(self) -> Camera:
+        """The camera for the current frame; override to move it."""
+        return self.default_camera
+
+    def apply_action(self, action: np.ndarray) -> None:
+        """Act on the world before the frame's physics substeps; the default ignores the action."""
+
+    def reward(self) -> tuple[float, bool]:
+        """(reward, terminated) after the frame's physics; the default is (0.0, False)."""
+        return 0.0, False
+
+    def extra_state(self) -> dict[str, np.ndarray]:
+        """World-specific ground truth merged into ``info["state"]``."""
+        return {}
+
+    def scripted_policy(self) -> Policy:
+        """A policy that acts sensibly in this world; the default does nothing."""
+        return ZeroPolicy(self.action_space)
+
+    # ----------------------------------------------------------------- helpers for build
+
+    def add_object(
+        self,
+        shape: str,
+        size: float,
+        color: str | tuple[float, float, float],
+        position: tuple[float, float, float],
+        *,
+        mass: float = 1.0,
+        velocity: tuple[float, float, float] = (0.0, 0.0, 0.0),
+        angular_velocity: tuple[float, float, float] = (0.0, 0.0, 0.0),
+        orientation: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 1.0),
+        restitution: float = 0.3,
+        friction: float = 0.5,
+        rolling_friction: float = 0.0,
+    ) -> int:
+        """Create a tracked object and return its slot (0, 1, ...; segmentation value slot + 1).
+
+        ``size`` is the half-width: sphere and cylinder radius (cylinders are 2 * size tall),
+        box half-extent (boxes are cubes). ``mass=0`` makes it static.
+        """
+        if shape not in SHAPES:
+            raise ValueError(f"shape {shape!r} is not one of {sorted(SHAPES)}")
+        if len(self._bodies) >= self.max_objects:
+            raise ValueError(
+                f"{type(self).__name__} adds object {len(self._bodies) + 1} but declares "
+                f"max_objects={self.max_objects}: raise max_objects"
+            )
+        color_rgb = rgb(color)
+        body = self._create(shape, size, color_rgb, position, mass, orientation, collide=True)
+        self.client.resetBaseVelocity(body, list(velocity), list(angular_velocity))
+        self.client.changeDynamics(
+            body, -1, restitution=restitution, lateralFriction=friction, rollingFriction=rolling_friction
+        )
+        self._bodies.append(body)
+        self._shapes.append(SHAPES[shape])
+        self._colors.append(color_rgb)
+        self._sizes.append(size)
+        self._masses.append(mass)
+        return len(self._bodies) - 1
+
+    def add_scenery(
+        self,
+        half_extents: tuple[float, float, float],
+        color: str | tuple[float, float, float],
+        position: tuple[float, float, float],
+        *,
+        collide: bool = True,
+        orientation: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 1.0),
+    ) -> int:
+        """Create an untracked static box (table, wall, occluder, goal patch); returns its body id."""
+        return self._create("box", half_extents, rgb(color), position, 0.0, orientation, collide=collide)
+
+    def object_body(self, slot: int) -> int:
+        """The PyBullet body id of tracked object ``slot``."""
+        return self._bodies[slot]
+
+    # ----------------------------------------------------------------- Gymnasium API
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        options = dict(options or {})
+        split = check_split(options.pop("split", self.split))
+        if options:
+            raise ValueError(f"unknown reset options {sorted(options)}: the only option is 'split'")
+        self.episode_split = split
+        self.episode_params = self.param_space.sample(self.np_random, split)
+        self.steps = 0
+
+        # Rebuilding the world from scratch in a fixed order makes body ids, contact ordering and
+        # therefore every frame a pure function of the seed.
+        c = self.client
+        c.resetSimulation()
+        c.setPhysicsEngineParameter(
+            fixedTimeStep=1.0 / PHYSICS_HZ, numSubSteps=0, deterministicOverlappingPairs=1
+        )
+        c.setGravity(0, 0, -9.81)
+        self._bodies, self._shapes, self._colors, self._sizes, self._masses = [], [], [], [], []
+        if self.ground:
+            # A thin box renders about twice as fast as PyBullet's infinite plane with TinyRenderer.
+            # Restitution and friction of 1 make contacts take the object's own values (Bullet
+            # multiplies the two bodies' coefficients).
+            ground = self.add_scenery((4.0, 4.0, 0.05), GROUND, (0.0, 0.0, -0.05))
+            c.changeDynamics(ground, -1, restitution=1.0, lateralFriction=1.0)
+        self.build(self.episode_params)
+        self._freeze_objects()
+        self._caption = self.caption(self.episode_params)
+        return self._observe()
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        action = self._check_action(action)
+        self.apply_action(action)
+        for _ in range(self.frame_skip):
+            self.client.stepSimulation()
+        self.steps += 1
+        reward, terminated = self.reward()
+        observation, info = self._observe()
+        return observation, float(reward), bool(terminated), False, info
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode is None:
+            return None
+        return self._frame.copy()
+
+    def close(self) -> None:
+        if getattr(self, "client", None) is not None and self.client.isConnected():
+            self.client.disconnect()
+
+    # ----------------------------------------------------------------- internals
+
+    def _create(
+        self,
+        shape: str,
+        size: float | tuple[float, float, float],
+        color: tuple[float, float, float],
+        position: tuple[float, float, float],
+        mass: float,
+        orientation: tuple[float, float, float, float],
+        collide: bool,
+    ) -> int:
+        c = self.client
+        kind = {"sphere": pybullet.GEOM_SPHERE, "box": pybullet.GEOM_BOX, "cylinder": pybullet.GEOM_CYLINDER}[shape]
+        if shape == "box":
+            extents = list(size) if isinstance(size, tuple) else [size] * 3
+            visual_geometry: dict[str, Any] = {"halfExtents": extents}
+            collision_geometry = visual_geometry
+        elif shape == "sphere":
+            visual_geometry = collision_geometry = {"radius": size}
+        else:  # PyBullet names the cylinder's height "length" for visuals and "height" for collisions
+            visual_geometry = {"radius": size, "length": 2 * size}
+            collision_geometry = {"radius": size, "height": 2 * size}
+        visual = c.createVisualShape(kind, rgbaColor=[*color, 1.0], specularColor=[0.2, 0.2, 0.2], **visual_geometry)
+        collision = c.createCollisionShape(kind, **collision_geometry) if collide else -1
+        return c.createMultiBody(mass, collision, visual, list(position), list(orientation))
+
+    def _freeze_objects(self) -> None:
+        """Fix the per-episode arrays and the body-id -> slot lookup once build() is done."""
+        k, n = self.max_objects, len(self._bodies)
+        self._object_id = np.full(k, -1, np.int32)
+        self._object_id[:n] = self._bodies
+        self._present = np.zeros(k, bool)
+        self._present[:n] = True
+        self._shape = np.full(k, -1, np.int8)
+        self._shape[:n] = self._shapes
+        self._color = np.zeros((k, 3), np.float32)
+        self._color[:n] = np.asarray(self._colors, np.float32).reshape(n, 3)
+        self._size = np.zeros(k, np.float32)
+        self._size[:n] = self._sizes
+        self._mass = np.zeros(k, np.float32)
+        self._mass[:n] = self._masses
+        # Segmentation holds body ids (-1 = background); index (id + 1) into this table.
+        self._slot_of_body = np.zeros(self.client.getNumBodies() + 1, np.int16)
+        self._slot_of_body[np.asarray(self._bodies, np.int64) + 1] = np.arange(1, n + 1, dtype=np.int16)
+
+    def _check_action(self, action: Any) -> np.ndarray:
+        array = np.asarray(action, dtype=np.float32)
+        if array.shape != self.action_space.shape or not np.all(np.isfinite(array)) or np.any(np.abs(array) > 1.0):
+            raise ValueError(
+                f"action {np.asarray(action).tolist()} is not in {self.action_space}: actions must have "
+                f"shape {self.action_space.shape}, be finite and lie in [-1, 1]"
+            )
+        return array
+
+    def _observe(self) -> tuple[np.ndarray, dict[str, Any]]:
+        c, w, h, k = self.client, self.width, self.height, self.max_objects
+        cam = self.camera()
+        view, proj = cam.view(), cam.projection(w, h)
+        _, _, pixels, zbuffer, segmentation = c.getCameraImage(
+            w, h, bullet(view), bullet(proj), renderer=pybullet.ER_TINY_RENDERER
+        )
+        self._frame = np.ascontiguousarray(np.asarray(pixels, np.uint8).reshape(h, w, 4)[:, :, :3])
+        slots = self._slot_of_body[np.asarray(segmentation, np.int64).reshape(h, w) + 1]  # (H, W) int16
+        depth = linear_depth(np.asarray(zbuffer, np.float32).reshape(h, w))
+
+        n = len(self._bodies)
+        position = np.zeros((k, 3), np.float32)
+        orientation = np.zeros((k, 4), np.float32)
+        linear = np.zeros((k, 3), np.float32)
+        angular = np.zeros((k, 3), np.float32)
+        for slot, body in enumerate(self._bodies):
+            pos, orn = c.getBasePositionAndOrientation(body)
+            lin, ang = c.getBaseVelocity(body)
+            position[slot], orientation[slot], linear[slot], angular[slot] = pos, orn, lin, ang
+        centroid = np.zeros((k, 2), np.float32)
+        if n:
+            centroid[:n] = project(position[:n].astype(np.float64), proj @ view, w, h)
+        counts = np.bincount(slots.ravel(), minlength=k + 1)[1 : k + 1].astype(np.int32)
+
+        state = {
+            "object_id": self._object_id.copy(),
+            "object_present": self._present.copy(),
+            "object_shape": self._shape.copy(),
+            "object_color": self._color.copy(),
+            "object_size": self._size.copy(),
+            "object_mass": self._mass.copy(),
+            "object_position": position,
+            "object_orientation": orientation,
+            "object_linear_velocity": linear,
+            "object_angular_velocity": angular,
+            "object_centroid": centroid,
+            "object_pixels": counts,
+            "object_visible": counts > 0,
+            "camera_view": view.astype(np.float32),
+            "camera_projection": proj.astype(np.float32),
+            "camera_position": np.asarray(cam.eye, np.float32),
+            **self.extra_state(),
+        }
+        info = {
+            "caption": self._caption,
+            "split": self.episode_split,
+            "params": self.episode_params,
+            "state": state,
+            "segmentation": slots,
+            "depth": depth,
+        }
+        return self._frame.copy(), info
+
+
+def color_name(color: tuple[float, float, float]) -> str:
+    """The palette name of an RGB triple, or "colored" for a custom color."""
+    return next((name for name, value in COLORS.items() if value == tuple(color)), "colored")
+
+
+def with_article(phrase: str) -> str:
+    return ("an " if phrase[0] in "aeiou" else "a ") + phrase
+
+
+def join_words(words: list[str]) -> str:
+    """["a", "b", "c"] -> "a, b and c"."""
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
