@@ -92,6 +92,14 @@ def _stack_spec(name: str, parts: list[np.ndarray], seeds: list[int]) -> dict[st
     return spec
 
 
+def _numpy_to_json(value: Any) -> Any:
+    """Lets env ``info["params"]`` hold numpy scalars and arrays."""
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
+    raise TypeError(f"{value!r} of type {type(value).__name__} in an episode's params or caption is "
+                    "not JSON-serializable: info['params'] must hold numbers, strings, lists, dicts")
+
+
 def write_shard(root: Path, index: int, first_episode: int, episodes: list[Episode]) -> dict[str, Any]:
     """Write ``episodes`` as shard ``index`` of the dataset at ``root``; return its manifest record.
 
@@ -128,7 +136,7 @@ def write_shard(root: Path, index: int, first_episode: int, episodes: list[Episo
         "params": [e.params for e in episodes],
         "splits": [e.split for e in episodes],
     }
-    meta_bytes = (json.dumps(meta, sort_keys=True) + "\n").encode()
+    meta_bytes = (json.dumps(meta, sort_keys=True, default=_numpy_to_json) + "\n").encode()
     (tmp / EPISODES_JSON).write_bytes(meta_bytes)
     files[EPISODES_JSON] = {"bytes": len(meta_bytes), "sha256": hashlib.sha256(meta_bytes).hexdigest()}
     commit_dir(tmp, final)

@@ -1,0 +1,103 @@
+"""Policies for collection: the random policy and loading ``"module:callable"`` specs."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import gymnasium
+import numpy as np
+
+from worldsim.envs.policy import Policy
+
+
+class RandomPolicy:
+    """Uniform samples from the action space, reseeded per episode so episodes are reproducible."""
+
+    def __init__(self, action_space: gymnasium.Space) -> None:
+        self.action_space = action_space
+
+    def reset(self, seed: int) -> None:
+        self.action_space.seed(seed)
+
+    def __call__(self, observation: np.ndarray, info: dict[str, Any]) -> Any:
+        return self.action_space.sample()
+
+
+class FunctionPolicy:
+    """Adapts a stateless ``(observation, info) -> action`` function to the Policy protocol."""
+
+    def __init__(self, function: Callable[[np.ndarray, dict[str, Any]], Any]) -> None:
+        self.function = function
+
+    def reset(self, seed: int) -> None:
+        pass
+
+    def __call__(self, observation: np.ndarray, info: dict[str, Any]) -> Any:
+        return self.function(observation, info)
+
+
+def _import_target(spec: str) -> Any:
+    """``package.module:attr.attr`` or ``path/to/file.py:attr`` -> the attribute."""
+    module_name, _, attribute = spec.partition(":")
+    if module_name.endswith(".py"):
+        path = Path(module_name).resolve()
+        if not path.is_file():
+            raise ValueError(f"policy {spec!r}: file {path} does not exist")
+        name = f"_worldsim_policy_{path.stem}"
+        if name not in sys.modules:
+            loader_spec = importlib.util.spec_from_file_location(name, path)
+            assert loader_spec is not None and loader_spec.loader is not None
+            module = importlib.util.module_from_spec(loader_spec)
+            sys.modules[name] = module
+            loader_spec.loader.exec_module(module)
+        module = sys.modules[name]
+    else:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as error:
+            raise ValueError(f"policy {spec!r}: cannot import module {module_name!r} ({error}); "
+                             "use 'package.module:name' importable from here, or 'file.py:name'") from None
+    target: Any = module
+    for part in attribute.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise ValueError(f"policy {spec!r}: {module_name} has no attribute {attribute!r}") from None
+    return target
+
+
+def make_policy(spec: str, env: gymnasium.Env) -> Policy:
+    """The policy named by ``spec`` for ``env``.
+
+    ``"random"``: uniform actions. ``"scripted"``: ``env.unwrapped.scripted_policy()``.
+    ``"module:name"`` or ``"file.py:name"``: a Policy object; a class, instantiated with the
+    env's action space when its constructor takes an argument, else with none; or a plain
+    function ``(observation, info) -> action``.
+    """
+    if spec == "random":
+        return RandomPolicy(env.action_space)
+    if spec == "scripted":
+        factory = getattr(env.unwrapped, "scripted_policy", None)
+        if factory is None:
+            raise ValueError(
+                f"policy 'scripted': {env.spec.id if env.spec else env} has no scripted_policy(); "
+                "only worldsim worlds provide one: use policy=random or policy=module:callable"
+            )
+        return factory()
+    if ":" not in spec:
+        raise ValueError(f"policy {spec!r} is unknown: use 'random', 'scripted' or 'module:callable'")
+    target = _import_target(spec)
+    if inspect.isclass(target):
+        takes_argument = len(inspect.signature(target).parameters) > 0
+        target = target(env.action_space) if takes_argument else target()
+    if isinstance(target, Policy):
+        return target
+    if callable(target):
+        return FunctionPolicy(target)
+    raise ValueError(f"policy {spec!r} is a {type(target).__name__}: it must be a Policy "
+                     "(reset(seed) and __call__(observation, info)), a Policy class, or a function")
