@@ -290,6 +290,7 @@ def collect(cfg: CollectConfig) -> CollectSummary:
         recorded_frames, recorded_episodes = _record(cfg, root, manifest, todo)
     finally:
         os.close(lock)
+        _close_recorders()
 
     seconds = time.perf_counter() - start_time
     summary = CollectSummary(
