@@ -257,6 +257,11 @@ def collect(cfg: CollectConfig) -> CollectSummary:
     # then reused by in-process recording.
     probe = make_recorder(cfg)
     _recorders[json.dumps(content_config(cfg), sort_keys=True)] = probe
+    try:
+        frame_shape = probe.check()
+    except BaseException:
+        _close_recorders()
+        raise
     meta = {
         "env_id": cfg.env,
         "env_kwargs": json.loads(json.dumps(cfg.env_kwargs)),
@@ -265,6 +270,7 @@ def collect(cfg: CollectConfig) -> CollectSummary:
         "observation_space": describe_space(probe.env.observation_space),
         "action_space": describe_space(probe.env.action_space),
         "frames_from": "observation" if probe.from_observation else "render",
+        "frame_shape": list(frame_shape),
         "episodes_planned": cfg.episodes,
         "shard_episodes": cfg.shard_episodes,
         "num_shards": -(-cfg.episodes // cfg.shard_episodes),

@@ -113,6 +113,13 @@ class EpisodeRecorder:
                                  f"{sorted(first)} to {sorted(state)} mid-episode")
         return state
 
+    def check(self) -> tuple[int, ...]:
+        """Reset once and raise ValueError if frames or images are unusable; return the frame shape."""
+        observation, info = self.env.reset(seed=0)
+        if self.record_images:
+            self._images(info)
+        return self._frame(observation).shape
+
     def record(self, seed: int) -> Episode:
         """One episode from ``env.reset(seed=seed)`` with the policy reset to the same seed."""
         observation, info = self.env.reset(seed=seed)
