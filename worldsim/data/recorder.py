@@ -8,6 +8,7 @@ without knowing its key names.
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Callable, Optional
 
 import cv2
@@ -50,11 +51,11 @@ def action_codec(space: gymnasium.Space) -> tuple[Callable[[Any], np.ndarray], C
     its frames (a float64 policy output is rounded to float32 before stepping, not after).
     """
     if isinstance(space, spaces.Box):
-        return (lambda a: np.asarray(a, dtype=np.float32).reshape(space.shape)), (lambda a: a)
+        return (lambda a: np.array(a, dtype=np.float32).reshape(space.shape)), (lambda a: a)
     if isinstance(space, spaces.Discrete):
-        return (lambda a: np.asarray(a, dtype=np.int64).reshape(())), (lambda a: int(a))
+        return (lambda a: np.array(a, dtype=np.int64).reshape(())), (lambda a: int(a))
     if isinstance(space, (spaces.MultiDiscrete, spaces.MultiBinary)):
-        return ((lambda a: np.asarray(a, dtype=np.int64).reshape(space.shape)),
+        return ((lambda a: np.array(a, dtype=np.int64).reshape(space.shape)),
                 (lambda a: a.astype(space.dtype)))
     raise ValueError(f"action space {space} is not supported: worldsim stores Box, Discrete, "
                      "MultiDiscrete and MultiBinary actions; flatten it with a wrapper first")
@@ -83,7 +84,9 @@ class EpisodeRecorder:
 
     def _frame(self, observation: Any) -> np.ndarray:
         frame = observation if self.from_observation else self.env.render()
-        frame = np.asarray(frame) if frame is not None else None
+        # Copy: envs may reuse one buffer for every observation and info (Gymnasium warns, but
+        # allows it), and a stored episode must not change under a later step.
+        frame = np.array(frame) if frame is not None else None
         if frame is None or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[-1] != 3:
             got = "None" if frame is None else f"{frame.dtype} {frame.shape}"
             raise ValueError(f"{self.env_id} gave a frame of {got}: frames must be (H, W, 3) uint8 "
@@ -95,12 +98,12 @@ class EpisodeRecorder:
         if missing:
             raise ValueError(f"record_images=true but {self.env_id} puts no {missing} in info: only "
                              "worldsim worlds provide them; set record_images=false")
-        segmentation = self._resize(np.asarray(info["segmentation"], np.int16), cv2.INTER_NEAREST)
-        depth = self._resize(np.asarray(info["depth"], np.float32), cv2.INTER_NEAREST)
+        segmentation = self._resize(np.array(info["segmentation"], np.int16), cv2.INTER_NEAREST)
+        depth = self._resize(np.array(info["depth"], np.float32), cv2.INTER_NEAREST)
         return segmentation, depth.astype(np.float16)
 
     def _state(self, info: dict[str, Any], first: Optional[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-        state = {key: np.asarray(value) for key, value in info.get("state", {}).items()}
+        state = {key: np.array(value) for key, value in info.get("state", {}).items()}
         if first is not None:
             for key, value in state.items():
                 if key not in first or value.shape != first[key].shape or value.dtype != first[key].dtype:
@@ -128,7 +131,7 @@ class EpisodeRecorder:
         states = [self._state(info, None)]
         images = [self._images(info)] if self.record_images else []
         caption = str(info.get("caption", ""))
-        params, split = info.get("params", {}), str(info.get("split", ""))
+        params, split = copy.deepcopy(info.get("params", {})), str(info.get("split", ""))
         actions, rewards, terminated, truncated = [], [], [], []
         while True:
             action = self.to_stored(self.policy(observation, info))
