@@ -114,6 +114,7 @@ class SceneEnv(gymnasium.Env[np.ndarray, np.ndarray]):
         self.episode_split = self.split
         self.episode_params: dict[str, Any] = {}
         self.steps = 0
+        self._camera_cache: tuple[Any, ...] = (None,)
 
     # ----------------------------------------------------------------- hooks for scenes
 
@@ -314,9 +315,12 @@ class SceneEnv(gymnasium.Env[np.ndarray, np.ndarray]):
     def _observe(self) -> tuple[np.ndarray, dict[str, Any]]:
         c, w, h, k = self.client, self.width, self.height, self.max_objects
         cam = self.camera()
-        view, proj = cam.view(), cam.projection(w, h)
+        if cam != self._camera_cache[0]:  # most worlds keep still cameras: skip the matrix math
+            view, proj = cam.view(), cam.projection(w, h)
+            self._camera_cache = (cam, view, proj, bullet(view), bullet(proj), proj @ view)
+        _, view, proj, view_list, proj_list, view_projection = self._camera_cache
         _, _, pixels, zbuffer, segmentation = c.getCameraImage(
-            w, h, bullet(view), bullet(proj), renderer=pybullet.ER_TINY_RENDERER
+            w, h, view_list, proj_list, renderer=pybullet.ER_TINY_RENDERER
         )
         self._frame = np.ascontiguousarray(np.asarray(pixels, np.uint8).reshape(h, w, 4)[:, :, :3])
         slots = self._slot_of_body[np.asarray(segmentation, np.int64).reshape(h, w) + 1]  # (H, W) int16
@@ -333,7 +337,7 @@ class SceneEnv(gymnasium.Env[np.ndarray, np.ndarray]):
             position[slot], orientation[slot], linear[slot], angular[slot] = pos, orn, lin, ang
         centroid = np.zeros((k, 2), np.float32)
         if n:
-            centroid[:n] = project(position[:n].astype(np.float64), proj @ view, w, h)
+            centroid[:n] = project(position[:n].astype(np.float64), view_projection, w, h)
         counts = np.bincount(slots.ravel(), minlength=k + 1)[1 : k + 1].astype(np.int32)
 
         state = {
@@ -358,7 +362,8 @@ class SceneEnv(gymnasium.Env[np.ndarray, np.ndarray]):
         info = {
             "caption": self._caption,
             "split": self.episode_split,
-            "params": self.episode_params,
+            # Fresh containers every call: users keep infos, so no two may share mutable data.
+            "params": {k: list(v) if isinstance(v, list) else v for k, v in self.episode_params.items()},
             "state": state,
             "segmentation": slots,
             "depth": depth,

@@ -47,7 +47,8 @@ class OcclusionEnv(SceneEnv):
 
     ## Starting State
     Objects in lanes 0.35 m apart in depth; see ``info["params"]``. The wall starts at the
-    center (``pass_behind``, ``camera_pan``) or just out of view (``occluder_slides``).
+    center (``pass_behind``), just out of view (``occluder_slides``) or to one side, clear of
+    the objects (``camera_pan``).
 
     ## Episode End
     Never terminates; ``gymnasium.make("worldsim/Occlusion-v0")`` truncates after 64 steps.
@@ -91,7 +92,9 @@ class OcclusionEnv(SceneEnv):
                 params["shape"][i], size, params["color"][i], position,
                 mass=1.0, velocity=velocity, friction=0.0, restitution=0.0,
             )
-        wall_x = -sign * 1.0 if mode == "occluder_slides" else params["wall_x"]
+        # The wall hides the lane center in pass_behind, waits out of view to slide in, or stands
+        # aside as a landmark while the camera pans.
+        wall_x = {"pass_behind": params["wall_x"], "occluder_slides": -sign * 1.0, "camera_pan": sign * 0.9}[mode]
         self.wall_position = np.array([wall_x, WALL_Y, WALL_HALF[2]])
         self.wall = self.add_scenery(WALL_HALF, WALL, tuple(self.wall_position))
         self.yaw = 0.0
