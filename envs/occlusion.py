@@ -84,8 +84,9 @@ class OcclusionEnv(SceneEnv):
         for i in range(params["count"]):
             size = params["size"][i]
             if mode == "pass_behind":
-                # Enter from one side, 0.3 m apart, and slide at constant speed (no friction).
-                position, velocity = (-sign * (0.8 + 0.3 * i), 0.35 * i, size), (sign * params["speed"], 0.0, 0.0)
+                # Start in view on one side (depth lanes keep them apart) and slide at constant
+                # speed (no friction), so each one vanishes behind the wall and comes out.
+                position, velocity = (-sign * (0.75 + 0.1 * i), 0.35 * i, size), (sign * params["speed"], 0.0, 0.0)
             else:
                 position, velocity = (params["x"][i], 0.35 * i, size), (0.0, 0.0, 0.0)
             self.add_object(
