@@ -1,0 +1,200 @@
+"""Flow matching: noise levels, the loss learns, samplers integrate exactly, guidance and rollout."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import pytest
+import torch
+from torch import nn
+
+from worldsim.flow import (
+    FlowMatching,
+    FlowMatchingConfig,
+    guidance_passes,
+    integrate,
+    rollout,
+    sample_next_frame,
+    write_frames,
+)
+from worldsim.models import VideoDiT, VideoDiTConfig
+
+
+class Text(NamedTuple):
+    tokens: torch.Tensor
+    mask: torch.Tensor
+    pooled: torch.Tensor
+
+
+def tiny_model(seed: int = 0, random_weights: bool = True, **overrides) -> VideoDiT:
+    base = dict(
+        latent_channels=4, latent_size=4, width=64, depth=2, heads=4, max_frames=8,
+        action_kind="discrete", num_actions=16, text_width=32, head_width=32,
+    )
+    torch.manual_seed(seed)
+    model = VideoDiT(VideoDiTConfig(**{**base, **overrides}))
+    if random_weights:  # so the zero-initialised output does not make every comparison trivial
+        with torch.no_grad():
+            for p in model.parameters():
+                p.normal_(0, 0.05)
+    return model.eval()
+
+
+def some_text(B: int, width: int = 32, seed: int = 0) -> Text:
+    g = torch.Generator().manual_seed(seed)
+    return Text(torch.randn(B, 5, width, generator=g), torch.ones(B, 5, dtype=torch.bool),
+                torch.randn(B, width, generator=g))
+
+
+def test_noise_levels_context_and_future() -> None:
+    g = torch.Generator().manual_seed(0)
+    flow = FlowMatching(FlowMatchingConfig(context_prob=1.0, context_noise=0.93))
+    tau, context = flow.noise_levels(256, 6, "cpu", g)
+    assert tau.shape == context.shape == (256, 6)
+    assert context[:, 0].all() and not context[:, -1].any()  # 1 <= k <= T - 1 context frames
+    assert (context[:, :-1] >= context[:, 1:]).all()  # context is a prefix
+    assert torch.equal(tau[context], torch.full_like(tau[context], 0.93))
+    assert ((tau[~context] > 0) & (tau[~context] < 1)).all()
+    tau, context = FlowMatching(FlowMatchingConfig(context_prob=0.0, shared_future_noise=True)).noise_levels(
+        64, 6, "cpu", g
+    )
+    assert not context.any() and torch.equal(tau, tau[:, :1].expand(-1, 6))
+
+
+def test_loss_ignores_context_frames_and_unknown_rewards() -> None:
+    class Constant(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.v = nn.Parameter(torch.zeros(2, 4, 4, 4, 4))
+            self.r = nn.Parameter(torch.zeros(2, 4))
+
+        def forward(self, latents, noise_level, actions, action_mask, text, return_heads):
+            return self.v, self.r, torch.zeros_like(self.r)
+
+    model = Constant()
+    flow = FlowMatching(FlowMatchingConfig(context_prob=1.0))
+    g = torch.Generator().manual_seed(0)
+    rewards = torch.tensor([[1.0, float("nan"), 2.0, 3.0]] * 2)
+    loss, logs = flow.loss(model, torch.randn(2, 4, 4, 4, 4), rewards=rewards,
+                           terminated=torch.zeros(2, 4, dtype=torch.bool), generator=g)
+    loss.backward()
+    g = torch.Generator().manual_seed(0)
+    _, context = flow.noise_levels(2, 4, "cpu", g)
+    assert (model.v.grad[context] == 0).all() and (model.v.grad[~context] != 0).all()
+    assert torch.isfinite(model.r.grad).all() and (model.r.grad[~context] == 0).all()
+    assert set(logs) == {"loss", "loss_velocity", "loss_reward", "loss_termination", "context_fraction"}
+    assert all(isinstance(value, float) for value in logs.values())
+
+
+def test_tiny_model_overfits_a_handful_of_clips() -> None:
+    torch.manual_seed(0)
+    model = tiny_model(random_weights=False, max_frames=4).train()
+    latents = torch.randn(4, 4, 4, 4, 4)  # 4 clips of 4 frames of 4x4x4 latents
+    actions = torch.arange(16).view(4, 4)  # every frame identifiable by its action
+    mask = torch.ones(4, 4, dtype=torch.bool)
+    text = some_text(4)
+    flow = FlowMatching(FlowMatchingConfig(text_drop_prob=0.0, action_drop_prob=0.0))
+    rewards, terminated = torch.randn(4, 4), torch.rand(4, 4) > 0.5
+
+    def evaluate() -> float:
+        g = torch.Generator().manual_seed(123)
+        with torch.no_grad():
+            return sum(flow.loss(model, latents, actions, mask, text, generator=g)[1]["loss"] for _ in range(16)) / 16
+
+    before = evaluate()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
+    g = torch.Generator().manual_seed(1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # 3x faster than 2 threads for ops this small on a busy machine
+    try:
+        for _ in range(700):
+            loss, logs = flow.loss(model, latents, actions, mask, text, rewards, terminated, generator=g)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    finally:
+        torch.set_num_threads(threads)
+    after = evaluate()
+    assert after < before / 10, f"velocity loss {before:.3f} -> {after:.3f} fell less than 10x"
+    assert logs["loss_reward"] < 0.5 and logs["loss_termination"] < 0.5
+
+
+def test_samplers_reach_the_target_of_a_perfect_velocity_field() -> None:
+    """Data N(mu, s^2) per value: the exact marginal velocity maps noise z to mu + s * z."""
+    g = torch.Generator().manual_seed(0)
+    mu, s = torch.randn(3, 4, generator=g), torch.rand(3, 4, generator=g) + 0.2
+    z = torch.randn(3, 4, generator=g)
+
+    def velocity(x: torch.Tensor, tau: float) -> torch.Tensor:
+        posterior_mean = mu + tau * s**2 / (tau**2 * s**2 + (1 - tau) ** 2) * (x - tau * mu)
+        return (posterior_mean - x) / (1 - tau)
+
+    target = mu + s * z
+    for sampler in ("euler", "heun"):  # a point mass (s -> 0) is reached in one step
+        point = integrate(lambda x, tau: (mu - x) / (1 - tau), z, 1, sampler)
+        torch.testing.assert_close(point, mu)
+    euler = (integrate(velocity, z, 8, "euler") - target).abs().max()
+    heun = (integrate(velocity, z, 8, "heun") - target).abs().max()
+    assert heun < 0.05 and heun < euler / 3, f"Heun error {heun:.4f}, Euler error {euler:.4f}"
+    assert (integrate(velocity, z, 64, "euler") - target).abs().max() < euler / 4  # Euler converges
+
+
+def test_guidance_passes_merge_absent_conditions_and_skip_unit_scales() -> None:
+    assert guidance_passes(1.0, 1.0, True, True) == [(True, True, 1.0)]
+    assert guidance_passes(3.0, 2.0, False, True) == [(False, True, 2.0), (False, False, -1.0)]
+    assert guidance_passes(3.0, 1.0, True, True) == [(True, True, 3.0), (False, True, -2.0)]
+    for scales in [(3.0, 2.0), (1.5, 1.0), (1.0, 4.0)]:
+        for flags in [(True, True), (True, False), (False, True), (False, False)]:
+            passes = guidance_passes(*scales, *flags)
+            assert abs(sum(p.weight for p in passes) - 1.0) < 1e-9 and len(set(passes)) == len(passes)
+
+
+@pytest.mark.parametrize("cfg_text,cfg_action", [(1.0, 1.0), (3.0, 2.0), (1.0, 2.5)])
+def test_guided_cached_step_equals_the_formula_over_full_recomputes(cfg_text: float, cfg_action: float) -> None:
+    model = tiny_model()
+    g = torch.Generator().manual_seed(0)
+    B, T0 = 2, 3
+    context = torch.randn(B, T0, 4, 4, 4, generator=g)
+    actions = torch.randint(0, 16, (B, T0 + 1), generator=g)
+    action_mask = torch.arange(T0 + 1).expand(B, -1) > 0
+    text = some_text(B)
+    passes = guidance_passes(cfg_text, cfg_action, True, True)
+    cache = model.new_cache()
+    write_frames(model, cache, context, actions[:, :T0], action_mask[:, :T0], text, passes, context_noise=1.0)
+    guided = sample_next_frame(model, cache, B, actions[:, T0:], action_mask[:, T0:], text, passes, steps=1,
+                               generator=torch.Generator().manual_seed(7))
+    noise = torch.randn(B, 1, 4, 4, 4, generator=torch.Generator().manual_seed(7))
+    clip = torch.cat([context, noise], 1)
+    tau = torch.cat([torch.ones(B, T0), torch.zeros(B, 1)], 1)
+    blank = Text(text.tokens, torch.zeros_like(text.mask), text.pooled)
+    no_action = action_mask.clone()
+    no_action[:, -1] = False
+    with torch.no_grad():
+        v_at = model(clip, tau, actions, action_mask, text)[:, -1]
+        v_a = model(clip, tau, actions, action_mask, blank)[:, -1]
+        v_0 = model(clip, tau, actions, no_action, blank)[:, -1]
+    expected = noise[:, 0] + v_0 + cfg_action * (v_a - v_0) + cfg_text * (v_at - v_a)
+    torch.testing.assert_close(guided, expected, rtol=0, atol=1e-5)
+    if (cfg_text, cfg_action) == (1.0, 1.0):
+        torch.testing.assert_close(guided, noise[:, 0] + v_at, rtol=0, atol=1e-5)
+
+
+def test_rollout_shapes_and_determinism_under_a_seed() -> None:
+    model = tiny_model()
+    g = torch.Generator().manual_seed(0)
+    context = torch.randn(2, 3, 4, 4, 4, generator=g)
+    actions = torch.randint(0, 16, (2, 3 + 5 - 1), generator=g)
+    text = some_text(2)
+
+    def run(seed: int, **kwargs):
+        return rollout(model, context, actions, text, horizon=5, steps=2, sampler="heun", cfg_text=2.0,
+                       cfg_action=1.5, window=4, generator=torch.Generator().manual_seed(seed), **kwargs)
+
+    first, again, other = run(0), run(0), run(1)
+    assert first.latents.shape == (2, 5, 4, 4, 4) and first.reward.shape == first.termination_logit.shape == (2, 5)
+    for a, b in zip(first, again):
+        assert torch.equal(a, b)
+    assert not torch.equal(first.latents, other.latents)
+    # Text to video: no context frames, no actions.
+    video = rollout(model, context[:, :0], None, text, horizon=3, generator=torch.Generator().manual_seed(0))
+    assert video.latents.shape == (2, 3, 4, 4, 4) and torch.isfinite(video.latents).all()
