@@ -12,7 +12,7 @@ def frame_strip(frames: np.ndarray, count: int = 8, stride: int = 4, scale: int 
     """Every ``stride``-th frame of ``frames`` (T, H, W, 3), ``count`` of them side by side.
 
     Frames are enlarged ``scale`` times with nearest-neighbour sampling so that single pixels
-    stay visible, and separated by a 2-pixel white gutter.
+    stay visible, and separated by a 2-pixel dark gutter (scenes may have a white sky).
     """
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(
@@ -20,7 +20,7 @@ def frame_strip(frames: np.ndarray, count: int = 8, stride: int = 4, scale: int 
         )
     picked = frames[: count * stride : stride]
     height, width = frames.shape[1] * scale, frames.shape[2] * scale
-    strip = np.full((height, len(picked) * (width + 2) - 2, 3), 255, np.uint8)
+    strip = np.full((height, len(picked) * (width + 2) - 2, 3), 48, np.uint8)
     for i, frame in enumerate(picked):
         big = cv2.resize(frame, (width, height), interpolation=cv2.INTER_NEAREST)
         strip[:, i * (width + 2) : i * (width + 2) + width] = big
