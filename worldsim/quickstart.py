@@ -29,7 +29,7 @@ class QuickstartConfig:
 
 
 def quickstart(cfg: QuickstartConfig) -> Path:
-    """Collect every world, print frames/s, and save ``<out>/worlds.png``; returns its path."""
+    """Collect every world (each prints its frames/s) and save ``<out>/worlds.png``; returns its path."""
     out = Path(cfg.out)
     rows = []
     for env_id in cfg.worlds:
@@ -43,10 +43,6 @@ def quickstart(cfg: QuickstartConfig) -> Path:
                 workers=cfg.workers,
                 seed=cfg.seed,
             )
-        )
-        print(
-            f"{env_id}: {summary.episodes} episodes, {summary.frames} frames, "
-            f"{summary.frames_per_s:.0f} frames/s -> {summary.root}"
         )
         frames = EpisodeDataset(summary.root).episode(0).frames
         rows.append((name, frame_strip(frames, cfg.strip_frames, cfg.strip_stride)))
