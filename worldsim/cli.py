@@ -136,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(usage(), file=sys.stderr)
         return 2
     # Hydra names the job (and its log file) after the calling script unless told otherwise.
-    sys.argv = [f"worldsim {name}", f"hydra.job.name={name}", *rest]
+    sys.argv = [f"worldsim {name}", *rest, f"hydra.job.name={name}"]
     hydra_app(name)()
     return 0
 

@@ -1,0 +1,89 @@
+"""The ``worldsim`` console script: subcommands, Hydra overrides, help and multirun."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import pytest
+
+from worldsim.cli import COMMANDS, _load, field_docs
+from worldsim.data.dataset import EpisodeDataset
+
+
+def worldsim(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "worldsim.cli", *args], cwd=cwd, capture_output=True, text=True
+    )
+
+
+def test_help_lists_every_subcommand(tmp_path: Path) -> None:
+    result = worldsim("--help", cwd=tmp_path)
+    assert result.returncode == 0
+    for name in COMMANDS:
+        assert f"  {name} " in result.stdout
+
+
+def test_unknown_subcommand_is_refused(tmp_path: Path) -> None:
+    result = worldsim("colect", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "unknown command 'colect'" in result.stderr and "collect" in result.stderr
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_every_config_field_is_documented(name: str) -> None:
+    schema = _load(COMMANDS[name].config)
+    docs = field_docs(schema)
+    assert set(docs) == {field.name for field in dataclasses.fields(schema)}
+    assert all(docs.values())
+
+
+def test_subcommand_help_shows_fields_and_docs(tmp_path: Path) -> None:
+    result = worldsim("collect", "--help", cwd=tmp_path)
+    assert result.returncode == 0
+    assert "worldsim collect:" in result.stdout
+    assert "  episodes=64\n      episodes in the finished dataset" in result.stdout
+
+
+def test_misspelt_override_is_an_error(tmp_path: Path) -> None:
+    result = worldsim("collect", "episdoes=3", cwd=tmp_path)
+    assert result.returncode != 0
+    assert "episdoes" in result.stderr
+    assert not (tmp_path / "data").exists()
+
+
+def test_collect_overrides_and_multirun(tmp_path: Path) -> None:
+    result = worldsim(
+        "collect",
+        "--multirun",
+        "env=worldsim/Physics-v0",
+        "episodes=2",
+        "shard_episodes=1",
+        "max_steps=5",
+        "progress=false",
+        "seed=1,2",
+        "out=runs/seed${seed}",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    first, second = (EpisodeDataset(tmp_path / f"runs/seed{seed}") for seed in (1, 2))
+    assert len(first) == len(second) == 2
+    assert first.lengths.tolist() == [5, 5]
+    assert first.manifest["seed"] == 1 and second.manifest["seed"] == 2
+    assert (first.episode(0).frames != second.episode(0).frames).any()
+    assert "frames/s" in result.stdout
+
+
+def test_quickstart_draws_one_strip_per_world(tmp_path: Path) -> None:
+    result = worldsim(
+        "quickstart", "out=qs", "episodes=1", "workers=1", "strip_frames=3", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    picture = cv2.imread(str(tmp_path / "qs" / "worlds.png"))
+    # four rows of 64x64 frames drawn twice as large, each with a 4-pixel margin
+    assert picture.shape[0] == 4 * (128 + 4)
+    for name in ("physics", "push", "occlusion", "orbit"):
+        assert len(EpisodeDataset(tmp_path / "qs" / "data" / name)) == 1
