@@ -101,6 +101,7 @@ def sincos_2d(dim: int, grid: int) -> torch.Tensor:
 def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """RoPE: rotate pairs (x[i], x[i + head_dim/2]) of x (B, heads, S, head_dim) by angles (S, head_dim/2)."""
     x1, x2 = x.chunk(2, dim=-1)
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
 
 
@@ -218,9 +219,6 @@ class VideoDiT(nn.Module):
         self.blocks = nn.ModuleList([VideoDiTBlock(cfg) for _ in range(cfg.depth)])
         self.heads = TransitionHeads(cfg)
         self.final_layer = FinalLayer(cfg)
-        half = cfg.width // cfg.heads // 2
-        self.register_buffer("rope_freqs", cfg.rope_base ** (-torch.arange(half, dtype=torch.float64) / half),
-                             persistent=False)  # float64: angles stay exact at any rollout length
         self.initialize_weights()
 
     def initialize_weights(self) -> None:
@@ -322,11 +320,14 @@ class VideoDiT(nn.Module):
         c = self.noise_embed(sincos_features(noise_level * 1000, 256).to(x.dtype))  # (B, T, D)
         c = c + self.embed_actions(actions, action_mask, B, T) + pooled[:, None]
 
-        # Time: RoPE angles of the new frames' absolute indices; keys keep them in the cache.
+        # Time: RoPE angles of the new frames' absolute indices, in float64 so they stay exact however
+        # long a rollout runs (not a buffer: model.to(bfloat16) would round it); keys keep them cached.
         start = cache.next_position if cache is not None else 0
-        positions = torch.arange(start, start + T, device=x.device, dtype=self.rope_freqs.dtype)
-        angles = (positions[:, None] * self.rope_freqs).repeat_interleave(N, dim=0)  # (T*N, hd/2)
-        cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+        half = cfg.width // cfg.heads // 2
+        freqs = cfg.rope_base ** (-torch.arange(half, device=x.device, dtype=torch.float64) / half)
+        positions = torch.arange(start, start + T, device=x.device, dtype=torch.float64)
+        angles = (positions[:, None] * freqs).repeat_interleave(N, dim=0)  # (T*N, hd/2)
+        cos, sin = angles.cos().float(), angles.sin().float()
         mask = None  # one new frame sees all held frames and itself
         if T > 1:  # block-causal, and no frame sees more than the window behind it
             keys = torch.arange(start - past, start + T, device=x.device)
