@@ -81,6 +81,12 @@ TINY_ENV = textwrap.dedent('''
             pass
         def __call__(self, observation, info):
             return self.action
+
+    class DiesInWorkers(ConstantPolicy):
+        def reset(self, seed):
+            import multiprocessing, os
+            if multiprocessing.parent_process() is not None:
+                os._exit(3)
 ''')
 
 
@@ -168,6 +174,17 @@ def test_callable_policies(tmp_path: Path, tiny_env_module: str) -> None:
     collect(CollectConfig(env=env, episodes=1, out=str(tmp_path / "c"), progress=False,
                           policy=f"{policy_file}:ConstantPolicy"))
     assert (EpisodeDataset(tmp_path / "c").episode(0).actions == 0.5).all()
+
+
+def test_a_dead_worker_stops_collection_with_a_clear_error(tmp_path: Path,
+                                                          tiny_env_module: str) -> None:
+    cfg = CollectConfig(env=f"{tiny_env_module}:TinyWorld-v0", episodes=4, shard_episodes=1,
+                        workers=2, out=str(tmp_path / "d"), progress=False,
+                        policy=f"{tiny_env_module}:DiesInWorkers")
+    with pytest.raises(RuntimeError, match="collection worker process died"):
+        collect(cfg)
+    with pytest.warns(UserWarning, match="did not finish"):
+        assert len(EpisodeDataset(tmp_path / "d")) == 0
 
 
 def test_resume_refuses_a_different_config(tmp_path: Path) -> None:

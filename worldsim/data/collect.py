@@ -14,6 +14,8 @@ import dataclasses
 import fcntl
 import json
 import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 import os
 import queue
 import shutil
@@ -347,16 +349,27 @@ def _record_in_pool(cfg: CollectConfig, todo: list[int], on_episode: Callable[[i
     context = multiprocessing.get_context("spawn")
     progress = context.Queue()
     processes = min(cfg.workers, len(todo))
-    with context.Pool(processes, initializer=_init_worker, initargs=(progress, os.getpid())) as pool:
-        pending = [pool.apply_async(record_shard, (cfg, index)) for index in todo]
+    # A process pool that raises when a worker dies (multiprocessing.Pool would silently start
+    # a new one and wait forever for the lost shard).
+    with ProcessPoolExecutor(processes, mp_context=context, initializer=_init_worker,
+                             initargs=(progress, os.getpid())) as pool:
+        pending = {pool.submit(record_shard, cfg, index) for index in todo}
         while pending:
             try:
                 on_episode(progress.get(timeout=0.05))
             except queue.Empty:
                 pass
-            for result in [r for r in pending if r.ready()]:
-                pending.remove(result)
-                commit(result.get())
+            finished = {future for future in pending if future.done()}
+            pending -= finished
+            for future in finished:
+                try:
+                    commit(future.result())
+                except BrokenProcessPool as error:
+                    raise RuntimeError(
+                        f"a collection worker process died ({error}); shards already committed "
+                        f"are kept. If the policy or env is defined in a script's __main__, move it "
+                        f"into an importable module (workers are spawned), or run with workers=1"
+                    ) from error
         while True:  # episodes reported after their shard's result arrived
             try:
                 on_episode(progress.get(timeout=0.05))
