@@ -172,11 +172,11 @@ def _per_pass(passes: list[GuidancePass], actions, action_mask, text, drop_actio
     if actions is not None:
         B, T = action_mask.shape
         keep = torch.tensor([p.action or not drop_actions for p in passes], device=action_mask.device)
-        action_mask = (action_mask[None] & keep[:, None, None]).reshape(G * B, T)
+        action_mask = (action_mask[None] & keep[:, None, None]).reshape(G * B, T)  # (G*B, T)
         actions = actions.repeat(G, *([1] * (actions.dim() - 1)))
     if text is not None:
         keep = torch.tensor([p.text for p in passes], device=text.mask.device)
-        mask = (text.mask[None] & keep[:, None, None]).flatten(0, 1)
+        mask = (text.mask[None] & keep[:, None, None]).flatten(0, 1)  # (G*B, L)
         text = type(text)(tokens=text.tokens.repeat(G, 1, 1), mask=mask, pooled=text.pooled.repeat(G, 1))
     return actions, action_mask, text
 
@@ -222,7 +222,7 @@ def sample_next_frame(
     def velocity(x: torch.Tensor, tau: float) -> torch.Tensor:
         noise_level = torch.full((G * B, 1), tau, device=device)
         v = model(x.repeat(G, 1, 1, 1, 1), noise_level, actions, action_mask, text, cache=cache)
-        v = v.view(G, *shape)
+        v = v.view(G, *shape)  # (G, B, 1, C, H, W)
         return (weights.to(v)[:, None, None, None, None, None] * v).sum(0)  # (B, 1, C, H, W)
 
     x = torch.randn(shape, device=device, generator=generator)

@@ -165,9 +165,9 @@ class VideoDiTBlock(nn.Module):
         B, T, N, D = x.shape
         shift_a, scale_a, gate_a, shift_m, scale_m, gate_m = self.adaLN_modulation(c).chunk(6, dim=-1)
         h = modulate(self.norm1(x), shift_a, scale_a).reshape(B, T * N, D)  # (B, T*N, D)
-        h = self.attn(h, cos, sin, mask, cache, layer, update_cache).view(B, T, N, D)
+        h = self.attn(h, cos, sin, mask, cache, layer, update_cache).view(B, T, N, D)  # (B, T, N, D)
         x = x + gate_a[:, :, None] * h
-        x = x + self.cross(self.norm2(x).reshape(B, T * N, D), text, text_mask).view(B, T, N, D)
+        x = x + self.cross(self.norm2(x).reshape(B, T * N, D), text, text_mask).view(B, T, N, D)  # (B, T, N, D)
         return x + gate_m[:, :, None] * self.mlp(modulate(self.norm3(x), shift_m, scale_m))
 
 
@@ -308,13 +308,12 @@ class VideoDiT(nn.Module):
         cfg = self.cfg
         B, T, C, H, W = latents.shape
         p, N = cfg.patch_size, cfg.tokens_per_frame
-        assert (C, H, W) == (cfg.latent_channels, cfg.latent_size, cfg.latent_size), (
-            f"latent frames {(C, H, W)} are not the configured {(cfg.latent_channels, cfg.latent_size, cfg.latent_size)}"
-        )
+        expected = (cfg.latent_channels, cfg.latent_size, cfg.latent_size)
+        assert (C, H, W) == expected, f"latent frames (C, H, W) = {(C, H, W)} are not the configured {expected}"
         assert noise_level.shape == (B, T), f"noise_level {tuple(noise_level.shape)} is not (B, T) = {(B, T)}"
         past = cache.frames if cache is not None else 0
 
-        x = latents.reshape(B, T, C, H // p, p, W // p, p).permute(0, 1, 3, 5, 2, 4, 6)
+        x = latents.reshape(B, T, C, H // p, p, W // p, p).permute(0, 1, 3, 5, 2, 4, 6)  # (B, T, H/p, W/p, C, p, p)
         x = self.patch_embed(x.reshape(B, T, N, C * p * p)) + self.pos_embed  # (B, T, N, D)
         pooled, text_tokens, text_mask = self.embed_text(text, B)
         c = self.noise_embed(sincos_features(noise_level * 1000, 256).to(x.dtype))  # (B, T, D)
@@ -340,7 +339,7 @@ class VideoDiT(nn.Module):
         if cache is not None and update_cache:
             cache.advance(T, N)
 
-        out = self.final_layer(x, c).view(B, T, H // p, W // p, C, p, p)
+        out = self.final_layer(x, c).view(B, T, H // p, W // p, C, p, p)  # (B, T, H/p, W/p, C, p, p)
         velocity = out.permute(0, 1, 4, 2, 5, 3, 6).reshape(B, T, C, H, W)  # (B, T, C, H, W)
         if not return_heads:
             return velocity
