@@ -7,6 +7,13 @@ forward signature works: the objective and the samplers take it as an argument.
 Rollout: context frames are written once into the model's KV cache at a small noise level
 (`context_noise`, as in training, so a rollout does not drift on its own small errors); each new
 frame is integrated from noise with Euler or Heun while reading the cache, then written into it.
+A stepped world (one frame per action) uses the same three calls as `rollout`:
+
+    passes = guidance_passes(cfg_text, cfg_action, text is not None, actions is not None)
+    cache = model.new_cache()                      # holds len(passes) copies of the batch
+    write_frames(model, cache, context, context_actions, context_mask, text, passes)
+    frame = sample_next_frame(model, cache, B, action, action_mask, text, passes, steps=4)
+    reward, termination_logit = write_frames(model, cache, frame[:, None], action, action_mask, text, passes)
 """
 
 from __future__ import annotations
@@ -41,9 +48,12 @@ class FlowMatchingConfig:
         assert 0.0 < self.context_noise <= 1.0, f"context_noise {self.context_noise} is not in (0, 1]"
 
 
-def with_text_mask(text, mask: torch.Tensor):
-    """A copy of a TextCondition with another token mask (an all-False row is "no text")."""
-    return type(text)(tokens=text.tokens, mask=mask, pooled=text.pooled)
+class TextFeatures(NamedTuple):
+    """What VideoDiT reads of a text condition; built here so any encoder's TextCondition works."""
+
+    tokens: torch.Tensor  # (B, L, text_width)
+    mask: torch.Tensor  # (B, L) bool; an all-False row means "no text" (the learned null text)
+    pooled: torch.Tensor  # (B, text_width)
 
 
 class FlowMatching:
@@ -99,7 +109,7 @@ class FlowMatching:
         action_mask = action_mask & (torch.rand(B, T, device=device, generator=generator) >= cfg.action_drop_prob)
         if text is not None:
             keep = torch.rand(B, 1, device=device, generator=generator) >= cfg.text_drop_prob
-            text = with_text_mask(text, text.mask & keep)
+            text = TextFeatures(text.tokens, text.mask.bool() & keep, text.pooled)
 
         velocity, reward, termination_logit = model(x_tau, tau, actions, action_mask, text, return_heads=True)
         predicted = ~context
@@ -177,7 +187,7 @@ def _per_pass(passes: list[GuidancePass], actions, action_mask, text, drop_actio
     if text is not None:
         keep = torch.tensor([p.text for p in passes], device=text.mask.device)
         mask = (text.mask[None] & keep[:, None, None]).flatten(0, 1)  # (G*B, L)
-        text = type(text)(tokens=text.tokens.repeat(G, 1, 1), mask=mask, pooled=text.pooled.repeat(G, 1))
+        text = TextFeatures(text.tokens.repeat(G, 1, 1), mask, text.pooled.repeat(G, 1))
     return actions, action_mask, text
 
 
