@@ -146,6 +146,13 @@ def test_sliding_window_drops_old_frames_and_matches_recompute_over_window() -> 
                            action_mask[:, lo:t + 1], text)[:, -1:]
         torch.testing.assert_close(cached, recomputed, rtol=0, atol=1e-5)
         assert cache.keys[0].shape[2] == min(t + 1, window) * N  # memory bounded by the window
+    # Writing the whole clip at once applies the same window frame by frame.
+    at_once = model.new_cache(window=window)
+    model(latents, noise_level, actions, action_mask, text, cache=at_once, update_cache=True)
+    assert (at_once.frames, at_once.next_position) == (cache.frames, cache.next_position) == (window, T)
+    for layer in range(cfg.depth):
+        torch.testing.assert_close(at_once.keys[layer], cache.keys[layer], rtol=0, atol=1e-5)
+        torch.testing.assert_close(at_once.values[layer], cache.values[layer], rtol=0, atol=1e-5)
     # A full forward over a long clip uses the same window (max_frames - 1 past frames).
     long_cfg = tiny_config(max_frames=window + 1)
     long_model = randomized(long_cfg)
