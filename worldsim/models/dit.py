@@ -79,7 +79,7 @@ class VideoDiTConfig:
 
 DIT_PRESETS: dict[str, dict] = {
     "tiny": dict(width=128, depth=4, heads=4, text_width=128, head_width=128),  # CPU quickstart, tests
-    "small": dict(width=384, depth=8, heads=6),  # the GPU reference
+    "small": dict(width=384, depth=6, heads=6),  # the GPU reference, ~20M parameters
     "base": dict(width=768, depth=12, heads=12, text_width=512, head_width=512),  # larger GPU runs
 }
 
