@@ -1,0 +1,232 @@
+"""Caption -> text condition for the world model: tokens (B, L, D), mask (B, L), pooled (B, D).
+
+The default encoder is built in and trained with the world model: a byte-level tokenizer (no
+vocabulary file, nothing to download, any UTF-8 text) and a small transformer. Everything that
+consumes text goes through `TextEncoderProtocol.encode_text`, so a frozen pretrained sentence
+encoder (`SentenceTransformerTextEncoder`) can stand in where its package is installed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class TextCondition:
+    """Encoded captions, the three fields VideoDiT reads (its text_width = D)."""
+
+    tokens: torch.Tensor  # (B, L, D) per-token features; zero at padding
+    mask: torch.Tensor  # (B, L) bool, True for real tokens; an all-False row means "no text"
+    pooled: torch.Tensor  # (B, D) one vector per caption, for the adaLN modulation
+
+    def __post_init__(self) -> None:
+        B, L, D = self.tokens.shape
+        assert self.mask.shape == (B, L), f"mask {tuple(self.mask.shape)} is not (B={B}, L={L})"
+        assert self.pooled.shape == (B, D), f"pooled {tuple(self.pooled.shape)} is not (B={B}, D={D})"
+
+    def __len__(self) -> int:
+        return self.tokens.shape[0]
+
+    def to(self, device: torch.device | str) -> TextCondition:
+        return TextCondition(self.tokens.to(device), self.mask.to(device), self.pooled.to(device))
+
+    def select(self, index: torch.Tensor | slice | list[int]) -> TextCondition:
+        """The captions at `index` along the batch (e.g. to repeat one caption per env)."""
+        return TextCondition(self.tokens[index], self.mask[index], self.pooled[index])
+
+
+@runtime_checkable
+class TextEncoderProtocol(Protocol):
+    """Anything that turns captions into a `TextCondition` of width `width`."""
+
+    @property
+    def width(self) -> int: ...
+
+    def encode_text(self, captions: list[str], device: torch.device | str | None = None) -> TextCondition: ...
+
+
+class ByteTokenizer:
+    """UTF-8 bytes shifted past three special ids: PAD=0, BOS=1, EOS=2; vocabulary of 259.
+
+    Bytes, not words: no vocabulary to ship or download, every language and emoji encodes, and
+    captions here are short ("red ball rolls left"), so sequences stay short too.
+    """
+
+    PAD, BOS, EOS = 0, 1, 2
+    OFFSET = 3
+    vocab_size = 256 + OFFSET
+
+    def encode(self, captions: list[str], max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """captions -> ids (B, max_length) long and mask (B, max_length) bool.
+
+        Each row is BOS, bytes, EOS, then PAD. Captions too long are cut at a character boundary
+        so that BOS and EOS always fit and no partial UTF-8 character is left.
+        """
+        assert max_length >= 2, f"max_length {max_length} must be >= 2 to hold BOS and EOS"
+        if isinstance(captions, str):
+            raise TypeError(f"captions must be a list of str, got a single str {captions!r}: wrap it in [ ]")
+        ids = torch.full((len(captions), max_length), self.PAD, dtype=torch.long)
+        for i, caption in enumerate(captions):
+            if not isinstance(caption, str):
+                raise TypeError(
+                    f"caption {i} is {type(caption).__name__} {caption!r}: captions must be str"
+                )
+            data = caption.encode("utf-8")[: max_length - 2]
+            # Drop a trailing partial character: continuation bytes look like 0b10xxxxxx.
+            if len(data) < len(caption.encode("utf-8")):
+                data = data.decode("utf-8", errors="ignore").encode("utf-8")
+            row = [self.BOS, *(b + self.OFFSET for b in data), self.EOS]
+            ids[i, : len(row)] = torch.tensor(row)
+        return ids, ids != self.PAD
+
+    def decode(self, ids: torch.Tensor) -> list[str]:
+        """ids (B, L) -> captions, ignoring special ids."""
+        return [
+            bytes(int(t) - self.OFFSET for t in row if int(t) >= self.OFFSET).decode("utf-8", errors="replace")
+            for row in ids
+        ]
+
+
+@dataclass
+class TextEncoderConfig:
+    width: int = 128  # D: must equal the DiT's text_width
+    depth: int = 2  # transformer blocks; captions are short and simple, a few blocks suffice
+    heads: int = 4  # attention heads; width must divide by it
+    max_length: int = 64  # bytes per caption incl. BOS/EOS; longer captions are cut
+    mlp_ratio: float = 4.0  # MLP hidden width / width, as usual for transformers
+    dropout: float = 0.0  # world-model training already regularizes via text dropout for CFG
+
+    def __post_init__(self) -> None:
+        assert self.width % self.heads == 0, f"width {self.width} is not divisible by heads {self.heads}"
+        assert self.max_length >= 2, f"max_length {self.max_length} must be >= 2 to hold BOS and EOS"
+
+
+# Widths match the DiT presets' text_width (tiny 128, small 256, base 512).
+TEXT_ENCODER_PRESETS: dict[str, TextEncoderConfig] = {
+    "tiny": TextEncoderConfig(width=128, depth=2, heads=4),
+    "small": TextEncoderConfig(width=256, depth=4, heads=4),
+    "base": TextEncoderConfig(width=512, depth=6, heads=8),
+}
+
+
+class TextBlock(nn.Module):
+    """Pre-LayerNorm transformer block; padding keys are masked out of attention."""
+
+    def __init__(self, config: TextEncoderConfig) -> None:
+        super().__init__()
+        D = config.width
+        self.heads = config.heads
+        self.dropout = config.dropout
+        self.norm1 = nn.LayerNorm(D)
+        self.qkv = nn.Linear(D, 3 * D)
+        self.proj = nn.Linear(D, D)
+        self.norm2 = nn.LayerNorm(D)
+        hidden = int(D * config.mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(D, hidden), nn.GELU(), nn.Linear(hidden, D))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """x (B, L, D), mask (B, L) bool -> (B, L, D)."""
+        B, L, D = x.shape
+        q, k, v = self.qkv(self.norm1(x)).view(B, L, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)  # 3 x (B, h, L, hd)
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask[:, None, None, :], dropout_p=self.dropout if self.training else 0.0
+        )  # (B, h, L, hd)
+        x = x + self.proj(y.transpose(1, 2).reshape(B, L, D))  # (B, L, D)
+        return x + self.mlp(self.norm2(x))
+
+
+class TextEncoder(nn.Module):
+    """Built-in text encoder: `ByteTokenizer` + a small transformer, trained with the world model."""
+
+    def __init__(self, config: TextEncoderConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.tokenizer = ByteTokenizer()
+        self.token_embedding = nn.Embedding(ByteTokenizer.vocab_size, config.width)
+        self.position_embedding = nn.Parameter(torch.zeros(config.max_length, config.width))
+        self.blocks = nn.ModuleList(TextBlock(config) for _ in range(config.depth))
+        self.norm = nn.LayerNorm(config.width)
+        self.initialize_weights()
+
+    def initialize_weights(self) -> None:
+        nn.init.normal_(self.token_embedding.weight, std=0.02)
+        nn.init.normal_(self.position_embedding, std=0.02)
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                nn.init.zeros_(module.bias)
+
+    @property
+    def width(self) -> int:
+        return self.config.width
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> TextCondition:
+        """ids (B, L) long from `ByteTokenizer.encode`, mask (B, L) bool -> TextCondition.
+
+        Real tokens attend only to real tokens and `pooled` is their masked mean, so padding never
+        changes the result; `tokens` are zero at padding.
+        """
+        B, L = ids.shape
+        assert L <= self.config.max_length, f"sequence length {L} exceeds max_length {self.config.max_length}"
+        assert mask.shape == (B, L), f"mask {tuple(mask.shape)} is not ids' shape {(B, L)}"
+        mask = mask.bool()
+        assert mask.any(dim=1).all(), "every row needs a real token (BOS/EOS are always present)"
+        x = self.token_embedding(ids) + self.position_embedding[:L]  # (B, L, D)
+        for block in self.blocks:
+            x = block(x, mask)
+        x = self.norm(x) * mask[..., None]  # (B, L, D)
+        pooled = x.sum(dim=1) / mask.sum(dim=1, keepdim=True)  # (B, D)
+        return TextCondition(x, mask, pooled)
+
+    def encode_text(self, captions: list[str], device: torch.device | str | None = None) -> TextCondition:
+        """captions -> TextCondition on `device` (default: this module's device); keeps grads."""
+        device = device if device is not None else self.position_embedding.device
+        ids, mask = self.tokenizer.encode(captions, self.config.max_length)
+        return self(ids.to(device), mask.to(device))
+
+
+class SentenceTransformerTextEncoder:
+    """A frozen pretrained sentence encoder behind `TextEncoderProtocol`, if installed.
+
+    Not an nn.Module on purpose: its weights are frozen, so they stay out of the world model's
+    optimizer and checkpoints; the checkpoint records the model name instead. Nothing is
+    downloaded by worldsim itself: the name must resolve to a local path or a cached model.
+    """
+
+    def __init__(self, model_name: str, max_length: int = 64, device: torch.device | str = "cpu") -> None:
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ImportError as error:
+            raise ImportError(
+                "SentenceTransformerTextEncoder needs the sentence-transformers package: "
+                "pip install sentence-transformers  (or use the built-in TextEncoder)"
+            ) from error
+        self.model_name = model_name
+        self.model = SentenceTransformer(model_name, device=str(device))
+        self.model.eval().requires_grad_(False)
+        self.max_length = max_length
+
+    @property
+    def width(self) -> int:
+        return int(self.model.get_sentence_embedding_dimension())
+
+    @torch.no_grad()
+    def encode_text(self, captions: list[str], device: torch.device | str | None = None) -> TextCondition:
+        if isinstance(captions, str) or not all(isinstance(c, str) for c in captions):
+            raise TypeError(f"captions must be a list of str, got {captions!r}")
+        device = device if device is not None else "cpu"
+        per_caption = self.model.encode(captions, output_value="token_embeddings", convert_to_numpy=False)
+        pooled = self.model.encode(captions, convert_to_tensor=True)  # (B, D)
+        B, L = len(captions), self.max_length
+        tokens = torch.zeros(B, L, self.width)
+        mask = torch.zeros(B, L, dtype=torch.bool)
+        for i, t in enumerate(per_caption):
+            n = min(len(t), L)
+            tokens[i, :n] = t[:n].float().cpu()
+            mask[i, :n] = True
+        return TextCondition(tokens, mask, pooled.float().cpu()).to(device)
