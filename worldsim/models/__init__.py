@@ -2,3 +2,12 @@
 
 from worldsim.models.dit import DIT_PRESETS, VideoDiT, VideoDiTConfig
 from worldsim.models.kv_cache import KVCache
+from worldsim.models.autoencoder import AUTOENCODER_PRESETS, AutoencoderConfig, FrameAutoencoder, autoencoder_loss
+from worldsim.models.text import (
+    TEXT_ENCODER_PRESETS,
+    ByteTokenizer,
+    TextCondition,
+    TextEncoder,
+    TextEncoderConfig,
+    TextEncoderProtocol,
+)
