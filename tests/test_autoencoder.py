@@ -164,7 +164,6 @@ def test_tiny_autoencoder_overfits_small_disks() -> None:
     """8 frames of 32x32 with 6-8 px disks; measured: ~8 s on 2 cores, disk color error <= 0.05
     and object PSNR ~26 dB after 400 steps, against color error ~0.45 and object PSNR ~14 dB with
     object_weight=1 (test below): the thresholds sit between the two."""
-    torch.set_num_threads(2)
     frames, disks = disk_frames(8, 32)
     model, history = _overfit(tiny_config(), frames, steps=400)
     first, last = history[0], history[-1]
@@ -177,7 +176,6 @@ def test_tiny_autoencoder_overfits_small_disks() -> None:
 @pytest.mark.slow
 def test_object_weight_is_what_recovers_disks() -> None:
     """Ablation: the same budget with a plain (unweighted) loss leaves disks washed out."""
-    torch.set_num_threads(2)
     frames, disks = disk_frames(8, 32)
     weighted, _ = _overfit(tiny_config(), frames, steps=400)
     plain, _ = _overfit(tiny_config(object_weight=1.0), frames, steps=400)
