@@ -1,0 +1,530 @@
+"""Latents cached once per (dataset, autoencoder), and the clip DataModule that serves them.
+
+Dynamics training never needs pixels: each frame's latent is a fixed function of the frame and the
+frozen encoder, so encoding it on every visit would redo the same work every epoch. The cache holds,
+per shard of the episode dataset, one float16 ``.npy`` of normalized posterior means (rows in the
+dataset's frame order), memory-mappable like the frames themselves::
+
+    <dataset>/latents-<first 12 hex of the encoder hash>/
+      manifest.json       format, schema, the source dataset manifest's sha256, the encoder hash,
+                          latent shape, and per shard: source shard + frames sha256, lengths,
+                          file size and sha256, channel sums (statistics)
+      shard-00000.npy     (frames of the source shard, C, h, w) float16
+
+Freshness is decided per shard: a shard is reused when the encoder hash and the source shard's
+frames sha256 are unchanged, so a dataset that gained shards (a resumed collection) costs only the
+new ones, and a changed encoder or re-recorded shard is re-encoded. The manifest is rewritten
+atomically after every finished shard (the commit point, as for episode datasets), so a killed
+build resumes where it stopped. Only the encoder half of the autoencoder is hashed: fine-tuning
+the decoder does not invalidate the cache.
+
+Clips (``LatentClipDataModule``) follow ``ClipDataModule``'s episode split and samplers, with one
+difference: a clip may end on an episode's final frame, whose per-step rows do not exist and are
+padding (action 0, reward NaN, not terminated). The dynamics model reads each frame's *incoming*
+transition (``actions[t - 1]``), so the padding is never read, and it does see terminal frames.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import re
+import time
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Optional, Union
+
+import lightning
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from worldsim.data.atomic import fsync_dir, remove_stale_temps, sha256_file, tmp_path, write_json_atomic
+from worldsim.data.datamodule import FixedClipSampler, RandomClipSampler, split_episodes
+from worldsim.data.dataset import EpisodeDataset
+from worldsim.data.storage import MANIFEST_NAME, check_file_size, read_manifest
+from worldsim.models.autoencoder import FrameAutoencoder
+
+log = logging.getLogger(__name__)
+
+LATENT_FORMAT = "worldsim-latents"
+LATENT_SCHEMA_VERSION = 1
+_OWN_FILE = re.compile(r"^(manifest\.json|\.lock|shard-\d{5}\.npy)(\.tmp-\d+)?$")
+
+
+class LatentCacheError(RuntimeError):
+    """A latent cache is missing, corrupt, or was built from another dataset or autoencoder."""
+
+
+def autoencoder_hash(autoencoder: FrameAutoencoder) -> str:
+    """sha256 of everything that determines the cached latents: config, encoder, latent statistics."""
+    digest = hashlib.sha256(repr(autoencoder.config).encode())
+    for name, tensor in sorted(autoencoder.state_dict().items()):
+        if name.startswith("decoder."):
+            continue
+        flat = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{name}:{flat.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(flat.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def default_cache_dir(dataset_root: Union[str, Path], autoencoder: FrameAutoencoder) -> Path:
+    return Path(dataset_root) / f"latents-{autoencoder_hash(autoencoder)[:12]}"
+
+
+@contextmanager
+def _locked(directory: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``directory`` (e.g. every DDP rank calls cache_latents at once)."""
+    with open(directory / ".lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _read_cache_manifest(out: Path) -> Optional[dict[str, Any]]:
+    """The manifest of the cache at ``out``; None when none was committed yet."""
+    path = out / MANIFEST_NAME
+    if not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise LatentCacheError(f"{path} is not valid JSON ({error}): delete {out} and run "
+                               "cache_latents again") from None
+    if manifest.get("format") != LATENT_FORMAT:
+        raise LatentCacheError(f"{path} has format {manifest.get('format')!r}, not {LATENT_FORMAT!r}: "
+                               f"{out} is not a latent cache; pass another out directory")
+    if manifest.get("schema_version") != LATENT_SCHEMA_VERSION:
+        raise LatentCacheError(
+            f"{path} has latent-cache schema {manifest.get('schema_version')}; this worldsim reads "
+            f"schema {LATENT_SCHEMA_VERSION}: delete {out} and run cache_latents again to rebuild it")
+    return manifest
+
+
+def _check_own_directory(out: Path) -> None:
+    """Refuse to write into a directory holding files the cache did not put there."""
+    foreign = sorted(p.name for p in out.iterdir() if not _OWN_FILE.match(p.name))
+    if foreign:
+        raise LatentCacheError(
+            f"{out} holds {foreign[:5]}, which are not latent-cache files: refusing to write a cache "
+            "there; pass an empty or new out directory")
+
+
+def _encode_shard(frames: np.ndarray, autoencoder: FrameAutoencoder, path: Path, batch_size: int,
+                  device: str) -> tuple[np.ndarray, np.ndarray]:
+    """Encode frames (N, H, W, 3) uint8 into ``path`` as (N, C, h, w) float16; channel sum, sum of squares."""
+    C = autoencoder.config.latent_channels
+    f = autoencoder.config.downsample_factor
+    N, H, W = frames.shape[:3]
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=(N, C, H // f, W // f))
+    total, squares = np.zeros(C, np.float64), np.zeros(C, np.float64)
+    for lo in range(0, N, batch_size):
+        chunk = np.ascontiguousarray(frames[lo:lo + batch_size].transpose(0, 3, 1, 2))  # (B, 3, H, W)
+        z = autoencoder.encode_frames(torch.from_numpy(chunk).to(device)).float().cpu().numpy()
+        if not np.isfinite(z).all() or np.abs(z).max() > 6e4:
+            raise LatentCacheError(
+                f"the autoencoder produced latents with max |z| = {np.abs(z).max()} (non-finite or "
+                f"beyond float16's 65504) for frames {lo}..{lo + len(chunk) - 1} of {path.name}: "
+                "check that the autoencoder trained without diverging and that its latent "
+                "statistics were set (FrameAutoencoder.set_latent_statistics)")
+        out[lo:lo + len(chunk)] = z
+        total += z.sum(axis=(0, 2, 3), dtype=np.float64)
+        squares += np.square(z, dtype=np.float64).sum(axis=(0, 2, 3))
+    out.flush()
+    del out
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+    return total, squares
+
+
+@torch.no_grad()
+def cache_latents(dataset_root: str, autoencoder: FrameAutoencoder, out: Optional[str] = None,
+                  batch_size: int = 256, device: str = "cpu") -> str:
+    """Encode every frame of the dataset at ``dataset_root`` once; return the cache directory.
+
+    Latents are the posterior means normalized with the autoencoder's latent statistics (what
+    ``FrameAutoencoder.encode_frames`` returns), stored float16. The default directory is
+    ``<dataset_root>/latents-<encoder hash>``. Re-running with the same dataset and autoencoder
+    only checks file sizes; shards whose source frames or encoder changed are re-encoded.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size}: encode at least 1 frame per batch")
+    root = Path(dataset_root)
+    source = read_manifest(root)
+    source_sha = sha256_file(root / MANIFEST_NAME)
+    ae_sha = autoencoder_hash(autoencoder)
+    out_dir = Path(out) if out is not None else default_cache_dir(root, autoencoder)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _check_own_directory(out_dir)
+    frame_shape = source.get("frame_shape") or (source["arrays"] or {}).get("frames", {}).get("shape")
+    f = autoencoder.config.downsample_factor
+    if not frame_shape or frame_shape[0] % f or frame_shape[1] % f:
+        raise LatentCacheError(f"{root} has frames of shape {frame_shape}: the autoencoder needs H and W "
+                               f"divisible by {f}; re-collect with size=[64, 64]")
+    latent_shape = [autoencoder.config.latent_channels, frame_shape[0] // f, frame_shape[1] // f]
+
+    with _locked(out_dir):
+        remove_stale_temps(out_dir)
+        old = _read_cache_manifest(out_dir)
+        if (old is not None and old["complete"] and old["source_manifest_sha256"] == source_sha
+                and old["autoencoder_sha256"] == ae_sha and _sizes_ok(out_dir, old)):
+            return str(out_dir)
+
+        reusable: dict[str, dict[str, Any]] = {}
+        if old is not None:
+            if old["autoencoder_sha256"] != ae_sha:
+                warnings.warn(f"{out_dir} was built with another autoencoder "
+                              f"({old['autoencoder_sha256'][:12]}, now {ae_sha[:12]}): re-encoding it",
+                              stacklevel=2)
+            elif old["source_manifest_sha256"] != source_sha:
+                log.info("%s: the dataset changed since the cache was built; updating changed shards", out_dir)
+            if old["autoencoder_sha256"] == ae_sha and old["latent_shape"] == latent_shape:
+                reusable = {s["source_shard"]: s for s in old["shards"]}
+
+        manifest = {
+            "format": LATENT_FORMAT,
+            "schema_version": LATENT_SCHEMA_VERSION,
+            "complete": False,
+            "source_root": str(root.resolve()),
+            "source_manifest_sha256": source_sha,
+            "env_id": source.get("env_id", ""),
+            "action_space": source.get("action_space"),
+            "autoencoder_sha256": ae_sha,
+            "latent_shape": latent_shape,
+            "dtype": "float16",
+            "shards": [],
+        }
+        started = time.perf_counter()
+        autoencoder = autoencoder.to(device).eval()
+        kept = []
+        for shard in source["shards"]:
+            frames_info = shard["files"]["frames.npy"]
+            previous = reusable.get(shard["name"])
+            name = f"{shard['name']}.npy"
+            if (previous is not None and previous["source_frames_sha256"] == frames_info["sha256"]
+                    and _size_ok(out_dir / name, previous["bytes"])):
+                kept.append(previous)
+        # Commit the reusable subset before touching any file, so no manifest ever lists a shard
+        # whose bytes are being replaced.
+        manifest["shards"] = kept
+        write_json_atomic(out_dir / MANIFEST_NAME, manifest)
+        done = {s["source_shard"] for s in kept}
+        encoded = 0
+        for shard in source["shards"]:
+            if shard["name"] in done:
+                continue
+            frames_path = root / shard["name"] / "frames.npy"
+            frames_info = shard["files"]["frames.npy"]
+            check_file_size(frames_path, frames_info["bytes"])
+            if sha256_file(frames_path) != frames_info["sha256"]:
+                raise LatentCacheError(f"{frames_path} does not match the sha256 in {root / MANIFEST_NAME}: "
+                                       f"the shard is corrupt; delete {frames_path.parent} and re-run the "
+                                       "same `worldsim collect` command")
+            final = out_dir / f"{shard['name']}.npy"
+            tmp = tmp_path(final)
+            total, squares = _encode_shard(np.load(frames_path, mmap_mode="r"), autoencoder, tmp,
+                                           batch_size, device)
+            os.replace(tmp, final)
+            fsync_dir(out_dir)
+            rows = int(sum(shard["lengths"])) + len(shard["lengths"])
+            encoded += rows
+            manifest["shards"].append({
+                "name": final.name,
+                "source_shard": shard["name"],
+                "source_frames_sha256": frames_info["sha256"],
+                "lengths": shard["lengths"],
+                "rows": rows,
+                "bytes": final.stat().st_size,
+                "sha256": sha256_file(final),
+                "channel_sum": total.tolist(),
+                "channel_sum_squares": squares.tolist(),
+            })
+            manifest["shards"].sort(key=lambda s: s["source_shard"])
+            write_json_atomic(out_dir / MANIFEST_NAME, manifest)
+
+        order = [s["name"] for s in source["shards"]]
+        manifest["shards"].sort(key=lambda s: order.index(s["source_shard"]))
+        manifest["complete"] = True
+        manifest["statistics"] = _statistics(manifest)
+        manifest["build_seconds"] = time.perf_counter() - started
+        write_json_atomic(out_dir / MANIFEST_NAME, manifest)
+        listed = {s["name"] for s in manifest["shards"]}
+        for leftover in out_dir.glob("shard-*.npy"):
+            if leftover.name not in listed:  # the dataset lost a shard since the last build
+                leftover.unlink()
+        _warn_if_unnormalized(manifest, out_dir)
+        if encoded:
+            seconds = manifest["build_seconds"]
+            log.info("cached %d latent frames of %s in %.1f s (%.0f frames/s) at %s",
+                     encoded, root, seconds, encoded / max(seconds, 1e-9), out_dir)
+    return str(out_dir)
+
+
+def _size_ok(path: Path, expected: int) -> bool:
+    return path.is_file() and path.stat().st_size == expected
+
+
+def _sizes_ok(out: Path, manifest: dict[str, Any]) -> bool:
+    return all(_size_ok(out / s["name"], s["bytes"]) for s in manifest["shards"])
+
+
+def _statistics(manifest: dict[str, Any]) -> dict[str, list[float]]:
+    """Per-channel mean and std of the cached latents, from the per-shard sums."""
+    count = sum(s["rows"] for s in manifest["shards"]) * manifest["latent_shape"][1] * manifest["latent_shape"][2]
+    total = np.sum([s["channel_sum"] for s in manifest["shards"]], axis=0)
+    squares = np.sum([s["channel_sum_squares"] for s in manifest["shards"]], axis=0)
+    mean = total / max(count, 1)
+    std = np.sqrt(np.maximum(squares / max(count, 1) - mean**2, 0.0))
+    return {"mean": mean.tolist(), "std": std.tolist()}
+
+
+def _warn_if_unnormalized(manifest: dict[str, Any], out: Path) -> None:
+    mean = np.asarray(manifest["statistics"]["mean"])
+    std = np.asarray(manifest["statistics"]["std"])
+    if np.abs(mean).max() > 1.0 or std.max() > 3.0 or std.min() < 0.2:
+        warnings.warn(
+            f"latents in {out} have per-channel means up to {np.abs(mean).max():.2f} and stds "
+            f"{std.min():.2f}..{std.max():.2f}, far from 0 and 1: the diffusion model expects "
+            "normalized latents; call FrameAutoencoder.set_latent_statistics on data before caching",
+            stacklevel=3)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+
+
+class LatentCache:
+    """Read access to a latent cache, with the same episode indexing as ``EpisodeDataset``.
+
+    Like the dataset, it pickles without its memory maps, so DataLoader workers open their own.
+    """
+
+    def __init__(self, path: Union[str, Path], verify: bool = False) -> None:
+        self.path = Path(path)
+        manifest = _read_cache_manifest(self.path)
+        if manifest is None:
+            raise LatentCacheError(f"{self.path} has no {MANIFEST_NAME}: it is not a latent cache; "
+                                   "build one with worldsim.training.latents.cache_latents")
+        if not manifest["complete"]:
+            raise LatentCacheError(f"{self.path} is an unfinished latent cache: run cache_latents again "
+                                   "to finish it")
+        self.manifest = manifest
+        lengths = [np.asarray(s["lengths"], np.int64) for s in manifest["shards"]]
+        self.lengths = np.concatenate(lengths) if lengths else np.zeros(0, np.int64)
+        self._shard_of = np.concatenate([np.full(len(l), k) for k, l in enumerate(lengths)]) if lengths else self.lengths
+        self._frame_row = np.concatenate([np.cumsum(l + 1) - (l + 1) for l in lengths]) if lengths else self.lengths
+        for shard in manifest["shards"]:
+            path = self.path / shard["name"]
+            if not _size_ok(path, shard["bytes"]):
+                raise LatentCacheError(f"{path} is missing or not {shard['bytes']} bytes: the cache is "
+                                       "damaged; run cache_latents again to rebuild it")
+            if verify and sha256_file(path) != shard["sha256"]:
+                raise LatentCacheError(f"{path} does not match its sha256: the cache is corrupt; delete "
+                                       "it and run cache_latents again")
+        self._maps: dict[int, np.ndarray] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_maps": {}}
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        return tuple(self.manifest["latent_shape"])
+
+    def check_source(self, dataset_root: Union[str, Path]) -> None:
+        """Raise unless this cache was built from the dataset at ``dataset_root`` as it is now."""
+        root = Path(dataset_root)
+        if sha256_file(root / MANIFEST_NAME) != self.manifest["source_manifest_sha256"]:
+            raise LatentCacheError(
+                f"{self.path} was built from another version of {root} (its manifest changed since): "
+                f"the cache is stale; run cache_latents({str(root)!r}, autoencoder) again to update it")
+
+    def clip(self, episode: int, start: int, length: int) -> np.ndarray:
+        """Latents (length, C, h, w) float16 of frames start .. start+length-1 of ``episode``."""
+        frames = int(self.lengths[episode]) + 1
+        if start < 0 or start + length > frames:
+            raise IndexError(f"clip start={start} length={length} does not fit episode {episode} of "
+                             f"{frames} frames")
+        shard = int(self._shard_of[episode])
+        if shard not in self._maps:
+            self._maps[shard] = np.load(self.path / self.manifest["shards"][shard]["name"], mmap_mode="r")
+        row = int(self._frame_row[episode]) + start
+        return self._maps[shard][row:row + length]
+
+    def meta(self) -> dict[str, Any]:
+        """Data facts the dynamics model is built from (see ``DynamicsModule``'s ``meta``)."""
+        C, h, w = self.latent_shape
+        if h != w:
+            raise LatentCacheError(f"latent frames of {self.path} are {h}x{w}; the DiT needs square "
+                                   "latents: collect square frames (size=[64, 64])")
+        return {
+            "env_id": self.manifest["env_id"],
+            "action_space": self.manifest["action_space"],
+            "latent_channels": C,
+            "latent_size": h,
+            "autoencoder_sha256": self.manifest["autoencoder_sha256"],
+            "dataset_manifest_sha256": self.manifest["source_manifest_sha256"],
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+# Clips
+
+
+@dataclass
+class LatentClipDataConfig:
+    root: str = "data/episodes"  # episode dataset directory written by `worldsim collect`
+    latents: Optional[str] = None  # latent cache directory returned by cache_latents (required)
+    clip_length: int = 16  # frames per training clip (T)
+    batch_size: int = 16  # clips per batch
+    num_workers: int = 0  # DataLoader worker processes (each opens its own memory maps)
+    val_fraction: float = 0.1  # share of episodes held out; same split as ClipDataModule's
+    split_seed: int = 0  # seeds the train/val episode split (keep it equal to the AE stage's)
+    seed: int = 0  # seeds which train clips each epoch draws
+    epoch_clips: int = 1024  # train clips per epoch
+    val_clips: Optional[int] = 64  # cap on val clips for the flow loss (evenly spread); None: all
+    rollout_clips: int = 4  # fixed val clips rolled out at validation (second val loader); 0: none
+    rollout_length: int = 20  # frames per rollout clip: context + longest horizon (cut to what val episodes hold)
+    verify: bool = False  # sha256-check every dataset shard and cache file on setup (slow on big data)
+    pin_memory: bool = False  # pin batches for faster host-to-GPU copies
+
+
+class LatentClipDataset(Dataset):
+    """Clips of ``clip_length`` latent frames; item k is the k-th valid (episode, start) pair.
+
+    Starts run over 0 .. L + 1 - T (a clip may end on the final frame), in episode order, so a flat
+    index maps to (episode, start) with one binary search. ``frames=True`` also loads the uint8
+    frames, for pixel metrics of the few rollout clips.
+    """
+
+    def __init__(self, episodes: EpisodeDataset, cache: LatentCache, indices: np.ndarray,
+                 clip_length: int, frames: bool = False) -> None:
+        if clip_length < 2:
+            raise ValueError(f"clip_length={clip_length}: dynamics needs clips of at least 2 frames")
+        self.episodes, self.cache, self.clip_length, self.frames = episodes, cache, clip_length, frames
+        frame_counts = episodes.lengths[indices] + 1
+        usable = frame_counts >= clip_length
+        if not usable.any():
+            longest = int(frame_counts.max()) if len(frame_counts) else 0
+            raise ValueError(
+                f"clip_length={clip_length} needs episodes of at least {clip_length} frames, but the "
+                f"longest of these {len(indices)} episodes of {episodes.root} has {longest}: use a "
+                "shorter clip_length or collect longer episodes")
+        self.indices = np.asarray(indices)[usable]
+        self.first_clip = np.concatenate([[0], np.cumsum(frame_counts[usable] - clip_length + 1)])
+
+    def __len__(self) -> int:
+        return int(self.first_clip[-1])
+
+    def locate(self, item: int) -> tuple[int, int]:
+        """(episode index in the dataset, start frame) of clip ``item``."""
+        position = int(np.searchsorted(self.first_clip, item, side="right")) - 1
+        return int(self.indices[position]), int(item - self.first_clip[position])
+
+    def __getitem__(self, item: int) -> dict[str, Any]:
+        """latents (T, C, h, w) float32; actions (T, *A), rewards (T,), terminated (T,) of the
+        transitions taken at each frame (padding past the last step); caption, episode, start."""
+        episode, start = self.locate(item)
+        T = self.clip_length
+        names = ["actions", "rewards", "terminated"] + (["frames"] if self.frames else [])
+        clip = self.episodes.clip(episode, start, T, names=names)
+        steps = len(clip["rewards"])  # T, or T - 1 when the clip ends on the final frame
+        item_out = {
+            "latents": torch.from_numpy(self.cache.clip(episode, start, T).astype(np.float32)),
+            "actions": torch.from_numpy(_pad(clip["actions"], T, 0)),
+            "rewards": torch.from_numpy(_pad(clip["rewards"], T, np.nan)),
+            "terminated": torch.from_numpy(_pad(clip["terminated"], T, False)),
+            "caption": self.episodes.caption(episode),
+            "episode": episode,
+            "start": start,
+            "steps": steps,
+        }
+        if self.frames:
+            item_out["frames"] = torch.from_numpy(np.ascontiguousarray(clip["frames"].transpose(0, 3, 1, 2)))
+        return item_out
+
+
+def _pad(rows: np.ndarray, length: int, value: Any) -> np.ndarray:
+    """``rows`` (n, ...) extended to ``length`` rows of ``value`` (a copy out of the memory map)."""
+    out = np.full((length, *rows.shape[1:]), value, dtype=rows.dtype)
+    out[:len(rows)] = rows
+    return out
+
+
+class LatentClipDataModule(lightning.LightningDataModule):
+    """Train/val clips of cached latents, split by episode exactly like ``ClipDataModule``.
+
+    ``val_dataloader`` returns two loaders: [0] flow-loss clips of ``clip_length``, [1] a few fixed
+    ``rollout_length`` clips with frames for rollout metrics (left out when ``rollout_clips=0``).
+    """
+
+    def __init__(self, cfg: LatentClipDataConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.episodes: Optional[EpisodeDataset] = None
+        self.cache: Optional[LatentCache] = None
+        self.train_set: Optional[LatentClipDataset] = None
+        self.val_set: Optional[LatentClipDataset] = None
+        self.rollout_set: Optional[LatentClipDataset] = None
+
+    def setup(self, stage: Optional[str] = None) -> None:
+        if self.episodes is not None:
+            return
+        cfg = self.cfg
+        if not cfg.latents:
+            raise ValueError("LatentClipDataConfig.latents is not set: pass the directory returned by "
+                             f"cache_latents({cfg.root!r}, autoencoder)")
+        self.episodes = EpisodeDataset(cfg.root, verify=cfg.verify)
+        self.cache = LatentCache(cfg.latents, verify=cfg.verify)
+        self.cache.check_source(cfg.root)
+        if len(self.cache) != len(self.episodes) or not np.array_equal(self.cache.lengths, self.episodes.lengths):
+            raise LatentCacheError(f"{cfg.latents} indexes other episodes than {cfg.root}: run "
+                                   "cache_latents again to rebuild it")
+        train, val = split_episodes(len(self.episodes), cfg.val_fraction, cfg.split_seed)
+        if len(train) == 0:
+            raise ValueError(f"{cfg.root} has {len(self.episodes)} episodes: too few to train on; collect more")
+        self.train_set = LatentClipDataset(self.episodes, self.cache, train, cfg.clip_length)
+        if len(val):
+            self.val_set = LatentClipDataset(self.episodes, self.cache, val, cfg.clip_length)
+            if cfg.rollout_clips > 0:
+                longest = int(self.episodes.lengths[val].max()) + 1
+                length = min(cfg.rollout_length, longest)
+                if length < cfg.rollout_length:
+                    log.warning("rollout clips cut to %d frames: the longest validation episode of %s "
+                                "has %d (rollout_length=%d)", length, cfg.root, longest, cfg.rollout_length)
+                self.rollout_set = LatentClipDataset(self.episodes, self.cache, val, length, frames=True)
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """Data facts for ``DynamicsModule(meta=...)``; needs ``setup()`` first."""
+        assert self.cache is not None, "call setup() first"
+        return self.cache.meta()
+
+    def _loader(self, dataset: Dataset, sampler, batch_size: int) -> DataLoader:
+        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=self.cfg.num_workers,
+                          pin_memory=self.cfg.pin_memory, persistent_workers=self.cfg.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        assert self.train_set is not None, "call setup() first"
+        sampler = RandomClipSampler(len(self.train_set), self.cfg.epoch_clips, self.cfg.seed)
+        return self._loader(self.train_set, sampler, self.cfg.batch_size)
+
+    def val_dataloader(self) -> list[DataLoader]:
+        assert self.val_set is not None, (
+            f"val_fraction={self.cfg.val_fraction} left no validation episodes of at least "
+            f"clip_length={self.cfg.clip_length} frames")
+        loaders = [self._loader(self.val_set, FixedClipSampler(self.val_set, self.cfg.val_clips),
+                                self.cfg.batch_size)]
+        if self.rollout_set is not None:
+            sampler = FixedClipSampler(self.rollout_set, self.cfg.rollout_clips)
+            loaders.append(self._loader(self.rollout_set, sampler, self.cfg.rollout_clips))
+        return loaders
