@@ -1,0 +1,87 @@
+"""The two types every suite shares: the predictor interface and a seeded scenario.
+
+A **predictor** is anything with ``predict(context_frames, actions, text, horizon) -> frames``:
+the worldsim model, a baseline, the simulator itself, or someone else's model. Every suite hands
+every predictor the same scenarios, so a report always shows a model beside its baselines.
+
+Shapes (B scenarios in a batch, T0 context frames, H horizon, A action size):
+
+- ``context_frames``: uint8 (B, T0, height, width, 3), the frames a predictor may look at;
+- ``actions``: (B, T0 + H - 1, A) float32 (or (B, T0 + H - 1) int64 for discrete worlds), where
+  ``actions[:, t]`` is taken at frame t and leads to frame t + 1, so the future frame
+  ``T0 + h`` follows ``actions[:, T0 + h - 1]``; actions of the context are included so that a
+  model can condition on them as it was trained to;
+- ``text``: one caption per scenario (may be ignored);
+- returns uint8 (B, H, height, width, 3): frames ``T0 .. T0 + H - 1``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+
+@runtime_checkable
+class Predictor(Protocol):
+    """Predicts future frames of a world from context frames and actions."""
+
+    name: str  # shown in tables and plots
+
+    def predict(
+        self, context_frames: np.ndarray, actions: np.ndarray, text: list[str], horizon: int
+    ) -> np.ndarray: ...
+
+
+@dataclass
+class Scenario:
+    """One seeded ground-truth episode cut into context and future, with everything evals need.
+
+    ``frames`` holds all T0 + H frames (context then truth); ``state`` holds the world's
+    ``info["state"]`` arrays stacked over the same frames, (T0 + H, ...), e.g.
+    ``object_centroid`` (T0 + H, K, 2); ``actions`` is (T0 + H - 1, A). ``seed``, ``env_id``,
+    ``env_kwargs`` and ``split`` let the simulator replay the episode exactly.
+    """
+
+    env_id: str
+    env_kwargs: dict[str, Any]
+    seed: int
+    split: str  # "id" or "ood"
+    context: int  # T0
+    horizon: int  # H
+    frames: np.ndarray  # (T0 + H, height, width, 3) uint8
+    actions: np.ndarray  # (T0 + H - 1, A)
+    caption: str
+    state: dict[str, np.ndarray] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        total = self.context + self.horizon
+        assert self.frames.shape[0] == total, (
+            f"scenario has {self.frames.shape[0]} frames, expected context {self.context} + "
+            f"horizon {self.horizon} = {total}"
+        )
+        assert self.actions.shape[0] == total - 1, (
+            f"scenario has {self.actions.shape[0]} actions, expected {total - 1} (one per transition)"
+        )
+
+    @property
+    def context_frames(self) -> np.ndarray:
+        return self.frames[: self.context]
+
+    @property
+    def future_frames(self) -> np.ndarray:
+        return self.frames[self.context :]
+
+
+def check_prediction(frames: Any, batch: int, horizon: int, frame_shape: tuple[int, ...], name: str) -> np.ndarray:
+    """Validate what a predictor returned, with a message that says what was expected."""
+    array = np.asarray(frames)
+    expected = (batch, horizon, *frame_shape)
+    if array.shape != expected or array.dtype != np.uint8:
+        raise ValueError(
+            f"predictor {name!r} returned {array.dtype} {tuple(array.shape)}; expected uint8 "
+            f"{expected} (batch, horizon, height, width, 3)"
+        )
+    return array
