@@ -1,0 +1,314 @@
+"""Stage 2: the latent dynamics model (VideoDiT + text encoder, trained jointly) as a LightningModule.
+
+The module only wires the plain pieces together: ``FlowMatching.loss`` for the training step,
+``EMA`` of both networks updated every step, validation with the EMA weights (flow loss on val
+clips; rollouts of a few fixed val clips scored beside the copy-last baseline), and the
+checkpoint's ``worldsim`` record.
+
+Alignment. Datasets store ``actions[t]`` taken *at* frame t (leading to t + 1) and ``rewards[t]``,
+``terminated[t]`` of that transition. The DiT conditions frame t on the action that *led to* it and
+its heads predict the transition that produced it, so everything shifts right by one
+(``align_transitions``): frame 0 gets the null action, an unknown reward (NaN, masked out of the
+loss) and "not terminated", which is exact because a clip's first frame is never an episode's last.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import lightning
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_info
+from torch import nn
+
+from worldsim.flow import FlowMatching, FlowMatchingConfig, rollout
+from worldsim.models.autoencoder import FrameAutoencoder
+from worldsim.models.dit import VideoDiT, VideoDiTConfig
+from worldsim.models.text import TEXT_ENCODER_PRESETS, TextEncoder, TextEncoderConfig
+from worldsim.training.ema import EMA
+from worldsim.training.guards import check_finite
+from worldsim.training.optim import OptimConfig, adamw_with_schedule
+from worldsim.training import rollout_metrics
+
+#: VideoDiTConfig fields that follow from the data and clip_length, never from overrides.
+DATA_FIELDS = ("latent_channels", "latent_size", "action_kind", "action_dim", "num_actions", "max_frames")
+
+
+@dataclass
+class DynamicsConfig:
+    preset: str = "tiny"  # model size: tiny (CPU) | small (GPU reference, ~20M) | base
+    dit: dict[str, Any] = field(default_factory=dict)  # overrides of the preset's VideoDiTConfig, e.g. {width: 64, depth: 2}
+    text: dict[str, Any] = field(default_factory=dict)  # overrides of the preset's TextEncoderConfig; width follows dit text_width
+    flow: FlowMatchingConfig = field(default_factory=FlowMatchingConfig)  # objective: noise levels, context noise, condition dropout
+    clip_length: int = 16  # frames per training clip; also the DiT's max_frames (window = clip_length - 1)
+    rollout_steps: int = 4  # sampler steps per generated frame in validation rollouts (4 beat 8 in practice)
+    sampler: str = "euler"  # validation rollout sampler: euler | heun
+    context_frames: int = 4  # real frames a validation rollout starts from
+    horizons: list[int] = field(default_factory=lambda: [1, 4, 16])  # reported rollout horizons (those the rollout clips hold)
+    cfg_text: float = 1.0  # text guidance scale in validation rollouts (1: none, one pass)
+    cfg_action: float = 1.0  # action guidance scale in validation rollouts (1: none)
+    grid_clips: int = 2  # rollout clips drawn in the TensorBoard image grid (context | truth | prediction)
+    val_seed: int = 0  # seeds validation noise, so val metrics of different epochs compare
+
+    def __post_init__(self) -> None:
+        if self.sampler not in ("euler", "heun"):
+            raise ValueError(f"sampler={self.sampler!r}: use 'euler' or 'heun'")
+        if self.clip_length < 2:
+            raise ValueError(f"clip_length={self.clip_length}: dynamics needs clips of at least 2 frames")
+        if self.context_frames < 1:
+            raise ValueError(f"context_frames={self.context_frames}: a rollout starts from at least 1 real frame")
+        fixed = sorted(set(self.dit) & set(DATA_FIELDS))
+        if fixed:
+            raise ValueError(f"dit overrides {fixed} are set from the data (latent cache, action space) and "
+                             "clip_length: remove them from dit")
+        if isinstance(self.flow, dict):  # built from a checkpoint's plain dict
+            self.flow = FlowMatchingConfig(**self.flow)
+
+
+def action_fields(action_space: Optional[dict[str, Any]]) -> dict[str, Any]:
+    """VideoDiTConfig's action fields for a dataset manifest's ``action_space`` description."""
+    if not action_space:
+        return {"action_kind": "continuous", "action_dim": 0, "num_actions": 0}
+    kind = action_space.get("type")
+    if kind == "Discrete":
+        return {"action_kind": "discrete", "action_dim": 0, "num_actions": int(action_space["n"])}
+    if kind == "Box":
+        return {"action_kind": "continuous", "action_dim": max(1, math.prod(action_space["shape"])), "num_actions": 0}
+    if kind == "MultiDiscrete":  # embedded as a vector of numbers: fine for small counts (e.g. buttons)
+        return {"action_kind": "continuous", "action_dim": int(torch.tensor(action_space["nvec"]).numel()), "num_actions": 0}
+    if kind == "MultiBinary":
+        return {"action_kind": "continuous", "action_dim": int(torch.tensor(action_space["n"]).prod()), "num_actions": 0}
+    raise ValueError(f"action space {action_space} is not supported: the dynamics model takes Box, Discrete, "
+                     "MultiDiscrete or MultiBinary actions; wrap the env to use one of them")
+
+
+def model_actions(actions: torch.Tensor, action_space: Optional[dict[str, Any]]) -> Optional[torch.Tensor]:
+    """Stored actions (B, T, *A) -> what VideoDiT reads: float (B, T, action_dim) or long ids (B, T)."""
+    fields = action_fields(action_space)
+    B, T = actions.shape[:2]
+    if fields["action_kind"] == "discrete":
+        return (actions.long() - int(action_space.get("start", 0))).reshape(B, T)
+    if fields["action_dim"] == 0:
+        return None
+    return actions.float().reshape(B, T, fields["action_dim"])
+
+
+def align_transitions(actions: Optional[torch.Tensor], rewards: torch.Tensor, terminated: torch.Tensor):
+    """Per-frame inputs of the transition *into* each frame from dataset rows of the one taken *at* it.
+
+    actions (B, T, ...) or None, rewards (B, T), terminated (B, T) ->
+    actions shifted right by one (zeros at frame 0), action_mask (B, T) False at frame 0,
+    rewards (B, T) float with NaN (unknown) at frame 0, terminated (B, T) bool False at frame 0.
+    The last row of the inputs (the transition out of the clip) is dropped.
+    """
+    B, T = rewards.shape
+    action_mask = None
+    if actions is not None:
+        actions = torch.cat([torch.zeros_like(actions[:, :1]), actions[:, :-1]], dim=1)
+        action_mask = (torch.arange(T, device=rewards.device) > 0).expand(B, T)  # (B, T)
+    rewards = torch.cat([torch.full_like(rewards[:, :1], math.nan, dtype=torch.float32),
+                         rewards[:, :-1].float()], dim=1)
+    terminated = torch.cat([torch.zeros_like(terminated[:, :1], dtype=torch.bool), terminated[:, :-1].bool()], dim=1)
+    return actions, action_mask, rewards, terminated
+
+
+def build_networks(cfg: DynamicsConfig, meta: dict[str, Any]) -> tuple[VideoDiTConfig, TextEncoderConfig]:
+    """The DiT and text encoder configs: preset, then overrides, then the data's facts."""
+    for key in ("latent_channels", "latent_size"):
+        if key not in meta:
+            raise ValueError(f"meta lacks {key!r} (has {sorted(meta)}): build it with LatentClipDataModule.meta "
+                             "or LatentCache(path).meta()")
+    dit = VideoDiTConfig.preset(
+        cfg.preset, **cfg.dit, latent_channels=int(meta["latent_channels"]), latent_size=int(meta["latent_size"]),
+        max_frames=cfg.clip_length, **action_fields(meta.get("action_space")))
+    text_preset = dataclasses.asdict(TEXT_ENCODER_PRESETS[cfg.preset])
+    text = TextEncoderConfig(**{**text_preset, "width": dit.text_width, **cfg.text})
+    if text.width != dit.text_width:
+        raise ValueError(f"text width {text.width} differs from the DiT's text_width {dit.text_width}: set them "
+                         "together (dit.text_width and text.width) or leave text.width out")
+    return dit, text
+
+
+def _plain(value: Any) -> Any:
+    """JSON values only (dicts, lists, str, numbers, bool, None), as torch.load(weights_only=True) needs."""
+    if dataclasses.is_dataclass(value):
+        value = dataclasses.asdict(value)
+    return json.loads(json.dumps(value))
+
+
+class DynamicsModule(lightning.LightningModule):
+    """Trains ``networks`` = {dit: VideoDiT, text: TextEncoder} with flow matching on latent clips.
+
+    meta: data facts, JSON values: ``latent_channels``, ``latent_size``, ``action_space`` (the
+    dataset manifest's description), ``env_id`` (see ``LatentCache.meta``). The autoencoder, given
+    to the constructor or ``set_autoencoder``, only decodes validation rollouts to pixels: it is
+    frozen and is not part of this module's state_dict or checkpoints.
+    """
+
+    def __init__(self, cfg: DynamicsConfig, optim: OptimConfig, max_steps: int, meta: dict[str, Any],
+                 autoencoder: Optional[FrameAutoencoder] = None) -> None:
+        super().__init__()
+        self.cfg, self.optim, self.max_steps, self.meta = cfg, optim, max_steps, _plain(meta)
+        self.dit_config, self.text_config = build_networks(cfg, self.meta)
+        self.networks = nn.ModuleDict({"dit": VideoDiT(self.dit_config), "text": TextEncoder(self.text_config)})
+        self.ema = EMA(self.networks, optim.ema_decay) if optim.ema_decay > 0 else None
+        self.flow = FlowMatching(cfg.flow)
+        self._autoencoder: Optional[FrameAutoencoder] = None
+        if autoencoder is not None:
+            self.set_autoencoder(autoencoder)
+
+    def set_autoencoder(self, autoencoder: FrameAutoencoder) -> None:
+        """Decode validation rollouts with ``autoencoder`` (frozen; kept out of the state_dict)."""
+        latent = (autoencoder.config.latent_channels, self.dit_config.latent_channels)
+        if latent[0] != latent[1]:
+            raise ValueError(f"the autoencoder has {latent[0]} latent channels but the dynamics model "
+                             f"{latent[1]}: pass the autoencoder whose latents were cached")
+        autoencoder.eval().requires_grad_(False)
+        object.__setattr__(self, "_autoencoder", autoencoder)  # not a submodule: never saved
+
+    # -- training ----------------------------------------------------------------------------------
+
+    def _inputs(self, batch: dict[str, Any], text_encoder: TextEncoder):
+        actions = model_actions(batch["actions"], self.meta.get("action_space"))
+        actions, action_mask, rewards, terminated = align_transitions(actions, batch["rewards"], batch["terminated"])
+        text = text_encoder.encode_text(list(batch["caption"]), self.device)
+        return batch["latents"], actions, action_mask, text, rewards, terminated
+
+    def on_fit_start(self) -> None:
+        dit = sum(p.numel() for p in self.networks["dit"].parameters())
+        text = sum(p.numel() for p in self.networks["text"].parameters())
+        rank_zero_info(f"dynamics model: VideoDiT {dit / 1e6:.2f}M + text encoder {text / 1e6:.2f}M parameters "
+                       f"({self.cfg.preset} preset, {self.cfg.clip_length}-frame clips)")
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        latents = batch["latents"]
+        loss, logs = self.flow.loss(self.networks["dit"], *self._inputs(batch, self.networks["text"]))
+        check_finite(loss, self.global_step, logs)
+        B = latents.shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=B)
+        for name, value in logs.items():
+            if name != "loss":
+                self.log(f"train/{name}", value, batch_size=B)
+        return loss
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.ema is not None:
+            self.ema.update(self.networks)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        return adamw_with_schedule(self.networks, self.optim, self.max_steps)
+
+    # -- validation ----------------------------------------------------------------------------------
+
+    @property
+    def eval_networks(self) -> nn.ModuleDict:
+        """The weights validation and export use: the EMA average when EMA is on."""
+        return self.ema.model if self.ema is not None else self.networks
+
+    def _generator(self, offset: int) -> torch.Generator:
+        return torch.Generator(device=self.device).manual_seed(self.cfg.val_seed + offset)
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
+        if dataloader_idx == 0:
+            self._validate_loss(batch, batch_idx)
+        else:
+            self._validate_rollout(batch, batch_idx)
+
+    def _validate_loss(self, batch: dict[str, Any], batch_idx: int) -> None:
+        networks = self.eval_networks
+        _, logs = self.flow.loss(networks["dit"], *self._inputs(batch, networks["text"]),
+                                 generator=self._generator(batch_idx))
+        for name, value in logs.items():
+            self.log(f"val/{name}", value, batch_size=batch["latents"].shape[0], add_dataloader_idx=False,
+                     sync_dist=True)
+
+    def _validate_rollout(self, batch: dict[str, Any], batch_idx: int) -> None:
+        """Roll out from the first context_frames of each clip with its true actions; score every horizon."""
+        latents = batch["latents"]  # (B, T, C, h, w)
+        B, T = latents.shape[:2]
+        K = min(self.cfg.context_frames, T - 1)
+        horizon = T - K
+        networks = self.eval_networks
+        actions = model_actions(batch["actions"], self.meta.get("action_space"))
+        text = networks["text"].encode_text(list(batch["caption"]), self.device)
+        predicted = rollout(
+            networks["dit"], latents[:, :K], None if actions is None else actions[:, :T - 1], text, horizon,
+            steps=self.cfg.rollout_steps, sampler=self.cfg.sampler, cfg_text=self.cfg.cfg_text,
+            cfg_action=self.cfg.cfg_action, context_noise=self.cfg.flow.context_noise,
+            generator=self._generator(1_000_003 + batch_idx),
+        ).latents  # (B, horizon, C, h, w)
+        truth = latents[:, K:]
+        metrics = {
+            **rollout_metrics.at_horizons(rollout_metrics.mse_per_frame(predicted, truth), self.cfg.horizons,
+                                          "latent_mse"),
+            **rollout_metrics.at_horizons(
+                rollout_metrics.mse_per_frame(rollout_metrics.copy_last(latents[:, :K], horizon), truth),
+                self.cfg.horizons, "copy_last_latent_mse"),
+        }
+        if self._autoencoder is not None:
+            autoencoder = self._autoencoder.to(self.device)
+            frames = batch["frames"] if "frames" in batch else autoencoder.decode_latents(latents)  # (B, T, 3, H, W)
+            decoded = autoencoder.decode_latents(predicted)  # (B, horizon, 3, H, W) uint8
+            copied = rollout_metrics.copy_last(frames[:, :K], horizon)
+            metrics.update(rollout_metrics.at_horizons(
+                rollout_metrics.psnr_per_frame(decoded, frames[:, K:]), self.cfg.horizons, "psnr"))
+            metrics.update(rollout_metrics.at_horizons(
+                rollout_metrics.psnr_per_frame(copied, frames[:, K:]), self.cfg.horizons, "copy_last_psnr"))
+            if batch_idx == 0 and self.cfg.grid_clips > 0:
+                n = self.cfg.grid_clips
+                self._log_grid(rollout_metrics.comparison_grid(frames[:n, :K], frames[:n, K:], decoded[:n]))
+        for name, value in metrics.items():
+            self.log(f"val/{name}", value, batch_size=B, add_dataloader_idx=False, sync_dist=True)
+
+    def _log_grid(self, grid: torch.Tensor) -> None:
+        if not self.trainer.is_global_zero:
+            return
+        for logger in self.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                logger.experiment.add_image("val/rollout", grid, self.global_step, dataformats="CHW")
+
+    # -- checkpoints ---------------------------------------------------------------------------------
+
+    def record(self) -> dict[str, Any]:
+        """What a checkpoint needs to rebuild this module: plain dicts only."""
+        return {
+            "config": _plain(self.cfg),
+            "optim": _plain(self.optim),
+            "max_steps": int(self.max_steps),
+            "meta": self.meta,
+            "dit": _plain(self.dit_config),
+            "text": _plain(self.text_config),
+        }
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint.setdefault("worldsim", {})["dynamics"] = self.record()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        stored = checkpoint.get("worldsim", {}).get("dynamics")
+        if stored is None:
+            return
+        for name, current in (("dit", _plain(self.dit_config)), ("text", _plain(self.text_config))):
+            changed = {k: (stored[name].get(k), v) for k, v in current.items() if stored[name].get(k) != v}
+            if changed:
+                raise ValueError(
+                    f"the checkpoint's {name} config differs from this run's in {changed} (checkpoint, now): "
+                    "resume with the same model config and data, or start a new run")
+
+    @classmethod
+    def from_checkpoint(cls, path: str, map_location: str = "cpu") -> "DynamicsModule":
+        """Rebuild the module from a Lightning checkpoint without running pickled code."""
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+        try:
+            record = checkpoint["worldsim"]["dynamics"]
+        except KeyError:
+            raise ValueError(f"{path} holds no worldsim dynamics record: it is not a dynamics checkpoint "
+                             "(an autoencoder checkpoint, or one written by another program)") from None
+        module = cls(DynamicsConfig(**record["config"]), OptimConfig(**record["optim"]), record["max_steps"],
+                     record["meta"])
+        module.load_state_dict(checkpoint["state_dict"])
+        return module
