@@ -1,0 +1,180 @@
+"""Checkpoints that load without running pickled code, and the small inference file exported from them.
+
+Two kinds of file carry a ``"worldsim"`` record (plain dicts, lists, strings and numbers only, so
+``torch.load(path, weights_only=True)`` reads both):
+
+- a **training checkpoint** (``<run>/<stage>/checkpoints/*.ckpt``), Lightning's own file: weights,
+  optimizer and scheduler state, loop counters; ``"worldsim"`` is added by
+  :class:`~worldsim.training.harness.WorldsimRecord` when it is saved.
+- an **exported file** (``export_checkpoint``): the EMA weights of each trained part, configs and
+  data meta, nothing for resuming; the shipped reference checkpoint is one of these.
+
+The ``"worldsim"`` record::
+
+    schema            CHECKPOINT_SCHEMA (int): bumped whenever the layout below changes
+    worldsim_version  the package version that wrote it
+    kind              "lightning" | "export"
+    stage             "autoencoder" | "dynamics"
+    configs           {"autoencoder": {...AutoencoderConfig fields}, "dynamics": {...}, "optim": ...}
+    data              {"env_id", "observation_space", "action_space", "dataset", "frame_shape", ...}
+    parts             {part name: state_dict key prefix of its inference (EMA) weights}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any, Mapping, Union
+
+import torch
+
+import worldsim
+from worldsim.models.autoencoder import AutoencoderConfig, FrameAutoencoder
+
+CHECKPOINT_SCHEMA = 1
+EXPORT_KEY = "weights"  # exported files: {"worldsim": record, "weights": {part: state_dict}}
+
+
+class CheckpointError(RuntimeError):
+    pass
+
+
+def plain(value: Any) -> Any:
+    """A config (dataclass, tuple, Path, ...) as JSON-like builtins that weights_only can load."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(f"{value!r} of type {type(value).__name__} cannot be stored in a checkpoint "
+                    "record: use dataclasses, dicts, lists, strings and numbers")
+
+
+def dataset_meta(root: Union[str, Path]) -> dict[str, Any]:
+    """What a checkpoint records about the data it was trained on, from the dataset manifest."""
+    from worldsim.data.storage import read_manifest
+
+    manifest = read_manifest(Path(root))
+    return plain({
+        "dataset": str(Path(root).resolve()),
+        "env_id": manifest.get("env_id", ""),
+        "env_kwargs": manifest.get("env_kwargs", {}),
+        "observation_space": manifest.get("observation_space"),
+        "action_space": manifest.get("action_space"),
+        "frame_shape": manifest.get("frame_shape"),
+        "episodes": manifest.get("episodes"),
+        "frames": manifest.get("frames"),
+    })
+
+
+def worldsim_record(stage: str, configs: Mapping[str, Any], data: Mapping[str, Any],
+                    parts: Mapping[str, str], kind: str = "lightning") -> dict[str, Any]:
+    return {
+        "schema": CHECKPOINT_SCHEMA,
+        "worldsim_version": worldsim.__version__,
+        "kind": kind,
+        "stage": stage,
+        "configs": plain(configs),
+        "data": plain(data),
+        "parts": dict(parts),
+    }
+
+
+def load_checkpoint(path: Union[str, Path], map_location: Union[str, torch.device] = "cpu") -> dict[str, Any]:
+    """A worldsim checkpoint (training or exported) read with ``weights_only=True``, its record checked."""
+    path = Path(path)
+    if not path.is_file():
+        hint = (f"; a run directory holds them under <stage>/checkpoints/, e.g. "
+                f"{path / 'autoencoder' / 'checkpoints' / 'last.ckpt'}" if path.is_dir() else "")
+        raise CheckpointError(f"checkpoint {path} does not exist{hint}: pass the path of a .ckpt "
+                              "written by `worldsim train` or a file written by export_checkpoint")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # unpickling errors come in many types
+        raise CheckpointError(
+            f"checkpoint {path} cannot be read with torch.load(weights_only=True) ({error}): it is "
+            "not a worldsim checkpoint, or it holds pickled objects; worldsim never unpickles code, "
+            "so re-train or re-export it with this worldsim") from None
+    record = checkpoint.get("worldsim") if isinstance(checkpoint, dict) else None
+    if not isinstance(record, dict):
+        raise CheckpointError(
+            f"checkpoint {path} has no 'worldsim' record: it was not written by `worldsim train` or "
+            "export_checkpoint; train one with `worldsim train`")
+    schema = record.get("schema")
+    if schema != CHECKPOINT_SCHEMA:
+        newer = isinstance(schema, int) and schema > CHECKPOINT_SCHEMA
+        fix = ("upgrade worldsim to read it" if newer else
+               "re-train it with this worldsim, or load it with the worldsim "
+               f"{record.get('worldsim_version', '?')} that wrote it and re-export it")
+        raise CheckpointError(f"checkpoint {path} was written by schema {schema}; this worldsim reads "
+                              f"schema {CHECKPOINT_SCHEMA}: {fix}")
+    return checkpoint
+
+
+def part_state_dict(checkpoint: Mapping[str, Any], part: str) -> dict[str, torch.Tensor]:
+    """The inference weights of ``part`` from a loaded training or exported checkpoint."""
+    record = checkpoint["worldsim"]
+    if record.get("kind") == "export":
+        weights = checkpoint[EXPORT_KEY]
+        if part not in weights:
+            raise CheckpointError(f"this exported checkpoint holds parts {sorted(weights)}, not "
+                                  f"{part!r}: export one from a run that trained {part!r}")
+        return dict(weights[part])
+    parts = record.get("parts", {})
+    if part not in parts:
+        raise CheckpointError(f"this checkpoint (stage {record.get('stage')!r}) holds parts "
+                              f"{sorted(parts)}, not {part!r}: use a checkpoint of the stage that "
+                              f"trains {part!r}")
+    prefix = parts[part]
+    return {k[len(prefix):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
+
+
+def export_checkpoint(ckpt: Union[str, Path], out: Union[str, Path],
+                      extra_parts: Mapping[str, Mapping[str, torch.Tensor]] | None = None,
+                      extra_configs: Mapping[str, Any] | None = None) -> Path:
+    """Write the small inference file of training checkpoint ``ckpt`` to ``out``.
+
+    It holds each part's EMA weights, the configs and the data meta, and no optimizer state, so
+    it is a fraction of the training checkpoint and loads with ``weights_only=True``.
+    ``extra_parts``/``extra_configs`` add parts trained elsewhere (the dynamics stage adds the
+    frozen autoencoder it was trained on, so one file serves inference).
+    """
+    checkpoint = load_checkpoint(ckpt)
+    record = dict(checkpoint["worldsim"])
+    weights = {part: {k: v.detach().clone().contiguous() for k, v in part_state_dict(checkpoint, part).items()}
+               for part in record.get("parts", {})}
+    weights.update({k: dict(v) for k, v in (extra_parts or {}).items()})
+    record.update(kind="export", parts={part: "" for part in weights},
+                  configs={**record["configs"], **plain(dict(extra_configs or {}))},
+                  global_step=int(checkpoint.get("global_step", record.get("global_step", 0))),
+                  source=str(Path(ckpt).resolve()))
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
+    torch.save({"worldsim": record, EXPORT_KEY: weights}, tmp)
+    os.replace(tmp, out)  # a killed export never leaves a half-written file under the real name
+    return out
+
+
+def autoencoder_config(record: Mapping[str, Any]) -> AutoencoderConfig:
+    fields = dict(record["configs"]["autoencoder"])
+    fields["channel_multipliers"] = tuple(fields["channel_multipliers"])
+    return AutoencoderConfig(**fields)
+
+
+def load_autoencoder(path: Union[str, Path], map_location: Union[str, torch.device] = "cpu") -> FrameAutoencoder:
+    """The (EMA) ``FrameAutoencoder`` of a stage-1 training checkpoint or an exported file, in eval mode."""
+    checkpoint = load_checkpoint(path, map_location)
+    record = checkpoint["worldsim"]
+    if "autoencoder" not in record.get("configs", {}):
+        raise CheckpointError(f"checkpoint {path} (stage {record.get('stage')!r}) records no "
+                              "autoencoder config: pass a stage-1 checkpoint or an exported file")
+    model = FrameAutoencoder(autoencoder_config(record))
+    model.load_state_dict(part_state_dict(checkpoint, "autoencoder"))
+    return model.eval().requires_grad_(False).to(map_location)
