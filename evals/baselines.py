@@ -1,0 +1,256 @@
+"""Reference predictors every report shows beside a model, and loading external predictors.
+
+- ``copy_last``: repeats the last context frame (the world stops); the floor of the normalized
+  scores.
+- ``optical_flow``: Farneback dense flow between the last two context frames, the moving pixels
+  splatted forward h times the flow (constant velocity, no gravity, no contacts) onto the
+  last frame with the moving pixels inpainted away.
+- ``truth``: the simulator replays the scenario: zero error, the upper bound.
+- ``perturbed_truth``: the simulator replays with a tiny nudge of every object's state after
+  the context; its error is the physical variance, the 1 of the normalized scores.
+
+Truth predictors need the scenario's seed and env id, not only its frames: they implement
+``prepare(scenarios)``, which :func:`worldsim.evals.scenarios.predict_scenarios` calls before
+each ``predict``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import cv2
+import numpy as np
+
+from worldsim.evals.protocol import Predictor, Scenario
+from worldsim.evals.scenarios import make_env, replay
+
+
+class CopyLastPredictor:
+    """Every future frame is the last context frame."""
+
+    name = "copy_last"
+
+    def predict(self, context_frames: np.ndarray, actions: np.ndarray, text: list[str], horizon: int) -> np.ndarray:
+        last = context_frames[:, -1:]  # (B, 1, h, w, 3)
+        return np.repeat(last, horizon, axis=1)
+
+
+class OpticalFlowPredictor:
+    """Extrapolates the last frame with the dense flow between the last two context frames.
+
+    Forward splatting, not backward warping: backward warping samples the flow at the target
+    pixel, which for an object moving over a still background is the background's zero flow, so
+    nothing would move. ``min_flow``: pixels moving less (px/frame) are background.
+    """
+
+    name = "optical_flow"
+
+    def __init__(self, min_flow: float = 0.25) -> None:
+        self.min_flow = min_flow
+
+    def predict(self, context_frames: np.ndarray, actions: np.ndarray, text: list[str], horizon: int) -> np.ndarray:
+        if context_frames.shape[1] < 2:
+            return CopyLastPredictor().predict(context_frames, actions, text, horizon)
+        return np.stack([self.extrapolate(clip[-2], clip[-1], horizon) for clip in context_frames])
+
+    def flow(self, previous: np.ndarray, last: np.ndarray) -> np.ndarray:
+        """Flow (h, w, 2) in px/frame (dx, dy) of each pixel of ``previous`` to ``last``."""
+        a = cv2.cvtColor(previous, cv2.COLOR_RGB2GRAY)
+        b = cv2.cvtColor(last, cv2.COLOR_RGB2GRAY)
+        # Small windows and two levels suit 64 px frames with 5-20 px objects.
+        return cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 2, 7, 5, 5, 1.1, 0)
+
+    def extrapolate(self, previous: np.ndarray, last: np.ndarray, horizon: int) -> np.ndarray:
+        """(horizon, h, w, 3): ``last`` with its moving pixels carried ``k`` flows further at step k.
+
+        The flow found at a pixel of ``last`` is the motion that brought it there, so moving
+        pixels of ``last`` keep going with it.
+        """
+        height, width = last.shape[:2]
+        flow = self.flow(previous, last)
+        moving = np.linalg.norm(flow, axis=-1) > self.min_flow
+        if not moving.any():
+            return np.repeat(last[None], horizon, axis=0)
+        hole = cv2.dilate(moving.astype(np.uint8), np.ones((3, 3), np.uint8))
+        background = cv2.inpaint(last, hole, 3, cv2.INPAINT_TELEA)
+        rows, cols = np.nonzero(moving)
+        colors = last[rows, cols]
+        out = np.empty((horizon, height, width, 3), np.uint8)
+        for step in range(1, horizon + 1):
+            x = np.rint(cols + step * flow[rows, cols, 0]).astype(np.int64)
+            y = np.rint(rows + step * flow[rows, cols, 1]).astype(np.int64)
+            inside = (x >= 0) & (x < width) & (y >= 0) & (y < height)
+            frame = background.copy()
+            frame[y[inside], x[inside]] = colors[inside]
+            out[step - 1] = frame
+        return out
+
+
+class GroundTruthPredictor:
+    """The simulator replays each prepared scenario from its seed and actions (upper bound).
+
+    Checks that the context it is asked about is the prepared scenarios' context, so a suite that
+    forgets ``prepare`` fails loudly instead of scoring the wrong episodes.
+    """
+
+    name = "truth"
+
+    def __init__(self) -> None:
+        self.scenarios: list[Scenario] = []
+        self.envs: dict[tuple[str, str], Any] = {}
+
+    def prepare(self, scenarios: list[Scenario]) -> None:
+        self.scenarios = list(scenarios)
+
+    def predict(self, context_frames: np.ndarray, actions: np.ndarray, text: list[str], horizon: int) -> np.ndarray:
+        if len(self.scenarios) != len(context_frames) or not all(
+            np.array_equal(s.context_frames, c) for s, c in zip(self.scenarios, context_frames)
+        ):
+            raise ValueError(
+                f"{self.name} was prepared with {len(self.scenarios)} scenarios that do not match the "
+                f"{len(context_frames)} contexts given to predict: call prepare(scenarios) with the same "
+                "batch first (predict_scenarios does)"
+            )
+        frames = []
+        for scenario, scenario_actions in zip(self.scenarios, actions):
+            if scenario.horizon != horizon or not np.array_equal(scenario.actions, scenario_actions):
+                raise ValueError(
+                    f"{self.name} replays recorded episodes only: scenario seed {scenario.seed} has horizon "
+                    f"{scenario.horizon} and its own actions, got horizon {horizon} or other actions"
+                )
+            frames.append(replay(scenario, self._env(scenario), self.perturbation(scenario)))
+        return np.stack(frames)
+
+    def perturbation(self, scenario: Scenario) -> Callable[[Any, np.random.Generator], None] | None:
+        return None
+
+    def _env(self, scenario: Scenario) -> Any:
+        key = (scenario.env_id, repr(sorted(scenario.env_kwargs.items())))
+        if key not in self.envs:
+            self.envs[key] = make_env(scenario.env_id, scenario.env_kwargs)
+        return self.envs[key]
+
+    def close(self) -> None:
+        for env in self.envs.values():
+            env.close()
+        self.envs.clear()
+
+
+class PerturbedGroundTruthPredictor(GroundTruthPredictor):
+    """The simulator replays with each object nudged after the last context frame.
+
+    Positions move by ``scale`` times the object's size and linear and angular velocities by
+    ``scale`` relative, in random directions seeded by the scenario: a difference far below what
+    any camera sees, so the divergence it causes (chaotic contacts, mostly) is the physical
+    variance, the error no model can be blamed for.
+    """
+
+    name = "perturbed_truth"
+
+    def __init__(self, scale: float = 1e-3) -> None:
+        super().__init__()
+        self.scale = scale
+
+    def perturbation(self, scenario: Scenario) -> Callable[[Any, np.random.Generator], None]:
+        slots = np.flatnonzero(scenario.state["object_present"][0])
+        sizes = scenario.state["object_size"][0]
+
+        def nudge(env: Any, rng: np.random.Generator) -> None:
+            client = env.client
+            for slot in slots:
+                body = env.object_body(int(slot))
+                position, orientation = client.getBasePositionAndOrientation(body)
+                linear, angular = client.getBaseVelocity(body)
+                position = np.add(position, self.scale * float(sizes[slot]) * rng.normal(size=3))
+                linear = np.multiply(linear, 1.0 + self.scale * rng.normal(size=3))
+                angular = np.multiply(angular, 1.0 + self.scale * rng.normal(size=3))
+                client.resetBasePositionAndOrientation(body, position.tolist(), orientation)
+                client.resetBaseVelocity(body, linear.tolist(), angular.tolist())
+
+        return nudge
+
+
+#: Built-in predictors by the name tables show.
+BASELINES: dict[str, Callable[[], Predictor]] = {
+    "copy_last": CopyLastPredictor,
+    "optical_flow": OpticalFlowPredictor,
+    "truth": GroundTruthPredictor,
+    "perturbed_truth": PerturbedGroundTruthPredictor,
+}
+
+
+def make_predictor(spec: str, **kwargs: Any) -> Predictor:
+    """A built-in name from ``BASELINES`` or an external ``module:callable`` / ``file.py:callable``."""
+    if spec in BASELINES:
+        return BASELINES[spec](**kwargs)
+    if ":" not in spec:
+        raise ValueError(
+            f"predictor {spec!r} is neither a built-in ({', '.join(BASELINES)}) nor 'module:callable' or "
+            "'path/to/file.py:callable'"
+        )
+    return load_predictor(spec, **kwargs)
+
+
+def _import_module(target: str, spec: str) -> Any:
+    if target.endswith(".py"):
+        path = Path(target).expanduser().resolve()
+        if not path.is_file():
+            raise ValueError(f"predictor {spec!r}: file {path} does not exist")
+        name = f"_worldsim_predictor_{abs(hash(str(path)))}_{path.stem}"
+        if name not in sys.modules:
+            loader_spec = importlib.util.spec_from_file_location(name, path)
+            assert loader_spec is not None and loader_spec.loader is not None
+            module = importlib.util.module_from_spec(loader_spec)
+            sys.modules[name] = module
+            try:
+                loader_spec.loader.exec_module(module)
+            except Exception:
+                del sys.modules[name]
+                raise
+        return sys.modules[name]
+    try:
+        return importlib.import_module(target)
+    except ImportError as error:
+        raise ValueError(
+            f"predictor {spec!r}: cannot import module {target!r} ({error}); install it or name a file "
+            "as 'path/to/file.py:callable'"
+        ) from error
+
+
+def load_predictor(spec: str, **kwargs: Any) -> Predictor:
+    """Load ``"package.module:attr"`` or ``"path/to/file.py:attr"`` as a predictor.
+
+    ``attr`` may be a class or factory (called with ``kwargs``) or an object that already has
+    ``predict``; dotted attributes (``module:Outer.make``) are followed. A predictor without a
+    ``name`` gets ``attr``.
+    """
+    target, sep, attribute = spec.rpartition(":")
+    if not sep or not target or not attribute:
+        raise ValueError(f"predictor {spec!r} must look like 'package.module:callable' or 'path/to/file.py:callable'")
+    module = _import_module(target, spec)
+    obj: Any = module
+    for part in attribute.split("."):
+        if not hasattr(obj, part):
+            public = sorted(n for n in dir(module) if not n.startswith("_"))
+            raise ValueError(f"predictor {spec!r}: {target} has no attribute {attribute!r}; it has {public}")
+        obj = getattr(obj, part)
+    if inspect.isclass(obj) or (callable(obj) and not hasattr(obj, "predict")):
+        obj = obj(**kwargs)
+    elif kwargs:
+        raise ValueError(f"predictor {spec!r} is an object, not a class or factory: it takes no arguments {sorted(kwargs)}")
+    if not callable(getattr(obj, "predict", None)):
+        raise ValueError(
+            f"predictor {spec!r} gave {type(obj).__name__}, which has no predict(context_frames, actions, "
+            "text, horizon) method: return an object that has one"
+        )
+    if not isinstance(getattr(obj, "name", None), str):
+        try:
+            obj.name = attribute.split(".")[-1]
+        except AttributeError as error:
+            raise ValueError(f"predictor {spec!r} has no str attribute 'name' and none can be set: add one") from error
+    return obj
