@@ -90,6 +90,7 @@ def write_results(path: str | Path, rows: list[dict[str, Any]], config: dict[str
     try:
         with os.fdopen(handle, "w") as file:
             json.dump(document, file, indent=1, allow_nan=False)
+        os.chmod(temp, 0o644)  # mkstemp makes files private; results are meant to be shared
         os.replace(temp, path)
     except BaseException:
         Path(temp).unlink(missing_ok=True)

@@ -44,6 +44,11 @@ COMMANDS: dict[str, Command] = {
         run="worldsim.quickstart:quickstart",
         summary="collect a small dataset of every world and draw a frame strip of each",
     ),
+    "eval": Command(
+        config="worldsim.evals.run:EvalConfig",
+        run="worldsim.evals.run:evaluate",
+        summary="score predictors on the physics, permanence, 3D consistency and action suites; write the report",
+    ),
 }
 
 

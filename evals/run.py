@@ -1,0 +1,168 @@
+"""``worldsim eval``: score predictors on every suite's seeded scenarios and write the report.
+
+For each suite and split, scenarios are made once (same seed, same frames for everyone), every
+predictor predicts them, and the suite turns predictions into metric rows. Then ``results.json``,
+``report.html`` and ``summary.md`` go into ``out``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from tqdm import tqdm
+
+import worldsim
+from worldsim.evals.protocol import Predictor, Scenario
+from worldsim.evals.report import Example, MetricInfo, write_report
+from worldsim.evals.results import read_results, write_results
+from worldsim.evals.scoring import COPY_LAST, PERTURBED_TRUTH, score_rows
+
+
+@dataclass(frozen=True)
+class SuiteSpec:
+    """Where a suite lives and which scenarios it scores."""
+
+    module: str  # module with the score function and METRICS / HEADLINE / HIGHER_IS_BETTER
+    score: str  # score(scenarios, predictions, predictor_name) -> rows
+    worlds: tuple[tuple[str, int, int], ...]  # (env id, context frames, horizon frames)
+    headline: tuple[str, ...] = ()  # used when the module names none
+    higher_is_better: tuple[str, ...] = ()  # used when the module names none
+    no_best: tuple[str, ...] = ()  # reference metrics a table should not bold
+
+
+SUITES: dict[str, SuiteSpec] = {
+    "physics": SuiteSpec(
+        "worldsim.evals.physics", "score_physics", (("worldsim/Physics-v0", 4, 16),),
+        headline=("position_error_px", "velocity_error_px", "gravity_error_ms2", "size_error"),
+        higher_is_better=("bounce_detected",), no_best=("gravity_fit_ms2",),
+    ),
+    "permanence": SuiteSpec("worldsim.evals.permanence", "score_permanence", (("worldsim/Occlusion-v0", 8, 24),)),
+    "consistency": SuiteSpec(
+        "worldsim.evals.consistency", "score_consistency", (("worldsim/Orbit-v0", 4, 24),),
+        no_best=("sampson_floor_px", "loop_self_mae"),
+    ),
+    "action": SuiteSpec(
+        "worldsim.evals.action_following", "score_action_following",
+        (("worldsim/Push-v0", 4, 16), ("worldsim/Orbit-v0", 4, 16)),
+    ),
+}
+
+
+@dataclass
+class EvalConfig:
+    checkpoint: Optional[str] = None  # worldsim checkpoint scored as the predictor `model`
+    suites: list[str] = field(default_factory=lambda: list(SUITES))  # physics (position/velocity error, gravity fit, bounce timing, interpenetration, size, miss/hallucination) | permanence (reappearance, position/identity after reappearance, flicker) | consistency (psnr_db, ssim, loop_closure_mae, sampson_px beside sampson_floor_px, matches_kept) | action (push_accuracy, push_angle_deg, push_magnitude_error, orbit_yaw_error_deg, orbit_yaw_sign_accuracy)
+    predictors: list[str] = field(default_factory=lambda: ["copy_last", "optical_flow", "truth"])  # copy_last | optical_flow | truth | perturbed_truth | model (needs checkpoint) | module:callable | path/file.py:callable
+    n: int = 32  # scenarios per suite, world and split
+    split: list[str] = field(default_factory=lambda: ["id", "ood"])  # id (training parameter ranges) and/or ood (outside them)
+    out: str = "eval"  # folder for results.json, report.html and summary.md
+    seed: int = 0  # seeds the scenarios; same seed, same scenarios for every predictor
+    batch_size: int = 16  # scenarios per predict call
+    anchors: bool = True  # also run copy_last and perturbed_truth, the 0 and 1 of the normalized scores
+    progress: bool = True  # show a progress bar over (suite, split, predictor)
+
+
+def _check(cfg: EvalConfig) -> None:
+    unknown = [s for s in cfg.suites if s not in SUITES]
+    if unknown:
+        raise ValueError(f"suites {unknown} are unknown: choose from {list(SUITES)}")
+    bad = [s for s in cfg.split if s not in ("id", "ood")]
+    if bad or not cfg.split:
+        raise ValueError(f"split {cfg.split} must be a non-empty list of 'id' and/or 'ood'")
+    if cfg.n < 1:
+        raise ValueError(f"n={cfg.n}: evaluate at least 1 scenario per suite and split")
+
+
+def _suite_module(name: str) -> Any:
+    try:
+        return importlib.import_module(SUITES[name].module)
+    except ImportError as error:
+        raise ValueError(
+            f"suite {name!r} needs {SUITES[name].module}, which this worldsim does not have ({error}): "
+            f"leave it out, e.g. suites=[{','.join(s for s in SUITES if s != name)}]"
+        ) from error
+
+
+def make_predictors(cfg: EvalConfig) -> list[Predictor]:
+    """The requested predictors (plus the score anchors), each built once."""
+    from worldsim.evals.baselines import BASELINES, make_predictor
+
+    names = list(cfg.predictors)
+    if cfg.anchors:
+        names += [name for name in (COPY_LAST, PERTURBED_TRUTH) if name not in names]
+    predictors = []
+    for name in names:
+        if name == "model":
+            if cfg.checkpoint is None:
+                raise ValueError("predictor 'model' needs checkpoint=path/to/checkpoint: name the checkpoint to score")
+            if "model" not in BASELINES:
+                raise ValueError(
+                    "predictor 'model' needs the worldsim WorldModel predictor, which this version does not have yet: "
+                    "score the baselines, or your model as predictors=[module:callable]"
+                )
+            predictors.append(make_predictor("model", checkpoint=cfg.checkpoint))
+        else:
+            predictors.append(make_predictor(name))
+    return predictors
+
+
+def metric_info(suites: list[str]) -> tuple[MetricInfo, dict[str, list[str]]]:
+    """Directions, descriptions and headline metrics of the suites, from their modules and specs."""
+    info, headline = MetricInfo(), {}
+    for name in suites:
+        spec, module = SUITES[name], _suite_module(name)
+        info.higher_is_better |= set(getattr(module, "HIGHER_IS_BETTER", spec.higher_is_better))
+        info.no_best |= set(spec.no_best)
+        metrics = getattr(module, "METRICS", ())
+        if isinstance(metrics, dict):
+            info.descriptions.update(metrics)
+        headline[name] = list(getattr(module, "HEADLINE", spec.headline or tuple(metrics)))
+    return info, headline
+
+
+def evaluate(cfg: EvalConfig) -> Path:
+    """Run the eval described by ``cfg``; returns the path of ``report.html`` (and prints it)."""
+    from worldsim.evals.scenarios import make_scenarios, predict_scenarios
+
+    _check(cfg)
+    info, headline = metric_info(cfg.suites)
+    predictors = make_predictors(cfg)
+    names = [p.name for p in predictors]
+    if len(set(names)) != len(names):
+        raise ValueError(f"predictor names {names} repeat: every predictor needs its own name for the tables")
+    rows: list[dict[str, Any]] = []
+    examples: list[Example] = []
+    tasks = [(suite, split) for suite in cfg.suites for split in cfg.split]
+    bar = tqdm(total=len(tasks) * len(predictors), desc="eval", unit="run", disable=not cfg.progress)
+    for suite, split in tasks:
+        spec = SUITES[suite]
+        score: Callable[..., list[dict[str, Any]]] = getattr(_suite_module(suite), spec.score)
+        worlds: list[list[Scenario]] = [
+            make_scenarios(env_id, cfg.n, context, horizon, split, cfg.seed) for env_id, context, horizon in spec.worlds
+        ]
+        example = Example(suite, split, worlds[0][0].context_frames, worlds[0][0].future_frames)
+        for predictor in predictors:
+            bar.set_postfix_str(f"{suite}/{split}/{predictor.name}")
+            for scenarios in worlds:
+                predictions = predict_scenarios(predictor, scenarios, cfg.batch_size)
+                if scenarios is worlds[0]:
+                    example.predictions[predictor.name] = predictions[0]
+                rows += score(scenarios, predictions, predictor.name)
+            bar.update()
+        examples.append(example)
+    bar.close()
+
+    out = Path(cfg.out)
+    config = dataclasses.asdict(cfg)
+    results = write_results(out / "results.json", rows, config, worldsim.__version__)
+    document = read_results(results)
+    scores = score_rows(rows, info.higher_is_better, headline)
+    html_path, md_path = write_report(out, document, scores, info, examples)
+    finite = [s for s in scores if s["metric"] == "suite" and not math.isnan(s["score"])]
+    print(f"results: {results}\nsummary: {md_path}\nreport: {html_path}  ({len(rows)} rows, {len(finite)} suite scores)")
+    return html_path
