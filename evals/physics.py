@@ -256,15 +256,29 @@ def interpenetration(scenario: Scenario, predicted: Tracks, truth: Tracks) -> fl
     return _mean(excess)
 
 
-def score_physics(scenarios: Sequence[Scenario], predictions: np.ndarray, predictor: str) -> list[dict[str, Any]]:
-    """Metric rows of one predictor from its predictions (N, H, h, w, 3), one per scenario, per split."""
+def truth_tracks(scenarios: Sequence[Scenario]) -> list[Tracks]:
+    """Tracks of every scenario's frames (all T0 + H), computed once per suite run."""
+    return [predicted_tracks(s, s.frames) for s in scenarios]
+
+
+def predicted_tracks(scenario: Scenario, frames: np.ndarray) -> Tracks:
+    """Tracks of the scenario's objects (their first-frame colors) in ``frames``."""
+    return track_scenario_frames(frames, scenario.state["object_color"][0], scenario.state["object_present"][0])
+
+
+def score_physics(
+    scenarios: Sequence[Scenario], predictions: np.ndarray, predictor: str, truth: Sequence[Tracks] | None = None
+) -> list[dict[str, Any]]:
+    """Metric rows of one predictor from its predictions (N, H, h, w, 3), one per scenario, per split.
+
+    ``truth``: the tracks of each scenario's frames (``truth_tracks``), to reuse across predictors.
+    """
     if len(predictions) != len(scenarios):
         raise ValueError(f"{len(predictions)} predictions for {len(scenarios)} scenarios: pass one per scenario")
-    per_scenario = []
-    for scenario, frames in zip(scenarios, predictions):
-        colors, present = scenario.state["object_color"][0], scenario.state["object_present"][0]
-        truth = track_scenario_frames(scenario.frames, colors, present)
-        per_scenario.append(scenario_metrics(scenario, track_scenario_frames(frames, colors, present), truth))
+    truth = truth_tracks(scenarios) if truth is None else truth
+    per_scenario = [
+        scenario_metrics(s, predicted_tracks(s, frames), t) for s, frames, t in zip(scenarios, predictions, truth)
+    ]
     return summarize(SUITE, scenarios, per_scenario, predictor, METRICS)
 
 
@@ -286,8 +300,8 @@ def summarize(
 
 def run_physics(predictors: Sequence[Predictor], scenarios: Sequence[Scenario], batch_size: int = 32) -> list[dict[str, Any]]:
     """Score every predictor on the same scenarios (ID and OOD rows come from each scenario's split)."""
-    rows = []
+    rows, truth = [], truth_tracks(scenarios)
     for predictor in predictors:
         predictions = predict_scenarios(predictor, list(scenarios), batch_size)
-        rows += score_physics(scenarios, predictions, predictor.name)
+        rows += score_physics(scenarios, predictions, predictor.name, truth)
     return rows
