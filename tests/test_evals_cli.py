@@ -1,0 +1,54 @@
+"""`worldsim eval` end to end: help, a small baseline run, and clear refusals."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from worldsim.evals.results import read_results
+from worldsim.evals.run import EvalConfig, make_predictors
+
+
+def worldsim(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "worldsim.cli", *args], cwd=cwd, capture_output=True, text=True)
+
+
+def test_eval_help_lists_suites_and_metrics(tmp_path: Path) -> None:
+    result = worldsim("eval", "--help", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    for word in ("physics", "permanence", "consistency", "action", "sampson_px", "push_accuracy", "orbit_yaw_error_deg", "copy_last"):
+        assert word in result.stdout
+
+
+def test_eval_with_baselines_writes_results_report_and_summary(tmp_path: Path) -> None:
+    result = worldsim(
+        "eval", "suites=[physics,consistency,action]", "predictors=[copy_last,optical_flow,truth]", "n=2",
+        "split=[id]", "out=run", "progress=false", cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    report = tmp_path / "run" / "report.html"
+    assert f"report: {report.relative_to(tmp_path)}" in result.stdout
+    document = read_results(tmp_path / "run" / "results.json")
+    seen = {(r["suite"], r["predictor"]) for r in document["rows"]}
+    for suite in ("physics", "consistency", "action"):
+        for predictor in ("copy_last", "optical_flow", "truth", "perturbed_truth"):
+            assert (suite, predictor) in seen
+    truth = {r["metric"]: r["value"] for r in document["rows"] if r["predictor"] == "truth" and r["horizon"] is None}
+    assert truth["loop_closure_mae"] == 0.0 and truth["push_accuracy"] >= 0.9
+    summary = (tmp_path / "run" / "summary.md").read_text()
+    assert "## Normalized scores" in summary and "## action — id" in summary
+    assert "<table>" in report.read_text()
+
+
+def test_model_predictor_needs_a_checkpoint() -> None:
+    with pytest.raises(ValueError, match="needs checkpoint="):
+        make_predictors(EvalConfig(predictors=["model"]))
+
+
+def test_unknown_suite_is_refused(tmp_path: Path) -> None:
+    result = worldsim("eval", "suites=[physcs]", "out=run", cwd=tmp_path)
+    assert result.returncode != 0
+    assert "suites ['physcs'] are unknown" in result.stderr
