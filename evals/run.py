@@ -41,7 +41,11 @@ SUITES: dict[str, SuiteSpec] = {
         headline=("position_error_px", "velocity_error_px", "gravity_error_ms2", "size_error"),
         higher_is_better=("bounce_detected",), no_best=("gravity_fit_ms2",),
     ),
-    "permanence": SuiteSpec("worldsim.evals.permanence", "score_permanence", (("worldsim/Occlusion-v0", 8, 24),)),
+    "permanence": SuiteSpec(
+        "worldsim.evals.permanence", "score_permanence", (("worldsim/Occlusion-v0", 8, 48),),
+        headline=("reappearance_rate", "position_error_px", "identity_kept", "flicker_rate"),
+        higher_is_better=("reappearance_rate", "identity_kept"),
+    ),
     "consistency": SuiteSpec(
         "worldsim.evals.consistency", "score_consistency", (("worldsim/Orbit-v0", 4, 24),),
         no_best=("sampson_floor_px", "loop_self_mae"),
