@@ -39,6 +39,11 @@ COMMANDS: dict[str, Command] = {
         run="worldsim.bench:bench",
         summary="print performance figures (collection frames/s, ...) as JSON",
     ),
+    "train": Command(
+        config="worldsim.training.train:TrainConfig",
+        run="worldsim.training.train:train",
+        summary="train the frame autoencoder, then the latent dynamics model (stage=autoencoder|dynamics|all)",
+    ),
     "quickstart": Command(
         config="worldsim.quickstart:QuickstartConfig",
         run="worldsim.quickstart:quickstart",

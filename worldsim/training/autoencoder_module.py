@@ -150,7 +150,10 @@ class AutoencoderModule(lightning.LightningModule):
                        if k != "loss" and torch.isfinite(v)})
         return loss
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        # Right after the step, not in on_train_batch_end: checkpoint callbacks run before that
+        # module hook, so a checkpoint would hold an EMA one update behind its weights.
+        super().optimizer_step(*args, **kwargs)
         if self.ema is not None:
             self.ema.update(self.autoencoder)
 

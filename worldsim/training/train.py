@@ -1,0 +1,195 @@
+"""``worldsim train``: stage 1 trains the frame autoencoder, stage 2 the latent dynamics model.
+
+``train(cfg)`` is a plain function (the CLI's Hydra app only builds ``cfg``), so tests call it::
+
+    <out>/autoencoder/checkpoints/{step=000250,last}.ckpt   stage-1 training checkpoints
+    <out>/autoencoder/{tensorboard,csv}/                    stage-1 logs
+    <out>/autoencoder.pt                                    stage-1 export (EMA weights, configs, meta)
+    <out>/dynamics/...                                      the same for stage 2
+    <out>/model.pt                                          stage-2 export: DiT + text + autoencoder
+
+``stage=all`` runs stage 1, caches the dataset's latents with its autoencoder, then stage 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import lightning
+from lightning.pytorch.utilities import rank_zero_only
+
+from worldsim.models.autoencoder import AUTOENCODER_PRESETS, AutoencoderConfig
+from worldsim.training.autoencoder_module import AutoencoderModule, AutoencoderStageConfig, FrameDataModule
+from worldsim.training.checkpoint import (
+    CheckpointError,
+    autoencoder_config,
+    dataset_meta,
+    export_checkpoint,
+    load_autoencoder,
+    load_checkpoint,
+    part_state_dict,
+)
+from worldsim.training.dynamics_module import DynamicsConfig
+from worldsim.training.harness import (
+    TrainerConfig,
+    WorldsimRecord,
+    make_trainer,
+    maybe_compile,
+    resolve_resume,
+    uses_cuda,
+)
+from worldsim.training.latents import LatentClipDataConfig
+from worldsim.training.optim import OptimConfig
+
+STAGES = ("autoencoder", "dynamics", "all")
+
+
+@dataclass
+class AutoencoderModelConfig:
+    preset: str = "tiny"  # AUTOENCODER_PRESETS name: tiny (CPU) | small (GPU)
+    overrides: dict[str, Any] = field(default_factory=dict)  # AutoencoderConfig fields to change, e.g. {latent_channels: 8}
+
+
+@dataclass
+class TrainConfig:
+    stage: str = "autoencoder"  # autoencoder | dynamics | all (autoencoder, cache latents, dynamics)
+    data: str = "data/episodes"  # dataset directory written by `worldsim collect`
+    out: str = "runs/default"  # run directory: <out>/<stage>/{checkpoints,tensorboard,csv}, exports <out>/autoencoder.pt, <out>/model.pt
+    resume: Optional[str] = None  # a .ckpt, or a run directory (its <stage>/checkpoints/last.ckpt), to continue exactly
+    autoencoder: Optional[str] = None  # stage-1 checkpoint (.ckpt or .pt) for stage=dynamics; None: <out>/autoencoder.pt
+    seed: int = 0  # one seed: init, data order and every training step's noise
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)  # devices, strategy, precision, steps, intervals
+    optim: OptimConfig = field(default_factory=OptimConfig)  # AdamW + warmup/cosine, clipping, EMA (both stages)
+    autoencoder_model: AutoencoderModelConfig = field(default_factory=AutoencoderModelConfig)  # stage-1 network (model=... sets it)
+    ae: AutoencoderStageConfig = field(default_factory=AutoencoderStageConfig)  # stage-1 data and schedule
+    dynamics: DynamicsConfig = field(default_factory=DynamicsConfig)  # stage-2 network, objective and validation (model=... sets its preset)
+    dynamics_data: LatentClipDataConfig = field(default_factory=LatentClipDataConfig)  # stage-2 clips; root, latents, clip_length and seed are set by train
+
+    def __post_init__(self) -> None:
+        if self.stage not in STAGES:
+            raise ValueError(f"stage={self.stage!r} is not one of {STAGES}: pick one")
+        if self.autoencoder_model.preset not in AUTOENCODER_PRESETS:
+            raise ValueError(f"autoencoder_model.preset={self.autoencoder_model.preset!r} is not one of "
+                             f"{sorted(AUTOENCODER_PRESETS)}")
+
+
+def build_autoencoder_config(cfg: AutoencoderModelConfig) -> AutoencoderConfig:
+    fields = {**dataclasses.asdict(AUTOENCODER_PRESETS[cfg.preset]), **cfg.overrides}
+    fields["channel_multipliers"] = tuple(fields["channel_multipliers"])
+    unknown = sorted(set(cfg.overrides) - {f.name for f in dataclasses.fields(AutoencoderConfig)})
+    if unknown:
+        raise ValueError(f"autoencoder_model.overrides {unknown} are not AutoencoderConfig fields")
+    return AutoencoderConfig(**fields)
+
+
+def stage_resume(resume: Optional[str], stage: str, required: bool) -> Optional[Path]:
+    """The checkpoint ``stage`` resumes from; with ``stage=all`` a stage not yet begun starts fresh."""
+    if not resume:
+        return None
+    path = Path(resume)
+    if path.is_file():
+        written_by = load_checkpoint(path)["worldsim"].get("stage")
+        if written_by == stage:
+            return path
+        if required:
+            raise CheckpointError(f"resume={resume} is a {written_by!r} checkpoint, not a {stage!r} one: "
+                                  f"pass a {stage} checkpoint or the run directory")
+        return None
+    if not required and path.is_dir() and not (path / stage / "checkpoints" / "last.ckpt").is_file():
+        return None
+    return resolve_resume(resume, stage)
+
+
+def train_autoencoder(cfg: TrainConfig) -> Path:
+    """Stage 1; returns the exported autoencoder file."""
+    out, stage_dir = Path(cfg.out), Path(cfg.out) / "autoencoder"
+    resume = stage_resume(cfg.resume, "autoencoder", required=cfg.stage == "autoencoder")
+    max_steps = cfg.ae.max_steps or cfg.trainer.max_steps
+    trainer_cfg = dataclasses.replace(cfg.trainer, max_steps=max_steps)
+    lightning.seed_everything(cfg.seed, workers=True)
+    config = build_autoencoder_config(cfg.autoencoder_model)
+    module = AutoencoderModule(config, cfg.optim, max_steps, cfg.seed, cfg.ae.statistics_frames,
+                               cfg.ae.image_frames)
+    maybe_compile([module.autoencoder], trainer_cfg)
+    record = WorldsimRecord(
+        "autoencoder",
+        configs={"autoencoder": config, "optim": cfg.optim, "trainer": trainer_cfg, "ae": cfg.ae,
+                 "seed": cfg.seed},
+        data=dataset_meta(cfg.data), parts=module.export_parts)
+    trainer = make_trainer(trainer_cfg, cfg.optim, stage_dir, [record], shards_own_data=True)
+    # The dynamics stage's episode split, so both stages hold out the same episodes.
+    frames = FrameDataModule(cfg.data, cfg.ae, cfg.seed, cfg.dynamics_data.split_seed)
+    trainer.fit(module, datamodule=frames,
+                ckpt_path=str(resume) if resume else None, weights_only=True)
+    exported = out / "autoencoder.pt"
+    if trainer.is_global_zero:
+        export_checkpoint(stage_dir / "checkpoints" / "last.ckpt", exported)
+    trainer.strategy.barrier("autoencoder export")  # other ranks read it in the next stage
+    return exported
+
+
+def train_dynamics(cfg: TrainConfig) -> Path:
+    """Stage 2 on latents of the stage-1 autoencoder; returns the exported model file."""
+    from worldsim.training.dynamics_module import DynamicsModule
+    from worldsim.training.latents import LatentClipDataModule, cache_latents
+
+    out, stage_dir = Path(cfg.out), Path(cfg.out) / "dynamics"
+    resume = stage_resume(cfg.resume, "dynamics", required=cfg.stage == "dynamics")
+    autoencoder_path = Path(cfg.autoencoder) if cfg.autoencoder else out / "autoencoder.pt"
+    if not autoencoder_path.is_file():
+        raise CheckpointError(
+            f"stage=dynamics needs a trained autoencoder, and {autoencoder_path} does not exist: train "
+            f"one first (`worldsim train stage=autoencoder out={cfg.out}`) or pass autoencoder=<.ckpt or .pt>")
+    autoencoder = load_autoencoder(autoencoder_path)
+    device = "cuda" if uses_cuda(cfg.trainer.accelerator) else "cpu"
+    # Every rank may call this: the cache is built under a file lock and reused when fresh.
+    latents = cache_latents(cfg.data, autoencoder.to(device), device=device)
+    autoencoder.cpu()
+    data = LatentClipDataModule(dataclasses.replace(
+        cfg.dynamics_data, root=cfg.data, latents=latents, clip_length=cfg.dynamics.clip_length,
+        seed=cfg.seed))
+    data.setup("fit")
+    lightning.seed_everything(cfg.seed, workers=True)
+    module = DynamicsModule(cfg.dynamics, cfg.optim, cfg.trainer.max_steps, data.meta, autoencoder)
+    maybe_compile([module.networks["dit"]], cfg.trainer)
+    prefix = "ema.model." if module.ema is not None else "networks."
+    ae_record = load_checkpoint(autoencoder_path)["worldsim"]
+    record = WorldsimRecord(
+        "dynamics",
+        configs={"dynamics": cfg.dynamics, "dit": module.dit_config, "text": module.text_config,
+                 "optim": cfg.optim, "trainer": cfg.trainer, "seed": cfg.seed,
+                 "autoencoder_source": str(autoencoder_path.resolve())},
+        data={**dataset_meta(cfg.data), "latents": str(latents), **data.meta},
+        parts={"dit": f"{prefix}dit.", "text": f"{prefix}text."})
+    trainer = make_trainer(cfg.trainer, cfg.optim, stage_dir, [record])
+    trainer.fit(module, datamodule=data, ckpt_path=str(resume) if resume else None, weights_only=True)
+    exported = out / "model.pt"
+    if trainer.is_global_zero:
+        ae_checkpoint = load_checkpoint(autoencoder_path)
+        export_checkpoint(stage_dir / "checkpoints" / "last.ckpt", exported,
+                          extra_parts={"autoencoder": part_state_dict(ae_checkpoint, "autoencoder")},
+                          extra_configs={"autoencoder": autoencoder_config(ae_record)})
+    trainer.strategy.barrier("dynamics export")
+    return exported
+
+
+def train(cfg: TrainConfig) -> dict[str, Path]:
+    """Run the stage(s) of ``cfg``; returns {stage: exported file}."""
+    results: dict[str, Path] = {}
+    if cfg.stage in ("autoencoder", "all"):
+        results["autoencoder"] = train_autoencoder(cfg)
+    if cfg.stage in ("dynamics", "all"):
+        results["dynamics"] = train_dynamics(cfg)
+    out = Path(cfg.out)
+    lines = [f"worldsim train: finished stage {cfg.stage} in {out}"]
+    for stage, exported in results.items():
+        lines += [f"  {stage}: checkpoints {out / stage / 'checkpoints'} (last.ckpt resumes; "
+                  f"`worldsim train ... resume={out}`)",
+                  f"  {stage}: inference file {exported}",
+                  f"  {stage}: logs {out / stage / 'csv'} and `tensorboard --logdir {out / stage / 'tensorboard'}`"]
+    if rank_zero_only.rank == 0:
+        print("\n".join(lines), flush=True)
+    return results
