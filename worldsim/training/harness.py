@@ -218,7 +218,9 @@ def make_trainer(cfg: TrainerConfig, optim: OptimConfig, stage_dir: Union[str, P
     )
     loggers = [
         TensorBoardLogger(save_dir=str(stage_dir), name="tensorboard", version=""),
-        CSVLogger(save_dir=str(stage_dir), name="csv", version=""),
+        # A CSV file cannot be appended to across runs the way TensorBoard events are: each
+        # (resumed) run writes csv/version_N/metrics.csv, N counting up.
+        CSVLogger(save_dir=str(stage_dir), name="csv"),
     ]
     return lightning.Trainer(
         accelerator=cfg.accelerator,

@@ -1,0 +1,73 @@
+"""worldsim train end to end: both stages with one export, resume by run dir, CPU ddp, --help."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from test_train import config, dataset, state  # noqa: F401  (dataset is a fixture)
+
+from worldsim.data.collect import CollectConfig, collect
+from worldsim.training.train import TrainConfig, train
+
+
+def worldsim(*args: str, cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "worldsim.cli", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_two_process_cpu_ddp_run_completes(dataset: Path, tmp_path: Path) -> None:
+    result = worldsim(
+        "train", f"data={dataset}", f"out={tmp_path / 'run'}", "trainer=ddp", "trainer.accelerator=cpu",
+        "trainer.devices=2", "trainer.max_steps=3", "trainer.progress_bar=false", "ae.batch_size=4",
+        "ae.val_frames=4", "ae.statistics_frames=16", "optim.warmup_steps=1",
+        "+autoencoder_model.overrides.base_channels=8", "+autoencoder_model.overrides.num_groups=4",
+        cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "distributed_backend=gloo" in result.stderr + result.stdout
+    assert "All distributed processes registered" in result.stderr + result.stdout
+    last = state(tmp_path / "run" / "autoencoder" / "checkpoints" / "last.ckpt")
+    assert last["global_step"] == 3
+    assert (tmp_path / "run" / "autoencoder.pt").is_file()
+    assert f"inference file {tmp_path / 'run' / 'autoencoder.pt'}" in result.stdout
+
+
+def test_train_help_lists_every_field(tmp_path: Path) -> None:
+    result = worldsim("train", "--help", cwd=tmp_path, timeout=60)
+    assert result.returncode == 0, result.stderr
+    for field in dataclasses.fields(TrainConfig):
+        assert f"  {field.name}=" in result.stdout
+    assert "model: tiny" not in result.stdout  # groups are applied, not shown as keys
+    assert "preset: tiny" in result.stdout
+
+
+def test_stage_all_trains_both_stages_exports_one_file_and_resumes_from_the_run_dir(tmp_path: Path) -> None:
+    from worldsim.training.checkpoint import load_autoencoder, load_checkpoint
+    from worldsim.training.dynamics_module import DynamicsModule
+
+    data = tmp_path / "data"
+    collect(CollectConfig(env="worldsim/Physics-v0", episodes=5, max_steps=10, progress=False, out=str(data)))
+    cfg = config(data, tmp_path / "run", steps=4, every=2)
+    cfg.stage = "all"
+    cfg.ae.max_steps = 4
+    cfg.dynamics.clip_length, cfg.dynamics.context_frames, cfg.dynamics.horizons = 4, 2, [1, 2]
+    cfg.dynamics.dit = {"width": 32, "depth": 1, "heads": 2}
+    cfg.dynamics_data.batch_size, cfg.dynamics_data.rollout_length, cfg.dynamics_data.rollout_clips = 4, 4, 1
+    results = train(cfg)
+    exported = load_checkpoint(results["dynamics"])
+    assert set(exported["weights"]) == {"dit", "text", "autoencoder"}
+    assert exported["worldsim"]["stage"] == "dynamics" and "dynamics" in exported["worldsim"]["configs"]
+    load_autoencoder(results["dynamics"])  # one file serves inference
+    last = tmp_path / "run" / "dynamics" / "checkpoints" / "last.ckpt"
+    DynamicsModule.from_checkpoint(str(last))
+    # Resuming the run directory with a longer schedule continues stage 2 where it stopped.
+    cfg.resume, cfg.trainer.max_steps = str(tmp_path / "run"), 6
+    train(cfg)
+    assert torch.load(last, weights_only=True)["global_step"] == 6
+    assert (tmp_path / "run" / "dynamics" / "csv" / "version_1" / "metrics.csv").is_file()  # logs kept
+    assert torch.load(tmp_path / "run" / "autoencoder" / "checkpoints" / "last.ckpt",
+                      weights_only=True)["global_step"] == 4
