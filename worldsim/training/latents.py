@@ -202,6 +202,7 @@ def cache_latents(dataset_root: str, autoencoder: FrameAutoencoder, out: Optiona
             "shards": [],
         }
         started = time.perf_counter()
+        was_training = autoencoder.training
         autoencoder = autoencoder.to(device).eval()
         kept = []
         for shard in source["shards"]:
@@ -249,6 +250,7 @@ def cache_latents(dataset_root: str, autoencoder: FrameAutoencoder, out: Optiona
             manifest["shards"].sort(key=lambda s: s["source_shard"])
             write_json_atomic(out_dir / MANIFEST_NAME, manifest)
 
+        autoencoder.train(was_training)
         order = [s["name"] for s in source["shards"]]
         manifest["shards"].sort(key=lambda s: order.index(s["source_shard"]))
         manifest["complete"] = True
