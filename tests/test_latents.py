@@ -144,7 +144,7 @@ def test_a_foreign_directory_is_refused(dataset: Path, tmp_path: Path) -> None:
 def test_clips_have_latents_the_frame_module_split_and_aligned_steps(dataset: Path) -> None:
     ae = tiny_autoencoder(0, dataset)
     cfg = LatentClipDataConfig(root=str(dataset), latents=cache_latents(str(dataset), ae), clip_length=6,
-                               batch_size=4, epoch_clips=12, val_fraction=0.25, rollout_clips=2, rollout_length=20)
+                               batch_size=4, val_fraction=0.25, rollout_clips=2, rollout_length=20)
     module = LatentClipDataModule(cfg)
     module.setup("fit")
     frames_module = ClipDataModule(ClipDataConfig(root=str(dataset), clip_length=6, val_fraction=0.25))

@@ -71,3 +71,28 @@ def test_stage_all_trains_both_stages_exports_one_file_and_resumes_from_the_run_
     assert (tmp_path / "run" / "dynamics" / "csv" / "version_1" / "metrics.csv").is_file()  # logs kept
     assert torch.load(tmp_path / "run" / "autoencoder" / "checkpoints" / "last.ckpt",
                       weights_only=True)["global_step"] == 4
+
+
+def test_dynamics_resume_from_a_mid_run_checkpoint_equals_an_uninterrupted_run(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    collect(CollectConfig(env="worldsim/Physics-v0", episodes=5, max_steps=10, progress=False, out=str(data)))
+    cfg = config(data, tmp_path / "whole", steps=6, every=3, deterministic=True)
+    cfg.stage, cfg.ae.max_steps = "all", 2
+    cfg.dynamics.clip_length, cfg.dynamics.context_frames, cfg.dynamics.horizons = 4, 2, [1, 2]
+    cfg.dynamics.dit = {"width": 32, "depth": 1, "heads": 2}
+    cfg.dynamics_data.batch_size, cfg.dynamics_data.rollout_length, cfg.dynamics_data.rollout_clips = 4, 4, 1
+    train(cfg)
+    checkpoints = tmp_path / "whole" / "dynamics" / "checkpoints"
+    # A run killed after step 3 leaves this file; a new process continues from it.
+    resumed = dataclasses.replace(
+        cfg, stage="dynamics", out=str(tmp_path / "resumed"),
+        autoencoder=str(tmp_path / "whole" / "autoencoder.pt"), resume=str(checkpoints / "step=000003.ckpt"))
+    train(resumed)
+    a = state(checkpoints / "last.ckpt")
+    b = state(tmp_path / "resumed" / "dynamics" / "checkpoints" / "last.ckpt")
+    assert a["global_step"] == b["global_step"] == 6
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    for key in a["state_dict"]:  # weights and their EMA
+        assert torch.equal(a["state_dict"][key], b["state_dict"][key]), key
+    for opt_a, opt_b in zip(a["optimizer_states"][0]["state"].values(), b["optimizer_states"][0]["state"].values()):
+        assert torch.equal(opt_a["exp_avg"], opt_b["exp_avg"]) and torch.equal(opt_a["exp_avg_sq"], opt_b["exp_avg_sq"])

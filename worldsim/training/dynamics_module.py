@@ -32,6 +32,7 @@ from worldsim.models.dit import VideoDiT, VideoDiTConfig
 from worldsim.models.text import TEXT_ENCODER_PRESETS, TextEncoder, TextEncoderConfig
 from worldsim.training.ema import EMA
 from worldsim.training.guards import check_finite
+from worldsim.training.harness import step_generator
 from worldsim.training.optim import OptimConfig, adamw_with_schedule
 from worldsim.training import rollout_metrics
 
@@ -151,9 +152,10 @@ class DynamicsModule(lightning.LightningModule):
     """
 
     def __init__(self, cfg: DynamicsConfig, optim: OptimConfig, max_steps: int, meta: dict[str, Any],
-                 autoencoder: Optional[FrameAutoencoder] = None) -> None:
+                 autoencoder: Optional[FrameAutoencoder] = None, seed: int = 0) -> None:
         super().__init__()
         self.cfg, self.optim, self.max_steps, self.meta = cfg, optim, max_steps, _plain(meta)
+        self.seed = seed
         self.dit_config, self.text_config = build_networks(cfg, self.meta)
         self.networks = nn.ModuleDict({"dit": VideoDiT(self.dit_config), "text": TextEncoder(self.text_config)})
         self.ema = EMA(self.networks, optim.ema_decay) if optim.ema_decay > 0 else None
@@ -187,7 +189,11 @@ class DynamicsModule(lightning.LightningModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         latents = batch["latents"]
-        loss, logs = self.flow.loss(self.networks["dit"], *self._inputs(batch, self.networks["text"]))
+        # Noise levels, noise and condition dropout of a step follow from (seed, step, rank), so a
+        # resumed run repeats the interrupted one exactly.
+        generator = step_generator(self.seed, self.global_step, self.global_rank, self.device)
+        loss, logs = self.flow.loss(self.networks["dit"], *self._inputs(batch, self.networks["text"]),
+                                    generator=generator)
         check_finite(loss, self.global_step, logs)
         B = latents.shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=B)
@@ -196,7 +202,10 @@ class DynamicsModule(lightning.LightningModule):
                 self.log(f"train/{name}", value, batch_size=B)
         return loss
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        # Right after the step, not in on_train_batch_end: checkpoint callbacks run before that
+        # module hook, so a checkpoint would hold an EMA one update behind its weights.
+        super().optimizer_step(*args, **kwargs)
         if self.ema is not None:
             self.ema.update(self.networks)
 

@@ -45,10 +45,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from worldsim.data.atomic import fsync_dir, remove_stale_temps, sha256_file, tmp_path, write_json_atomic
-from worldsim.data.datamodule import FixedClipSampler, RandomClipSampler, split_episodes
+from worldsim.data.datamodule import FixedClipSampler, split_episodes
 from worldsim.data.dataset import EpisodeDataset
 from worldsim.data.storage import MANIFEST_NAME, check_file_size, read_manifest
 from worldsim.models.autoencoder import FrameAutoencoder
+from worldsim.training.harness import StepDataLoader, StepSampler
 
 log = logging.getLogger(__name__)
 
@@ -392,7 +393,6 @@ class LatentClipDataConfig:
     val_fraction: float = 0.1  # share of episodes held out; same split as ClipDataModule's
     split_seed: int = 0  # seeds the train/val episode split (keep it equal to the AE stage's)
     seed: int = 0  # seeds which train clips each epoch draws
-    epoch_clips: int = 1024  # train clips per epoch
     val_clips: Optional[int] = 64  # cap on val clips for the flow loss (evenly spread); None: all
     rollout_clips: int = 4  # fixed val clips rolled out at validation (second val loader); 0: none
     rollout_length: int = 20  # frames per rollout clip: context + longest horizon (cut to what val episodes hold)
@@ -517,8 +517,15 @@ class LatentClipDataModule(lightning.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         assert self.train_set is not None, "call setup() first"
-        sampler = RandomClipSampler(len(self.train_set), self.cfg.epoch_clips, self.cfg.seed)
-        return self._loader(self.train_set, sampler, self.cfg.batch_size)
+        # Each global step's clips follow from (seed, step, rank) alone, so a resumed run draws
+        # exactly the batches the interrupted one would have, and each rank draws its own.
+        trainer = self.trainer
+        sampler = StepSampler(len(self.train_set), self.cfg.batch_size, self.cfg.seed,
+                              start_step=lambda: trainer.global_step if trainer is not None else 0,
+                              rank=trainer.global_rank if trainer is not None else 0)
+        return StepDataLoader(self.train_set, batch_size=self.cfg.batch_size, sampler=sampler,
+                              num_workers=self.cfg.num_workers, pin_memory=self.cfg.pin_memory,
+                              persistent_workers=self.cfg.num_workers > 0)
 
     def val_dataloader(self) -> list[DataLoader]:
         assert self.val_set is not None, (

@@ -153,7 +153,8 @@ def train_dynamics(cfg: TrainConfig) -> Path:
         seed=cfg.seed))
     data.setup("fit")
     lightning.seed_everything(cfg.seed, workers=True)
-    module = DynamicsModule(cfg.dynamics, cfg.optim, cfg.trainer.max_steps, data.meta, autoencoder)
+    module = DynamicsModule(cfg.dynamics, cfg.optim, cfg.trainer.max_steps, data.meta, autoencoder,
+                            seed=cfg.seed)
     maybe_compile([module.networks["dit"]], cfg.trainer)
     prefix = "ema.model." if module.ema is not None else "networks."
     ae_record = load_checkpoint(autoencoder_path)["worldsim"]
@@ -164,7 +165,7 @@ def train_dynamics(cfg: TrainConfig) -> Path:
                  "autoencoder_source": str(autoencoder_path.resolve())},
         data={**dataset_meta(cfg.data), "latents": str(latents), **data.meta},
         parts={"dit": f"{prefix}dit.", "text": f"{prefix}text."})
-    trainer = make_trainer(cfg.trainer, cfg.optim, stage_dir, [record])
+    trainer = make_trainer(cfg.trainer, cfg.optim, stage_dir, [record], shards_own_data=True)
     trainer.fit(module, datamodule=data, ckpt_path=str(resume) if resume else None, weights_only=True)
     exported = out / "model.pt"
     if trainer.is_global_zero:
