@@ -22,7 +22,7 @@ def worldsim(*args: str, cwd: Path, timeout: float = 240) -> subprocess.Complete
 
 def test_two_process_cpu_ddp_run_completes(dataset: Path, tmp_path: Path) -> None:
     result = worldsim(
-        "train", f"data={dataset}", f"out={tmp_path / 'run'}", "trainer=ddp", "trainer.accelerator=cpu",
+        "train", "stage=autoencoder", f"data={dataset}", f"out={tmp_path / 'run'}", "trainer=ddp", "trainer.accelerator=cpu",
         "trainer.devices=2", "trainer.max_steps=3", "trainer.progress_bar=false", "ae.batch_size=4",
         "ae.val_frames=4", "ae.statistics_frames=16", "optim.warmup_steps=1",
         "+autoencoder_model.overrides.base_channels=8", "+autoencoder_model.overrides.num_groups=4",

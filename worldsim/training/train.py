@@ -55,7 +55,7 @@ class AutoencoderModelConfig:
 
 @dataclass
 class TrainConfig:
-    stage: str = "autoencoder"  # autoencoder | dynamics | all (autoencoder, cache latents, dynamics)
+    stage: str = "all"  # all (autoencoder, cache latents, dynamics) | autoencoder | dynamics
     data: str = "data/episodes"  # dataset directory written by `worldsim collect`
     out: str = "runs/default"  # run directory: <out>/<stage>/{checkpoints,tensorboard,csv}, exports <out>/autoencoder.pt, <out>/model.pt
     resume: Optional[str] = None  # a .ckpt, or a run directory (its <stage>/checkpoints/last.ckpt), to continue exactly
