@@ -16,6 +16,11 @@ WORLDS: dict[str, tuple[str, int]] = {
     "worldsim/Orbit-v0": ("worldsim.envs.orbit:OrbitEnv", 64),
 }
 
+#: The learned world: ``gymnasium.make(WORLD_MODEL_ID, checkpoint=...)`` gives the single env,
+#: ``gymnasium.make_vec(WORLD_MODEL_ID, num_envs=N, checkpoint=...)`` the batched one. It truncates
+#: at its own ``horizon`` argument, so no TimeLimit is registered.
+WORLD_MODEL_ID = "worldsim/WorldModel-v0"
+
 
 def register_envs() -> None:
     """Register every ground-truth world with Gymnasium; calling it twice is harmless."""
@@ -24,3 +29,9 @@ def register_envs() -> None:
             gymnasium.register(
                 id=env_id, entry_point=entry_point, max_episode_steps=max_episode_steps
             )
+    if WORLD_MODEL_ID not in gymnasium.registry:
+        gymnasium.register(
+            id=WORLD_MODEL_ID,
+            entry_point="worldsim.envs.world_model:WorldModelEnv",
+            vector_entry_point="worldsim.envs.world_model:WorldModelVectorEnv",
+        )
