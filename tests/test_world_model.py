@@ -1,0 +1,156 @@
+"""WorldModel: loading exports, the uint8 boundary, rollout vs the stepped KV-cache API, bounded memory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from worldsim.data.collect import CollectConfig, collect
+from worldsim.data.dataset import EpisodeDataset
+from worldsim.models.autoencoder import AutoencoderConfig, FrameAutoencoder
+from worldsim.models.dit import VideoDiT, VideoDiTConfig
+from worldsim.models.text import TextEncoder, TextEncoderConfig
+from worldsim.training.checkpoint import CheckpointError, dataset_meta
+from worldsim.world_model import WorldModel, export_modules
+
+WINDOW = 3  # max_frames 4: rollouts below run past it, so the cache slides
+
+
+def build_model_file(root: Path, out: Path, seed: int = 0) -> Path:
+    """A tiny model file of the real export format for the world recorded in ``root``.
+
+    Weights are random but nudged off adaLN-Zero's exact zeros, so frames depend on the context,
+    the actions and the noise the way a trained model's do (a fresh DiT predicts zero velocity).
+    """
+    torch.manual_seed(seed)
+    meta = dataset_meta(root)
+    autoencoder = FrameAutoencoder(AutoencoderConfig(base_channels=8, num_groups=4, latent_channels=4))
+    dit = VideoDiT(VideoDiTConfig(latent_channels=4, latent_size=8, width=32, depth=1, heads=2, text_width=32,
+                                  head_width=32, max_frames=WINDOW + 1, action_dim=meta["action_space"]["shape"][0]))
+    text = TextEncoder(TextEncoderConfig(width=32, depth=1, heads=2, max_length=32))
+    with torch.no_grad():
+        for parameter in dit.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+    return export_modules(out, dit, text, autoencoder, {**meta, "latent_channels": 4, "latent_size": 8})
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    # Two cores shared with other jobs: a second intra-op thread only spins against them.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def physics(tmp_path_factory: pytest.TempPathFactory, one_thread) -> tuple[Path, Path]:
+    """(dataset, model file) of worldsim/Physics-v0."""
+    root = tmp_path_factory.mktemp("world") / "physics"
+    collect(CollectConfig(env="worldsim/Physics-v0", episodes=2, max_steps=8, policy="scripted", progress=False,
+                          out=str(root)))
+    return root, build_model_file(root, root.parent / "model.pt")
+
+
+@pytest.fixture
+def model(physics: tuple[Path, Path]) -> WorldModel:
+    return WorldModel.from_checkpoint(physics[1], device="cpu")
+
+
+def clip(root: Path, frames: int) -> tuple[np.ndarray, np.ndarray, str]:
+    episode = EpisodeDataset(root, verify=False).episode(0)
+    return episode.frames[None, :frames], episode.actions[None, :frames - 1], episode.caption
+
+
+def test_from_checkpoint_rebuilds_the_world_and_refuses_other_files(physics, model, tmp_path: Path) -> None:
+    from gymnasium import spaces
+
+    assert model.env_id == "worldsim/Physics-v0"
+    assert model.action_space == spaces.Box(-1.0, 1.0, (3,), np.float32)
+    assert model.frame_shape == (64, 64, 3) and model.latent_shape == (4, 8, 8) and model.window == WINDOW
+    assert not model.dit.training and not any(p.requires_grad for p in model.dit.parameters())
+
+    export = torch.load(physics[1], weights_only=True)
+    no_dit = {**export, "weights": {k: v for k, v in export["weights"].items() if k != "dit"}}
+    torch.save(no_dit, tmp_path / "no_dit.pt")
+    with pytest.raises(CheckpointError, match=r"holding parts \['autoencoder', 'text'\].*pass the <run>/model.pt"):
+        WorldModel.from_checkpoint(tmp_path / "no_dit.pt")
+    wider = {**export, "worldsim": {**export["worldsim"], "configs": {
+        **export["worldsim"]["configs"], "dit": {**export["worldsim"]["configs"]["dit"], "width": 64}}}}
+    torch.save(wider, tmp_path / "wider.pt")
+    with pytest.raises(CheckpointError, match="do not fit this worldsim's networks"):
+        WorldModel.from_checkpoint(tmp_path / "wider.pt")
+    torch.save({"state_dict": {}}, tmp_path / "foreign.pt")
+    with pytest.raises(CheckpointError, match="no 'worldsim' record"):
+        WorldModel.from_checkpoint(tmp_path / "foreign.pt")
+
+
+def test_encode_and_decode_take_uint8_hwc_frames(physics, model) -> None:
+    frames, _, _ = clip(physics[0], 3)  # (1, 3, 64, 64, 3)
+    latents = model.encode(frames)
+    assert latents.shape == (1, 3, 4, 8, 8) and latents.dtype == torch.float32
+    assert torch.equal(model.encode(torch.from_numpy(frames)), latents)
+    decoded = model.decode(latents)
+    assert decoded.shape == frames.shape and decoded.dtype == np.uint8
+    with pytest.raises(ValueError, match=r"float32 \(1, 3, 64, 64, 3\); this model reads uint8"):
+        model.encode(frames.astype(np.float32))
+    with pytest.raises(ValueError, match=r"reads uint8 \(\.\.\., 64, 64, 3\)"):
+        model.encode(np.moveaxis(frames, -1, 2))  # CHW is not accepted
+
+
+def test_stepping_with_the_kv_cache_equals_a_rollout_with_the_same_seed(physics, model) -> None:
+    context, horizon = 2, 6  # 8 frames through a 3-frame window
+    frames, _, caption = clip(physics[0], context)
+    actions = np.random.default_rng(0).uniform(-1, 1, (1, context + horizon - 1, 3)).astype(np.float32)
+    expected, out = model.rollout(frames, actions, caption, horizon, seed=7, return_latents=True)
+    assert expected.shape == (1, horizon, 64, 64, 3) and expected.dtype == np.uint8
+
+    first = model.reset(frames, actions[:, :context - 1], caption, seed=7)
+    assert np.array_equal(first.frames, frames[:, -1])
+    stepped = [model.step(actions[:, context - 1 + h]) for h in range(horizon)]
+    latents = torch.stack([s.latents for s in stepped], dim=1)
+    torch.testing.assert_close(latents, out.latents, rtol=1e-5, atol=1e-5)
+    assert np.abs(np.stack([s.frames for s in stepped], 1).astype(int) - expected).max() <= 1
+    torch.testing.assert_close(torch.from_numpy(np.stack([s.reward for s in stepped], 1)), out.reward)
+    # Different actions give a different world: the model is conditioned on them.
+    moved = model.rollout(frames, -actions, caption, horizon, seed=7, return_latents=True)[1].latents
+    assert not torch.allclose(moved, out.latents)
+
+
+def test_cache_memory_stays_bounded_by_the_window(physics, model) -> None:
+    frames, actions, caption = clip(physics[0], 3)
+    model.reset(np.repeat(frames, 2, 0), np.repeat(actions, 2, 0), caption, seed=0, window=2)
+    sizes = []
+    for _ in range(30):
+        model.step(np.zeros((2, 3), np.float32), decode=False)
+        sizes.append(model.cache_bytes())
+        assert model.cache.frames == 2
+    assert len(set(sizes)) == 1  # flat: 2 frames x 64 tokens x keys and values, whatever the step
+    assert model.cache.next_position == 3 + 30
+
+
+def test_restarting_some_rows_keeps_the_others_cached_frames(physics, model) -> None:
+    frames, actions, caption = clip(physics[0], WINDOW)
+    model.reset(np.repeat(frames, 3, 0), np.repeat(actions, 3, 0), caption, seed=1)
+    model.step(np.zeros((3, 3), np.float32))
+    before = [k.clone() for k in model.cache.keys]
+    other, other_actions, _ = clip(physics[0], WINDOW + 2)
+    first = model.reset(other[:, 2:], other_actions[:, 2:], ["a new episode"], rows=np.array([0, 1, 0], bool))
+    assert np.array_equal(first.frames[0], other[0, -1])
+    assert model.cache.frames == WINDOW and model.batch_size == 3
+    for old, new in zip(before, model.cache.keys):
+        assert torch.equal(old[[0, 2]], new[[0, 2]])  # the running rows keep every cached key
+        assert not torch.allclose(old[1], new[1])
+    torch.testing.assert_close(model.latents[1], model.encode(other[0, -1]), rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="keeps its sampling settings"):
+        model.reset(frames, None, caption, rows=[0], steps=2)
+
+
+def test_text_only_reset_imagines_its_first_frames(model) -> None:
+    first = model.reset(None, None, ["a red ball bounces", "a blue box"], imagine=2, seed=0)
+    assert first.frames.shape == (2, 64, 64, 3) and model.cache.frames == 2 and model.batch_size == 2
+    out = model.step(np.zeros((2, 3), np.float32))
+    assert out.frames.shape == (2, 64, 64, 3) and out.reward.shape == out.terminated.shape == (2,)
