@@ -25,6 +25,7 @@ from typing import Any, Callable
 
 import cv2
 import numpy as np
+from gymnasium import spaces
 
 from worldsim.evals.protocol import Predictor, Scenario
 from worldsim.evals.scenarios import make_env, replay
@@ -175,12 +176,48 @@ class PerturbedGroundTruthPredictor(GroundTruthPredictor):
         return nudge
 
 
-#: Built-in predictors by the name tables show.
-BASELINES: dict[str, Callable[[], Predictor]] = {
+class WorldModelPredictor:
+    """A trained worldsim model (an exported ``model.pt``) rolled out from each scenario's context.
+
+    Scenarios of a world the model was not trained on are refused when their frames or actions do
+    not fit it, rather than scored on garbage. Each ``predict`` call samples with the same ``seed``,
+    so a report is reproducible.
+    """
+
+    name = "model"
+
+    def __init__(self, checkpoint: str, device: str | None = None, steps: int = 4, sampler: str = "euler",
+                 cfg_text: float = 1.0, cfg_action: float = 1.0, seed: int = 0) -> None:
+        from worldsim.world_model import WorldModel  # torch only when the model is scored
+
+        self.model = WorldModel.from_checkpoint(checkpoint, device)
+        self.checkpoint = checkpoint
+        self.sampling = dict(steps=steps, sampler=sampler, cfg_text=cfg_text, cfg_action=cfg_action)
+        self.seed = seed
+
+    def predict(self, context_frames: np.ndarray, actions: np.ndarray, text: list[str], horizon: int) -> np.ndarray:
+        model = self.model
+        frames_fit = tuple(context_frames.shape[2:]) == tuple(model.frame_shape)
+        space = model.action_space
+        actions_fit = not model.has_actions or tuple(actions.shape[2:]) == tuple(space.shape)
+        if not (frames_fit and actions_fit):
+            raise ValueError(
+                f"predictor 'model' ({self.checkpoint}) was trained on {model.env_id or 'an unknown world'} with "
+                f"{model.frame_shape} frames and actions {space}; this suite gives {tuple(context_frames.shape[2:])} "
+                f"frames and actions of shape {tuple(actions.shape[2:])}: score it on the suites of its world"
+            )
+        if model.has_actions and isinstance(space, spaces.Box):
+            actions = np.clip(actions, space.low, space.high)  # scenario actions beyond the trained range
+        return model.rollout(context_frames, actions, list(text), horizon, seed=self.seed, **self.sampling)
+
+
+#: Built-in predictors by the name tables show; ``model`` takes ``checkpoint=``.
+BASELINES: dict[str, Callable[..., Predictor]] = {
     "copy_last": CopyLastPredictor,
     "optical_flow": OpticalFlowPredictor,
     "truth": GroundTruthPredictor,
     "perturbed_truth": PerturbedGroundTruthPredictor,
+    "model": WorldModelPredictor,
 }
 
 
