@@ -1,4 +1,9 @@
-"""``worldsim bench``: performance figures printed as JSON (benchmarks, never timed tests)."""
+"""``worldsim bench``: performance figures printed as JSON (benchmarks, never timed tests).
+
+Suites: ``collect`` (recording frames/s of each ground-truth world with 1 and 2 processes) and
+``env`` (the learned world as an env: step latency, vector-env throughput beside the real env,
+KV-cache step time, memory over a long run; see ``worldsim.bench_env``).
+"""
 
 from __future__ import annotations
 
@@ -11,21 +16,31 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from worldsim.bench_env import EnvBenchConfig, bench_env
 from worldsim.data.collect import CollectConfig, collect
 from worldsim.quickstart import WORLDS
 
+SUITES = ("collect", "env")
+
 
 @dataclass
-class BenchConfig:
+class CollectBenchConfig:
     worlds: list[str] = field(default_factory=lambda: list(WORLDS))  # env ids to measure
     workers: list[int] = field(default_factory=lambda: [1, 2])  # collection process counts
     episodes: int = 64  # episodes per measurement
     size: int = 64  # frame height and width in pixels
     policy: str = "random"  # random | scripted | module:callable
-    out: str = ""  # also write the JSON here (empty: print only)
 
 
-def bench_collect(cfg: BenchConfig) -> list[dict[str, Any]]:
+@dataclass
+class BenchConfig:
+    suites: list[str] = field(default_factory=lambda: list(SUITES))  # collect (frames/s recording each world) | env (world-model env latency, throughput, KV cache, memory)
+    collect: CollectBenchConfig = field(default_factory=CollectBenchConfig)  # what the collect suite records
+    env: EnvBenchConfig = field(default_factory=EnvBenchConfig)  # what the env suite steps (checkpoint=None: tiny, random weights)
+    out: str = ""  # also write the JSON report here (empty: print only)
+
+
+def bench_collect(cfg: CollectBenchConfig) -> list[dict[str, Any]]:
     """End-to-end collection throughput: stepping, rendering, ground truth and writing shards."""
     rows = []
     for env_id in cfg.worlds:
@@ -58,14 +73,21 @@ def bench_collect(cfg: BenchConfig) -> list[dict[str, Any]]:
 
 
 def bench(cfg: BenchConfig) -> dict[str, Any]:
-    report = {
+    unknown = [suite for suite in cfg.suites if suite not in SUITES]
+    if unknown:
+        raise ValueError(f"bench suites {unknown} are unknown: choose from {list(SUITES)}")
+    report: dict[str, Any] = {
         "machine": {
             "cpu": platform.processor() or platform.machine(),
             "cores": os.cpu_count(),
             "python": platform.python_version(),
+            "load_average_1min": round(os.getloadavg()[0], 2),
         },
-        "collect": bench_collect(cfg),
     }
+    if "collect" in cfg.suites:
+        report["collect"] = bench_collect(cfg.collect)
+    if "env" in cfg.suites:
+        report["env"] = bench_env(cfg.env)
     text = json.dumps(report, indent=2)
     print(text)
     if cfg.out:

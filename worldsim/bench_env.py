@@ -36,7 +36,6 @@ class EnvBenchConfig:
     memory_steps: int = 2000  # steps of the long run that checks memory stays flat
     real_env: str = "worldsim/Push-v0"  # ground-truth env timed beside the model
     threads: int = 0  # torch intra-op threads; 0 keeps torch's default
-    out: str = ""  # also write the JSON here
 
 
 def tiny_model_file(path: Path) -> Path:
@@ -163,12 +162,4 @@ def bench_env(cfg: EnvBenchConfig) -> dict[str, Any]:
                         "rss_mb_growth_after_first_10pct": round(samples[-1]["rss_mb"] - samples[1]["rss_mb"], 1)
                         if len(samples) > 1 else 0.0}
     tmp.cleanup()
-    text = json.dumps(report, indent=2)
-    print(text)
-    if cfg.out:
-        Path(cfg.out).write_text(text + "\n")
     return report
-
-
-if __name__ == "__main__":
-    bench_env(EnvBenchConfig())

@@ -37,7 +37,7 @@ COMMANDS: dict[str, Command] = {
     "bench": Command(
         config="worldsim.bench:BenchConfig",
         run="worldsim.bench:bench",
-        summary="print performance figures (collection frames/s, ...) as JSON",
+        summary="print performance figures (collection frames/s; world-model env latency, throughput, memory) as JSON",
     ),
     "train": Command(
         config="worldsim.training.train:TrainConfig",
