@@ -195,6 +195,10 @@ class WorldModelPredictor:
         self.sampling = dict(steps=steps, sampler=sampler, cfg_text=cfg_text, cfg_action=cfg_action)
         self.seed = seed
 
+    def supports(self, scenario: Scenario) -> bool:
+        """Only the world the model was trained on: other worlds may share its shapes, not its physics."""
+        return self.model.env_id is None or scenario.env_id == self.model.env_id
+
     def predict(self, context_frames: np.ndarray, actions: np.ndarray, text: list[str], horizon: int) -> np.ndarray:
         model = self.model
         frames_fit = tuple(context_frames.shape[2:]) == tuple(model.frame_shape)

@@ -13,6 +13,9 @@ Shapes (B scenarios in a batch, T0 context frames, H horizon, A action size):
   model can condition on them as it was trained to;
 - ``text``: one caption per scenario (may be ignored);
 - returns uint8 (B, H, height, width, 3): frames ``T0 .. T0 + H - 1``.
+
+A predictor may also define ``supports(scenario) -> bool``; suites skip it on worlds it refuses
+(a model trained on one world), and the report shows n/a there instead of a meaningless score.
 """
 
 from __future__ import annotations

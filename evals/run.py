@@ -142,6 +142,7 @@ def evaluate(cfg: EvalConfig) -> Path:
     rows: list[dict[str, Any]] = []
     examples: list[Example] = []
     tasks = [(suite, split) for suite in cfg.suites for split in cfg.split]
+    skipped: set[str] = set()
     bar = tqdm(total=len(tasks) * len(predictors), desc="eval", unit="run", disable=not cfg.progress)
     for suite, split in tasks:
         spec = SUITES[suite]
@@ -153,6 +154,9 @@ def evaluate(cfg: EvalConfig) -> Path:
         for predictor in predictors:
             bar.set_postfix_str(f"{suite}/{split}/{predictor.name}")
             for scenarios in worlds:
+                if not all(getattr(predictor, "supports", lambda _: True)(s) for s in scenarios):
+                    skipped.add(f"{predictor.name} on {scenarios[0].env_id}")
+                    continue
                 predictions = predict_scenarios(predictor, scenarios, cfg.batch_size)
                 if scenarios is worlds[0]:
                     example.predictions[predictor.name] = predictions[0]
@@ -160,6 +164,8 @@ def evaluate(cfg: EvalConfig) -> Path:
             bar.update()
         examples.append(example)
     bar.close()
+    if skipped:
+        print(f"skipped (the predictor does not support that world): {', '.join(sorted(skipped))}")
 
     out = Path(cfg.out)
     config = dataclasses.asdict(cfg)

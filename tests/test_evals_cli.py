@@ -52,3 +52,23 @@ def test_unknown_suite_is_refused(tmp_path: Path) -> None:
     result = worldsim("eval", "suites=[physcs]", "out=run", cwd=tmp_path)
     assert result.returncode != 0
     assert "suites ['physcs'] are unknown" in result.stderr
+
+
+def test_a_predictor_is_skipped_on_worlds_it_does_not_support(tmp_path: Path) -> None:
+    (tmp_path / "physics_only.py").write_text(
+        "class PhysicsOnly:\n"
+        "    name = 'physics_only'\n"
+        "    def supports(self, scenario):\n"
+        "        return scenario.env_id == 'worldsim/Physics-v0'\n"
+        "    def predict(self, context_frames, actions, text, horizon):\n"
+        "        return context_frames[:, -1:].repeat(horizon, axis=1)\n"
+    )
+    result = worldsim(
+        "eval", "suites=[physics,consistency]", "predictors=[physics_only.py:PhysicsOnly]", "n=1",
+        "split=[id]", "out=run", "progress=false", cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "skipped (the predictor does not support that world): physics_only on worldsim/Orbit-v0" in result.stdout
+    rows = read_results(tmp_path / "run" / "results.json")["rows"]
+    assert {r["suite"] for r in rows if r["predictor"] == "physics_only"} == {"physics"}
+    assert {r["suite"] for r in rows if r["predictor"] == "copy_last"} == {"physics", "consistency"}
