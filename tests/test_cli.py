@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -79,7 +80,8 @@ def test_collect_overrides_and_multirun(tmp_path: Path) -> None:
 
 def test_quickstart_draws_one_strip_per_world(tmp_path: Path) -> None:
     result = worldsim(
-        "quickstart", "out=qs", "episodes=1", "workers=1", "strip_frames=3", cwd=tmp_path
+        "quickstart", "out=qs", "episodes=1", "workers=1", "strip_frames=3", "train=false", "eval=false",
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
     picture = cv2.imread(str(tmp_path / "qs" / "worlds.png"))
@@ -87,3 +89,17 @@ def test_quickstart_draws_one_strip_per_world(tmp_path: Path) -> None:
     assert picture.shape[0] == 4 * (128 + 4)
     for name in ("physics", "push", "occlusion", "orbit"):
         assert len(EpisodeDataset(tmp_path / "qs" / "data" / name)) == 1
+
+
+def test_quickstart_runs_the_whole_loop(tmp_path: Path) -> None:
+    """Record, train both stages and evaluate every suite, at a size that only proves the wiring."""
+    result = worldsim(
+        "quickstart", "out=qs", "worlds=[worldsim/Physics-v0]", "episodes=1", "workers=1", "train_episodes=3",
+        "ae_steps=2", "dynamics_steps=2", "eval_n=1", cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "qs" / "run" / "model.pt").is_file()
+    rows = json.loads((tmp_path / "qs" / "eval" / "results.json").read_text())["rows"]
+    assert {r["suite"] for r in rows} == {"physics", "permanence", "consistency", "action"}
+    assert {r["suite"] for r in rows if r["predictor"] == "model"} == {"physics"}  # its own world only
+    assert "quickstart finished" in result.stdout and "report.html" in result.stdout

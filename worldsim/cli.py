@@ -47,7 +47,7 @@ COMMANDS: dict[str, Command] = {
     "quickstart": Command(
         config="worldsim.quickstart:QuickstartConfig",
         run="worldsim.quickstart:quickstart",
-        summary="collect a small dataset of every world and draw a frame strip of each",
+        summary="the whole loop, CPU-sized: record every world, train the tiny model, evaluate, report",
     ),
     "eval": Command(
         config="worldsim.evals.run:EvalConfig",
