@@ -16,11 +16,7 @@ each ``predict``.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import inspect
-import sys
-from pathlib import Path
 from typing import Any, Callable
 
 import cv2
@@ -29,6 +25,7 @@ from gymnasium import spaces
 
 from worldsim.evals.protocol import Predictor, Scenario
 from worldsim.evals.scenarios import make_env, replay
+from worldsim.targets import load_target
 
 
 class CopyLastPredictor:
@@ -237,32 +234,6 @@ def make_predictor(spec: str, **kwargs: Any) -> Predictor:
     return load_predictor(spec, **kwargs)
 
 
-def _import_module(target: str, spec: str) -> Any:
-    if target.endswith(".py"):
-        path = Path(target).expanduser().resolve()
-        if not path.is_file():
-            raise ValueError(f"predictor {spec!r}: file {path} does not exist")
-        name = f"_worldsim_predictor_{abs(hash(str(path)))}_{path.stem}"
-        if name not in sys.modules:
-            loader_spec = importlib.util.spec_from_file_location(name, path)
-            assert loader_spec is not None and loader_spec.loader is not None
-            module = importlib.util.module_from_spec(loader_spec)
-            sys.modules[name] = module
-            try:
-                loader_spec.loader.exec_module(module)
-            except Exception:
-                del sys.modules[name]
-                raise
-        return sys.modules[name]
-    try:
-        return importlib.import_module(target)
-    except ImportError as error:
-        raise ValueError(
-            f"predictor {spec!r}: cannot import module {target!r} ({error}); install it or name a file "
-            "as 'path/to/file.py:callable'"
-        ) from error
-
-
 def load_predictor(spec: str, **kwargs: Any) -> Predictor:
     """Load ``"package.module:attr"`` or ``"path/to/file.py:attr"`` as a predictor.
 
@@ -270,16 +241,7 @@ def load_predictor(spec: str, **kwargs: Any) -> Predictor:
     ``predict``; dotted attributes (``module:Outer.make``) are followed. A predictor without a
     ``name`` gets ``attr``.
     """
-    target, sep, attribute = spec.rpartition(":")
-    if not sep or not target or not attribute:
-        raise ValueError(f"predictor {spec!r} must look like 'package.module:callable' or 'path/to/file.py:callable'")
-    module = _import_module(target, spec)
-    obj: Any = module
-    for part in attribute.split("."):
-        if not hasattr(obj, part):
-            public = sorted(n for n in dir(module) if not n.startswith("_"))
-            raise ValueError(f"predictor {spec!r}: {target} has no attribute {attribute!r}; it has {public}")
-        obj = getattr(obj, part)
+    obj = load_target(spec, "predictor")
     if inspect.isclass(obj) or (callable(obj) and not hasattr(obj, "predict")):
         obj = obj(**kwargs)
     elif kwargs:
@@ -291,7 +253,7 @@ def load_predictor(spec: str, **kwargs: Any) -> Predictor:
         )
     if not isinstance(getattr(obj, "name", None), str):
         try:
-            obj.name = attribute.split(".")[-1]
+            obj.name = spec.rpartition(":")[2].split(".")[-1]
         except AttributeError as error:
             raise ValueError(f"predictor {spec!r} has no str attribute 'name' and none can be set: add one") from error
     return obj

@@ -28,9 +28,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from worldsim.evals.physics import _mean, predicted_tracks, summarize, truth_tracks
+from worldsim.evals.physics import _mean, run_tracked, score_tracked
 from worldsim.evals.protocol import Predictor, Scenario
-from worldsim.evals.scenarios import predict_scenarios
 from worldsim.evals.tracking import Tracks, count_detections
 
 SUITE = "permanence"
@@ -127,23 +126,10 @@ def _slice(tracks: Tracks, frames: slice) -> Tracks:
 def score_permanence(
     scenarios: Sequence[Scenario], predictions: np.ndarray, predictor: str, truth: Sequence[Tracks] | None = None
 ) -> list[dict[str, Any]]:
-    """Metric rows of one predictor from its predictions (N, H, h, w, 3), one per scenario, per split.
-
-    ``truth``: the tracks of each scenario's frames (``truth_tracks``), to reuse across predictors.
-    """
-    if len(predictions) != len(scenarios):
-        raise ValueError(f"{len(predictions)} predictions for {len(scenarios)} scenarios: pass one per scenario")
-    truth = truth_tracks(scenarios) if truth is None else truth
-    per_scenario = [
-        scenario_metrics(s, predicted_tracks(s, frames), t) for s, frames, t in zip(scenarios, predictions, truth)
-    ]
-    return summarize(SUITE, scenarios, per_scenario, predictor, METRICS)
+    """Metric rows of one predictor from its predictions (N, H, h, w, 3), one per scenario, per split."""
+    return score_tracked(SUITE, METRICS, scenario_metrics, scenarios, predictions, predictor, truth)
 
 
 def run_permanence(predictors: Sequence[Predictor], scenarios: Sequence[Scenario], batch_size: int = 32) -> list[dict[str, Any]]:
     """Score every predictor on the same Occlusion scenarios."""
-    rows, truth = [], truth_tracks(scenarios)
-    for predictor in predictors:
-        predictions = predict_scenarios(predictor, list(scenarios), batch_size)
-        rows += score_permanence(scenarios, predictions, predictor.name, truth)
-    return rows
+    return run_tracked(score_permanence, predictors, scenarios, batch_size)

@@ -28,7 +28,7 @@ Metrics (per scenario first, then mean and 95% interval over scenarios; ``n`` = 
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -266,11 +266,18 @@ def predicted_tracks(scenario: Scenario, frames: np.ndarray) -> Tracks:
     return track_scenario_frames(frames, scenario.state["object_color"][0], scenario.state["object_present"][0])
 
 
-def score_physics(
-    scenarios: Sequence[Scenario], predictions: np.ndarray, predictor: str, truth: Sequence[Tracks] | None = None
+def score_tracked(
+    suite: str,
+    metrics: Sequence[str],
+    scenario_metrics: Callable[[Scenario, Tracks, Tracks], dict[str, np.ndarray]],
+    scenarios: Sequence[Scenario],
+    predictions: np.ndarray,
+    predictor: str,
+    truth: Sequence[Tracks] | None = None,
 ) -> list[dict[str, Any]]:
-    """Metric rows of one predictor from its predictions (N, H, h, w, 3), one per scenario, per split.
+    """Rows of a suite that compares object tracks in predictions (N, H, h, w, 3) with the truth's.
 
+    ``scenario_metrics(scenario, predicted, truth)`` gives one scenario's samples per metric;
     ``truth``: the tracks of each scenario's frames (``truth_tracks``), to reuse across predictors.
     """
     if len(predictions) != len(scenarios):
@@ -279,7 +286,26 @@ def score_physics(
     per_scenario = [
         scenario_metrics(s, predicted_tracks(s, frames), t) for s, frames, t in zip(scenarios, predictions, truth)
     ]
-    return summarize(SUITE, scenarios, per_scenario, predictor, METRICS)
+    return summarize(suite, scenarios, per_scenario, predictor, metrics)
+
+
+def score_physics(
+    scenarios: Sequence[Scenario], predictions: np.ndarray, predictor: str, truth: Sequence[Tracks] | None = None
+) -> list[dict[str, Any]]:
+    """Metric rows of one predictor from its predictions (N, H, h, w, 3), one per scenario, per split."""
+    return score_tracked(SUITE, METRICS, scenario_metrics, scenarios, predictions, predictor, truth)
+
+
+def run_tracked(
+    score: Callable[..., list[dict[str, Any]]], predictors: Sequence[Predictor], scenarios: Sequence[Scenario],
+    batch_size: int = 32,
+) -> list[dict[str, Any]]:
+    """Score every predictor on the same scenarios, tracking the truth frames once."""
+    rows, truth = [], truth_tracks(scenarios)
+    for predictor in predictors:
+        predictions = predict_scenarios(predictor, list(scenarios), batch_size)
+        rows += score(scenarios, predictions, predictor.name, truth)
+    return rows
 
 
 def summarize(
@@ -300,8 +326,4 @@ def summarize(
 
 def run_physics(predictors: Sequence[Predictor], scenarios: Sequence[Scenario], batch_size: int = 32) -> list[dict[str, Any]]:
     """Score every predictor on the same scenarios (ID and OOD rows come from each scenario's split)."""
-    rows, truth = [], truth_tracks(scenarios)
-    for predictor in predictors:
-        predictions = predict_scenarios(predictor, list(scenarios), batch_size)
-        rows += score_physics(scenarios, predictions, predictor.name, truth)
-    return rows
+    return run_tracked(score_physics, predictors, scenarios, batch_size)

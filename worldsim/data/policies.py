@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import inspect
-import sys
-from pathlib import Path
 from typing import Any, Callable
 
 import gymnasium
 import numpy as np
 
 from worldsim.envs.policy import Policy
+from worldsim.targets import load_target
 
 
 class RandomPolicy:
@@ -41,36 +38,6 @@ class FunctionPolicy:
         return self.function(observation, info)
 
 
-def _import_target(spec: str) -> Any:
-    """``package.module:attr.attr`` or ``path/to/file.py:attr`` -> the attribute."""
-    module_name, _, attribute = spec.partition(":")
-    if module_name.endswith(".py"):
-        path = Path(module_name).resolve()
-        if not path.is_file():
-            raise ValueError(f"policy {spec!r}: file {path} does not exist")
-        name = f"_worldsim_policy_{path.stem}"
-        if name not in sys.modules:
-            loader_spec = importlib.util.spec_from_file_location(name, path)
-            assert loader_spec is not None and loader_spec.loader is not None
-            module = importlib.util.module_from_spec(loader_spec)
-            sys.modules[name] = module
-            loader_spec.loader.exec_module(module)
-        module = sys.modules[name]
-    else:
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as error:
-            raise ValueError(f"policy {spec!r}: cannot import module {module_name!r} ({error}); "
-                             "use 'package.module:name' importable from here, or 'file.py:name'") from None
-    target: Any = module
-    for part in attribute.split("."):
-        try:
-            target = getattr(target, part)
-        except AttributeError:
-            raise ValueError(f"policy {spec!r}: {module_name} has no attribute {attribute!r}") from None
-    return target
-
-
 def make_policy(spec: str, env: gymnasium.Env) -> Policy:
     """The policy named by ``spec`` for ``env``.
 
@@ -91,7 +58,7 @@ def make_policy(spec: str, env: gymnasium.Env) -> Policy:
         return factory()
     if ":" not in spec:
         raise ValueError(f"policy {spec!r} is unknown: use 'random', 'scripted' or 'module:callable'")
-    target = _import_target(spec)
+    target = load_target(spec, "policy")
     if inspect.isclass(target):
         takes_argument = len(inspect.signature(target).parameters) > 0
         target = target(env.action_space) if takes_argument else target()
