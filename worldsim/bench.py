@@ -29,7 +29,7 @@ class CollectBenchConfig:
     workers: list[int] = field(default_factory=lambda: [1, 2])  # collection process counts
     episodes: int = 64  # episodes per measurement
     size: int = 64  # frame height and width in pixels
-    policy: str = "random"  # random | scripted | module:callable
+    policy: str = "random"  # random | scripted | mixed (scripted with random bursts) | module:callable
 
 
 @dataclass

@@ -27,7 +27,7 @@ class QuickstartConfig:
     out: str = "quickstart"  # folder for the datasets, the picture, the training run and the report
     worlds: list[str] = field(default_factory=lambda: list(WORLDS))  # env ids to record and draw
     episodes: int = 16  # episodes per world for the picture
-    policy: str = "scripted"  # random | scripted | module:callable
+    policy: str = "scripted"  # random | scripted | mixed (scripted with random bursts) | module:callable
     workers: int = 2  # collection processes
     seed: int = 0  # drives every episode seed, the training run and the eval scenarios
     strip_frames: int = 8  # frames per world in the picture

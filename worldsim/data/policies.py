@@ -25,6 +25,35 @@ class RandomPolicy:
         return self.action_space.sample()
 
 
+class MixedPolicy:
+    """The world's scripted policy with bursts of random actions.
+
+    A world model learns what actions do only from data where they vary: a scripted policy alone
+    covers the task's states with few actions, a random one many actions in few states. Each step
+    not already in a burst starts a burst of 1-8 uniform random actions with ``burst_prob``.
+    """
+
+    def __init__(self, scripted: Policy, action_space: gymnasium.Space, burst_prob: float = 0.1) -> None:
+        self.scripted, self.action_space, self.burst_prob = scripted, action_space, burst_prob
+        self.rng = np.random.default_rng(0)
+        self.burst = 0
+
+    def reset(self, seed: int) -> None:
+        self.scripted.reset(seed)
+        self.action_space.seed(seed)
+        self.rng = np.random.default_rng(seed)
+        self.burst = 0
+
+    def __call__(self, observation: np.ndarray, info: dict[str, Any]) -> Any:
+        scripted_action = self.scripted(observation, info)  # keeps a stateful script in step
+        if self.burst == 0 and self.rng.random() < self.burst_prob:
+            self.burst = int(self.rng.integers(1, 9))
+        if self.burst > 0:
+            self.burst -= 1
+            return self.action_space.sample()
+        return scripted_action
+
+
 class FunctionPolicy:
     """Adapts a stateless ``(observation, info) -> action`` function to the Policy protocol."""
 
@@ -42,22 +71,23 @@ def make_policy(spec: str, env: gymnasium.Env) -> Policy:
     """The policy named by ``spec`` for ``env``.
 
     ``"random"``: uniform actions. ``"scripted"``: ``env.unwrapped.scripted_policy()``.
+    ``"mixed"``: the scripted policy with bursts of random actions (``MixedPolicy``).
     ``"module:name"`` or ``"file.py:name"``: a Policy object; a class, instantiated with the
     env's action space when its constructor takes an argument, else with none; or a plain
     function ``(observation, info) -> action``.
     """
     if spec == "random":
         return RandomPolicy(env.action_space)
-    if spec == "scripted":
+    if spec in ("scripted", "mixed"):
         factory = getattr(env.unwrapped, "scripted_policy", None)
         if factory is None:
             raise ValueError(
-                f"policy 'scripted': {env.spec.id if env.spec else env} has no scripted_policy(); "
+                f"policy {spec!r}: {env.spec.id if env.spec else env} has no scripted_policy(); "
                 "only worldsim worlds provide one: use policy=random or policy=module:callable"
             )
-        return factory()
+        return factory() if spec == "scripted" else MixedPolicy(factory(), env.action_space)
     if ":" not in spec:
-        raise ValueError(f"policy {spec!r} is unknown: use 'random', 'scripted' or 'module:callable'")
+        raise ValueError(f"policy {spec!r} is unknown: use 'random', 'scripted', 'mixed' or 'module:callable'")
     target = load_target(spec, "policy")
     if inspect.isclass(target):
         takes_argument = len(inspect.signature(target).parameters) > 0
