@@ -63,6 +63,22 @@ def test_export_is_small_and_holds_only_inference_weights(run: Path, tmp_path: P
     assert out.stat().st_size < 0.5 * (run / "autoencoder" / "checkpoints" / "last.ckpt").stat().st_size
 
 
+def test_half_precision_export_is_half_the_size_and_loads_into_float32(run: Path, tmp_path: Path) -> None:
+    ckpt = run / "autoencoder" / "checkpoints" / "last.ckpt"
+    full = export_checkpoint(ckpt, tmp_path / "ae32.pt")
+    half = export_checkpoint(ckpt, tmp_path / "ae16.pt", dtype="float16")
+    weights = torch.load(half, weights_only=True)["weights"]["autoencoder"]
+    assert {v.dtype for v in weights.values() if v.is_floating_point()} == {torch.float16}
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    frames = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8)
+    reference, model = load_autoencoder(full), load_autoencoder(half)
+    assert next(model.parameters()).dtype == torch.float32
+    reconstruction = model(uint8_to_unit(frames))[0]
+    assert torch.allclose(reconstruction, reference(uint8_to_unit(frames))[0], atol=1e-2)
+    with pytest.raises(ValueError, match="export dtype 'int8' is not one of"):
+        export_checkpoint(ckpt, tmp_path / "bad.pt", dtype="int8")
+
+
 def test_incompatible_schema_is_refused_with_what_to_do(run: Path, tmp_path: Path) -> None:
     raw = torch.load(run / "autoencoder.pt", weights_only=True)
     for schema, advice in ((CHECKPOINT_SCHEMA + 1, "upgrade worldsim"), (0, "re-train it")):

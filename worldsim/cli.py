@@ -54,6 +54,11 @@ COMMANDS: dict[str, Command] = {
         run="worldsim.evals.run:evaluate",
         summary="score predictors on the physics, permanence, 3D consistency and action suites; write the report",
     ),
+    "play": Command(
+        config="worldsim.play:PlayConfig",
+        run="worldsim.play:play",
+        summary="drive a trained model with the keyboard or a policy; save it beside the real env as gif/mp4 with PSNR and rewards",
+    ),
 }
 
 

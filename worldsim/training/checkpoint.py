@@ -135,21 +135,31 @@ def part_state_dict(checkpoint: Mapping[str, Any], part: str) -> dict[str, torch
     return {k[len(prefix):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
 
 
+EXPORT_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
 def export_checkpoint(ckpt: Union[str, Path], out: Union[str, Path],
                       extra_parts: Mapping[str, Mapping[str, torch.Tensor]] | None = None,
-                      extra_configs: Mapping[str, Any] | None = None) -> Path:
+                      extra_configs: Mapping[str, Any] | None = None, dtype: str = "float32") -> Path:
     """Write the small inference file of training checkpoint ``ckpt`` to ``out``.
 
     It holds each part's EMA weights, the configs and the data meta, and no optimizer state, so
     it is a fraction of the training checkpoint and loads with ``weights_only=True``.
     ``extra_parts``/``extra_configs`` add parts trained elsewhere (the dynamics stage adds the
-    frozen autoencoder it was trained on, so one file serves inference).
+    frozen autoencoder it was trained on, so one file serves inference). ``dtype`` stores the
+    floating-point weights as float16/bfloat16 (half the bytes, e.g. to ship a checkpoint in a
+    repository); loading casts them back to the networks' float32.
     """
+    if dtype not in EXPORT_DTYPES:
+        raise ValueError(f"export dtype {dtype!r} is not one of {sorted(EXPORT_DTYPES)}")
+    store = EXPORT_DTYPES[dtype]
     checkpoint = load_checkpoint(ckpt)
     record = dict(checkpoint["worldsim"])
     weights = {part: {k: v.detach().clone().contiguous() for k, v in part_state_dict(checkpoint, part).items()}
                for part in record.get("parts", {})}
     weights.update({k: dict(v) for k, v in (extra_parts or {}).items()})
+    weights = {part: {k: v.to(store) if v.is_floating_point() else v for k, v in tensors.items()}
+               for part, tensors in weights.items()}
     record.update(kind="export", parts={part: "" for part in weights},
                   configs={**record["configs"], **plain(dict(extra_configs or {}))},
                   global_step=int(checkpoint.get("global_step", record.get("global_step", 0))),

@@ -24,6 +24,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from worldsim.models.autoencoder import AUTOENCODER_PRESETS, AutoencoderConfig
 from worldsim.training.autoencoder_module import AutoencoderModule, AutoencoderStageConfig, FrameDataModule
 from worldsim.training.checkpoint import (
+    EXPORT_DTYPES,
     CheckpointError,
     autoencoder_config,
     dataset_meta,
@@ -66,11 +67,14 @@ class TrainConfig:
     autoencoder_model: AutoencoderModelConfig = field(default_factory=AutoencoderModelConfig)  # stage-1 network (model=... sets it)
     ae: AutoencoderStageConfig = field(default_factory=AutoencoderStageConfig)  # stage-1 data and schedule
     dynamics: DynamicsConfig = field(default_factory=DynamicsConfig)  # stage-2 network, objective and validation (model=... sets its preset)
+    export_dtype: str = "float32"  # float32 | float16 | bfloat16: weights of the exported .pt files (float16 halves a file to ship)
     dynamics_data: LatentClipDataConfig = field(default_factory=LatentClipDataConfig)  # stage-2 clips; root, latents, clip_length and seed are set by train
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
             raise ValueError(f"stage={self.stage!r} is not one of {STAGES}: pick one")
+        if self.export_dtype not in EXPORT_DTYPES:
+            raise ValueError(f"export_dtype={self.export_dtype!r} is not one of {sorted(EXPORT_DTYPES)}")
         if self.autoencoder_model.preset not in AUTOENCODER_PRESETS:
             raise ValueError(f"autoencoder_model.preset={self.autoencoder_model.preset!r} is not one of "
                              f"{sorted(AUTOENCODER_PRESETS)}")
@@ -126,7 +130,7 @@ def train_autoencoder(cfg: TrainConfig) -> Path:
                 ckpt_path=str(resume) if resume else None, weights_only=True)
     exported = out / "autoencoder.pt"
     if trainer.is_global_zero:
-        export_checkpoint(stage_dir / "checkpoints" / "last.ckpt", exported)
+        export_checkpoint(stage_dir / "checkpoints" / "last.ckpt", exported, dtype=cfg.export_dtype)
     trainer.strategy.barrier("autoencoder export")  # other ranks read it in the next stage
     return exported
 
@@ -172,7 +176,7 @@ def train_dynamics(cfg: TrainConfig) -> Path:
         ae_checkpoint = load_checkpoint(autoencoder_path)
         export_checkpoint(stage_dir / "checkpoints" / "last.ckpt", exported,
                           extra_parts={"autoencoder": part_state_dict(ae_checkpoint, "autoencoder")},
-                          extra_configs={"autoencoder": autoencoder_config(ae_record)})
+                          extra_configs={"autoencoder": autoencoder_config(ae_record)}, dtype=cfg.export_dtype)
     trainer.strategy.barrier("dynamics export")
     return exported
 
