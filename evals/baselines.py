@@ -17,6 +17,7 @@ each ``predict``.
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 from typing import Any, Callable
 
 import cv2
@@ -97,6 +98,7 @@ class GroundTruthPredictor:
     """
 
     name = "truth"
+    text_to_video = True  # with no context frames it replays the whole episode
 
     def __init__(self) -> None:
         self.scenarios: list[Scenario] = []
@@ -174,27 +176,48 @@ class PerturbedGroundTruthPredictor(GroundTruthPredictor):
 
 
 class WorldModelPredictor:
-    """A trained worldsim model (an exported ``model.pt``) rolled out from each scenario's context.
+    """Trained worldsim models (exported ``model.pt`` files) rolled out from each scenario's context.
 
-    Scenarios of a world the model was not trained on are refused when their frames or actions do
-    not fit it, rather than scored on garbage. Each ``predict`` call samples with the same ``seed``,
-    so a report is reproducible.
+    ``checkpoint`` is one model file, or a directory of them (one per world, as in
+    ``worldsim/reference``): each scenario is predicted by the model of its world, and worlds no
+    model was trained on are skipped (``supports``) rather than scored on garbage. Each ``predict``
+    call samples with the same ``seed``, so a report is reproducible.
     """
 
-    name = "model"
-
     def __init__(self, checkpoint: str, device: str | None = None, steps: int = 4, sampler: str = "euler",
-                 cfg_text: float = 1.0, cfg_action: float = 1.0, seed: int = 0) -> None:
+                 cfg_text: float = 1.0, cfg_action: float = 1.0, seed: int = 0, name: str = "model") -> None:
         from worldsim.world_model import WorldModel  # torch only when the model is scored
 
-        self.model = WorldModel.from_checkpoint(checkpoint, device)
-        self.checkpoint = checkpoint
+        path = Path(checkpoint)
+        files = sorted(path.glob("*.pt")) if path.is_dir() else [path]
+        if not files:
+            raise ValueError(f"predictor {name!r}: {path} holds no model files (*.pt): pass a <run>/model.pt "
+                             "or a directory of them")
+        self.models = {}
+        for file in files:
+            model = WorldModel.from_checkpoint(file, device)
+            if model.env_id in self.models:
+                raise ValueError(f"predictor {name!r}: {file} and {self.models[model.env_id][1]} are both models of "
+                                 f"{model.env_id or 'an unknown world'}: keep one per world in {path}")
+            self.models[model.env_id] = (model, file)
+        self.name, self.checkpoint, self.seed = name, str(checkpoint), seed
+        self.text_to_video = True  # imagines from the caption alone when given no context frames
         self.sampling = dict(steps=steps, sampler=sampler, cfg_text=cfg_text, cfg_action=cfg_action)
-        self.seed = seed
+        self.model, self.file = next(iter(self.models.values()))
+
+    def _entry(self, env_id: str):
+        return self.models.get(env_id) or self.models.get("")
 
     def supports(self, scenario: Scenario) -> bool:
-        """Only the world the model was trained on: other worlds may share its shapes, not its physics."""
-        return self.model.env_id is None or scenario.env_id == self.model.env_id
+        """Only worlds a model was trained on: other worlds may share its shapes, not its physics."""
+        return self._entry(scenario.env_id) is not None
+
+    def prepare(self, scenarios: list[Scenario]) -> None:
+        entry = self._entry(scenarios[0].env_id)
+        if entry is None:
+            raise ValueError(f"predictor {self.name!r} has no model of {scenarios[0].env_id} (it has "
+                             f"{sorted(self.models)}): leave that suite out")
+        self.model, self.file = entry
 
     def predict(self, context_frames: np.ndarray, actions: np.ndarray, text: list[str], horizon: int) -> np.ndarray:
         model = self.model
@@ -203,7 +226,7 @@ class WorldModelPredictor:
         actions_fit = not model.has_actions or tuple(actions.shape[2:]) == tuple(space.shape)
         if not (frames_fit and actions_fit):
             raise ValueError(
-                f"predictor 'model' ({self.checkpoint}) was trained on {model.env_id or 'an unknown world'} with "
+                f"predictor {self.name!r} ({self.file}) was trained on {model.env_id or 'an unknown world'} with "
                 f"{model.frame_shape} frames and actions {space}; this suite gives {tuple(context_frames.shape[2:])} "
                 f"frames and actions of shape {tuple(actions.shape[2:])}: score it on the suites of its world"
             )
@@ -212,13 +235,21 @@ class WorldModelPredictor:
         return model.rollout(context_frames, actions, list(text), horizon, seed=self.seed, **self.sampling)
 
 
-#: Built-in predictors by the name tables show; ``model`` takes ``checkpoint=``.
+def reference_predictor(**kwargs: Any) -> WorldModelPredictor:
+    """The reference models shipped with worldsim (``worldsim/reference``), one per world."""
+    from worldsim.references import REFERENCE_DIR
+
+    return WorldModelPredictor(checkpoint=str(REFERENCE_DIR), name="reference", **kwargs)
+
+
+#: Built-in predictors by the name tables show; ``model`` takes ``checkpoint=`` (a file or a directory).
 BASELINES: dict[str, Callable[..., Predictor]] = {
     "copy_last": CopyLastPredictor,
     "optical_flow": OpticalFlowPredictor,
     "truth": GroundTruthPredictor,
     "perturbed_truth": PerturbedGroundTruthPredictor,
     "model": WorldModelPredictor,
+    "reference": reference_predictor,
 }
 
 

@@ -155,3 +155,31 @@ def test_model_predictor_runs_through_the_eval(physics, tmp_path: Path) -> None:
     out = predictor.predict(frames, np.zeros((1, 5, 3), np.float32), ["x"], 4)
     assert out.shape == (1, 4, 64, 64, 3) and out.dtype == np.uint8
     assert np.array_equal(out, predictor.predict(frames, np.zeros((1, 5, 3), np.float32), ["x"], 4))
+
+
+def test_model_predictor_over_a_directory_picks_each_scenario_worlds_model(physics, tmp_path: Path) -> None:
+    import shutil
+
+    from test_world_model import build_model_file
+
+    from worldsim.data.collect import CollectConfig, collect
+    from worldsim.evals.baselines import make_predictor
+    from worldsim.evals.scenarios import make_scenarios, predict_scenarios
+
+    push = tmp_path / "push"
+    collect(CollectConfig(env="worldsim/Push-v0", episodes=1, max_steps=8, progress=False, out=str(push)))
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copy(physics[1], models / "physics.pt")
+    build_model_file(push, models / "push.pt")
+    predictor = make_predictor("model", checkpoint=str(models))
+    scenarios = {env: make_scenarios(f"worldsim/{env}-v0", 1, 2, 3, "id", 0) for env in ("Physics", "Push", "Orbit")}
+    assert [predictor.supports(s[0]) for s in scenarios.values()] == [True, True, False]
+    for env in ("Physics", "Push"):
+        assert predict_scenarios(predictor, scenarios[env]).shape == (1, 3, 64, 64, 3)
+        assert predictor.model.env_id == f"worldsim/{env}-v0"
+    shutil.copy(physics[1], models / "physics-again.pt")
+    with pytest.raises(ValueError, match="are both models of worldsim/Physics-v0: keep one per world"):
+        make_predictor("model", checkpoint=str(models))
+    with pytest.raises(ValueError, match="holds no model files"):
+        make_predictor("model", checkpoint=str(tmp_path / "push"))

@@ -15,4 +15,8 @@ def __getattr__(name: str) -> Any:
         from worldsim.world_model import WorldModel
 
         return WorldModel
+    if name in ("reference_checkpoint", "reference_worlds"):
+        from worldsim import references
+
+        return getattr(references, name)
     raise AttributeError(f"module 'worldsim' has no attribute {name!r}")
