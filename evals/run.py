@@ -33,6 +33,7 @@ class SuiteSpec:
     headline: tuple[str, ...] = ()  # used when the module names none
     higher_is_better: tuple[str, ...] = ()  # used when the module names none
     no_best: tuple[str, ...] = ()  # reference metrics a table should not bold
+    probe: bool = False  # score(scenarios, predictor, batch_size) calls the predictor itself, with altered inputs
 
 
 SUITES: dict[str, SuiteSpec] = {
@@ -54,14 +55,19 @@ SUITES: dict[str, SuiteSpec] = {
         "worldsim.evals.action_following", "score_action_following",
         (("worldsim/Push-v0", 4, 16), ("worldsim/Orbit-v0", 4, 16)),
     ),
+    "conditioning": SuiteSpec(
+        "worldsim.evals.conditioning", "score_conditioning",
+        (("worldsim/Push-v0", 4, 16), ("worldsim/Physics-v0", 4, 12)), probe=True,
+        no_best=("psnr_shuffled_db", "pusher_error_shuffled_px"),
+    ),
 }
 
 
 @dataclass
 class EvalConfig:
-    checkpoint: Optional[str] = None  # worldsim checkpoint scored as the predictor `model`
-    suites: list[str] = field(default_factory=lambda: list(SUITES))  # physics (position/velocity error, gravity fit, bounce timing, interpenetration, size, miss/hallucination) | permanence (reappearance, position/identity after reappearance, flicker) | consistency (psnr_db, ssim, loop_closure_mae, sampson_px beside sampson_floor_px, matches_kept) | action (push_accuracy, push_angle_deg, push_magnitude_error, orbit_yaw_error_deg, orbit_yaw_sign_accuracy)
-    predictors: list[str] = field(default_factory=lambda: ["copy_last", "optical_flow", "truth"])  # copy_last | optical_flow | truth | perturbed_truth | model (needs checkpoint) | module:callable | path/file.py:callable
+    checkpoint: Optional[str] = None  # worldsim model file, or a directory of them (one per world), scored as the predictor `model`
+    suites: list[str] = field(default_factory=lambda: list(SUITES))  # physics (position/velocity error, gravity fit, bounce timing, interpenetration, size, miss/hallucination) | permanence (reappearance, position/identity after reappearance, flicker) | consistency (psnr_db, ssim, loop_closure_mae, sampson_px beside sampson_floor_px, matches_kept) | action (push_accuracy, push_angle_deg, push_magnitude_error, orbit_yaw_error_deg, orbit_yaw_sign_accuracy) | conditioning (true vs shuffled actions: psnr_true_db, psnr_shuffled_db, action_gain_db, pusher error; caption-only: text_color_dominant, text_color_present)
+    predictors: list[str] = field(default_factory=lambda: ["copy_last", "optical_flow", "truth"])  # copy_last | optical_flow | truth | perturbed_truth | model (needs checkpoint) | reference (the models shipped with worldsim) | module:callable | path/file.py:callable
     n: int = 32  # scenarios per suite, world and split
     split: list[str] = field(default_factory=lambda: ["id", "ood"])  # id (training parameter ranges) and/or ood (outside them)
     out: str = "eval"  # folder for results.json, report.html and summary.md
@@ -157,12 +163,16 @@ def evaluate(cfg: EvalConfig) -> Path:
                 if not all(getattr(predictor, "supports", lambda _: True)(s) for s in scenarios):
                     skipped.add(f"{predictor.name} on {scenarios[0].env_id}")
                     continue
+                if spec.probe:
+                    rows += score(scenarios, predictor, cfg.batch_size)
+                    continue
                 predictions = predict_scenarios(predictor, scenarios, cfg.batch_size)
                 if scenarios is worlds[0]:
                     example.predictions[predictor.name] = predictions[0]
                 rows += score(scenarios, predictions, predictor.name)
             bar.update()
-        examples.append(example)
+        if not spec.probe:  # a probe's predictions answer altered inputs: no context | truth | prediction
+            examples.append(example)
     bar.close()
     if skipped:
         print(f"skipped (the predictor does not support that world): {', '.join(sorted(skipped))}")

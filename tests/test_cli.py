@@ -100,6 +100,7 @@ def test_quickstart_runs_the_whole_loop(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "qs" / "run" / "model.pt").is_file()
     rows = json.loads((tmp_path / "qs" / "eval" / "results.json").read_text())["rows"]
-    assert {r["suite"] for r in rows} == {"physics", "permanence", "consistency", "action"}
-    assert {r["suite"] for r in rows if r["predictor"] == "model"} == {"physics"}  # its own world only
+    assert {r["suite"] for r in rows} == {"physics", "permanence", "consistency", "action", "conditioning"}
+    # its own world only: physics, and the caption probe on Physics (one scenario: no actions to shuffle)
+    assert {r["suite"] for r in rows if r["predictor"] == "model"} == {"physics", "conditioning"}
     assert "quickstart finished" in result.stdout and "report.html" in result.stdout
