@@ -59,6 +59,11 @@ COMMANDS: dict[str, Command] = {
         run="worldsim.play:play",
         summary="drive a trained model with the keyboard or a policy; save it beside the real env as gif/mp4 with PSNR and rewards",
     ),
+    "imagine": Command(
+        config="worldsim.imagine:ImagineConfig",
+        run="worldsim.imagine:imagine",
+        summary="train PPO (Stable-Baselines3) inside a learned Push world and in the real one; score both in the real env",
+    ),
 }
 
 

@@ -1,0 +1,487 @@
+"""``worldsim play``: drive a trained world model and watch it beside the world it learned.
+
+The real env (the checkpoint's env id and kwargs) is reset with ``seed`` and rolled
+``context_frames - 1`` steps by the policy; those frames and actions are the model's context.
+From then on every action, chosen by the policy from the *real* env's observation and info, or
+by the keyboard, steps the model and the real env alike, so ``<out>/play.gif`` (or ``.mp4``) shows
+model | real frame by frame and ``<out>/play.json`` holds both rewards and the PSNR between them.
+
+The model plays all ``steps``. When the real episode ends first (terminated or truncated), its
+last frame stays on screen marked "ended", its reward and the PSNR are null from the next step on,
+and the policy keeps reading its last observation. With ``dataset=`` there is no real env: the
+context is a clip of a dataset episode (picked by ``seed``) and only the model is shown, its policy
+reading the model's own frames; a checkpoint whose env id is unknown, or whose env cannot be made
+here, plays only that way.
+
+``policy=keyboard`` opens an OpenCV window (needs the GUI build of OpenCV and a display): arrows
+or WASD push the first two dimensions of a Box action to +-1, digits pick a Discrete action,
+space is the zero (first) action, and q or Esc quits; with no key pressed within ``1/fps`` s the
+world moves on under the zero action.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import cv2
+import gymnasium
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from worldsim.data.policies import RandomPolicy, make_policy
+from worldsim.data.recorder import action_codec, is_image_space
+from worldsim.envs.policy import Policy
+from worldsim.training.rollout_metrics import psnr_per_frame
+from worldsim.viz import frame_strip
+from worldsim.world_model import WorldModel
+
+FORMATS = ("gif", "mp4")
+HEADLESS_POLICIES = ("random", "scripted", "mixed")
+REAL_ONLY_POLICIES = ("scripted", "mixed")
+WINDOW_TITLE = "worldsim play"
+GUTTER = 48  # the dark gray frame_strip puts between panels
+
+#: cv2.waitKeyEx codes of the arrow keys: GTK/Qt (Linux), Windows, Cocoa (macOS).
+ARROW_CODES = {
+    "left": (65361, 2424832, 63234),
+    "up": (65362, 2490368, 63232),
+    "right": (65363, 2555904, 63235),
+    "down": (65364, 2621440, 63233),
+}
+#: direction -> (action dimension, sign): x is the first dimension, y the second.
+DIRECTIONS = {"left": (0, -1.0), "right": (0, 1.0), "up": (1, 1.0), "down": (1, -1.0)}
+LETTERS = {"a": "left", "d": "right", "w": "up", "s": "down"}
+QUIT_KEYS = frozenset({ord("q"), ord("Q"), 27})
+SPACE_KEY = ord(" ")
+
+
+@dataclass
+class PlayConfig:
+    checkpoint: str = "runs/default/model.pt"  # exported model file (<run>/model.pt of `worldsim train`)
+    policy: str = "random"  # random | scripted | mixed (scripted with random bursts) | keyboard (OpenCV window) | module:callable
+    steps: int = 64  # model steps to play after the context (keyboard: q or Esc stops sooner)
+    seed: int = 0  # seeds the real env's reset, the policy and the model's sampling noise
+    out: str = "play"  # folder for play.gif or play.mp4 and play.json
+    context_frames: Optional[int] = None  # real frames the model starts from; None: the model's window
+    dataset: Optional[str] = None  # take the context from an episode of this dataset instead (no real env beside the model)
+    fps: int = 10  # frames per second of the video and of keyboard play
+    scale: int = 4  # enlarge frames this many times (nearest neighbour) in the video and the window
+    format: str = "gif"  # gif (needs Pillow) | mp4 (OpenCV, mp4v codec)
+    side_by_side: bool = True  # show the real env beside the model (false: the model alone; the real env is still scored)
+    sampling_steps: Optional[int] = None  # flow integration steps per frame; None: the model's own (fewer: faster, blurrier)
+    device: Optional[str] = None  # cpu | cuda; None: CUDA when present
+
+
+@dataclass
+class PlayResult:
+    video: Path  # the written play.gif or play.mp4
+    log: Path  # the written play.json
+    model_frames: np.ndarray  # (n + 1, H, W, 3) uint8: the last context frame, then one per step
+    real_frames: Optional[np.ndarray]  # (n + 1, H, W, 3) uint8, frozen once the episode ended; None: no real env
+    context_actions: np.ndarray  # (k - 1, *A): the actions between the context frames
+    actions: np.ndarray  # (n, *A): the action of each step, given to the model and the real env alike
+    summary: dict[str, Any]  # what play.json's "summary" holds
+
+
+# -- configuration --------------------------------------------------------------------------------
+
+def validate_config(cfg: PlayConfig) -> None:
+    """Raise for settings that can never play, before loading anything."""
+    checks = [
+        (Path(cfg.checkpoint).is_file(),
+         f"checkpoint {cfg.checkpoint} does not exist: pass checkpoint=path/to/model.pt, the file "
+         "`worldsim train` exports"),
+        (cfg.policy in (*HEADLESS_POLICIES, "keyboard") or ":" in cfg.policy,
+         f"policy={cfg.policy!r} is unknown: use random, scripted, mixed, keyboard or module:callable"),
+        (cfg.steps >= 1, f"steps={cfg.steps}: play at least 1 step"),
+        (cfg.format in FORMATS, f"format={cfg.format!r}: use one of {list(FORMATS)}"),
+        (cfg.fps >= 1, f"fps={cfg.fps}: use at least 1 frame per second"),
+        (cfg.scale >= 1, f"scale={cfg.scale}: frames are enlarged by a whole factor of at least 1"),
+        (cfg.sampling_steps is None or 1 <= cfg.sampling_steps <= 64,
+         f"sampling_steps={cfg.sampling_steps} is not in [1, 64] (or null for the model's own)"),
+        (cfg.context_frames is None or cfg.context_frames >= 1,
+         f"context_frames={cfg.context_frames}: the model needs at least 1 frame (or null for its window)"),
+        (bool(cfg.out), "out is empty: name the folder for the video, e.g. out=play"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ValueError(message)
+    if cfg.policy == "keyboard" and not gui_available():
+        raise RuntimeError(
+            "policy=keyboard needs an OpenCV window, and none can open here (no display, or the headless "
+            "OpenCV build worldsim installs): on a desktop run `pip uninstall -y opencv-python-headless && "
+            "pip install opencv-python`; headless, use policy=random, scripted or mixed")
+
+
+# -- keyboard -------------------------------------------------------------------------------------
+
+def gui_available() -> bool:
+    """Whether OpenCV can open a window: a GUI build of cv2 and, on Linux, a display."""
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return False  # GTK would abort the process on a missing display rather than raise
+    try:
+        cv2.namedWindow(WINDOW_TITLE)
+        cv2.destroyWindow(WINDOW_TITLE)
+    except cv2.error:  # the headless build: "The function is not implemented"
+        return False
+    return True
+
+
+def key_direction(key: int) -> Optional[str]:
+    """"left" | "right" | "up" | "down" for an arrow or WASD key code, else None."""
+    for direction, codes in ARROW_CODES.items():
+        if key in codes:
+            return direction
+    if 0 <= key < 0x110000:
+        return LETTERS.get(chr(key).lower())
+    return None
+
+
+def key_action(key: int, space: gymnasium.Space) -> Optional[np.ndarray]:
+    """The action a key (a ``cv2.waitKeyEx`` code) stands for in ``space``, or None when it means none.
+
+    Box: arrows/WASD set the first (left/right) or second (down/up) dimension to -1 or +1 and the
+    rest to 0; space is all zeros; values are clipped into the space's bounds. Discrete: digit d
+    is action ``start + d`` (when d < n); space is ``start``. Quit keys are the caller's business.
+    """
+    if isinstance(space, spaces.Box):
+        action = np.zeros(space.shape, np.float64)
+        if key != SPACE_KEY:
+            direction = key_direction(key)
+            if direction is None:
+                return None
+            dimension, sign = DIRECTIONS[direction]
+            if dimension >= action.size:
+                return None
+            action.reshape(-1)[dimension] = sign
+        return np.clip(action, space.low, space.high).astype(space.dtype)
+    if isinstance(space, spaces.Discrete):
+        if key == SPACE_KEY:
+            return np.array(space.start, np.int64)
+        digit = key - ord("0")
+        return np.array(space.start + digit, np.int64) if 0 <= digit <= 9 and digit < space.n else None
+    raise ValueError(f"policy=keyboard drives Box and Discrete actions; this model takes {space}: "
+                     "use policy=random or module:callable")
+
+
+def key_help(space: gymnasium.Space) -> str:
+    if isinstance(space, spaces.Discrete):
+        return f"keys: 0-{min(space.n, 10) - 1} pick an action, space the first, q or Esc quits"
+    return "keys: arrows or WASD move, space (or no key) is the zero action, q or Esc quits"
+
+
+class KeyboardController:
+    """An OpenCV window showing the play; the key pressed within ``1/fps`` s is the next action."""
+
+    def __init__(self, space: gymnasium.Space, fps: int) -> None:
+        self.idle = key_action(SPACE_KEY, space)  # also refuses spaces the keyboard cannot drive
+        self.space, self.delay_ms = space, max(1, round(1000 / fps))
+        cv2.namedWindow(WINDOW_TITLE, cv2.WINDOW_AUTOSIZE)
+        print(f"play: {key_help(space)}", flush=True)
+
+    def __call__(self, picture: np.ndarray) -> Optional[np.ndarray]:
+        """Show ``picture`` (RGB) and return the chosen action, or None when the player quits."""
+        cv2.imshow(WINDOW_TITLE, cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
+        key = cv2.waitKeyEx(self.delay_ms)
+        if key in QUIT_KEYS or cv2.getWindowProperty(WINDOW_TITLE, cv2.WND_PROP_VISIBLE) < 1:
+            return None
+        action = key_action(key, self.space) if key != -1 else None
+        return self.idle.copy() if action is None else action
+
+    def close(self) -> None:
+        cv2.destroyWindow(WINDOW_TITLE)
+
+
+# -- the real world -------------------------------------------------------------------------------
+
+class RealWorld:
+    """The ground-truth env a model learned, stepped with the model's actions, seen at the model's frame size."""
+
+    def __init__(self, model: WorldModel) -> None:
+        from worldsim.data.collect import CollectConfig, make_env
+
+        if not model.env_id:
+            raise ValueError("the checkpoint records no env id, so there is no real world to play beside: pass "
+                             "dataset=path/to/episodes to start the model from a dataset episode")
+        try:
+            self.env = make_env(CollectConfig(env=model.env_id, env_kwargs=model.env_kwargs))
+        except ValueError as error:
+            raise ValueError(f"{error}; or pass dataset=path/to/episodes to play the model alone") from None
+        if self.env.action_space.shape != model.action_space.shape or type(self.env.action_space) is not type(
+                model.action_space):
+            self.env.close()
+            raise ValueError(f"{model.env_id} takes actions of {self.env.action_space} but the model "
+                             f"{model.action_space}: the checkpoint was trained on another version of the env")
+        self.frame_shape = model.frame_shape
+        self.from_observation = is_image_space(self.env.observation_space)
+        self.to_env = action_codec(self.env.action_space)[1]
+        self.observation: Any = None
+        self.info: dict[str, Any] = {}
+        self.frame: Optional[np.ndarray] = None
+        self.ended = False
+
+    def _read_frame(self) -> np.ndarray:
+        frame = np.array(self.observation if self.from_observation else self.env.render(), np.uint8, order="C")
+        height, width = self.frame_shape[:2]
+        if frame.shape[:2] != (height, width):
+            frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
+        return frame
+
+    def reset(self, seed: int) -> None:
+        self.observation, self.info = self.env.reset(seed=seed)
+        self.frame, self.ended = self._read_frame(), False
+
+    def step(self, action: np.ndarray) -> float:
+        """Step with a stored-form action; returns the reward."""
+        self.observation, reward, terminated, truncated, self.info = self.env.step(self.to_env(action))
+        self.frame, self.ended = self._read_frame(), bool(terminated or truncated)
+        return float(reward)
+
+    def close(self) -> None:
+        self.env.close()
+
+
+class _ActionSpaceOnly:
+    """What ``make_policy`` reads of an env, for a model played without its real env."""
+
+    spec = None
+
+    def __init__(self, action_space: gymnasium.Space) -> None:
+        self.action_space = action_space
+
+    @property
+    def unwrapped(self) -> "_ActionSpaceOnly":
+        return self
+
+
+def headless_policy(spec: str, model: WorldModel, real: Optional[RealWorld]) -> Policy:
+    """The policy ``spec`` names; without a real env it reads the model's own frames and needs no env state."""
+    if real is not None:
+        return make_policy(spec, real.env)
+    if spec in REAL_ONLY_POLICIES:
+        raise ValueError(f"policy={spec} reads the real env's state, and with dataset= there is none: use "
+                         "policy=random, keyboard or module:callable")
+    if spec == "random":
+        return RandomPolicy(model.action_space)
+    return make_policy(spec, _ActionSpaceOnly(model.action_space))
+
+
+def env_context(real: RealWorld, policy: Policy, frames: int, seed: int,
+                to_stored: Callable[[Any], np.ndarray]) -> tuple[np.ndarray, np.ndarray, str]:
+    """(frames (k, H, W, 3), actions (k - 1, *A), caption) of the real env reset with ``seed``."""
+    real.reset(seed)
+    caption = str(real.info.get("caption", ""))
+    seen, actions = [real.frame], []
+    for _ in range(frames - 1):
+        action = to_stored(policy(real.observation, real.info))
+        real.step(action)
+        seen.append(real.frame)
+        actions.append(action)
+        if real.ended:
+            raise RuntimeError(f"the {real.env.spec.id if real.env.spec else 'real'} episode of seed {seed} ended "
+                               f"after {len(seen)} frames, within context_frames={frames}: lower context_frames "
+                               "or pick another seed")
+    no_actions = np.zeros((0, *real.env.action_space.shape), np.float32)
+    return np.stack(seen), np.stack(actions) if actions else no_actions, caption
+
+
+def dataset_context(model: WorldModel, dataset: str, frames: int, seed: int) -> tuple[np.ndarray, np.ndarray, str]:
+    """A random clip of ``frames`` frames (picked by ``seed``) of a dataset episode."""
+    from worldsim.envs.world_model import ContextSource
+
+    source = ContextSource(model, "dataset", frames, "random", dataset, None)
+    clip, actions, caption, _ = source.draw(np.random.default_rng(seed), {})
+    return clip, actions, caption
+
+
+# -- pictures and video ---------------------------------------------------------------------------
+
+def title_band(width: int, panel_width: int, titles: list[str], scale: int) -> np.ndarray:
+    """A white band with one black title over each panel (panels ``panel_width`` apart by a 2-px gutter)."""
+    height = 12 + 4 * scale
+    band = np.full((height, width, 3), 255, np.uint8)
+    font_scale = min(0.3 + 0.1 * scale, 0.8)
+    for i, title in enumerate(titles):
+        cv2.putText(band, title, (i * (panel_width + 2) + 3, height - 4 - scale), cv2.FONT_HERSHEY_SIMPLEX,
+                    font_scale, (0, 0, 0), 1, cv2.LINE_AA)
+    return band
+
+
+def compose(model_frame: np.ndarray, real_frame: Optional[np.ndarray], step: int, scale: int,
+            real_ended: bool = False) -> np.ndarray:
+    """One video frame: the model (and the real env beside it) enlarged ``scale`` times under titles."""
+    panels = np.stack([model_frame] if real_frame is None else [model_frame, real_frame])
+    strip = frame_strip(panels, count=len(panels), stride=1, scale=scale)
+    titles = [f"model t={step}"] + ([] if real_frame is None else ["real (ended)" if real_ended else "real"])
+    band = title_band(strip.shape[1], model_frame.shape[1] * scale, titles, scale)
+    return np.concatenate([band, strip], axis=0)
+
+
+def write_gif(path: Path, pictures: list[np.ndarray], fps: int) -> None:
+    try:
+        from PIL import Image
+    except ImportError:
+        raise ImportError("format=gif needs Pillow: `pip install pillow`, or use format=mp4") from None
+    images = [Image.fromarray(picture) for picture in pictures]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0)
+
+
+def write_mp4(path: Path, pictures: list[np.ndarray], fps: int) -> None:
+    """mp4v video; odd sides are padded by one gutter-gray pixel, which the codec requires."""
+    height, width = pictures[0].shape[:2]
+    size = (width + width % 2, height + height % 2)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), size)
+    if not writer.isOpened():
+        raise OSError(f"OpenCV cannot write an mp4v video to {path}: check the folder, or use format=gif")
+    padded = np.full((size[1], size[0], 3), GUTTER, np.uint8)
+    for picture in pictures:
+        padded[:height, :width] = picture
+        writer.write(cv2.cvtColor(padded, cv2.COLOR_RGB2BGR))
+    writer.release()
+
+
+# -- play -----------------------------------------------------------------------------------------
+
+def psnr_db(model_frames: np.ndarray, real_frames: np.ndarray) -> list[float]:
+    """Per-frame PSNR (dB, at most 100) of uint8 (T, H, W, 3) frames."""
+    def as_clip(frames: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(frames))[None].movedim(-1, -3)  # (1, T, 3, H, W)
+
+    return psnr_per_frame(as_clip(model_frames), as_clip(real_frames))[0].tolist()
+
+
+def play(cfg: PlayConfig) -> PlayResult:
+    """Play the model for ``cfg.steps`` steps; write the video and play.json; print where they are."""
+    validate_config(cfg)
+    model = WorldModel.from_checkpoint(cfg.checkpoint, device=cfg.device)
+    if model.action_space is None:
+        raise ValueError(f"{cfg.checkpoint} records no action space: there are no actions to play it with")
+    real = None if cfg.dataset else RealWorld(model)
+    keyboard = None
+    try:
+        if cfg.policy == "keyboard":
+            keyboard = KeyboardController(model.action_space, cfg.fps)
+        result = _play(cfg, model, keyboard, real)
+    finally:
+        if keyboard is not None:
+            keyboard.close()
+        if real is not None:
+            real.close()
+    print(f"play: {result.video} ({len(result.model_frames)} frames, "
+          f"{'model | real' if result.real_frames is not None and cfg.side_by_side else 'model'}), {result.log}")
+    print(f"play: {summary_line(result.summary, cfg, model)}", flush=True)
+    return result
+
+
+def _play(cfg: PlayConfig, model: WorldModel, keyboard: Optional[KeyboardController],
+          real: Optional[RealWorld]) -> PlayResult:
+    from worldsim.envs.world_model import ZeroPolicy, check_action
+
+    space, frames = model.action_space, cfg.context_frames or model.window
+    to_stored = action_codec(space)[0]
+    policy: Policy = ZeroPolicy(space) if keyboard is not None else headless_policy(cfg.policy, model, real)
+    policy.reset(cfg.seed)
+    if real is not None:
+        context, context_actions, caption = env_context(real, policy, frames, cfg.seed, to_stored)
+    else:
+        context, context_actions, caption = dataset_context(model, cfg.dataset, frames, cfg.seed)
+    sampling = {} if cfg.sampling_steps is None else {"steps": cfg.sampling_steps}
+    first = model.reset(context[None], context_actions[None] if frames > 1 else None, caption, seed=cfg.seed,
+                        **sampling)
+
+    shown_real = real is not None and cfg.side_by_side
+    model_frames, real_frames = [first.frames[0]], [context[-1]]
+    steps: list[dict[str, Any]] = []
+    ended_at: Optional[int] = None
+    for step in range(1, cfg.steps + 1):
+        if keyboard is not None:
+            chosen = keyboard(compose(model_frames[-1], real_frames[-1] if shown_real else None, step - 1,
+                                      cfg.scale, ended_at is not None and step - 1 > ended_at))
+            if chosen is None:
+                break
+        elif real is not None:
+            chosen = policy(real.observation, real.info)
+        else:
+            chosen = policy(model_frames[-1], {"caption": caption})
+        action = check_action(space, to_stored(chosen), f"the action of policy={cfg.policy} at step {step}")
+        out = model.step(action[None])
+        model_frames.append(out.frames[0])
+        real_reward = None
+        if real is not None and not real.ended:
+            real_reward = real.step(action)
+            ended_at = step if real.ended else None
+        if real is not None:
+            real_frames.append(real.frame)
+        steps.append({"step": step, "action": action, "model_reward": float(out.reward[0]),
+                      "model_termination_probability": float(out.termination_probability[0]),
+                      "real_reward": real_reward, "psnr_db": None})
+
+    model_stack = np.stack(model_frames)
+    real_stack = np.stack(real_frames) if real is not None else None
+    compared = sum(s["real_reward"] is not None for s in steps)
+    if compared:
+        for s, psnr in zip(steps, psnr_db(model_stack[1:compared + 1], real_stack[1:compared + 1])):
+            s["psnr_db"] = psnr
+    actions = np.stack([s["action"] for s in steps]) if steps else np.zeros((0, *space.shape), space.dtype)
+    result = PlayResult(Path(cfg.out) / f"play.{cfg.format}", Path(cfg.out) / "play.json", model_stack, real_stack,
+                        context_actions, actions, summarize(steps, ended_at))
+    save(cfg, model, result, steps, caption, frames)
+    return result
+
+
+def summarize(steps: list[dict[str, Any]], ended_at: Optional[int]) -> dict[str, Any]:
+    """Totals of the per-step records; "compared" covers the steps both worlds played."""
+    compared = [s for s in steps if s["real_reward"] is not None]
+    return {
+        "steps": len(steps),
+        "compared_steps": len(compared),
+        "mean_psnr_db": float(np.mean([s["psnr_db"] for s in compared])) if compared else None,
+        "model_return": float(sum(s["model_reward"] for s in steps)),
+        "model_return_compared": float(sum(s["model_reward"] for s in compared)) if compared else None,
+        "real_return": float(sum(s["real_reward"] for s in compared)) if compared else None,
+        "real_ended_at": ended_at,
+    }
+
+
+def save(cfg: PlayConfig, model: WorldModel, result: PlayResult, steps: list[dict[str, Any]], caption: str,
+         context_frames: int) -> None:
+    """Write ``result.video`` (model | real per frame) and ``result.log`` (play.json)."""
+    result.video.parent.mkdir(parents=True, exist_ok=True)
+    ended_at = result.summary["real_ended_at"]
+    shown_real = result.real_frames is not None and cfg.side_by_side
+    pictures = [compose(frame, result.real_frames[t] if shown_real else None, t, cfg.scale,
+                        ended_at is not None and t > ended_at) for t, frame in enumerate(result.model_frames)]
+    (write_gif if cfg.format == "gif" else write_mp4)(result.video, pictures, cfg.fps)
+    record = {
+        "checkpoint": str(cfg.checkpoint),
+        "env_id": model.env_id,
+        "env_kwargs": model.env_kwargs,
+        "context": "env" if result.real_frames is not None else "dataset",
+        "dataset": cfg.dataset,
+        "caption": caption,
+        "policy": cfg.policy,
+        "seed": cfg.seed,
+        "context_frames": context_frames,
+        "context_actions": result.context_actions.tolist(),
+        "video": result.video.name,
+        "summary": result.summary,
+        "per_step": [{**s, "action": s["action"].tolist()} for s in steps],
+    }
+    result.log.write_text(json.dumps(record, indent=2) + "\n")
+
+
+def summary_line(summary: dict[str, Any], cfg: PlayConfig, model: WorldModel) -> str:
+    head = f"{summary['steps']} steps of {model.env_id or 'the model'} with policy={cfg.policy}"
+    if cfg.dataset:
+        return f"{head}: model reward {summary['model_return']:.3f} (no real env beside it: context from {cfg.dataset})"
+    if not summary["compared_steps"]:
+        return f"{head}: quit before the first step"
+    ended = "" if summary["real_ended_at"] is None else f", real episode ended at step {summary['real_ended_at']}"
+    return (f"{head}: PSNR model vs real {summary['mean_psnr_db']:.2f} dB (mean of {summary['compared_steps']} steps); "
+            f"reward model {summary['model_return_compared']:.3f} vs real {summary['real_return']:.3f}{ended}")
