@@ -287,3 +287,30 @@ def test_physics_world_collects_ground_truth(tmp_path: Path) -> None:
     assert episode.caption and episode.split in ("id", "ood")
     assert episode.state and all(len(v) == 9 for v in episode.state.values())
     assert episode.segmentation.shape == episode.frames.shape[:3]
+
+
+def test_mixed_policy_is_the_script_with_seeded_random_bursts() -> None:
+    from worldsim.data.policies import MixedPolicy, make_policy
+
+    env = gymnasium.make("worldsim/Push-v0")
+    try:
+        def actions(seed: int) -> tuple[np.ndarray, np.ndarray]:
+            policy, script = make_policy("mixed", env), make_policy("scripted", env)
+            assert isinstance(policy, MixedPolicy)
+            observation, info = env.reset(seed=0)
+            policy.reset(seed)
+            taken, scripted = [], []
+            for _ in range(60):
+                scripted.append(script(observation, info))
+                taken.append(policy(observation, info))
+                observation, _, terminated, truncated, info = env.step(scripted[-1])  # same states for both
+                if terminated or truncated:
+                    break
+            return np.array(taken), np.array(scripted)
+
+        taken, scripted = actions(seed=1)
+        random_steps = ~np.all(np.isclose(taken, scripted), axis=1)
+        assert 0 < random_steps.sum() < 0.5 * len(taken)  # mostly the script, with bursts
+        assert np.array_equal(actions(seed=1)[0], taken) and not np.array_equal(actions(seed=2)[0], taken)
+    finally:
+        env.close()
