@@ -95,12 +95,12 @@ def test_quickstart_runs_the_whole_loop(tmp_path: Path) -> None:
     """Record, train both stages and evaluate every suite, at a size that only proves the wiring."""
     result = worldsim(
         "quickstart", "out=qs", "worlds=[worldsim/Physics-v0]", "episodes=1", "workers=1", "train_episodes=3",
-        "ae_steps=2", "dynamics_steps=2", "eval_n=1", cwd=tmp_path,
+        "ae_steps=2", "dynamics_steps=2", "eval_n=1", "reference=false", cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "qs" / "run" / "model.pt").is_file()
     rows = json.loads((tmp_path / "qs" / "eval" / "results.json").read_text())["rows"]
-    assert {r["suite"] for r in rows} == {"physics", "permanence", "consistency", "action", "conditioning"}
-    # its own world only: physics, and the caption probe on Physics (one scenario: no actions to shuffle)
-    assert {r["suite"] for r in rows if r["predictor"] == "model"} == {"physics", "conditioning"}
+    assert {r["suite"] for r in rows} == {"physics", "permanence", "consistency", "action", "rollout", "conditioning"}
+    # its own world only: physics, rollout on Physics, the caption probe (one scenario: no actions to shuffle)
+    assert {r["suite"] for r in rows if r["predictor"] == "model"} == {"physics", "rollout", "conditioning"}
     assert "quickstart finished" in result.stdout and "report.html" in result.stdout

@@ -2,7 +2,8 @@
 
 1. record a small dataset of every ground-truth world and draw one frame strip per world;
 2. record a larger dataset of one world and train the ``tiny`` model on it (both stages);
-3. score the fresh model beside the baselines and the simulator on every suite, write the report.
+3. score the fresh model beside the shipped reference models, the baselines and the simulator on
+   every suite, write the report.
 
 On a CPU the tiny model shows that training works; it is too small, and trained too briefly, to
 beat copy-last (the README's tables say so). ``train=false`` or ``eval=false`` stop earlier.
@@ -39,6 +40,7 @@ class QuickstartConfig:
     dynamics_steps: int = 400  # dynamics steps (batch 16, 8-frame clips)
     eval: bool = True  # score the model and the baselines on every suite
     eval_n: int = 16  # scenarios per suite, world and split
+    reference: bool = True  # also score the reference models shipped with worldsim
 
 
 def draw_worlds(cfg: QuickstartConfig, out: Path) -> Path:
@@ -78,10 +80,13 @@ def train_tiny(cfg: QuickstartConfig, out: Path) -> Path:
 
 
 def evaluate_all(cfg: QuickstartConfig, out: Path, checkpoint: Path | None) -> Path:
-    """Every suite for the baselines, the simulator and the fresh model; returns the report path."""
+    """Every suite for the fresh model, the shipped reference models, the baselines and the simulator."""
     from worldsim.evals.run import EvalConfig, evaluate
+    from worldsim.references import reference_worlds
 
     predictors = ["copy_last", "optical_flow", "truth"]
+    if cfg.reference and reference_worlds():
+        predictors.insert(0, "reference")
     if checkpoint is not None:
         predictors.insert(0, "model")
     return evaluate(

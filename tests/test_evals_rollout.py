@@ -1,0 +1,43 @@
+"""Rollout suite: the simulator scores perfectly, a shifted prediction has its shift as centroid error."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from worldsim.evals.baselines import make_predictor
+from worldsim.evals.rollout import score_rollout
+from worldsim.evals.scenarios import make_scenarios, predict_scenarios
+
+
+@pytest.fixture(scope="module", params=["worldsim/Physics-v0", "worldsim/Push-v0"])
+def scenarios(request):
+    return make_scenarios(request.param, 3, 3, 5, "id", 0)
+
+
+def overall(rows, suffix):
+    return {r["metric"]: r["value"] for r in rows if r["horizon"] is None and r["metric"].endswith(suffix)}
+
+
+def test_truth_is_perfect_and_rows_come_per_horizon(scenarios) -> None:
+    rows = score_rollout(scenarios, predict_scenarios(make_predictor("truth"), scenarios), "truth")
+    world = "physics" if "Physics" in scenarios[0].env_id else "push"
+    assert overall(rows, "psnr_db") == {f"{world}_psnr_db": 100.0}
+    assert overall(rows, "centroid_error_px") == {f"{world}_centroid_error_px": 0.0}
+    assert overall(rows, "miss_rate")[f"{world}_miss_rate"] == 0.0
+    assert sorted({r["horizon"] for r in rows if r["horizon"]}) == [1, 2, 3, 4, 5]
+
+
+def test_shifted_frames_give_the_shift_as_centroid_error(scenarios) -> None:
+    truth = np.stack([s.future_frames for s in scenarios])
+    shifted = np.roll(truth, 2, axis=3)  # every object 2 px to the right (the scene wraps around)
+    rows = score_rollout(scenarios, shifted, "shifted")
+    world = "physics" if "Physics" in scenarios[0].env_id else "push"
+    assert overall(rows, "centroid_error_px")[f"{world}_centroid_error_px"] == pytest.approx(2.0, abs=0.3)
+    assert overall(rows, "psnr_db")[f"{world}_psnr_db"] < 40.0
+
+
+def test_other_worlds_are_refused() -> None:
+    orbit = make_scenarios("worldsim/Orbit-v0", 1, 2, 2, "id", 0)
+    with pytest.raises(ValueError, match="the rollout suite scores"):
+        score_rollout(orbit, np.stack([s.future_frames for s in orbit]), "x")
