@@ -219,6 +219,10 @@ class WorldModelPredictor:
                              f"{sorted(self.models)}): leave that suite out")
         self.model, self.file = entry
 
+    def round_trip(self, frames: np.ndarray) -> np.ndarray:
+        """Frames (N, H, W, 3) uint8 through the prepared model's autoencoder (the reconstruction audit)."""
+        return self.model.decode(self.model.encode(frames))
+
     def predict(self, context_frames: np.ndarray, actions: np.ndarray, text: list[str], horizon: int) -> np.ndarray:
         model = self.model
         frames_fit = tuple(context_frames.shape[2:]) == tuple(model.frame_shape)

@@ -23,8 +23,20 @@ from worldsim.evals.results import metric_row
 from worldsim.evals.tracking import track_scenario_frames
 
 SUITE = "reconstruction"
-METRICS = ("psnr_db", "object_kept_1px", "object_color_error", "object_area_ratio")
-HIGHER_IS_BETTER = ("psnr_db", "object_kept_1px")
+#: As a ``worldsim eval`` suite: the worlds audited, by the prefix their metric names carry.
+WORLDS = {"worldsim/Physics-v0": "physics", "worldsim/Push-v0": "push"}
+METRICS = {
+    f"{world}_{metric}": f"{world.capitalize()}: {description}"
+    for world in WORLDS.values()
+    for metric, description in {
+        "psnr_db": "PSNR (dB) of the autoencoder's round trip of every frame",
+        "object_kept_1px": "share of objects found in the round trip at the same color within 1 px",
+        "object_color_error": "mean |RGB| difference (0..1) of an object's color after the round trip",
+        "object_area_ratio": "object area after the round trip over its true area",
+    }.items()
+}
+HEADLINE = [f"{world}_{metric}" for world in WORLDS.values() for metric in ("psnr_db", "object_kept_1px")]
+HIGHER_IS_BETTER = set(HEADLINE)
 
 #: uint8 frames (N, H, W, 3) -> their reconstructions, same shape and dtype.
 RoundTrip = Callable[[np.ndarray], np.ndarray]
@@ -76,6 +88,21 @@ def score_reconstruction(
         for split, by_metric in samples.items()
         for metric, values in by_metric.items()
     ]
+
+
+def score_autoencoder(scenarios: Sequence[Scenario], predictor: Any, batch_size: int = 16) -> list[dict[str, Any]]:
+    """The audit as an eval suite: rows for predictors with a ``round_trip(frames)`` (the worldsim
+    model's encode then decode), none for the rest; metric names carry the world."""
+    round_trip = getattr(predictor, "round_trip", None)
+    if round_trip is None:
+        return []
+    world = WORLDS.get(scenarios[0].env_id)
+    if world is None:
+        raise ValueError(f"the reconstruction suite audits {sorted(WORLDS)}, not {scenarios[0].env_id!r}")
+    if hasattr(predictor, "prepare"):
+        predictor.prepare(list(scenarios))
+    rows = score_reconstruction(scenarios, round_trip, predictor.name)
+    return [{**row, "metric": f"{world}_{row['metric']}"} for row in rows]
 
 
 def autoencoder_round_trip(autoencoder: Any, device: str = "cpu") -> RoundTrip:

@@ -58,6 +58,10 @@ SUITES: dict[str, SuiteSpec] = {
     "rollout": SuiteSpec(
         "worldsim.evals.rollout", "score_rollout", (("worldsim/Physics-v0", 4, 16), ("worldsim/Push-v0", 4, 16)),
     ),
+    "reconstruction": SuiteSpec(
+        "worldsim.evals.reconstruction", "score_autoencoder",
+        (("worldsim/Physics-v0", 4, 16), ("worldsim/Push-v0", 4, 16)), probe=True,
+    ),
     "conditioning": SuiteSpec(
         "worldsim.evals.conditioning", "score_conditioning",
         (("worldsim/Push-v0", 4, 16), ("worldsim/Physics-v0", 4, 12)), probe=True,
@@ -69,7 +73,7 @@ SUITES: dict[str, SuiteSpec] = {
 @dataclass
 class EvalConfig:
     checkpoint: Optional[str] = None  # worldsim model file, or a directory of them (one per world), scored as the predictor `model`
-    suites: list[str] = field(default_factory=lambda: list(SUITES))  # physics (position/velocity error, gravity fit, bounce timing, interpenetration, size, miss/hallucination) | permanence (reappearance, position/identity after reappearance, flicker) | consistency (psnr_db, ssim, loop_closure_mae, sampson_px beside sampson_floor_px, matches_kept) | action (push_accuracy, push_angle_deg, push_magnitude_error, orbit_yaw_error_deg, orbit_yaw_sign_accuracy) | rollout (per horizon on Physics and Push: psnr_db, centroid_error_px, miss_rate, hallucination_rate) | conditioning (true vs shuffled actions: psnr_true_db, psnr_shuffled_db, action_gain_db, pusher error; caption-only: text_color_dominant, text_color_present)
+    suites: list[str] = field(default_factory=lambda: list(SUITES))  # physics (position/velocity error, gravity fit, bounce timing, interpenetration, size, miss/hallucination) | permanence (reappearance, position/identity after reappearance, flicker) | consistency (psnr_db, ssim, loop_closure_mae, sampson_px beside sampson_floor_px, matches_kept) | action (push_accuracy, push_angle_deg, push_magnitude_error, orbit_yaw_error_deg, orbit_yaw_sign_accuracy) | rollout (per horizon on Physics and Push: psnr_db, centroid_error_px, miss_rate, hallucination_rate) | reconstruction (the model's autoencoder round trip: psnr_db, object_kept_1px, object_color_error, object_area_ratio) | conditioning (true vs shuffled actions: psnr_true_db, psnr_shuffled_db, action_gain_db, pusher error; caption-only: text_color_dominant, text_color_present)
     predictors: list[str] = field(default_factory=lambda: ["copy_last", "optical_flow", "truth"])  # copy_last | optical_flow | truth | perturbed_truth | model (needs checkpoint) | reference (the models shipped with worldsim) | module:callable | path/file.py:callable
     n: int = 32  # scenarios per suite, world and split
     split: list[str] = field(default_factory=lambda: ["id", "ood"])  # id (training parameter ranges) and/or ood (outside them)

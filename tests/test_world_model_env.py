@@ -183,3 +183,17 @@ def test_model_predictor_over_a_directory_picks_each_scenario_worlds_model(physi
         make_predictor("model", checkpoint=str(models))
     with pytest.raises(ValueError, match="holds no model files"):
         make_predictor("model", checkpoint=str(tmp_path / "push"))
+
+
+def test_probe_suites_audit_the_models_autoencoder_and_conditioning(physics, tmp_path: Path) -> None:
+    from worldsim.evals.run import EvalConfig, evaluate
+
+    evaluate(EvalConfig(checkpoint=str(physics[1]), predictors=["model"], suites=["reconstruction", "conditioning"],
+                        n=2, split=["id"], out=str(tmp_path), progress=False))
+    rows = json.loads((tmp_path / "results.json").read_text())["rows"]
+    model = {(r["suite"], r["metric"]) for r in rows if r["predictor"] == "model"}
+    assert {("reconstruction", "physics_psnr_db"), ("reconstruction", "physics_object_kept_1px"),
+            ("conditioning", "text_color_dominant")} <= model
+    assert not any(m.startswith("push_") for _, m in model)  # a Physics model is not audited on Push
+    copy_last = {(r["suite"], r["metric"]) for r in rows if r["predictor"] == "copy_last"}
+    assert ("conditioning", "action_gain_db") in copy_last and not any(s == "reconstruction" for s, _ in copy_last)
