@@ -185,7 +185,8 @@ class WorldModelPredictor:
     """
 
     def __init__(self, checkpoint: str, device: str | None = None, steps: int = 4, sampler: str = "euler",
-                 cfg_text: float = 1.0, cfg_action: float = 1.0, seed: int = 0, name: str = "model") -> None:
+                 cfg_text: float = 1.0, cfg_action: float = 1.0, residual: bool = True, seed: int = 0,
+                 name: str = "model") -> None:
         from worldsim.world_model import WorldModel  # torch only when the model is scored
 
         path = Path(checkpoint)
@@ -202,7 +203,7 @@ class WorldModelPredictor:
             self.models[model.env_id] = (model, file)
         self.name, self.checkpoint, self.seed = name, str(checkpoint), seed
         self.text_to_video = True  # imagines from the caption alone when given no context frames
-        self.sampling = dict(steps=steps, sampler=sampler, cfg_text=cfg_text, cfg_action=cfg_action)
+        self.sampling = dict(steps=steps, sampler=sampler, cfg_text=cfg_text, cfg_action=cfg_action, residual=residual)
         self.model, self.file = next(iter(self.models.values()))
 
     def _entry(self, env_id: str):

@@ -120,6 +120,28 @@ def test_stepping_with_the_kv_cache_equals_a_rollout_with_the_same_seed(physics,
     assert not torch.allclose(moved, out.latents)
 
 
+def test_residual_decoding_keeps_the_real_pixels_the_model_leaves_unchanged(physics, model) -> None:
+    context, horizon = 2, 3
+    frames, _, caption = clip(physics[0], context)
+    actions = np.zeros((1, context + horizon - 1, 3), np.float32)
+    direct, out = model.rollout(frames, actions, caption, horizon, seed=3, residual=False, return_latents=True)
+    assert np.array_equal(direct, model.decode(out.latents))
+    residual = model.rollout(frames, actions, caption, horizon, seed=3)
+    last = frames[:, -1].astype(int)
+    offset = last - model.decode(model.encode(frames[:, -1])).astype(int)
+    assert np.array_equal(residual, np.clip(direct.astype(int) + offset[:, None], 0, 255))
+    # A future latent equal to the context's decodes to the real context frame, not its approximation.
+    same = model.decode(model.encode(frames[:, -1])).astype(int) + offset
+    assert np.array_equal(np.clip(same, 0, 255), last)
+    # The stepped API decodes the same way; rows imagined from text have no real frame and decode directly.
+    model.reset(frames, None, caption, seed=3)
+    stepped = model.step(actions[:, context - 1])
+    assert np.array_equal(stepped.frames, np.clip(model.decode(stepped.latents).astype(int) + offset, 0, 255))
+    model.reset(None, None, ["a red ball"], seed=0)
+    imagined = model.step(np.zeros((1, 3), np.float32))
+    assert np.array_equal(imagined.frames, model.decode(imagined.latents))
+
+
 def test_cache_memory_stays_bounded_by_the_window(physics, model) -> None:
     frames, actions, caption = clip(physics[0], 3)
     model.reset(np.repeat(frames, 2, 0), np.repeat(actions, 2, 0), caption, seed=0, window=2)

@@ -70,6 +70,7 @@ class SamplingConfig:
     cfg_text: float = 1.0  # text guidance scale; 1 is none and costs no extra pass
     cfg_action: float = 1.0  # action guidance scale; 1 is none
     window: Optional[int] = None  # past frames the KV cache holds; None: the DiT's max_frames - 1
+    residual: bool = True  # frames = last real context frame + decode(latent) - decode(its latent); False: decode(latent)
 
     def __post_init__(self) -> None:
         if self.sampler not in ("euler", "heun"):
@@ -140,6 +141,7 @@ class WorldModel:
         self._text: Optional[TextCondition] = None
         self._passes = guidance_passes(1.0, 1.0, False, self.has_actions)
         self._latents: Optional[torch.Tensor] = None
+        self._offset: Optional[np.ndarray] = None  # (B, H, W, 3) int16 of residual decoding (zeros: direct)
 
     # -- loading -----------------------------------------------------------------------------------
 
@@ -247,16 +249,16 @@ class WorldModel:
     @torch.inference_mode()
     def rollout(self, context_frames: ArrayLike, actions: Optional[ArrayLike], text: Union[str, Sequence[str], None],
                 horizon: int, steps: int = 4, sampler: str = "euler", cfg_text: float = 1.0, cfg_action: float = 1.0,
-                window: Optional[int] = None, seed: Optional[int] = None,
+                window: Optional[int] = None, residual: bool = True, seed: Optional[int] = None,
                 generator: Optional[torch.Generator] = None, return_latents: bool = False):
         """Frames uint8 (B, horizon, H, W, 3) after context_frames uint8 (B, T0, H, W, 3).
 
         actions (B, T0 + horizon - 1, *A): ``actions[:, t]`` taken at frame t (None for worlds without
         actions); text: one caption per row, a str for all, or None. T0 may be 0 (text to video).
-        With ``return_latents`` also returns the latents (B, horizon, C, h, w), rewards and
-        termination logits (B, horizon).
+        ``residual``: see ``residual_offset``. With ``return_latents`` also returns the latents
+        (B, horizon, C, h, w), rewards and termination logits (B, horizon).
         """
-        SamplingConfig(steps, sampler, cfg_text, cfg_action, window)  # checks the values
+        SamplingConfig(steps, sampler, cfg_text, cfg_action, window, residual)  # checks the values
         B, T0 = int(context_frames.shape[0]), int(context_frames.shape[1])
         latents = self.encode(context_frames) if T0 else torch.zeros(B, 0, *self.latent_shape, device=self.device)
         dit_actions = self.model_actions(actions, B, T0 + horizon - 1)
@@ -264,7 +266,21 @@ class WorldModel:
                            cfg_text, cfg_action, self.context_noise, window or self.dit.cfg.max_frames - 1,
                            self._generator(seed, generator))
         frames = self.decode(out.latents)
+        if residual and T0:
+            frames = apply_offset(frames, self.residual_offset(context_frames[:, -1], latents[:, -1])[:, None])
         return (frames, out) if return_latents else frames
+
+    def residual_offset(self, frames: ArrayLike, latents: torch.Tensor) -> np.ndarray:
+        """Real frames (B, H, W, 3) uint8 minus the decoding of their latents (B, C, h, w): int16.
+
+        Residual decoding adds this to every decoded future frame. Where the scene does not change,
+        the decoded future equals the decoded context frame, so the sum is the real context pixels
+        rather than the autoencoder's approximation of them; where it changes, the sum is the new
+        decoded content plus the autoencoder's small error on the old. A tiny autoencoder loses a
+        few dB on every frame, which direct decoding pays even on still background.
+        """
+        real = np.asarray(frames.cpu() if isinstance(frames, torch.Tensor) else frames).astype(np.int16)
+        return real - self.decode(latents).astype(np.int16)
 
     # -- stepped world -------------------------------------------------------------------------------
 
@@ -350,12 +366,18 @@ class WorldModel:
                                          self.sampling.steps, self.sampling.sampler, self._stream)
                 write_frames(self.dit, cache, last[:, None], None, None, condition, self._passes,
                              self.context_noise, self._stream)
+        height, width = self.frame_shape[:2]
+        offset = (self.residual_offset(context_frames[:, -1], latents[:, -1]) if T0 and self.sampling.residual
+                  else np.zeros((R, height, width, 3), np.int16))  # rows imagined from text decode directly
         if index is None:
             self._latents = last.clone()
+            self._offset = offset
         else:
             self._splice(cache, index)
             self._latents = self._latents.clone()
             self._latents[index] = last
+            self._offset = self._offset.copy()
+            self._offset[index.cpu().numpy()] = offset
         if not decode:
             frames = None
         elif T0:
@@ -407,7 +429,8 @@ class WorldModel:
                                      self.context_noise, self._stream)
         self._latents = x
         probability = torch.sigmoid(logit[:, 0].float())
-        return StepOutput(self.decode(x) if decode else None, x, reward[:, 0].float().cpu().numpy(),
+        frames = apply_offset(self.decode(x), self._offset) if decode else None
+        return StepOutput(frames, x, reward[:, 0].float().cpu().numpy(),
                           (probability > 0.5).cpu().numpy(), probability.cpu().numpy())
 
     @property
@@ -420,6 +443,11 @@ class WorldModel:
         if self._cache is None:
             return 0
         return sum(t.numel() * t.element_size() for t in (*self._cache.keys, *self._cache.values) if t is not None)
+
+
+def apply_offset(frames: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    """Decoded uint8 frames plus an int16 residual offset (broadcast), clipped back to uint8."""
+    return np.clip(frames.astype(np.int16) + offset, 0, 255).astype(np.uint8)
 
 
 def export_modules(path: Union[str, Path], dit: VideoDiT, text_encoder: TextEncoder, autoencoder: FrameAutoencoder,
