@@ -52,7 +52,7 @@ COMMANDS: dict[str, Command] = {
     "eval": Command(
         config="worldsim.evals.run:EvalConfig",
         run="worldsim.evals.run:evaluate",
-        summary="score predictors on the physics, permanence, 3D consistency and action suites; write the report",
+        summary="score models and baselines on the physics, permanence, consistency, action, rollout, reconstruction and conditioning suites; write the report",
     ),
     "play": Command(
         config="worldsim.play:PlayConfig",

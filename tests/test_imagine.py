@@ -1,0 +1,214 @@
+"""Agents in imagination: SB3's PPO unmodified on worldsim/WorldModel-v0 (single and batched through
+``worldsim.rl.GymnasiumVecEnv``), the adapter's autoreset against SB3's own DummyVecEnv and a hand-stepped
+world-model env, the real env seen through the model's encoder, and `worldsim imagine`'s report."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import gymnasium
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("stable_baselines3")
+
+from gymnasium.vector import AutoresetMode, SyncVectorEnv  # noqa: E402
+from stable_baselines3 import PPO  # noqa: E402
+from stable_baselines3.common.env_checker import check_env  # noqa: E402
+from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor  # noqa: E402
+from test_world_model import WINDOW, build_model_file, one_thread  # noqa: E402, F401  (fixture)
+
+import worldsim  # noqa: E402, F401  (registers the ids)
+from worldsim.data.collect import CollectConfig, collect  # noqa: E402
+from worldsim.envs import WORLD_MODEL_ID  # noqa: E402
+from worldsim.imagine import LABELS, ModelObservation, make_real_env  # noqa: E402
+from worldsim.rl import GymnasiumVecEnv  # noqa: E402
+from worldsim.world_model import WorldModel  # noqa: E402
+
+HORIZON = 3  # short imagined episodes, so truncations happen within a few steps
+TINY_PPO = dict(n_steps=32, batch_size=32, n_epochs=1, seed=0, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def push(tmp_path_factory: pytest.TempPathFactory, one_thread) -> Path:
+    """A tiny random-weight model file of worldsim/Push-v0."""
+    root = tmp_path_factory.mktemp("world") / "push"
+    collect(CollectConfig(env="worldsim/Push-v0", episodes=2, max_steps=8, policy="scripted", progress=False,
+                          out=str(root)))
+    return build_model_file(root, root.parent / "model.pt")
+
+
+def make_vec(push: Path, num_envs: int, **kwargs) -> gymnasium.vector.VectorEnv:
+    return gymnasium.make_vec(WORLD_MODEL_ID, num_envs=num_envs, vectorization_mode="vector_entry_point",
+                              checkpoint=str(push), observation="latent", horizon=HORIZON, device="cpu", **kwargs)
+
+
+def fewer_terminations(envs: gymnasium.vector.VectorEnv, logit: float = 0.25) -> gymnasium.vector.VectorEnv:
+    """The random termination head ends ~every other step; lowered, episodes also reach the horizon."""
+    with torch.no_grad():
+        envs.unwrapped.model.dit.heads.termination[-1].bias.sub_(logit)
+    return envs
+
+
+def parameters(agent: PPO) -> torch.Tensor:
+    return torch.cat([p.detach().flatten().clone() for p in agent.policy.parameters()])
+
+
+def test_ppo_runs_unmodified_on_the_single_model_env(push: Path) -> None:
+    def make() -> gymnasium.Env:
+        return gymnasium.make(WORLD_MODEL_ID, checkpoint=str(push), observation="latent", horizon=HORIZON,
+                              device="cpu")
+
+    env = make()
+    check_env(env.unwrapped, warn=False)  # SB3's own checks, beside Gymnasium's in test_world_model_env
+    env.close()
+    venv = VecMonitor(DummyVecEnv([make]))
+    agent = PPO("MlpPolicy", venv, **TINY_PPO)
+    before = parameters(agent)
+    agent.learn(64)
+    assert agent.num_timesteps == 64
+    assert not torch.equal(parameters(agent), before)  # two rollouts, two updates
+    lengths = [episode["l"] for episode in agent.ep_info_buffer]
+    assert lengths and all(1 <= length <= HORIZON for length in lengths)
+    venv.close()
+
+
+def test_ppo_runs_on_the_vector_env_with_one_batched_step_for_all_sub_envs(push: Path) -> None:
+    envs = make_vec(push, 4)
+    model = envs.unwrapped.model
+    calls: list[int] = []
+    step = model.step
+
+    def counted(actions, decode=True):
+        calls.append(len(actions))
+        return step(actions, decode=decode)
+
+    model.step = counted
+    agent = PPO("MlpPolicy", VecMonitor(GymnasiumVecEnv(envs)), **TINY_PPO)
+    before = parameters(agent)
+    agent.learn(256)
+    assert agent.num_timesteps == 256 and not torch.equal(parameters(agent), before)
+    assert calls == [4] * (256 // 4)  # one model pass per vector step, every sub-env in it; no wasted reset steps
+    assert all(1 <= episode["l"] <= HORIZON for episode in agent.ep_info_buffer)
+    envs.close()
+
+
+@pytest.mark.parametrize("mode", list(AutoresetMode))
+def test_adapter_equals_sb3_dummy_vec_env_in_every_autoreset_mode(mode: AutoresetMode) -> None:
+    def make() -> gymnasium.Env:
+        return gymnasium.make("CartPole-v1", max_episode_steps=15)  # both terminations and truncations
+
+    ours, reference = GymnasiumVecEnv(SyncVectorEnv([make] * 3, autoreset_mode=mode)), DummyVecEnv([make] * 3)
+    ours.seed(5), reference.seed(5)
+    assert np.array_equal(ours.reset(), reference.reset())
+    rng = np.random.default_rng(0)
+    ends = {"terminated": 0, "truncated": 0}
+    for _ in range(120):
+        actions = rng.integers(0, 2, 3)
+        obs, rewards, dones, infos = ours.step(actions)
+        ref_obs, ref_rewards, ref_dones, ref_infos = reference.step(actions)
+        assert np.array_equal(obs, ref_obs) and np.array_equal(rewards, ref_rewards)
+        assert np.array_equal(dones, ref_dones) and rewards.dtype == ref_rewards.dtype
+        for info, ref_info in zip(infos, ref_infos):
+            assert info.keys() == ref_info.keys()
+            assert info["TimeLimit.truncated"] == ref_info["TimeLimit.truncated"]
+            if "terminal_observation" in info:
+                assert np.array_equal(info["terminal_observation"], ref_info["terminal_observation"])
+                ends["truncated" if info["TimeLimit.truncated"] else "terminated"] += 1
+    assert ends["terminated"] > 0 and ends["truncated"] > 0
+
+
+def test_adapter_autoreset_on_the_model_env_matches_stepping_it_by_hand(push: Path) -> None:
+    """SB3's convention over NEXT_STEP: done rows restart in the same step, their last frame in the info."""
+    adapter, by_hand = GymnasiumVecEnv(fewer_terminations(make_vec(push, 3))), fewer_terminations(make_vec(push, 3))
+    adapter.seed(11)
+    first = adapter.reset()
+    assert np.array_equal(first, by_hand.reset(seed=11)[0])
+    rng = np.random.default_rng(0)
+    elapsed, ends = np.zeros(3, int), {"terminated": 0, "truncated": 0}
+    for _ in range(8):
+        actions = rng.uniform(-1, 1, (3, 2)).astype(np.float32)
+        obs, rewards, dones, infos = adapter.step(actions)
+        expected, expected_rewards, terminated, truncated, _ = by_hand.step(actions)
+        elapsed += 1
+        assert np.array_equal(truncated, elapsed >= HORIZON)  # the reference really is stepped by hand
+        assert np.array_equal(dones, terminated | truncated)
+        assert np.allclose(rewards, expected_rewards) and rewards.dtype == np.float32
+        for i in range(3):
+            assert infos[i]["TimeLimit.truncated"] == bool(truncated[i] and not terminated[i])
+            assert ("terminal_observation" in infos[i]) == dones[i]
+        if dones.any():
+            restarted, _ = by_hand.reset(options={"reset_mask": dones.copy()})
+            for i in np.flatnonzero(dones):
+                assert np.array_equal(infos[i]["terminal_observation"], expected[i])
+                assert not np.array_equal(obs[i], expected[i])  # a new episode's first frame, not the last one
+            expected = np.where(dones[:, None, None, None], restarted, expected)
+            elapsed[dones] = 0
+            ends["terminated"] += int(terminated.sum())
+            ends["truncated"] += int((truncated & ~terminated).sum())
+        assert np.array_equal(obs, expected)
+    assert ends["terminated"] > 0 and ends["truncated"] > 0, ends
+    adapter.close(), by_hand.close()
+
+
+def test_real_env_is_observed_as_the_model_encodes_it(push: Path) -> None:
+    model = WorldModel.from_checkpoint(push, device="cpu")
+    raw, seen = make_real_env(model, 8), ModelObservation(make_real_env(model, 8), model, "latent")
+    imagined = gymnasium.make(WORLD_MODEL_ID, checkpoint=model, observation="latent", device="cpu")
+    assert seen.observation_space == imagined.observation_space  # the policy's input space in both worlds
+    frame, _ = raw.reset(seed=3)
+    obs, _ = seen.reset(seed=3)
+    for t in range(3):
+        assert obs.dtype == np.float32 and seen.observation_space.contains(obs)
+        assert np.array_equal(obs, model.encode(frame).numpy())
+        action = np.full(2, 0.5 * (-1) ** t, np.float32)
+        frame, *_ = raw.step(action)
+        obs, *_ = seen.step(action)
+    larger = ModelObservation(gymnasium.make("worldsim/Push-v0", width=96, height=96), model, "latent")
+    big, _ = larger.unwrapped.reset(seed=3)
+    resized = cv2.resize(big, (64, 64), interpolation=cv2.INTER_AREA)
+    assert np.array_equal(larger.observation(big), model.encode(resized).numpy())
+    rgb = ModelObservation(gymnasium.make("worldsim/Push-v0", width=96, height=96), model, "rgb")
+    assert np.array_equal(rgb.observation(big), resized) and rgb.observation_space.shape == (64, 64, 3)
+    for env in (raw, seen, imagined, larger, rgb):
+        env.close()
+
+
+def test_rl_module_without_sb3_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [name for name in sys.modules if name.split(".")[0] == "stable_baselines3"]:
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.delitem(sys.modules, "worldsim.rl")
+    with pytest.raises(ImportError, match=r'pip install -e "\.\[rl\]"'):
+        importlib.import_module("worldsim.rl")
+
+
+def test_worldsim_imagine_writes_the_table(push: Path, tmp_path: Path) -> None:
+    out = tmp_path / "imagine"
+    result = subprocess.run(
+        [sys.executable, "-m", "worldsim.cli", "imagine", f"checkpoint={push}", "timesteps=32", "n_envs=2",
+         "ppo.n_steps=16", "ppo.batch_size=16", "ppo.n_epochs=1", "eval_episodes=2", "horizon=4", "threads=1",
+         f"out={out}"],
+        cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    report = json.loads((out / "imagine.json").read_text())
+    rows = {row["policy"]: row for row in report["rows"]}
+    assert list(rows) == ["imagination", "real", "random", "scripted"]
+    for name, row in rows.items():
+        assert row["n"] == 2 and len(row["returns"]) == 2
+        assert row["return_mean"] == pytest.approx(np.mean(row["returns"]), abs=1e-3)
+        assert 0.0 <= row["success_rate"] <= 1.0
+        assert ("train" in row) == (name in ("imagination", "real"))
+    for name in ("imagination", "real"):
+        assert rows[name]["train"]["timesteps"] == 32 and (out / f"ppo_{name}.zip").exists()
+    imagined = rows["imagination"]["train"]
+    assert imagined["real_frames"] == imagined["episodes"] * WINDOW  # only the contexts touch the real env
+    assert set(report["ratios"]) == {"imagination_over_real", "imagination_over_real_above_random"}
+    table = (out / "imagine.md").read_text()
+    assert all(f"| {label} |" in table for label in LABELS.values())
+    assert table.splitlines()[0] in result.stdout

@@ -1,0 +1,359 @@
+"""``worldsim imagine``: PPO trained inside the learned world, scored in the real one.
+
+Trains Stable-Baselines3's PPO, unmodified, twice with the same budget: once in imagination (the
+batched ``worldsim/WorldModel-v0`` vector env of a Push model, through ``worldsim.rl``'s adapter)
+and once in the real PyBullet ``worldsim/Push-v0``. Both policies, a random one and the world's
+scripted policy (a reference ceiling) then play the same real-env episodes (fixed seeds), and
+``<out>/imagine.json`` and ``<out>/imagine.md`` report each one's real-env return with its 95%
+confidence interval, success rate, training wall time and env frames/s, and the ratio of the
+imagination-trained return to the real-trained one.
+
+Both PPO runs see the same kind of observation: ``observation=latent`` (default) gives the model's
+autoencoder latents, in the real env too (``ModelObservation`` encodes each real frame with
+``WorldModel.encode``), read by an MLP; ``observation=rgb`` gives frames to a CNN, much slower on a
+CPU. Needs the ``rl`` extra: ``pip install -e ".[rl]"``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import cv2
+import gymnasium
+import numpy as np
+import torch
+from gymnasium import spaces
+from omegaconf import MISSING
+
+from worldsim.envs import WORLD_MODEL_ID
+from worldsim.world_model import WorldModel
+
+OBSERVATIONS = {"latent": "MlpPolicy", "rgb": "CnnPolicy"}  # observation -> the SB3 policy that reads it
+POLICIES = ("imagination", "real", "random", "scripted")
+LABELS = {"imagination": "PPO trained in imagination", "real": "PPO trained in the real env",
+          "random": "random", "scripted": "scripted (reference ceiling)"}
+Z_95 = 1.96  # normal approximation of the 95% interval of a mean
+
+
+@dataclass
+class PPOConfig:
+    n_steps: int = 128  # steps per sub-env between updates (a rollout holds n_steps * n_envs transitions)
+    batch_size: int = 256  # minibatch size of each gradient step
+    n_epochs: int = 10  # passes over each rollout
+    learning_rate: float = 3e-4  # Adam step size
+    gamma: float = 0.99  # discount
+    gae_lambda: float = 0.95  # GAE's bias-variance trade-off
+    clip_range: float = 0.2  # PPO's policy ratio clip
+    ent_coef: float = 0.0  # entropy bonus
+    net_arch: list[int] = field(default_factory=lambda: [64, 64])  # hidden layers of the policy and value MLPs
+
+
+@dataclass
+class ImagineConfig:
+    checkpoint: str = MISSING  # exported model file of a Push world model (<run>/model.pt of `worldsim train`)
+    timesteps: int = 20000  # env steps of each PPO run, the same budget in imagination and in the real env
+    n_envs: int = 16  # sub-envs: one batched model pass per step in imagination; a DummyVecEnv of real envs
+    eval_episodes: int = 32  # real-env episodes per policy, the same seeds for every policy
+    eval_seed: int = 1000000  # reset seed of evaluation episode 0 (episode i: eval_seed + i), far from training seeds
+    seed: int = 0  # seeds torch, numpy, PPO and the training envs
+    observation: str = "latent"  # latent (the model's autoencoder latents, MlpPolicy) | rgb (frames, CnnPolicy)
+    horizon: Optional[int] = None  # steps per episode, imagined and real; None: the real env's limit (128 for Push)
+    context_policy: str = "scripted"  # rolls the real context frames that start each imagined episode: scripted | zero | random
+    steps: int = 4  # flow integration steps per imagined frame
+    policies: list[str] = field(default_factory=lambda: list(POLICIES))  # rows to run: imagination | real | random | scripted
+    ppo: PPOConfig = field(default_factory=PPOConfig)  # PPO hyperparameters, shared by both training runs
+    device: str = "cpu"  # torch device of the world model and of PPO
+    threads: int = 0  # torch intra-op threads; 0 keeps torch's default
+    verbose: int = 0  # Stable-Baselines3 verbosity (1: PPO's table after every rollout)
+    out: str = "imagine"  # folder for imagine.json, imagine.md and the trained policies (ppo_<name>.zip)
+
+
+def _check(cfg: ImagineConfig) -> None:
+    checks = [
+        (cfg.observation in OBSERVATIONS, f"observation={cfg.observation!r}: use one of {list(OBSERVATIONS)}"),
+        (set(cfg.policies) <= set(POLICIES) and bool(cfg.policies),
+         f"policies={cfg.policies}: choose a non-empty subset of {list(POLICIES)}"),
+        (cfg.timesteps >= 1, f"timesteps={cfg.timesteps}: train for at least 1 step"),
+        (cfg.n_envs >= 1, f"n_envs={cfg.n_envs}: run at least 1 sub-env"),
+        (cfg.eval_episodes >= 2, f"eval_episodes={cfg.eval_episodes}: a confidence interval needs at least 2"),
+        (cfg.horizon is None or cfg.horizon >= 1, f"horizon={cfg.horizon}: episodes need at least 1 step"),
+        (cfg.ppo.n_steps * cfg.n_envs > 1,
+         f"ppo.n_steps * n_envs = {cfg.ppo.n_steps * cfg.n_envs}: PPO's advantage normalisation needs 2 or more"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ValueError(message)
+
+
+# -- the real world, seen as the policy sees it -------------------------------------------------------
+
+
+class ModelObservation(gymnasium.ObservationWrapper):
+    """A real env's RGB frames as the world model's env observes them: ``"latent"`` or ``"rgb"``.
+
+    ``"latent"``: ``WorldModel.encode`` of the frame, ``Box(-inf, inf, (C, h, w), float32)``, the
+    observation of ``worldsim/WorldModel-v0`` with ``observation="latent"``, so a policy trained in
+    imagination reads real frames exactly as it read imagined ones. ``"rgb"``: the frame at the
+    model's frame size. Frames of another size are resized with INTER_AREA, as datasets record them.
+    """
+
+    def __init__(self, env: gymnasium.Env, model: WorldModel, observation: str = "latent") -> None:
+        super().__init__(env)
+        space = env.observation_space
+        if not (isinstance(space, spaces.Box) and space.dtype == np.uint8 and len(space.shape) == 3
+                and space.shape[-1] == 3):
+            raise ValueError(f"{env.spec.id if env.spec else env} observes {space}; ModelObservation reads "
+                             "RGB frames: Box(0, 255, (H, W, 3), uint8)")
+        if observation not in OBSERVATIONS:
+            raise ValueError(f"observation={observation!r}: use one of {list(OBSERVATIONS)}")
+        self.model, self.mode = model, observation
+        height, width, _ = model.frame_shape
+        self.observation_space = (spaces.Box(-np.inf, np.inf, model.latent_shape, np.float32) if observation == "latent"
+                                  else spaces.Box(0, 255, (height, width, 3), np.uint8))
+
+    def observation(self, frame: np.ndarray) -> np.ndarray:
+        height, width, _ = self.model.frame_shape
+        if frame.shape[:2] != (height, width):
+            frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
+        if self.mode == "rgb":
+            return frame
+        return self.model.encode(frame).cpu().numpy()  # (C, h, w) float32
+
+
+def real_horizon(model: WorldModel, horizon: Optional[int]) -> int:
+    """``horizon``, or the real env's registered episode limit."""
+    if horizon is not None:
+        return int(horizon)
+    limit = gymnasium.spec(model.env_id).max_episode_steps
+    if limit is None:
+        raise ValueError(f"{model.env_id} registers no episode limit: set horizon=<steps per episode>")
+    return int(limit)
+
+
+def make_real_env(model: WorldModel, horizon: int) -> gymnasium.Env:
+    """The world the model learned (its env id and kwargs), truncated after ``horizon`` steps."""
+    if not model.env_id:
+        raise ValueError("the checkpoint records no env id: imagine needs the real world to train and score in")
+    return gymnasium.make(model.env_id, max_episode_steps=horizon, **model.env_kwargs)
+
+
+# -- training -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainStats:
+    timesteps: int  # env steps PPO took (a whole number of rollouts: at least the budget)
+    wall_s: float  # the whole .learn(), gradient steps included
+    env_s: float  # time inside the env's reset and step
+    episodes: int  # episodes started (each imagined one begins with real context frames)
+    real_frames: int  # real-env frames the run consumed (imagination: only its contexts)
+    train_return: Optional[float]  # mean return of the last (up to) 100 training episodes, in the env trained in
+
+
+def imagination_venv(cfg: ImagineConfig, horizon: int) -> Any:
+    """The batched world-model env of ``cfg.checkpoint`` as an SB3 VecEnv."""
+    from worldsim.rl import GymnasiumVecEnv
+
+    envs = gymnasium.make_vec(WORLD_MODEL_ID, num_envs=cfg.n_envs, vectorization_mode="vector_entry_point",
+                              checkpoint=cfg.checkpoint, observation=cfg.observation, horizon=horizon,
+                              context="env", context_policy=cfg.context_policy, steps=cfg.steps, device=cfg.device)
+    return GymnasiumVecEnv(envs)
+
+
+def real_venv(cfg: ImagineConfig, model: WorldModel, horizon: int) -> Any:
+    """``n_envs`` real envs observed through ``ModelObservation``, stepped one by one in SB3's DummyVecEnv."""
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    return DummyVecEnv([lambda: ModelObservation(make_real_env(model, horizon), model, cfg.observation)] * cfg.n_envs)
+
+
+def train_ppo(cfg: ImagineConfig, venv: Any, context_frames: int) -> tuple[Any, TrainStats]:
+    """PPO from Stable-Baselines3 trained for ``cfg.timesteps`` on ``venv``, as shipped."""
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import VecMonitor
+
+    from worldsim.rl import StepClock
+
+    clock = StepClock(venv)
+    p = cfg.ppo
+    agent = PPO(OBSERVATIONS[cfg.observation], VecMonitor(clock), n_steps=p.n_steps, batch_size=p.batch_size,
+                n_epochs=p.n_epochs, learning_rate=p.learning_rate, gamma=p.gamma, gae_lambda=p.gae_lambda,
+                clip_range=p.clip_range, ent_coef=p.ent_coef, policy_kwargs={"net_arch": list(p.net_arch)},
+                seed=cfg.seed, device=cfg.device, verbose=cfg.verbose)
+    start = time.perf_counter()
+    agent.learn(cfg.timesteps)
+    wall = time.perf_counter() - start
+    real_frames = clock.episodes * context_frames if context_frames else agent.num_timesteps + clock.episodes
+    returns = [episode["r"] for episode in agent.ep_info_buffer]  # VecMonitor's, what PPO's logs call ep_rew_mean
+    venv.close()
+    return agent, TrainStats(int(agent.num_timesteps), wall, clock.seconds, clock.episodes, int(real_frames),
+                             float(np.mean(returns)) if returns else None)
+
+
+# -- evaluation in the real env ---------------------------------------------------------------------
+
+
+class PPOPolicy:
+    """A trained SB3 agent as a worldsim policy (``reset(seed)``, ``(observation, info) -> action``).
+
+    Plays the policy's mean action (``deterministic=True``), as evaluations of PPO usually do.
+    """
+
+    def __init__(self, agent: Any) -> None:
+        self.agent = agent
+
+    def reset(self, seed: int) -> None:
+        pass
+
+    def __call__(self, observation: np.ndarray, info: dict[str, Any]) -> np.ndarray:
+        return self.agent.predict(observation, deterministic=True)[0]
+
+
+@dataclass
+class Episode:
+    seed: int
+    ret: float  # sum of real rewards
+    length: int
+    success: Optional[bool]  # target on the goal at the end (None: the world reports no goal distance)
+
+
+def play(env: gymnasium.Env, policy: Any, seed: int) -> Episode:
+    """One real-env episode from ``reset(seed=seed)`` until it terminates or truncates."""
+    from worldsim.envs.push import GOAL_RADIUS
+
+    policy.reset(seed)
+    observation, info = env.reset(seed=seed)
+    total, length, done = 0.0, 0, False
+    while not done:
+        observation, reward, terminated, truncated, info = env.step(policy(observation, info))
+        total, length, done = total + float(reward), length + 1, terminated or truncated
+    distance = info.get("state", {}).get("target_goal_distance")
+    return Episode(seed, total, length, None if distance is None else bool(distance < GOAL_RADIUS))
+
+
+def evaluate(make_env: Callable[[], gymnasium.Env], policy: Any, seeds: list[int]) -> list[Episode]:
+    env = make_env()
+    try:
+        return [play(env, policy, seed) for seed in seeds]
+    finally:
+        env.close()
+
+
+def summarize(name: str, episodes: list[Episode], stats: Optional[TrainStats]) -> dict[str, Any]:
+    returns = np.array([e.ret for e in episodes], np.float64)
+    successes = [e.success for e in episodes if e.success is not None]
+    row: dict[str, Any] = {
+        "policy": name,
+        "label": LABELS[name],
+        "n": len(episodes),
+        "return_mean": float(returns.mean()),
+        "return_ci95": float(Z_95 * returns.std(ddof=1) / math.sqrt(len(returns))),
+        "success_rate": float(np.mean(successes)) if successes else None,
+        "mean_length": float(np.mean([e.length for e in episodes])),
+        "returns": [round(float(r), 4) for r in returns],
+    }
+    if stats is not None:
+        row["train"] = {**asdict(stats), "frames_per_s": stats.timesteps / stats.wall_s,
+                        "env_frames_per_s": stats.timesteps / max(stats.env_s, 1e-9)}
+    return row
+
+
+def return_ratios(rows: dict[str, dict[str, Any]]) -> dict[str, Optional[float]]:
+    """Imagination-trained over real-trained return, raw and above random (None when undefined)."""
+    if "imagination" not in rows or "real" not in rows:
+        return {}
+    imagined, real = rows["imagination"]["return_mean"], rows["real"]["return_mean"]
+    ratios: dict[str, Optional[float]] = {"imagination_over_real": imagined / real if real > 0 else None}
+    if "random" in rows:
+        floor = rows["random"]["return_mean"]
+        ratios["imagination_over_real_above_random"] = (imagined - floor) / (real - floor) if real > floor else None
+    return ratios
+
+
+# -- report -----------------------------------------------------------------------------------------------
+
+
+def markdown(rows: list[dict[str, Any]], ratios: dict[str, Optional[float]], facts: dict[str, Any]) -> str:
+    lines = [
+        "| policy | real-env return (mean ± 95% CI) | success | n | return in its training env (last 100 episodes) "
+        "| training wall time (s) | env frames/s in training (env only / overall) | real frames used in training |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in rows:
+        success = "n/a" if row["success_rate"] is None else f"{row['success_rate']:.0%}"
+        train = row.get("train")
+        wall = f"{train['wall_s']:.0f}" if train else "-"
+        speed = f"{train['env_frames_per_s']:.0f} / {train['frames_per_s']:.0f}" if train else "-"
+        real = f"{train['real_frames']:,}" if train else "-"
+        trained_in = "-" if not train or train["train_return"] is None else f"{train['train_return']:.2f}"
+        lines.append(f"| {row['label']} | {row['return_mean']:.2f} ± {row['return_ci95']:.2f} | {success} "
+                     f"| {row['n']} | {trained_in} | {wall} | {speed} | {real} |")
+    ratio_lines = (
+        ("imagination_over_real", "return of imagination-trained / real-trained PPO (goal: >= 0.80)", "0"),
+        ("imagination_over_real_above_random", "the same, both minus the random policy's return", "random's"),
+    )
+    for key, text, floor in ratio_lines:
+        if key in ratios:
+            value = ratios[key]
+            lines.append(f"\n{text}: " + (f"undefined (the real-trained return is not above {floor})"
+                                           if value is None else f"{value:.2f}"))
+    lines.append(f"\n{facts['checkpoint']}; {facts['observation']} observations; {facts['timesteps']} PPO steps per "
+                 f"training run on {facts['n_envs']} sub-envs; imagined episodes start from {facts['context_frames']} "
+                 f"real frames rolled by the {facts['context_policy']} policy, {facts['steps']} flow steps per frame; "
+                 f"horizon {facts['horizon']}; evaluation seeds {facts['eval_seeds'][0]}..{facts['eval_seeds'][-1]}; "
+                 f"{facts['machine']}.")
+    return "\n".join(lines) + "\n"
+
+
+def imagine(cfg: ImagineConfig) -> dict[str, Any]:
+    _check(cfg)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    model = WorldModel.from_checkpoint(cfg.checkpoint, cfg.device)  # the encoder the real envs are seen through
+    horizon = real_horizon(model, cfg.horizon)
+    seeds = [cfg.eval_seed + i for i in range(cfg.eval_episodes)]
+    rows: dict[str, dict[str, Any]] = {}
+
+    def real_observed() -> gymnasium.Env:
+        return ModelObservation(make_real_env(model, horizon), model, cfg.observation)
+
+    for name in ("imagination", "real"):
+        if name not in cfg.policies:
+            continue
+        print(f"imagine: training PPO {'in imagination' if name == 'imagination' else 'in the real env'} "
+              f"({cfg.timesteps} steps, {cfg.n_envs} sub-envs)", flush=True)
+        venv = imagination_venv(cfg, horizon) if name == "imagination" else real_venv(cfg, model, horizon)
+        agent, stats = train_ppo(cfg, venv, model.window if name == "imagination" else 0)
+        agent.save(out / f"ppo_{name}.zip")
+        print(f"imagine: {name}: {stats.timesteps} steps in {stats.wall_s:.0f} s; evaluating", flush=True)
+        rows[name] = summarize(name, evaluate(real_observed, PPOPolicy(agent), seeds), stats)
+    from worldsim.data.policies import make_policy
+
+    for name in ("random", "scripted"):
+        if name in cfg.policies:
+            env = make_real_env(model, horizon)
+            rows[name] = summarize(name, evaluate(lambda: env, make_policy(name, env), seeds), None)
+    ordered = [rows[name] for name in POLICIES if name in rows]
+    ratios = return_ratios(rows)
+    facts = {"checkpoint": cfg.checkpoint, "observation": cfg.observation, "timesteps": cfg.timesteps,
+             "n_envs": cfg.n_envs, "horizon": horizon, "eval_seeds": seeds, "context_frames": model.window,
+             "context_policy": cfg.context_policy, "steps": cfg.steps,
+             "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+                        f"{torch.get_num_threads()} torch threads, device {cfg.device}"}
+    report = {"config": asdict(cfg), "env_id": model.env_id, "rows": ordered, "ratios": ratios, "facts": facts}
+    table = markdown(ordered, ratios, facts)
+    (out / "imagine.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "imagine.md").write_text(table)
+    print(table, flush=True)
+    return report
