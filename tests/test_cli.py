@@ -100,7 +100,10 @@ def test_quickstart_runs_the_whole_loop(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "qs" / "run" / "model.pt").is_file()
     rows = json.loads((tmp_path / "qs" / "eval" / "results.json").read_text())["rows"]
-    assert {r["suite"] for r in rows} == {"physics", "permanence", "consistency", "action", "rollout", "conditioning"}
-    # its own world only: physics, rollout on Physics, the caption probe (one scenario: no actions to shuffle)
-    assert {r["suite"] for r in rows if r["predictor"] == "model"} == {"physics", "rollout", "conditioning"}
+    assert {r["suite"] for r in rows} == {"physics", "permanence", "consistency", "action", "rollout", "reconstruction",
+                                         "conditioning"}
+    # its own world only: physics, rollout and its autoencoder on Physics, the caption probe (one scenario: no
+    # actions to shuffle)
+    assert {r["suite"] for r in rows if r["predictor"] == "model"} == {"physics", "rollout", "reconstruction",
+                                                                       "conditioning"}
     assert "quickstart finished" in result.stdout and "report.html" in result.stdout
