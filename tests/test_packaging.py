@@ -33,11 +33,14 @@ def test_plain_install_imports_mapped_packages(tmp_path: Path) -> None:
 
     assert not (target / "envs").exists() and not (target / "evals").exists()
     assert (target / "worldsim" / "configs" / "collect.yaml").is_file()
+    shipped = {path.name for path in (REPO / "worldsim" / "reference").iterdir()}
+    assert shipped and shipped <= {path.name for path in (target / "worldsim" / "reference").iterdir()}
     for package in (REPO / "worldsim").glob("*/__init__.py"):  # every subpackage is shipped
         assert (target / "worldsim" / package.parent.name / "__init__.py").is_file(), package
     probe = (
         "import gymnasium, worldsim, worldsim.envs, worldsim.evals, worldsim.configs;"
         "gymnasium.make('worldsim/Physics-v0').close();"
+        "assert worldsim.reference_worlds() == ['physics', 'push'];"
         "print(worldsim.envs.__file__)"
     )
     result = subprocess.run(
