@@ -184,6 +184,8 @@ class WorldModelPredictor:
     call samples with the same ``seed``, so a report is reproducible.
     """
 
+    text_to_video = True  # imagines from the caption alone when given no context frames
+
     def __init__(self, checkpoint: str, device: str | None = None, steps: int = 4, sampler: str = "euler",
                  cfg_text: float = 1.0, cfg_action: float = 1.0, residual: bool = True, seed: int = 0,
                  name: str = "model") -> None:
@@ -202,7 +204,6 @@ class WorldModelPredictor:
                                  f"{model.env_id or 'an unknown world'}: keep one per world in {path}")
             self.models[model.env_id] = (model, file)
         self.name, self.checkpoint, self.seed = name, str(checkpoint), seed
-        self.text_to_video = True  # imagines from the caption alone when given no context frames
         self.sampling = dict(steps=steps, sampler=sampler, cfg_text=cfg_text, cfg_action=cfg_action, residual=residual)
         self.model, self.file = next(iter(self.models.values()))
 

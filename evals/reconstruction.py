@@ -19,22 +19,17 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from worldsim.evals.protocol import Scenario
-from worldsim.evals.results import metric_row
+from worldsim.evals.results import TRACKED_WORLDS, metric_row, per_world
 from worldsim.evals.tracking import track_scenario_frames
 
 SUITE = "reconstruction"
-#: As a ``worldsim eval`` suite: the worlds audited, by the prefix their metric names carry.
-WORLDS = {"worldsim/Physics-v0": "physics", "worldsim/Push-v0": "push"}
-METRICS = {
-    f"{world}_{metric}": f"{world.capitalize()}: {description}"
-    for world in WORLDS.values()
-    for metric, description in {
-        "psnr_db": "PSNR (dB) of the autoencoder's round trip of every frame",
-        "object_kept_1px": "share of objects found in the round trip at the same color within 1 px",
-        "object_color_error": "mean |RGB| difference (0..1) of an object's color after the round trip",
-        "object_area_ratio": "object area after the round trip over its true area",
-    }.items()
-}
+WORLDS = TRACKED_WORLDS  # as a ``worldsim eval`` suite, metric names carry the world
+METRICS = per_world({
+    "psnr_db": "PSNR (dB) of the autoencoder's round trip of every frame",
+    "object_kept_1px": "share of objects found in the round trip at the same color within 1 px",
+    "object_color_error": "mean |RGB| difference (0..1) of an object's color after the round trip",
+    "object_area_ratio": "object area after the round trip over its true area",
+})
 HEADLINE = [f"{world}_{metric}" for world in WORLDS.values() for metric in ("psnr_db", "object_kept_1px")]
 HIGHER_IS_BETTER = set(HEADLINE)
 

@@ -34,6 +34,16 @@ class ResultsError(ValueError):
     """A results file this worldsim cannot read."""
 
 
+#: Worlds whose suites report into one table, by the prefix their metric names carry.
+TRACKED_WORLDS = {"worldsim/Physics-v0": "physics", "worldsim/Push-v0": "push"}
+
+
+def per_world(descriptions: dict[str, str], worlds: dict[str, str] = TRACKED_WORLDS) -> dict[str, str]:
+    """Metric descriptions renamed ``<world>_<metric>``, for a suite that scores several worlds."""
+    return {f"{world}_{metric}": f"{world.capitalize()}: {description}"
+            for world in worlds.values() for metric, description in descriptions.items()}
+
+
 def metric_row(
     suite: str, split: str, predictor: str, metric: str, values: Iterable[float], horizon: Optional[int] = None
 ) -> dict[str, Any]:

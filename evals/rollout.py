@@ -22,22 +22,19 @@ import numpy as np
 
 from worldsim.evals.physics import score_tracked
 from worldsim.evals.protocol import Scenario
+from worldsim.evals.results import TRACKED_WORLDS, per_world
 from worldsim.evals.tracking import Tracks, count_detections
 
 SUITE = "rollout"
-WORLDS = {"worldsim/Physics-v0": "physics", "worldsim/Push-v0": "push"}
+WORLDS = TRACKED_WORLDS
 MAX_PSNR_DB = 100.0
 MEASURES = ("psnr_db", "centroid_error_px", "miss_rate", "hallucination_rate")
-METRICS = {
-    f"{world}_{measure}": description.format(world=world.capitalize())
-    for world in WORLDS.values()
-    for measure, description in {
-        "psnr_db": "{world}: PSNR (dB) of each predicted frame against the truth, per horizon step",
-        "centroid_error_px": "{world}: tracked object centroid error (px) against the truth's tracks, per horizon step",
-        "miss_rate": "{world}: share of objects the truth shows that the prediction lacks, per horizon step",
-        "hallucination_rate": "{world}: share of the prediction's objects the truth does not have, per horizon step",
-    }.items()
-}
+METRICS = per_world({
+    "psnr_db": "PSNR (dB) of each predicted frame against the truth, per horizon step",
+    "centroid_error_px": "tracked object centroid error (px) against the truth's tracks, per horizon step",
+    "miss_rate": "share of objects the truth shows that the prediction lacks, per horizon step",
+    "hallucination_rate": "share of the prediction's objects the truth does not have, per horizon step",
+})
 HEADLINE = [f"{world}_{measure}" for world in WORLDS.values() for measure in ("psnr_db", "centroid_error_px")]
 HIGHER_IS_BETTER = {f"{world}_psnr_db" for world in WORLDS.values()}
 

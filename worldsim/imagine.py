@@ -33,13 +33,13 @@ from gymnasium import spaces
 from omegaconf import MISSING
 
 from worldsim.envs import WORLD_MODEL_ID
+from worldsim.evals.results import Z95
 from worldsim.world_model import WorldModel
 
 OBSERVATIONS = {"latent": "MlpPolicy", "rgb": "CnnPolicy"}  # observation -> the SB3 policy that reads it
 POLICIES = ("imagination", "real", "random", "scripted")
 LABELS = {"imagination": "PPO trained in imagination", "real": "PPO trained in the real env",
           "random": "random", "scripted": "scripted (reference ceiling)"}
-Z_95 = 1.96  # normal approximation of the 95% interval of a mean
 
 
 @dataclass
@@ -254,7 +254,7 @@ def summarize(name: str, episodes: list[Episode], stats: Optional[TrainStats]) -
         "label": LABELS[name],
         "n": len(episodes),
         "return_mean": float(returns.mean()),
-        "return_ci95": float(Z_95 * returns.std(ddof=1) / math.sqrt(len(returns))),
+        "return_ci95": float(Z95 * returns.std(ddof=1) / math.sqrt(len(returns))),
         "success_rate": float(np.mean(successes)) if successes else None,
         "mean_length": float(np.mean([e.length for e in episodes])),
         "returns": [round(float(r), 4) for r in returns],
