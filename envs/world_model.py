@@ -21,6 +21,7 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from worldsim.flow import WARM_START
 from worldsim.world_model import StepOutput, WorldModel
 
 OBSERVATIONS = ("rgb", "latent", "both")
@@ -149,7 +150,8 @@ class _WorldModelBase:
 
     def _setup(self, checkpoint: Union[str, Path, WorldModel], observation: str, horizon: int, context: str,
                context_frames: Optional[int], context_policy: str, dataset, text, steps: int, sampler: str,
-               cfg_text: float, cfg_action: float, window: Optional[int], device) -> None:
+               cfg_text: float, cfg_action: float, window: Optional[int], warm_start: float,
+               device) -> None:
         if observation not in OBSERVATIONS:
             raise ValueError(f"observation={observation!r} is not one of {OBSERVATIONS}")
         if horizon < 1:
@@ -157,7 +159,8 @@ class _WorldModelBase:
         self.model = checkpoint if isinstance(checkpoint, WorldModel) else WorldModel.from_checkpoint(checkpoint, device)
         if self.model.action_space is None:
             raise ValueError("the checkpoint records no action space: it cannot be stepped as an env")
-        self.sampling = dict(steps=steps, sampler=sampler, cfg_text=cfg_text, cfg_action=cfg_action, window=window)
+        self.sampling = dict(steps=steps, sampler=sampler, cfg_text=cfg_text, cfg_action=cfg_action, window=window,
+                             warm_start=warm_start)
         self.model.sampling = type(self.model.sampling)(**self.sampling)  # checks the values now
         self.observation, self.horizon = observation, int(horizon)
         self.source = ContextSource(self.model, context, context_frames or self.model.window, context_policy,
@@ -217,9 +220,10 @@ class WorldModelEnv(_WorldModelBase, gymnasium.Env):
     ## Arguments
     ``checkpoint`` (path or a ``WorldModel``), ``observation``, ``horizon`` (64), ``context``
     ("env"), ``context_frames`` (default the cache window, so contexts fill it), ``context_policy``
-    ("scripted" | "zero" | "random" | module:callable), ``dataset``, ``text``, ``steps`` (4),
+    ("scripted" | "zero" | "random" | module:callable), ``dataset``, ``text``, ``steps`` (1),
     ``sampler`` ("euler"), ``cfg_text``/``cfg_action`` (1: no guidance), ``window`` (past frames
-    attended; default the DiT's max_frames - 1), ``device`` (None: CUDA when present),
+    attended; default the DiT's max_frames - 1), ``warm_start`` (0.3: each frame's sampling starts
+    from the previous frame, ``worldsim.flow.WARM_START``; 0: from noise), ``device`` (None: CUDA when present),
     ``render_mode`` ("rgb_array").
 
     ## Version History
@@ -230,13 +234,14 @@ class WorldModelEnv(_WorldModelBase, gymnasium.Env):
 
     def __init__(self, checkpoint: Union[str, Path, WorldModel], observation: str = "rgb", horizon: int = 64,
                  context: str = "env", context_frames: Optional[int] = None, context_policy: str = "scripted",
-                 dataset: Optional[str] = None, text: Optional[str] = None, steps: int = 4, sampler: str = "euler",
+                 dataset: Optional[str] = None, text: Optional[str] = None, steps: int = 1, sampler: str = "euler",
                  cfg_text: float = 1.0, cfg_action: float = 1.0, window: Optional[int] = None,
-                 device: Optional[str] = None, render_mode: Optional[str] = "rgb_array") -> None:
+                 warm_start: float = WARM_START, device: Optional[str] = None,
+                 render_mode: Optional[str] = "rgb_array") -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode={render_mode!r}: use 'rgb_array' or None")
         self._setup(checkpoint, observation, horizon, context, context_frames, context_policy, dataset, text,
-                    steps, sampler, cfg_text, cfg_action, window, device)
+                    steps, sampler, cfg_text, cfg_action, window, warm_start, device)
         self.observation_space = self._single_observation_space
         self.action_space = self._single_action_space
         self.render_mode = render_mode
@@ -299,13 +304,13 @@ class WorldModelVectorEnv(_WorldModelBase, VectorEnv):
     def __init__(self, num_envs: int, checkpoint: Union[str, Path, WorldModel], observation: str = "rgb",
                  horizon: int = 64, context: str = "env", context_frames: Optional[int] = None,
                  context_policy: str = "scripted", dataset: Optional[str] = None, text: Optional[str] = None,
-                 steps: int = 4, sampler: str = "euler", cfg_text: float = 1.0, cfg_action: float = 1.0,
-                 window: Optional[int] = None, device: Optional[str] = None,
+                 steps: int = 1, sampler: str = "euler", cfg_text: float = 1.0, cfg_action: float = 1.0,
+                 window: Optional[int] = None, warm_start: float = WARM_START, device: Optional[str] = None,
                  render_mode: Optional[str] = "rgb_array") -> None:
         if num_envs < 1:
             raise ValueError(f"num_envs={num_envs}: run at least 1 sub-env")
         self._setup(checkpoint, observation, horizon, context, context_frames, context_policy, dataset, text,
-                    steps, sampler, cfg_text, cfg_action, window, device)
+                    steps, sampler, cfg_text, cfg_action, window, warm_start, device)
         self.num_envs = int(num_envs)
         self.single_observation_space = self._single_observation_space
         self.single_action_space = self._single_action_space

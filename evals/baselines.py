@@ -181,16 +181,18 @@ class WorldModelPredictor:
     ``checkpoint`` is one model file, or a directory of them (one per world, as in
     ``worldsim/reference``): each scenario is predicted by the model of its world, and worlds no
     model was trained on are skipped (``supports``) rather than scored on garbage. Each ``predict``
-    call samples with the same ``seed``, so a report is reproducible.
+    call samples with the same ``seed``, so a report is reproducible. ``sampling``: fields of
+    ``worldsim.world_model.SamplingConfig`` (``steps``, ``warm_start``, ``cfg_text``, ...); unset
+    ones keep the defaults.
     """
 
     text_to_video = True  # imagines from the caption alone when given no context frames
 
-    def __init__(self, checkpoint: str, device: str | None = None, steps: int = 4, sampler: str = "euler",
-                 cfg_text: float = 1.0, cfg_action: float = 1.0, residual: bool = True, seed: int = 0,
-                 name: str = "model") -> None:
-        from worldsim.world_model import WorldModel  # torch only when the model is scored
+    def __init__(self, checkpoint: str, device: str | None = None, seed: int = 0, name: str = "model",
+                 **sampling: Any) -> None:
+        from worldsim.world_model import SamplingConfig, WorldModel  # torch only when the model is scored
 
+        SamplingConfig(**sampling)  # a misspelt or invalid setting fails now, not after the baselines ran
         path = Path(checkpoint)
         files = sorted(path.glob("*.pt")) if path.is_dir() else [path]
         if not files:
@@ -204,7 +206,7 @@ class WorldModelPredictor:
                                  f"{model.env_id or 'an unknown world'}: keep one per world in {path}")
             self.models[model.env_id] = (model, file)
         self.name, self.checkpoint, self.seed = name, str(checkpoint), seed
-        self.sampling = dict(steps=steps, sampler=sampler, cfg_text=cfg_text, cfg_action=cfg_action, residual=residual)
+        self.sampling = sampling  # WorldModel.rollout's arguments; unset ones keep its defaults
         self.model, self.file = next(iter(self.models.values()))
 
     def _entry(self, env_id: str):

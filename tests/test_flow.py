@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from worldsim.flow import (
+    WARM_START,
     FlowMatching,
     FlowMatchingConfig,
     guidance_passes,
@@ -139,6 +140,49 @@ def test_samplers_reach_the_target_of_a_perfect_velocity_field() -> None:
     assert (integrate(velocity, z, 64, "euler") - target).abs().max() < euler / 4  # Euler converges
 
 
+def test_integration_from_a_warm_start_covers_only_the_rest_of_the_way() -> None:
+    seen = []
+
+    def velocity(x: torch.Tensor, tau: float) -> torch.Tensor:
+        seen.append(round(tau, 6))
+        return torch.zeros_like(x)
+
+    integrate(velocity, torch.zeros(2), 4, "heun", start=0.2)
+    assert seen == [0.2, 0.4, 0.4, 0.6, 0.6, 0.8, 0.8]  # Heun: 2 * 4 - 1 passes, none at tau = 1
+    mu, x = torch.tensor([1.0, -2.0]), torch.tensor([0.5, 0.5])
+    torch.testing.assert_close(integrate(lambda x, tau: (mu - x) / (1 - tau), x, 1, start=0.6), mu)
+    with pytest.raises(AssertionError, match="start"):
+        integrate(velocity, x, 1, start=1.0)
+
+
+def test_warm_start_samples_from_the_previous_frame_noised_to_its_level() -> None:
+    model = tiny_model()
+    g = torch.Generator().manual_seed(0)
+    B, T0, w = 2, 3, WARM_START
+    context = torch.randn(B, T0, 4, 4, 4, generator=g)
+    actions = torch.randint(0, 16, (B, T0 + 1), generator=g)
+    action_mask = torch.arange(T0 + 1).expand(B, -1) > 0
+    text = some_text(B)
+    passes = guidance_passes(1.0, 1.0, True, True)
+    cache = model.new_cache()
+    write_frames(model, cache, context, actions[:, :T0], action_mask[:, :T0], text, passes, context_noise=1.0)
+
+    def sample(**kwargs) -> torch.Tensor:
+        return sample_next_frame(model, cache, B, actions[:, T0:], action_mask[:, T0:], text, passes, steps=1,
+                                 generator=torch.Generator().manual_seed(7), **kwargs)
+
+    warm = sample(previous=context[:, -1], warm_start=w)
+    start = w * context[:, -1:] + (1 - w) * torch.randn(B, 1, 4, 4, 4, generator=torch.Generator().manual_seed(7))
+    tau = torch.cat([torch.ones(B, T0), torch.full((B, 1), w)], 1)
+    with torch.no_grad():
+        v = model(torch.cat([context, start], 1), tau, actions, action_mask, text)[:, -1]
+    torch.testing.assert_close(warm, start[:, 0] + (1 - w) * v, rtol=0, atol=1e-5)
+    # No previous frame, or warm_start 0: sampling from pure noise, as without the option.
+    cold = sample()
+    assert torch.equal(sample(previous=None, warm_start=w), cold)
+    assert torch.equal(sample(previous=context[:, -1], warm_start=0.0), cold)
+
+
 def test_guidance_passes_merge_absent_conditions_and_skip_unit_scales() -> None:
     assert guidance_passes(1.0, 1.0, True, True) == [(True, True, 1.0)]
     assert guidance_passes(3.0, 2.0, False, True) == [(False, True, 2.0), (False, False, -1.0)]
@@ -195,6 +239,14 @@ def test_rollout_shapes_and_determinism_under_a_seed() -> None:
     for a, b in zip(first, again):
         assert torch.equal(a, b)
     assert not torch.equal(first.latents, other.latents)
+    assert not torch.equal(run(0, warm_start=WARM_START).latents, first.latents)
     # Text to video: no context frames, no actions.
-    video = rollout(model, context[:, :0], None, text, horizon=3, generator=torch.Generator().manual_seed(0))
-    assert video.latents.shape == (2, 3, 4, 4, 4) and torch.isfinite(video.latents).all()
+    for warm_start in (0.0, WARM_START):  # the first frame has no previous one and starts from noise
+        video = rollout(model, context[:, :0], None, text, horizon=3, generator=torch.Generator().manual_seed(0),
+                        warm_start=warm_start)
+        assert video.latents.shape == (2, 3, 4, 4, 4) and torch.isfinite(video.latents).all()
+    passes: list[float] = []  # noise level of the new frame in every network pass
+    model.register_forward_hook(lambda module, args, output: passes.append(round(float(args[1][0, -1]), 6)))
+    rollout(model, context[:, :0], None, text, horizon=3, steps=1, first_steps=3, warm_start=WARM_START)
+    first = [0.0, 0.333333, 0.666667, 0.9]  # 3 steps from noise, then written at the context noise level
+    assert passes == first + [WARM_START, 0.9] * 2  # later frames: 1 step from the previous frame

@@ -79,6 +79,14 @@ def test_truncation_at_the_horizon_and_invalid_actions_raise(physics) -> None:
         vector.step(np.array([[0, 0, 0], [0, 2, 0]], np.float32))
 
 
+@pytest.mark.parametrize("setting,message", [({"steps": 0}, r"steps=0 is not in \[1, 64\]"),
+                                             ({"warm_start": 1.0}, r"warm_start=1.0 is not in \[0, 1\)"),
+                                             ({"sampler": "rk4"}, "sampler='rk4': use 'euler' or 'heun'")])
+def test_sampling_settings_are_checked_when_the_env_is_made(physics, setting, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        make(physics, **setting)
+
+
 def count_dit_calls(env: WorldModelVectorEnv) -> list[int]:
     """Batch sizes of every DiT forward from now on."""
     calls: list[int] = []
@@ -118,7 +126,8 @@ def test_vector_env_autoresets_on_the_next_step(physics) -> None:
     assert truncated.tolist() == [True, False, False]  # 1 and 2 restarted instead of stepping
     assert rewards[1:].tolist() == [0.0, 0.0] and not terminated[1:].any()
     assert envs.elapsed.tolist() == [2, 0, 0]
-    assert calls[:5] == [3] * 5 and calls[5:] == [2]  # one batched step, then one write of both contexts
+    passes = envs.model.sampling.steps + 1  # one batched step (sampling + writing the frame), then one write
+    assert calls[:passes] == [3] * passes and calls[passes:] == [2]  # of both new contexts
     with torch.no_grad():
         envs.model.dit.heads.termination[-1].bias.fill_(20.0)
     _, _, terminated, _, _ = envs.step(act)

@@ -28,7 +28,7 @@ class EnvBenchConfig:
     checkpoint: Optional[str] = None  # exported model.pt; None: tiny presets with random weights (Push's spaces)
     device: Optional[str] = None  # None: cuda when present
     batch_sizes: list[int] = field(default_factory=lambda: [1, 16, 64, 256])  # vector-env sub-env counts
-    steps: int = 4  # sampler steps per frame
+    steps: int = 1  # sampler steps per frame (the WorldModel default: 1 from a warm start)
     sampler: str = "euler"  # euler | heun
     observation: str = "rgb"  # rgb (decode every frame) | latent
     seconds: float = 3.0  # minimum time measured per figure

@@ -66,7 +66,7 @@ class ImagineConfig:
     observation: str = "latent"  # latent (the model's autoencoder latents, MlpPolicy) | rgb (frames, CnnPolicy)
     horizon: Optional[int] = None  # steps per episode, imagined and real; None: the real env's limit (128 for Push)
     context_policy: str = "scripted"  # rolls the real context frames that start each imagined episode: scripted | zero | random
-    steps: int = 4  # flow integration steps per imagined frame
+    steps: int = 1  # flow integration steps per imagined frame (from a warm start: worldsim.flow.WARM_START)
     policies: list[str] = field(default_factory=lambda: list(POLICIES))  # rows to run: imagination | real | random | scripted
     ppo: PPOConfig = field(default_factory=PPOConfig)  # PPO hyperparameters, shared by both training runs
     device: str = "cpu"  # torch device of the world model and of PPO

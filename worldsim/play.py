@@ -74,7 +74,7 @@ class PlayConfig:
     scale: int = 4  # enlarge frames this many times (nearest neighbour) in the video and the window
     format: str = "gif"  # gif (needs Pillow) | mp4 (OpenCV, mp4v codec)
     side_by_side: bool = True  # show the real env beside the model (false: the model alone; the real env is still scored)
-    sampling_steps: Optional[int] = None  # flow integration steps per frame; None: the model's own (fewer: faster, blurrier)
+    sampling_steps: Optional[int] = None  # flow integration steps per frame; None: SamplingConfig's default (1, from a warm start)
     device: Optional[str] = None  # cpu | cuda; None: CUDA when present
 
 
@@ -104,7 +104,7 @@ def validate_config(cfg: PlayConfig) -> None:
         (cfg.fps >= 1, f"fps={cfg.fps}: use at least 1 frame per second"),
         (cfg.scale >= 1, f"scale={cfg.scale}: frames are enlarged by a whole factor of at least 1"),
         (cfg.sampling_steps is None or 1 <= cfg.sampling_steps <= 64,
-         f"sampling_steps={cfg.sampling_steps} is not in [1, 64] (or null for the model's own)"),
+         f"sampling_steps={cfg.sampling_steps} is not in [1, 64] (or null for the default)"),
         (cfg.context_frames is None or cfg.context_frames >= 1,
          f"context_frames={cfg.context_frames}: the model needs at least 1 frame (or null for its window)"),
         (bool(cfg.out), "out is empty: name the folder for the video, e.g. out=play"),

@@ -34,7 +34,8 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from worldsim.flow import CONTEXT_NOISE, guidance_passes, rollout as flow_rollout, sample_next_frame, write_frames
+from worldsim.flow import (CONTEXT_NOISE, WARM_START, guidance_passes, rollout as flow_rollout, sample_next_frame,
+                           write_frames)
 from worldsim.models.autoencoder import FrameAutoencoder
 from worldsim.models.dit import VideoDiT, VideoDiTConfig
 from worldsim.models.kv_cache import KVCache
@@ -65,20 +66,25 @@ class StepOutput(NamedTuple):
 
 @dataclasses.dataclass
 class SamplingConfig:
-    steps: int = 4  # flow integration steps per new frame (network passes per guidance pass)
+    steps: int = 1  # flow integration steps per new frame (network passes per guidance pass), from warm_start on
     sampler: str = "euler"  # euler | heun (2 * steps - 1 passes)
     cfg_text: float = 1.0  # text guidance scale; 1 is none and costs no extra pass
     cfg_action: float = 1.0  # action guidance scale; 1 is none
     window: Optional[int] = None  # past frames the KV cache holds; None: the DiT's max_frames - 1
     residual: bool = True  # frames = last real context frame + decode(latent) - decode(its latent); False: decode(latent)
+    warm_start: float = WARM_START  # tau where a frame starts from the previous one (flow.WARM_START); 0: from noise
+    first_steps: int = 4  # steps of a frame with no frame before it (imagined from text alone), from pure noise
 
     def __post_init__(self) -> None:
         if self.sampler not in ("euler", "heun"):
             raise ValueError(f"sampler={self.sampler!r}: use 'euler' or 'heun'")
-        if not 1 <= int(self.steps) <= 64:
-            raise ValueError(f"steps={self.steps} is not in [1, 64]")
+        for name in ("steps", "first_steps"):
+            if not 1 <= int(getattr(self, name)) <= 64:
+                raise ValueError(f"{name}={getattr(self, name)} is not in [1, 64]")
         if self.window is not None and self.window < 1:
             raise ValueError(f"window={self.window}: the cache must hold at least 1 past frame")
+        if not 0.0 <= self.warm_start < 1.0:
+            raise ValueError(f"warm_start={self.warm_start} is not in [0, 1): 0 samples each frame from pure noise")
 
 
 def space_from_description(description: Optional[Mapping[str, Any]]) -> Optional[gymnasium.Space]:
@@ -133,8 +139,7 @@ class WorldModel:
         self.frame_shape: tuple[int, int, int] = tuple(frame_shape) if frame_shape else (latent, latent, 3)
         dynamics = self.record.get("configs", {}).get("dynamics", {})
         self.context_noise = float(dynamics.get("flow", {}).get("context_noise", CONTEXT_NOISE))
-        self.sampling = SamplingConfig(steps=int(dynamics.get("rollout_steps", 4)),
-                                       sampler=dynamics.get("sampler", "euler"))
+        self.sampling = SamplingConfig()
         self._cache: Optional[KVCache] = None
         self._batch = 0
         self._stream: Optional[torch.Generator] = None
@@ -248,23 +253,25 @@ class WorldModel:
 
     @torch.inference_mode()
     def rollout(self, context_frames: ArrayLike, actions: Optional[ArrayLike], text: Union[str, Sequence[str], None],
-                horizon: int, steps: int = 4, sampler: str = "euler", cfg_text: float = 1.0, cfg_action: float = 1.0,
-                window: Optional[int] = None, residual: bool = True, seed: Optional[int] = None,
-                generator: Optional[torch.Generator] = None, return_latents: bool = False):
+                horizon: int, steps: int = 1, sampler: str = "euler", cfg_text: float = 1.0, cfg_action: float = 1.0,
+                window: Optional[int] = None, residual: bool = True, warm_start: float = WARM_START,
+                first_steps: int = 4, seed: Optional[int] = None, generator: Optional[torch.Generator] = None,
+                return_latents: bool = False):
         """Frames uint8 (B, horizon, H, W, 3) after context_frames uint8 (B, T0, H, W, 3).
 
         actions (B, T0 + horizon - 1, *A): ``actions[:, t]`` taken at frame t (None for worlds without
         actions); text: one caption per row, a str for all, or None. T0 may be 0 (text to video).
-        ``residual``: see ``residual_offset``. With ``return_latents`` also returns the latents
+        Sampling arguments as in ``SamplingConfig`` (``warm_start``: see ``flow.WARM_START``); ``residual``:
+        see ``residual_offset``. With ``return_latents`` also returns the latents
         (B, horizon, C, h, w), rewards and termination logits (B, horizon).
         """
-        SamplingConfig(steps, sampler, cfg_text, cfg_action, window, residual)  # checks the values
+        SamplingConfig(steps, sampler, cfg_text, cfg_action, window, residual, warm_start, first_steps)  # checks them
         B, T0 = int(context_frames.shape[0]), int(context_frames.shape[1])
         latents = self.encode(context_frames) if T0 else torch.zeros(B, 0, *self.latent_shape, device=self.device)
         dit_actions = self.model_actions(actions, B, T0 + horizon - 1)
         out = flow_rollout(self.dit, latents, dit_actions, self.encode_text(text, B), horizon, steps, sampler,
                            cfg_text, cfg_action, self.context_noise, window or self.dit.cfg.max_frames - 1,
-                           self._generator(seed, generator))
+                           self._generator(seed, generator), warm_start, first_steps)
         frames = self.decode(out.latents)
         if residual and T0:
             frames = apply_offset(frames, self.residual_offset(context_frames[:, -1], latents[:, -1])[:, None])
@@ -361,9 +368,11 @@ class WorldModel:
                          self.context_noise, self._stream)
             last = latents[:, -1]
         else:
+            last = None
             for _ in range(imagine):  # text to video: no context, null actions
-                last = sample_next_frame(self.dit, cache, R, None, None, condition, self._passes,
-                                         self.sampling.steps, self.sampling.sampler, self._stream)
+                steps = self.sampling.first_steps if last is None else self.sampling.steps
+                last = sample_next_frame(self.dit, cache, R, None, None, condition, self._passes, steps,
+                                         self.sampling.sampler, self._stream, last, self.sampling.warm_start)
                 write_frames(self.dit, cache, last[:, None], None, None, condition, self._passes,
                              self.context_noise, self._stream)
         height, width = self.frame_shape[:2]
@@ -424,7 +433,7 @@ class WorldModel:
         mask = torch.ones(B, 1, dtype=torch.bool, device=self.device) if a is not None else None
         s = self.sampling
         x = sample_next_frame(self.dit, self._cache, B, a, mask, self._text, self._passes, s.steps, s.sampler,
-                              self._stream)  # (B, C, h, w)
+                              self._stream, self._latents, s.warm_start)  # (B, C, h, w)
         reward, logit = write_frames(self.dit, self._cache, x[:, None], a, mask, self._text, self._passes,
                                      self.context_noise, self._stream)
         self._latents = x

@@ -26,7 +26,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
-from worldsim.flow import FlowMatching, FlowMatchingConfig, rollout
+from worldsim.flow import WARM_START, FlowMatching, FlowMatchingConfig, rollout
 from worldsim.models.autoencoder import FrameAutoencoder
 from worldsim.models.dit import VideoDiT, VideoDiTConfig
 from worldsim.models.text import TEXT_ENCODER_PRESETS, TextEncoder, TextEncoderConfig
@@ -47,8 +47,9 @@ class DynamicsConfig:
     text: dict[str, Any] = field(default_factory=dict)  # overrides of the preset's TextEncoderConfig; width follows dit text_width
     flow: FlowMatchingConfig = field(default_factory=FlowMatchingConfig)  # objective: noise levels, context noise, condition dropout
     clip_length: int = 16  # frames per training clip; also the DiT's max_frames (window = clip_length - 1)
-    rollout_steps: int = 4  # sampler steps per generated frame in validation rollouts (4 beat 8 in practice)
+    rollout_steps: int = 1  # sampler steps per generated frame in validation rollouts (as WorldModel samples)
     sampler: str = "euler"  # validation rollout sampler: euler | heun
+    rollout_warm_start: float = WARM_START  # tau where each validation frame starts from the previous one (0: from noise)
     context_frames: int = 4  # real frames a validation rollout starts from
     horizons: list[int] = field(default_factory=lambda: [1, 4, 16])  # reported rollout horizons (those the rollout clips hold)
     cfg_text: float = 1.0  # text guidance scale in validation rollouts (1: none, one pass)
@@ -61,6 +62,8 @@ class DynamicsConfig:
             raise ValueError(f"sampler={self.sampler!r}: use 'euler' or 'heun'")
         if self.clip_length < 2:
             raise ValueError(f"clip_length={self.clip_length}: dynamics needs clips of at least 2 frames")
+        if not 0.0 <= self.rollout_warm_start < 1.0:
+            raise ValueError(f"rollout_warm_start={self.rollout_warm_start} is not in [0, 1): 0 samples from noise")
         if self.context_frames < 1:
             raise ValueError(f"context_frames={self.context_frames}: a rollout starts from at least 1 real frame")
         fixed = sorted(set(self.dit) & set(DATA_FIELDS))
@@ -249,7 +252,7 @@ class DynamicsModule(lightning.LightningModule):
             networks["dit"], latents[:, :K], None if actions is None else actions[:, :T - 1], text, horizon,
             steps=self.cfg.rollout_steps, sampler=self.cfg.sampler, cfg_text=self.cfg.cfg_text,
             cfg_action=self.cfg.cfg_action, context_noise=self.cfg.flow.context_noise,
-            generator=self._generator(1_000_003 + batch_idx),
+            generator=self._generator(1_000_003 + batch_idx), warm_start=self.cfg.rollout_warm_start,
         ).latents  # (B, horizon, C, h, w)
         truth = latents[:, K:]
         metrics = {
