@@ -330,6 +330,9 @@ class WorldModelVectorEnv(_WorldModelBase, VectorEnv):
         return frames, actions, [caption for _, _, caption, _ in drawn]
 
     def reset(self, *, seed: Optional[int] = None, options: Optional[dict[str, Any]] = None):
+        if seed is not None and not isinstance(seed, (int, np.integer)):
+            raise ValueError(f"reset(seed={seed!r}): this vector env seeds the whole batch from one int (its sub-envs "
+                             "share one batched model pass and one noise stream): pass reset(seed=<int>)")
         options = dict(options or {})
         mask = options.pop("reset_mask", None)
         if mask is not None and (not isinstance(mask, np.ndarray) or mask.dtype != bool

@@ -77,6 +77,8 @@ def test_truncation_at_the_horizon_and_invalid_actions_raise(physics) -> None:
     vector.reset(seed=0)
     with pytest.raises(ValueError, match=r"action of sub-env 1 \[0.0, 2.0, 0.0\] is not in Box"):
         vector.step(np.array([[0, 0, 0], [0, 2, 0]], np.float32))
+    with pytest.raises(ValueError, match=r"seeds the whole batch from one int .* pass reset\(seed=<int>\)"):
+        vector.reset(seed=[1, 2])
 
 
 @pytest.mark.parametrize("setting,message", [({"steps": 0}, r"steps=0 is not in \[1, 64\]"),
