@@ -253,27 +253,26 @@ class WorldModel:
 
     @torch.inference_mode()
     def rollout(self, context_frames: ArrayLike, actions: Optional[ArrayLike], text: Union[str, Sequence[str], None],
-                horizon: int, steps: int = 1, sampler: str = "euler", cfg_text: float = 1.0, cfg_action: float = 1.0,
-                window: Optional[int] = None, residual: bool = True, warm_start: float = WARM_START,
-                first_steps: int = 4, seed: Optional[int] = None, generator: Optional[torch.Generator] = None,
-                return_latents: bool = False):
+                horizon: int, seed: Optional[int] = None, generator: Optional[torch.Generator] = None,
+                return_latents: bool = False, **sampling: Any):
         """Frames uint8 (B, horizon, H, W, 3) after context_frames uint8 (B, T0, H, W, 3).
 
         actions (B, T0 + horizon - 1, *A): ``actions[:, t]`` taken at frame t (None for worlds without
         actions); text: one caption per row, a str for all, or None. T0 may be 0 (text to video).
-        Sampling arguments as in ``SamplingConfig`` (``warm_start``: see ``flow.WARM_START``); ``residual``:
-        see ``residual_offset``. With ``return_latents`` also returns the latents
-        (B, horizon, C, h, w), rewards and termination logits (B, horizon).
+        ``sampling``: ``SamplingConfig`` fields (``steps``, ``sampler``, ``cfg_text``, ``cfg_action``,
+        ``window``, ``residual``, ``warm_start``, ``first_steps``); unset ones keep its defaults. With
+        ``return_latents`` also returns the latents (B, horizon, C, h, w), rewards and termination
+        logits (B, horizon).
         """
-        SamplingConfig(steps, sampler, cfg_text, cfg_action, window, residual, warm_start, first_steps)  # checks them
+        s = SamplingConfig(**sampling)
         B, T0 = int(context_frames.shape[0]), int(context_frames.shape[1])
         latents = self.encode(context_frames) if T0 else torch.zeros(B, 0, *self.latent_shape, device=self.device)
         dit_actions = self.model_actions(actions, B, T0 + horizon - 1)
-        out = flow_rollout(self.dit, latents, dit_actions, self.encode_text(text, B), horizon, steps, sampler,
-                           cfg_text, cfg_action, self.context_noise, window or self.dit.cfg.max_frames - 1,
-                           self._generator(seed, generator), warm_start, first_steps)
+        out = flow_rollout(self.dit, latents, dit_actions, self.encode_text(text, B), horizon, s.steps, s.sampler,
+                           s.cfg_text, s.cfg_action, self.context_noise, s.window or self.dit.cfg.max_frames - 1,
+                           self._generator(seed, generator), s.warm_start, s.first_steps)
         frames = self.decode(out.latents)
-        if residual and T0:
+        if s.residual and T0:
             frames = apply_offset(frames, self.residual_offset(context_frames[:, -1], latents[:, -1])[:, None])
         return (frames, out) if return_latents else frames
 
