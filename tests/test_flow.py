@@ -87,6 +87,45 @@ def test_loss_ignores_context_frames_and_unknown_rewards() -> None:
     assert all(isinstance(value, float) for value in logs.values())
 
 
+def test_rollout_context_is_the_models_own_warm_started_rollout_from_the_first_real_frames() -> None:
+    model = tiny_model()
+    B, T = 3, 8
+    latents, actions = torch.randn(B, T, 4, 4, 4), torch.randint(0, 16, (B, T))
+    text = some_text(B)
+    tau = torch.rand(B, T)
+    context = torch.ones(B, T, dtype=torch.bool)  # every row a context clip, so every row may be rolled
+    flow = FlowMatching(FlowMatchingConfig(rollout_prob=1.0, context_noise=0.93))
+    out, out_tau, out_context, rolled = flow.rollout_context(model, latents, tau, context, actions, text,
+                                                             torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(0)  # the same draws, in the documented order: rows, k, r, rollout
+    torch.rand(B, generator=g)
+    k = int(torch.randint(2, T, (1,), generator=g))
+    r = int(torch.randint(1, k, (1,), generator=g))
+    expected = rollout(model, latents[:, :r], actions[:, 1:k], text, k - r, steps=1, context_noise=0.93,
+                       generator=g, warm_start=WARM_START).latents
+    assert rolled.all()
+    assert torch.equal(out[:, :r], latents[:, :r]) and torch.equal(out[:, k:], latents[:, k:])
+    assert torch.allclose(out[:, r:k], expected, atol=1e-6)
+    assert (out_context == (torch.arange(T) < k)).all()
+    assert (out_tau[out_context] == 0.93).all() and (out_tau[~out_context] < 1).all()
+
+
+def test_rollout_context_is_off_by_default_and_in_validation() -> None:
+    model = tiny_model()
+    latents, actions, mask = torch.randn(2, 6, 4, 4, 4), torch.randint(0, 16, (2, 6)), torch.ones(2, 6, dtype=torch.bool)
+    losses = []
+    for prob, self_rollout in ((0.0, True), (1.0, False)):
+        flow = FlowMatching(FlowMatchingConfig(rollout_prob=prob, context_prob=1.0))
+        loss, logs = flow.loss(model, latents, actions, mask, some_text(2), generator=torch.Generator().manual_seed(0),
+                               self_rollout=self_rollout)
+        assert "rollout_fraction" not in logs
+        losses.append(loss)
+    assert torch.equal(losses[0], losses[1])
+    flow = FlowMatching(FlowMatchingConfig(rollout_prob=1.0, context_prob=1.0))
+    _, logs = flow.loss(model, latents, actions, mask, some_text(2), generator=torch.Generator().manual_seed(0))
+    assert logs["rollout_fraction"] == 1.0
+
+
 def test_tiny_model_overfits_a_handful_of_clips() -> None:
     torch.manual_seed(0)
     model = tiny_model(random_weights=False, max_frames=4).train()

@@ -80,6 +80,7 @@ def test_dynamics_resume_from_a_mid_run_checkpoint_equals_an_uninterrupted_run(t
     cfg.stage, cfg.ae.max_steps = "all", 2
     cfg.dynamics.clip_length, cfg.dynamics.context_frames, cfg.dynamics.horizons = 4, 2, [1, 2]
     cfg.dynamics.dit = {"width": 32, "depth": 1, "heads": 2}
+    cfg.dynamics.flow.rollout_prob = 1.0  # self-rollout context draws from the step's generator too
     cfg.dynamics_data.batch_size, cfg.dynamics_data.rollout_length, cfg.dynamics_data.rollout_clips = 4, 4, 1
     train(cfg)
     checkpoints = tmp_path / "whole" / "dynamics" / "checkpoints"
@@ -91,6 +92,9 @@ def test_dynamics_resume_from_a_mid_run_checkpoint_equals_an_uninterrupted_run(t
     a = state(checkpoints / "last.ckpt")
     b = state(tmp_path / "resumed" / "dynamics" / "checkpoints" / "last.ckpt")
     assert a["global_step"] == b["global_step"] == 6
+    logged = (tmp_path / "whole" / "dynamics" / "csv" / "version_0" / "metrics.csv").read_text().splitlines()
+    column = logged[0].split(",").index("train/rollout_fraction")
+    assert max(float(row.split(",")[column] or 0) for row in logged[1:]) > 0  # some steps did train on rollouts
     assert a["state_dict"].keys() == b["state_dict"].keys()
     for key in a["state_dict"]:  # weights and their EMA
         assert torch.equal(a["state_dict"][key], b["state_dict"][key]), key

@@ -43,6 +43,7 @@ class FlowMatchingConfig:
     context_noise: float = CONTEXT_NOISE  # tau of context frames; rollouts must use the same value
     context_prob: float = 0.5  # chance a clip is split into context + noisy future: the rollout case
     shared_future_noise: bool = False  # future frames of such a clip share one tau instead of each own
+    rollout_prob: float = 0.0  # chance a context clip's later context frames are the model's own rollout
     text_drop_prob: float = 0.1  # chance a clip trains with null text, for text guidance
     action_drop_prob: float = 0.1  # chance a frame trains with the null action, for action guidance
     reward_weight: float = 1.0  # reward-head MSE weight in the total loss
@@ -53,6 +54,7 @@ class FlowMatchingConfig:
             f"noise_sampling {self.noise_sampling!r} is not 'logit_normal' or 'uniform'"
         )
         assert 0.0 < self.context_noise <= 1.0, f"context_noise {self.context_noise} is not in (0, 1]"
+        assert 0.0 <= self.rollout_prob <= 1.0, f"rollout_prob {self.rollout_prob} is not in [0, 1]"
 
 
 class TextFeatures(NamedTuple):
@@ -69,21 +71,59 @@ class FlowMatching:
     def __init__(self, cfg: FlowMatchingConfig | None = None) -> None:
         self.cfg = cfg or FlowMatchingConfig()
 
-    def noise_levels(self, B: int, T: int, device, generator=None) -> tuple[torch.Tensor, torch.Tensor]:
-        """tau (B, T) of every frame and which frames are context (B, T) bool."""
+    def future_noise_levels(self, B: int, T: int, device, generator=None) -> torch.Tensor:
+        """tau (B, T) of frames to predict, drawn from the configured distribution."""
         cfg = self.cfg
         shape = (B, 1 if cfg.shared_future_noise else T)
         if cfg.noise_sampling == "logit_normal":
             z = torch.randn(shape, device=device, generator=generator)
-            tau = torch.sigmoid(cfg.logit_mean + cfg.logit_std * z)
-        else:
-            tau = torch.rand(shape, device=device, generator=generator)
-        tau = tau.expand(B, T)
+            return torch.sigmoid(cfg.logit_mean + cfg.logit_std * z).expand(B, T)
+        return torch.rand(shape, device=device, generator=generator).expand(B, T)
+
+    def noise_levels(self, B: int, T: int, device, generator=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """tau (B, T) of every frame and which frames are context (B, T) bool."""
+        cfg = self.cfg
+        tau = self.future_noise_levels(B, T, device, generator)
         # Context clips: the first k in [1, T-1] frames are context, the rest are to be predicted.
         k = torch.randint(1, max(T, 2), (B, 1), device=device, generator=generator)
         is_context_clip = torch.rand(B, 1, device=device, generator=generator) < cfg.context_prob
         context = (torch.arange(T, device=device) < k) & is_context_clip & (T > 1)
         return torch.where(context, torch.full_like(tau, cfg.context_noise), tau), context
+
+    @torch.no_grad()
+    def rollout_context(self, model, latents, tau, context, actions, text, generator=None):
+        """Replace some clips' later context frames with the model's own rollout from their first ones.
+
+        A rollout conditions every frame after its real context on frames the model generated, whose
+        small errors (a faded static patch, a blurred edge) it never saw in training, so they compound
+        step after step. Here a share ``rollout_prob`` of the context clips become: r real frames,
+        then k - r frames generated from them (one warm-started Euler step each, as ``WorldModel``
+        samples, with the clip's own actions and text), then the true future to predict, so the
+        model learns to pull a drifted history back to the truth (scheduled sampling / self forcing).
+        One (r, k) per call keeps it one batched rollout. Returns latents, tau, context and which
+        rows were rolled (B,) bool.
+        """
+        cfg = self.cfg
+        B, T = latents.shape[:2]
+        device = latents.device
+        rows = context[:, 0] & (torch.rand(B, device=device, generator=generator) < cfg.rollout_prob)
+        k = int(torch.randint(2, T, (1,), device=device, generator=generator))
+        r = int(torch.randint(1, k, (1,), device=device, generator=generator))
+        if not rows.any():
+            return latents, tau, context, rows
+        index = rows.nonzero()[:, 0]
+        rolled_actions = None if actions is None else actions[index, 1:k]  # actions[:, t] led to frame t
+        rolled_text = None if text is None else TextFeatures(text.tokens[index], text.mask[index], text.pooled[index])
+        generated = rollout(model, latents[index, :r], rolled_actions, rolled_text, k - r, steps=1,
+                            context_noise=cfg.context_noise, generator=generator, warm_start=WARM_START).latents
+        latents = latents.clone()
+        latents[index, r:k] = generated.to(latents.dtype)
+        context = context.clone()
+        context[index] = torch.arange(T, device=device) < k
+        tau = tau.clone()
+        tau[index] = self.future_noise_levels(len(index), T, device, generator)  # frames a shorter context frees
+        tau = torch.where(context, torch.full_like(tau, cfg.context_noise), tau)
+        return latents, tau, context, rows
 
     def loss(
         self,
@@ -95,18 +135,23 @@ class FlowMatching:
         rewards: torch.Tensor | None = None,
         terminated: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
+        self_rollout: bool = True,
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """Velocity MSE on the frames to predict, plus head losses on context frames when targets are given.
 
         latents (B, T, C, H, W) clean; actions/action_mask/text as for VideoDiT.forward;
         rewards (B, T) float, NaN where unknown; terminated (B, T) bool: of the transition into frame t.
         Heads are trained on context frames only: that is where a rollout reads them, when it writes a
-        finished frame into the cache at the context noise level.
+        finished frame into the cache at the context noise level. ``self_rollout``: allow
+        ``rollout_prob``'s self-generated context (off for a validation loss that must compare).
         """
         cfg = self.cfg
         B, T = latents.shape[:2]
         device = latents.device
         tau, context = self.noise_levels(B, T, device, generator)
+        rolled = torch.zeros(B, dtype=torch.bool, device=device)
+        if self_rollout and cfg.rollout_prob > 0 and T >= 3:
+            latents, tau, context, rolled = self.rollout_context(model, latents, tau, context, actions, text, generator)
         noise = torch.randn(latents.shape, device=device, generator=generator, dtype=latents.dtype)
         t = tau.to(latents.dtype)[..., None, None, None]
         x_tau = t * latents + (1 - t) * noise  # (B, T, C, H, W)
@@ -124,6 +169,8 @@ class FlowMatching:
         velocity_loss = (per_frame * predicted).sum() / predicted.sum().clamp(min=1)
         loss = velocity_loss
         logs = {"loss_velocity": velocity_loss.detach(), "context_fraction": context.float().mean()}
+        if self_rollout and cfg.rollout_prob > 0:
+            logs["rollout_fraction"] = rolled.float().mean()
         if rewards is not None:
             known = context & torch.isfinite(rewards)
             error = (reward.float() - torch.nan_to_num(rewards.float())).pow(2)

@@ -234,7 +234,7 @@ class DynamicsModule(lightning.LightningModule):
     def _validate_loss(self, batch: dict[str, Any], batch_idx: int) -> None:
         networks = self.eval_networks
         _, logs = self.flow.loss(networks["dit"], *self._inputs(batch, networks["text"]),
-                                 generator=self._generator(batch_idx))
+                                 generator=self._generator(batch_idx), self_rollout=False)  # comparable across runs
         for name, value in logs.items():
             self.log(f"val/{name}", value, batch_size=batch["latents"].shape[0], add_dataloader_idx=False,
                      sync_dist=True)
