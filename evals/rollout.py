@@ -4,6 +4,10 @@ A prediction that erases small objects can out-score copy-last on PSNR at long h
 tracked objects catch it. Per horizon step h (1 = the first future frame), per world:
 
 - ``<world>_psnr_db``: PSNR of the predicted frame against the truth (capped at 100 dB);
+- ``<world>_psnr_gain_db``: that PSNR minus copy-last's on the same scenario and step. Its mean
+  equals the difference of the two means, but its interval is paired: scenarios differ far more
+  from each other than two predictors on one scenario, so two overlapping intervals of
+  ``psnr_db`` can hide a clear win, and a mean ahead can still be a tie;
 - ``<world>_centroid_error_px``: mean distance of each object's tracked centroid from its track
   in the truth, over objects both show;
 - ``<world>_miss_rate`` / ``<world>_hallucination_rate``: objects the truth shows that the
@@ -28,15 +32,16 @@ from worldsim.evals.tracking import Tracks, count_detections
 SUITE = "rollout"
 WORLDS = TRACKED_WORLDS
 MAX_PSNR_DB = 100.0
-MEASURES = ("psnr_db", "centroid_error_px", "miss_rate", "hallucination_rate")
+MEASURES = ("psnr_db", "psnr_gain_db", "centroid_error_px", "miss_rate", "hallucination_rate")
 METRICS = per_world({
     "psnr_db": "PSNR (dB) of each predicted frame against the truth, per horizon step",
+    "psnr_gain_db": "PSNR (dB) minus copy-last's on the same scenario and step (a paired comparison)",
     "centroid_error_px": "tracked object centroid error (px) against the truth's tracks, per horizon step",
     "miss_rate": "share of objects the truth shows that the prediction lacks, per horizon step",
     "hallucination_rate": "share of the prediction's objects the truth does not have, per horizon step",
 })
 HEADLINE = [f"{world}_{measure}" for world in WORLDS.values() for measure in ("psnr_db", "centroid_error_px")]
-HIGHER_IS_BETTER = {f"{world}_psnr_db" for world in WORLDS.values()}
+HIGHER_IS_BETTER = {f"{world}_{measure}" for world in WORLDS.values() for measure in ("psnr_db", "psnr_gain_db")}
 
 
 def psnr_db(predicted: np.ndarray, truth: np.ndarray) -> float:
@@ -64,6 +69,8 @@ def rollout_metrics(scenario: Scenario, predicted: Tracks, truth: Tracks, frames
         out[f"{world}_miss_rate"][h] = counts.miss_rate
         out[f"{world}_hallucination_rate"][h] = counts.hallucination_rate
         out[f"{world}_psnr_db"][h] = psnr_db(frames[h], scenario.frames[t0 + h])
+        out[f"{world}_psnr_gain_db"][h] = out[f"{world}_psnr_db"][h] - psnr_db(scenario.frames[t0 - 1],
+                                                                                scenario.frames[t0 + h])
     return out
 
 

@@ -41,3 +41,15 @@ def test_other_worlds_are_refused() -> None:
     orbit = make_scenarios("worldsim/Orbit-v0", 1, 2, 2, "id", 0)
     with pytest.raises(ValueError, match="the rollout suite scores"):
         score_rollout(orbit, np.stack([s.future_frames for s in orbit]), "x")
+
+
+def test_psnr_gain_is_paired_against_copy_last(scenarios) -> None:
+    world = "physics" if "Physics" in scenarios[0].env_id else "push"
+    copy = np.stack([np.repeat(s.context_frames[-1:], s.horizon, axis=0) for s in scenarios])
+    rows = score_rollout(scenarios, copy, "copy_last")
+    gain = [r for r in rows if r["metric"] == f"{world}_psnr_gain_db"]
+    assert all(r["value"] == 0.0 and r["ci_low"] == r["ci_high"] == 0.0 for r in gain)
+    truth = np.stack([s.future_frames for s in scenarios])
+    by_metric = {r["metric"]: r for r in score_rollout(scenarios, truth, "truth") if r["horizon"] == 1}
+    copy_psnr = {r["metric"]: r for r in rows if r["horizon"] == 1}[f"{world}_psnr_db"]["value"]
+    assert by_metric[f"{world}_psnr_gain_db"]["value"] == pytest.approx(100.0 - copy_psnr)
