@@ -254,8 +254,11 @@ class SceneEnv(gymnasium.Env[np.ndarray, np.ndarray]):
         return self._frame.copy()
 
     def close(self) -> None:
-        if getattr(self, "client", None) is not None and self.client.isConnected():
-            self.client.disconnect()
+        if getattr(self, "client", None) is not None:
+            if self.client.isConnected():
+                self.client.disconnect()
+            # Drop the client now: its finalizer run at interpreter shutdown prints a traceback.
+            self.client = None
 
     # ----------------------------------------------------------------- internals
 

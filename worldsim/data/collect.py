@@ -10,6 +10,7 @@ manifest does not list yet.
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import fcntl
 import json
@@ -157,6 +158,8 @@ _parent_pid: Optional[int] = None
 def _init_worker(progress_queue: Any, parent_pid: int) -> None:
     global _progress_queue, _parent_pid
     _progress_queue, _parent_pid = progress_queue, parent_pid
+    # Envs left open until interpreter shutdown make PyBullet's finalizer print a traceback.
+    atexit.register(_close_recorders)
 
 
 def _exit_if_orphaned() -> None:
