@@ -10,10 +10,12 @@ world model could still disagree with ground truth by. So copy-last scores 0, th
 1, the exact truth 1 or more, and a model that does worse than copying the last frame is negative.
 
 Scores use the overall rows (horizon None) of the same suite, split and metric.
-**Degenerate denominators**: when copy-last and the perturbed truth differ by less than
+**Degenerate anchors**: when the perturbed truth does not beat copy-last by more than
 ``MIN_GAP`` (relative to their magnitude, or absolutely near zero), the metric cannot tell
 copying from simulating on these scenarios and the score is NaN ("n/a" in reports); so is a
-score from a missing or NaN value. Infinite values (PSNR of exact frames) score +inf or -inf.
+score from a missing or NaN value. A perturbed truth *worse* than copy-last is degenerate too:
+on static scenes copying never flickers, while the nudged simulator may, and dividing by that
+reversed gap would rank a predictor higher the worse it does. Infinite values (PSNR of exact frames) score +inf or -inf.
 A **suite score** is the mean of its headline metrics' finite-or-infinite scores, skipping NaN;
 NaN when none is left.
 """
@@ -29,11 +31,11 @@ MIN_GAP = 1e-6  # relative gap between the two anchors below which a metric is d
 
 
 def normalized_score(value: float, copy_last: float, perturbed: float, higher_is_better: bool) -> float:
-    """Score of ``value`` given the two anchors; NaN when the gap between them is degenerate."""
+    """Score of ``value`` given the two anchors; NaN unless the perturbed truth beats copy-last."""
     if any(math.isnan(x) for x in (value, copy_last, perturbed)) or math.isinf(copy_last) or math.isinf(perturbed):
         return math.nan
     gap = perturbed - copy_last if higher_is_better else copy_last - perturbed
-    if abs(gap) <= MIN_GAP * max(1.0, abs(copy_last), abs(perturbed)):
+    if gap <= MIN_GAP * max(1.0, abs(copy_last), abs(perturbed)):
         return math.nan
     gain = value - copy_last if higher_is_better else copy_last - value
     if math.isinf(gain):

@@ -28,6 +28,10 @@ def test_normalized_score_anchors_and_mirror() -> None:
     assert normalized_score(14.0, 10.0, 2.0, higher_is_better=False) == -0.5
     assert normalized_score(0.9, 0.5, 0.9, higher_is_better=True) == pytest.approx(1.0)
     assert math.isnan(normalized_score(3.0, 2.0, 2.0, higher_is_better=False))  # degenerate gap
+    # Copy-last beats the perturbed truth (never flickers where the nudged simulator does): no scale,
+    # else a predictor flickering 30 times more would score 30.
+    assert math.isnan(normalized_score(0.04, 0.0, 0.00136, higher_is_better=False))
+    assert math.isnan(normalized_score(0.5, 1.0, 0.9, higher_is_better=True))
     assert normalized_score(math.inf, 20.0, 40.0, higher_is_better=True) == math.inf
 
 
