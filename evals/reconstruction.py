@@ -18,18 +18,20 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from worldsim.envs import WORLDS as ENVS
 from worldsim.evals.protocol import Scenario
-from worldsim.evals.results import TRACKED_WORLDS, metric_row, per_world
+from worldsim.evals.results import metric_row, per_world
 from worldsim.evals.tracking import track_scenario_frames
 
 SUITE = "reconstruction"
-WORLDS = TRACKED_WORLDS  # as a ``worldsim eval`` suite, metric names carry the world
+#: Every world: each has objects to keep. As a ``worldsim eval`` suite, metric names carry the world.
+WORLDS = {env_id: env_id.split("/")[-1].removesuffix("-v0").lower() for env_id in ENVS}
 METRICS = per_world({
     "psnr_db": "PSNR (dB) of the autoencoder's round trip of every frame",
     "object_kept_1px": "share of objects found in the round trip at the same color within 1 px",
     "object_color_error": "mean |RGB| difference (0..1) of an object's color after the round trip",
     "object_area_ratio": "object area after the round trip over its true area",
-})
+}, WORLDS)
 HEADLINE = [f"{world}_{metric}" for world in WORLDS.values() for metric in ("psnr_db", "object_kept_1px")]
 HIGHER_IS_BETTER = set(HEADLINE)
 

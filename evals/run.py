@@ -60,7 +60,8 @@ SUITES: dict[str, SuiteSpec] = {
     ),
     "reconstruction": SuiteSpec(
         "worldsim.evals.reconstruction", "score_autoencoder",
-        (("worldsim/Physics-v0", 4, 16), ("worldsim/Push-v0", 4, 16)), probe=True,
+        (("worldsim/Physics-v0", 4, 16), ("worldsim/Push-v0", 4, 16), ("worldsim/Occlusion-v0", 4, 16),
+         ("worldsim/Orbit-v0", 4, 16)), probe=True,
     ),
     "conditioning": SuiteSpec(
         "worldsim.evals.conditioning", "score_conditioning",
