@@ -7,11 +7,12 @@ import pytest
 import torch
 
 import worldsim
+from worldsim.envs import WORLDS
 from worldsim.references import REFERENCE_DIR
 
 
 def test_every_shipped_world_has_a_small_half_precision_model_of_that_world() -> None:
-    assert worldsim.reference_worlds() == ["physics", "push"]
+    assert worldsim.reference_worlds() == ["occlusion", "orbit", "physics", "push"]
     for world in worldsim.reference_worlds():
         path = worldsim.reference_checkpoint(world)
         assert path == worldsim.reference_checkpoint(f"worldsim/{world.capitalize()}-v0")
@@ -21,8 +22,8 @@ def test_every_shipped_world_has_a_small_half_precision_model_of_that_world() ->
         model = worldsim.WorldModel.from_checkpoint(path, device="cpu")
         assert model.env_id == f"worldsim/{world.capitalize()}-v0" and model.frame_shape == (64, 64, 3)
     assert (REFERENCE_DIR / "README.md").is_file()
-    with pytest.raises(FileNotFoundError, match="no reference model for 'orbit'.*shipped ones are"):
-        worldsim.reference_checkpoint("orbit")
+    with pytest.raises(FileNotFoundError, match="no reference model for 'cartpole'.*shipped ones are"):
+        worldsim.reference_checkpoint("cartpole")
 
 
 def test_reference_predictor_scores_each_world_with_its_own_model() -> None:
@@ -32,8 +33,7 @@ def test_reference_predictor_scores_each_world_with_its_own_model() -> None:
     predictor = make_predictor("reference")
     assert predictor.name == "reference"
     push = make_scenarios("worldsim/Push-v0", 2, 4, 2, "id", 0)
-    orbit = make_scenarios("worldsim/Orbit-v0", 1, 2, 2, "id", 0)
-    assert predictor.supports(push[0]) and not predictor.supports(orbit[0])
+    assert sorted(model.env_id for model, _ in predictor.models.values()) == sorted(WORLDS)
     frames = predict_scenarios(predictor, push)
     assert frames.shape == (2, 2, 64, 64, 3) and predictor.model.env_id == "worldsim/Push-v0"
     assert np.array_equal(frames, predict_scenarios(predictor, push))  # seeded sampling
