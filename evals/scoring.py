@@ -15,7 +15,8 @@ Scores use the overall rows (horizon None) of the same suite, split and metric.
 copying from simulating on these scenarios and the score is NaN ("n/a" in reports); so is a
 score from a missing or NaN value. A perturbed truth *worse* than copy-last is degenerate too:
 on static scenes copying never flickers, while the nudged simulator may, and dividing by that
-reversed gap would rank a predictor higher the worse it does. Infinite values (PSNR of exact frames) score +inf or -inf.
+reversed gap would rank a predictor higher the worse it does. Infinite values (PSNR of exact
+frames) score +inf or -inf.
 A **suite score** is the mean of its headline metrics' finite-or-infinite scores, skipping NaN;
 NaN when none is left.
 """
