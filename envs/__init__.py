@@ -22,6 +22,11 @@ WORLDS: dict[str, tuple[str, int]] = {
 WORLD_MODEL_ID = "worldsim/WorldModel-v0"
 
 
+def world_name(world: str) -> str:
+    """The short name of a world ("push") from its env id ("worldsim/Push-v0") or from itself."""
+    return world.split("/")[-1].removesuffix("-v0").lower()
+
+
 def register_envs() -> None:
     """Register every ground-truth world with Gymnasium; calling it twice is harmless."""
     for env_id, (entry_point, max_episode_steps) in WORLDS.items():

@@ -18,14 +18,14 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from worldsim.envs import WORLDS as ENVS
+from worldsim.envs import WORLDS as ENVS, world_name
 from worldsim.evals.protocol import Scenario
 from worldsim.evals.results import metric_row, per_world
 from worldsim.evals.tracking import track_scenario_frames
 
 SUITE = "reconstruction"
 #: Every world: each has objects to keep. As a ``worldsim eval`` suite, metric names carry the world.
-WORLDS = {env_id: env_id.split("/")[-1].removesuffix("-v0").lower() for env_id in ENVS}
+WORLDS = {env_id: world_name(env_id) for env_id in ENVS}
 METRICS = per_world({
     "psnr_db": "PSNR (dB) of the autoencoder's round trip of every frame",
     "object_kept_1px": "share of objects found in the round trip at the same color within 1 px",

@@ -18,7 +18,7 @@ from typing import Any
 
 from worldsim.bench_env import EnvBenchConfig, bench_env
 from worldsim.data.collect import CollectConfig, collect
-from worldsim.quickstart import WORLDS
+from worldsim.envs import WORLDS
 
 SUITES = ("collect", "env")
 

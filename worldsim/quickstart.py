@@ -18,9 +18,8 @@ from pathlib import Path
 
 from worldsim.data.collect import CollectConfig, collect
 from worldsim.data.dataset import EpisodeDataset
+from worldsim.envs import WORLDS, world_name
 from worldsim.viz import frame_strip, labelled_rows, save_png
-
-WORLDS = ["worldsim/Physics-v0", "worldsim/Push-v0", "worldsim/Occlusion-v0", "worldsim/Orbit-v0"]
 
 
 @dataclass
@@ -47,7 +46,7 @@ def draw_worlds(cfg: QuickstartConfig, out: Path) -> Path:
     """Collect every world and save one frame strip per world as ``<out>/worlds.png``."""
     rows = []
     for env_id in cfg.worlds:
-        name = env_id.split("/")[-1].removesuffix("-v0").lower()
+        name = world_name(env_id)
         summary = collect(
             CollectConfig(env=env_id, policy=cfg.policy, episodes=cfg.episodes,
                           out=str(out / "data" / name), workers=cfg.workers, seed=cfg.seed)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from worldsim.envs import world_name
+
 REFERENCE_DIR = Path(__file__).parent / "reference"
 
 
@@ -22,7 +24,7 @@ def reference_worlds() -> list[str]:
 
 def reference_checkpoint(world: str) -> Path:
     """The shipped model file of ``world``: a short name ("push") or an env id ("worldsim/Push-v0")."""
-    name = world.split("/")[-1].removesuffix("-v0").lower()
+    name = world_name(world)
     path = REFERENCE_DIR / f"{name}.pt"
     if not path.is_file():
         raise FileNotFoundError(
