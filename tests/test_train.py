@@ -13,7 +13,8 @@ import yaml
 from worldsim.data.collect import CollectConfig, collect
 from worldsim.training.autoencoder_module import AutoencoderStageConfig
 from worldsim.training.guards import NonFiniteLossError
-from worldsim.training.harness import TrainerConfig, resolve_precision, resolve_resume, strategy_argument
+from worldsim.training.harness import (TrainerConfig, counted_step, resolve_precision, resolve_resume,
+                                       strategy_argument)
 from worldsim.training.optim import OptimConfig
 from worldsim.training.train import AutoencoderModelConfig, TrainConfig, build_autoencoder_config, train
 
@@ -60,6 +61,26 @@ def test_autoencoder_loss_falls_and_validation_is_logged(dataset: Path, tmp_path
 
     events = EventAccumulator(str(tmp_path / "autoencoder" / "tensorboard")).Reload()
     assert "val/reconstruction" in events.Tags()["images"]
+    # Throughput: 8 frames a batch, and the FLOPs counted on the first step at every logged window.
+    batches, samples = logged(tmp_path, "train/device/batches_per_sec"), logged(tmp_path, "train/device/samples_per_sec")
+    flops = logged(tmp_path, "train/device/flops_per_sec")
+    assert len(batches) == len(samples) == len(flops) >= 30
+    assert all(s / b == pytest.approx(8) for s, b in zip(samples, batches))
+    per_batch = [f / b for f, b in zip(flops, batches)]
+    assert per_batch[0] > 1e6 and all(x == pytest.approx(per_batch[0]) for x in per_batch)
+
+
+def test_counted_step_counts_three_forward_passes_once() -> None:
+    class Module(torch.nn.Module):
+        flops_per_batch = None
+
+    module, layer, x = Module(), torch.nn.Linear(10, 20), torch.randn(4, 10)
+    out = counted_step(module, lambda: layer(x).sum())
+    assert module.flops_per_batch == 3 * 2 * 4 * 10 * 20  # forward 2*B*in*out, backward twice that
+    assert float(out) == pytest.approx(float(layer(x).sum()))
+    module.flops_per_batch = 7
+    counted_step(module, lambda: layer(x).sum())
+    assert module.flops_per_batch == 7  # counted on the first step only
 
 
 def test_latent_statistics_make_latents_unit_variance(dataset: Path, tmp_path: Path) -> None:

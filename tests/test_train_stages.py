@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import subprocess
 import sys
@@ -62,6 +63,11 @@ def test_stage_all_trains_both_stages_exports_one_file_and_resumes_from_the_run_
     assert set(exported["weights"]) == {"dit", "text", "autoencoder"}
     assert exported["worldsim"]["stage"] == "dynamics" and "dynamics" in exported["worldsim"]["configs"]
     load_autoencoder(results["dynamics"])  # one file serves inference
+    with open(tmp_path / "run" / "dynamics" / "csv" / "version_0" / "metrics.csv") as handle:
+        rows = [row for row in csv.DictReader(handle) if row.get("train/device/samples_per_sec")]
+    assert rows and all(float(r["train/device/samples_per_sec"]) / float(r["train/device/batches_per_sec"])
+                        == pytest.approx(4) for r in rows)  # clips per batch
+    assert all(float(r["train/device/flops_per_sec"]) > 0 for r in rows)
     last = tmp_path / "run" / "dynamics" / "checkpoints" / "last.ckpt"
     DynamicsModule.from_checkpoint(str(last))
     # Resuming the run directory with a longer schedule continues stage 2 where it stopped.

@@ -156,7 +156,10 @@ def bench_env(cfg: EnvBenchConfig) -> dict[str, Any]:
     for i in range(cfg.memory_steps):
         model.step(zero_action, decode=False)
         if i % max(cfg.memory_steps // 10, 1) == 0 or i == cfg.memory_steps - 1:
-            samples.append({"step": i + 1, "cache_mb": round(model.cache_bytes() / 2**20, 3), "rss_mb": round(_rss_mb(), 1)})
+            sample = {"step": i + 1, "cache_mb": round(model.cache_bytes() / 2**20, 3), "rss_mb": round(_rss_mb(), 1)}
+            if model.device.type == "cuda":
+                sample["gpu_allocated_mb"] = round(torch.cuda.memory_allocated(model.device) / 2**20, 1)
+            samples.append(sample)
     report["memory"] = {"steps": cfg.memory_steps, "samples": samples,
                         "cache_mb_first_last": [samples[0]["cache_mb"], samples[-1]["cache_mb"]],
                         "rss_mb_growth_after_first_10pct": round(samples[-1]["rss_mb"] - samples[1]["rss_mb"], 1)

@@ -30,7 +30,8 @@ from worldsim.models.autoencoder import (
 )
 from worldsim.training.ema import EMA
 from worldsim.training.guards import check_finite
-from worldsim.training.harness import StepDataLoader, StepSampler, log_parameter_count, step_generator
+from worldsim.training.harness import (StepDataLoader, StepSampler, counted_step, log_parameter_count,
+                                       step_generator)
 from worldsim.training.optim import OptimConfig, adamw_with_schedule
 
 
@@ -125,6 +126,7 @@ class AutoencoderModule(lightning.LightningModule):
         self.autoencoder = FrameAutoencoder(config)
         self.ema = EMA(self.autoencoder, optim.ema_decay) if optim.ema_decay > 0 else None
         self._grid: Optional[torch.Tensor] = None
+        self.flops_per_batch: Optional[int] = None  # set by the first training step (counted_step)
 
     @property
     def inference_model(self) -> FrameAutoencoder:
@@ -143,7 +145,7 @@ class AutoencoderModule(lightning.LightningModule):
 
     def training_step(self, frames: torch.Tensor, batch_idx: int) -> torch.Tensor:
         generator = step_generator(self.seed, self.global_step, self.global_rank, self.device)
-        loss, logs = autoencoder_loss(self.autoencoder, uint8_to_unit(frames), generator)
+        loss, logs = counted_step(self, lambda: autoencoder_loss(self.autoencoder, uint8_to_unit(frames), generator))
         check_finite(loss, self.global_step, {k: float(v) for k, v in logs.items()})
         self.log("train/loss", loss, prog_bar=True)
         self.log_dict({f"train/{k}": v for k, v in logs.items()

@@ -32,7 +32,7 @@ from worldsim.models.dit import VideoDiT, VideoDiTConfig
 from worldsim.models.text import TEXT_ENCODER_PRESETS, TextEncoder, TextEncoderConfig
 from worldsim.training.ema import EMA
 from worldsim.training.guards import check_finite
-from worldsim.training.harness import step_generator
+from worldsim.training.harness import counted_step, step_generator
 from worldsim.training.optim import OptimConfig, adamw_with_schedule
 from worldsim.training import rollout_metrics
 
@@ -163,6 +163,7 @@ class DynamicsModule(lightning.LightningModule):
         self.networks = nn.ModuleDict({"dit": VideoDiT(self.dit_config), "text": TextEncoder(self.text_config)})
         self.ema = EMA(self.networks, optim.ema_decay) if optim.ema_decay > 0 else None
         self.flow = FlowMatching(cfg.flow)
+        self.flops_per_batch: Optional[int] = None  # set by the first training step (counted_step)
         self._autoencoder: Optional[FrameAutoencoder] = None
         if autoencoder is not None:
             self.set_autoencoder(autoencoder)
@@ -195,8 +196,8 @@ class DynamicsModule(lightning.LightningModule):
         # Noise levels, noise and condition dropout of a step follow from (seed, step, rank), so a
         # resumed run repeats the interrupted one exactly.
         generator = step_generator(self.seed, self.global_step, self.global_rank, self.device)
-        loss, logs = self.flow.loss(self.networks["dit"], *self._inputs(batch, self.networks["text"]),
-                                    generator=generator)
+        loss, logs = counted_step(self, lambda: self.flow.loss(
+            self.networks["dit"], *self._inputs(batch, self.networks["text"]), generator=generator))
         check_finite(loss, self.global_step, logs)
         B = latents.shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=B)

@@ -14,16 +14,17 @@ import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, TypeVar, Union
 
 import lightning
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, ThroughputMonitor
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 from torch.utils.data import DataLoader, Sampler
+from torch.utils.flop_counter import FlopCounterMode
 
 from worldsim.training.checkpoint import worldsim_record
 from worldsim.training.optim import OptimConfig
@@ -112,6 +113,33 @@ def strategy_argument(cfg: TrainerConfig) -> Any:
 
         return FSDPStrategy(state_dict_type="full")  # one consolidated file, as checkpoints expect
     return "auto"
+
+
+T = TypeVar("T")
+
+
+def counted_step(module: lightning.LightningModule, step: Callable[[], T]) -> T:
+    """``step()`` (a training loss); the first time, also count its model FLOPs as ``module.flops_per_batch``.
+
+    Model FLOPs are three times the forward pass's (a backward costs about two forwards), the
+    convention MFU figures are quoted in. PyTorch's FlopCounterMode counts them on the real inputs:
+    matrix products, convolutions, and attention on CUDA (PyTorch has no formula for the CPU
+    attention kernel); elementwise work is left out, as model-FLOPs utilization intends. Passes run
+    without gradients inside the loss (``dynamics.flow.rollout_prob``) are counted three times too.
+    Lightning's ThroughputMonitor reads the attribute to log FLOPs/s and MFU.
+    """
+    if getattr(module, "flops_per_batch", None) is not None:
+        return step()
+    counter = FlopCounterMode(display=False)
+    with counter:
+        result = step()
+    module.flops_per_batch = 3 * counter.get_total_flops()
+    return result
+
+
+def batch_size(batch: Any) -> int:
+    """Samples in a training batch: clips (a dynamics batch, a dict) or frames (an autoencoder batch)."""
+    return len(batch["latents"]) if isinstance(batch, Mapping) else len(batch)
 
 
 def step_generator(seed: int, step: int, rank: int, device: torch.device) -> torch.Generator:
@@ -240,7 +268,11 @@ def make_trainer(cfg: TrainerConfig, optim: OptimConfig, stage_dir: Union[str, P
         deterministic=cfg.deterministic,
         enable_progress_bar=cfg.progress_bar,
         enable_model_summary=False,
-        callbacks=[step_checkpoints, *callbacks, FinalCheckpoint(checkpoint_dir / "last.ckpt")],
+        # Logs train/device/samples_per_sec, and flops_per_sec and mfu (against the GPU's dense peak at
+        # this precision) once the module has counted its flops_per_batch.
+        callbacks=[step_checkpoints, ThroughputMonitor(
+                       batch_size_fn=batch_size, window_size=max(2, cfg.log_every_n_steps)), *callbacks,
+                   FinalCheckpoint(checkpoint_dir / "last.ckpt")],
         logger=loggers,
         default_root_dir=str(stage_dir),
         use_distributed_sampler=not shards_own_data,
