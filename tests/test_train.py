@@ -70,6 +70,11 @@ def test_autoencoder_loss_falls_and_validation_is_logged(dataset: Path, tmp_path
     assert per_batch[0] > 1e6 and all(x == pytest.approx(per_batch[0]) for x in per_batch)
 
 
+def test_a_stage_shorter_than_the_validation_interval_validates_at_its_end(dataset: Path, tmp_path: Path) -> None:
+    train(config(dataset, tmp_path, steps=6, every=1000))
+    assert len(logged(tmp_path, "val/psnr")) == 1
+
+
 def test_counted_step_counts_three_forward_passes_once() -> None:
     class Module(torch.nn.Module):
         flops_per_batch = None

@@ -258,7 +258,8 @@ def make_trainer(cfg: TrainerConfig, optim: OptimConfig, stage_dir: Union[str, P
         precision=resolve_precision(cfg.precision, cfg.accelerator),
         max_steps=cfg.max_steps,
         max_epochs=-1,
-        val_check_interval=cfg.val_every_n_steps,
+        # Capped at the run's length, so a stage shorter than the interval still validates once, at its end.
+        val_check_interval=min(cfg.val_every_n_steps, cfg.max_steps),
         check_val_every_n_epoch=None,
         limit_val_batches=cfg.limit_val_batches,
         num_sanity_val_steps=cfg.num_sanity_val_steps,
