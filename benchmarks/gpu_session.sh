@@ -78,12 +78,12 @@ for preset in small tiny; do
   ae=$(python3 -c "print(max($MIN_AE, int($ae_rate * $AE_S) // 50 * 50))")
   dyn=$(python3 -c "print(max($MIN_DYN, int($dyn_rate * $DYN_S) // 100 * 100))")
   echo "$preset: $ae autoencoder steps, $dyn dynamics steps"
-  for w in physics push; do eval "AE_${preset}_$w=$ae; DYN_${preset}_$w=$dyn"; done
+  eval "AE_$preset=$ae; DYN_$preset=$dyn"
 done
 rm -rf $W/probe-*/autoencoder/checkpoints $W/probe-*/dynamics/checkpoints
 pack; el planned
 
-for r in "${RUNS[@]}"; do set -- $r; v=$(echo $1 | tr - _); eval "ae=\$AE_$v; dyn=\$DYN_$v"
+for r in "${RUNS[@]}"; do set -- $r; eval "ae=\$AE_${1%%-*}; dyn=\$DYN_${1%%-*}"  # small-push -> small
   ( train_run $W/$1 $ae $dyn $(( dyn / 2 )) $2 $3 $4 $5 $6 $7 ) > $W/train-$1.log 2>&1 &
 done; wait; el trained
 for r in "${RUNS[@]}"; do set -- $r; grep -E "Error|error|parameters" $W/train-$1.log | head -4; done
