@@ -155,8 +155,11 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         print(usage(), file=sys.stderr)
         return 2
-    # Hydra names the job (and its log file) after the calling script unless told otherwise.
-    sys.argv = [f"worldsim {name}", *rest, f"hydra.job.name={name}"]
+    # Hydra names the job (and its log file) after the calling script unless told otherwise. The
+    # name goes in front of the user's overrides: argparse takes one run of them, so appended after
+    # a flag (`--cfg job`) it would be rejected.
+    first = next((i for i, arg in enumerate(rest) if "=" in arg and not arg.startswith("-")), len(rest))
+    sys.argv = [f"worldsim {name}", *rest[:first], f"hydra.job.name={name}", *rest[first:]]
     hydra_app(name)()
     return 0
 

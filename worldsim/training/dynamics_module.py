@@ -43,8 +43,8 @@ DATA_FIELDS = ("latent_channels", "latent_size", "action_kind", "action_dim", "n
 @dataclass
 class DynamicsConfig:
     preset: str = "tiny"  # model size: tiny (CPU) | small (GPU reference, ~20M) | base
-    dit: dict[str, Any] = field(default_factory=dict)  # overrides of the preset's VideoDiTConfig, e.g. {width: 64, depth: 2}
-    text: dict[str, Any] = field(default_factory=dict)  # overrides of the preset's TextEncoderConfig; width follows dit text_width
+    dit: dict[str, Any] = field(default_factory=dict)  # overrides of the preset's VideoDiTConfig: on the command line +dynamics.dit={width:64,depth:2}
+    text: dict[str, Any] = field(default_factory=dict)  # overrides of the preset's TextEncoderConfig (+dynamics.text={depth:2}); width follows dit text_width
     flow: FlowMatchingConfig = field(default_factory=FlowMatchingConfig)  # objective: noise levels, context noise, condition dropout
     clip_length: int = 16  # frames per training clip; also the DiT's max_frames (window = clip_length - 1)
     rollout_steps: int = 1  # sampler steps per generated frame in validation rollouts (as WorldModel samples)

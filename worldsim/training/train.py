@@ -51,7 +51,7 @@ STAGES = ("autoencoder", "dynamics", "all")
 @dataclass
 class AutoencoderModelConfig:
     preset: str = "tiny"  # AUTOENCODER_PRESETS name: tiny (CPU) | small (GPU)
-    overrides: dict[str, Any] = field(default_factory=dict)  # AutoencoderConfig fields to change, e.g. {latent_channels: 8}
+    overrides: dict[str, Any] = field(default_factory=dict)  # AutoencoderConfig fields to change: +autoencoder_model.overrides={latent_channels:8}
 
 
 @dataclass
