@@ -8,6 +8,14 @@ tracked objects catch it. Per horizon step h (1 = the first future frame), per w
   equals the difference of the two means, but its interval is paired: scenarios differ far more
   from each other than two predictors on one scenario, so two overlapping intervals of
   ``psnr_db`` can hide a clear win, and a mean ahead can still be a tie;
+- ``<world>_mse``: mean squared pixel error (0-255 scale) of that frame. ``10 log10(255^2 / mse)``
+  of its mean over scenarios is the *pooled* PSNR. A mean of per-scenario PSNR in dB lets a scene
+  where nothing moves decide the comparison: copy-last is exact there (the 100 dB cap), a model
+  that redraws it with one-level errors scores about 50 dB, and the gap of 50 dB outweighs small
+  gains on dozens of moving scenes. On the squared-error scale such a scene weighs what its error
+  is: almost nothing;
+- ``<world>_mse_reduction``: copy-last's squared error minus this predictor's on the same scenario
+  and step (paired; above zero is better). Its mean is the difference of the pooled errors;
 - ``<world>_centroid_error_px``: mean distance of each object's tracked centroid from its track
   in the truth, over objects both show;
 - ``<world>_miss_rate`` / ``<world>_hallucination_rate``: objects the truth shows that the
@@ -32,20 +40,26 @@ from worldsim.evals.tracking import Tracks, count_detections
 SUITE = "rollout"
 WORLDS = TRACKED_WORLDS
 MAX_PSNR_DB = 100.0
-MEASURES = ("psnr_db", "psnr_gain_db", "centroid_error_px", "miss_rate", "hallucination_rate")
+MEASURES = ("psnr_db", "psnr_gain_db", "mse", "mse_reduction", "centroid_error_px", "miss_rate", "hallucination_rate")
 METRICS = per_world({
     "psnr_db": "PSNR (dB) of each predicted frame against the truth, per horizon step",
     "psnr_gain_db": "PSNR (dB) minus copy-last's on the same scenario and step (a paired comparison)",
+    "mse": "mean squared pixel error (0-255 scale) per horizon step; 10 log10(255^2 / its mean) is the pooled PSNR",
+    "mse_reduction": "copy-last's squared error minus this one's on the same scenario and step (paired; > 0 is better)",
     "centroid_error_px": "tracked object centroid error (px) against the truth's tracks, per horizon step",
     "miss_rate": "share of objects the truth shows that the prediction lacks, per horizon step",
     "hallucination_rate": "share of the prediction's objects the truth does not have, per horizon step",
 })
 HEADLINE = [f"{world}_{measure}" for world in WORLDS.values() for measure in ("psnr_db", "centroid_error_px")]
-HIGHER_IS_BETTER = {f"{world}_{measure}" for world in WORLDS.values() for measure in ("psnr_db", "psnr_gain_db")}
+HIGHER_IS_BETTER = {f"{world}_{measure}" for world in WORLDS.values() for measure in ("psnr_db", "psnr_gain_db", "mse_reduction")}
+
+
+def squared_error(predicted: np.ndarray, truth: np.ndarray) -> float:
+    return float(np.mean((predicted.astype(np.float64) - truth.astype(np.float64)) ** 2))
 
 
 def psnr_db(predicted: np.ndarray, truth: np.ndarray) -> float:
-    mse = float(np.mean((predicted.astype(np.float64) - truth.astype(np.float64)) ** 2))
+    mse = squared_error(predicted, truth)
     return MAX_PSNR_DB if mse == 0 else min(MAX_PSNR_DB, 10.0 * math.log10(255.0**2 / mse))
 
 
@@ -68,9 +82,11 @@ def rollout_metrics(scenario: Scenario, predicted: Tracks, truth: Tracks, frames
         counts = count_detections(future, truth_future)
         out[f"{world}_miss_rate"][h] = counts.miss_rate
         out[f"{world}_hallucination_rate"][h] = counts.hallucination_rate
-        out[f"{world}_psnr_db"][h] = psnr_db(frames[h], scenario.frames[t0 + h])
-        out[f"{world}_psnr_gain_db"][h] = out[f"{world}_psnr_db"][h] - psnr_db(scenario.frames[t0 - 1],
-                                                                                scenario.frames[t0 + h])
+        truth_frame, last_context = scenario.frames[t0 + h], scenario.frames[t0 - 1]
+        out[f"{world}_psnr_db"][h] = psnr_db(frames[h], truth_frame)
+        out[f"{world}_psnr_gain_db"][h] = out[f"{world}_psnr_db"][h] - psnr_db(last_context, truth_frame)
+        out[f"{world}_mse"][h] = squared_error(frames[h], truth_frame)
+        out[f"{world}_mse_reduction"][h] = squared_error(last_context, truth_frame) - out[f"{world}_mse"][h]
     return out
 
 

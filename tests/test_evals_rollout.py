@@ -53,3 +53,18 @@ def test_psnr_gain_is_paired_against_copy_last(scenarios) -> None:
     by_metric = {r["metric"]: r for r in score_rollout(scenarios, truth, "truth") if r["horizon"] == 1}
     copy_psnr = {r["metric"]: r for r in rows if r["horizon"] == 1}[f"{world}_psnr_db"]["value"]
     assert by_metric[f"{world}_psnr_gain_db"]["value"] == pytest.approx(100.0 - copy_psnr)
+
+
+def test_squared_error_is_paired_and_pools_without_the_cap(scenarios) -> None:
+    """A still scene cannot decide the pooled comparison: squared errors add, capped dB do not."""
+    world = "physics" if "Physics" in scenarios[0].env_id else "push"
+    truth = np.stack([s.future_frames for s in scenarios])
+    off_by_one = np.clip(truth.astype(np.int16) + 1, 0, 255).astype(np.uint8)  # one level off, short of white
+    rows = {r["metric"]: r for r in score_rollout(scenarios, off_by_one, "off_by_one") if r["horizon"] == 1}
+    below_white = np.mean(truth[:, 0] < 255)
+    assert 0.3 < below_white and rows[f"{world}_mse"]["value"] == pytest.approx(below_white)
+    copy_mse = np.mean([np.mean((s.context_frames[-1].astype(float) - s.future_frames[0]) ** 2) for s in scenarios])
+    assert rows[f"{world}_mse_reduction"]["value"] == pytest.approx(copy_mse - rows[f"{world}_mse"]["value"])
+    copy = np.stack([np.repeat(s.context_frames[-1:], s.horizon, axis=0) for s in scenarios])
+    copy_rows = [r for r in score_rollout(scenarios, copy, "copy_last") if r["metric"] == f"{world}_mse_reduction"]
+    assert all(r["value"] == 0.0 for r in copy_rows)
