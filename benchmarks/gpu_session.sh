@@ -26,33 +26,13 @@ EPISODES=${EPISODES:-1024}; CWORKERS=${CWORKERS:-7}; SB=${SB:-64}
 AE_SMALL=${AE_SMALL:-400}; DYN_SMALL=${DYN_SMALL:-1700}; DYN_MID=${DYN_MID:-2500}
 NEVAL=${NEVAL:-64}; MFU_STEPS=${MFU_STEPS:-150}; MFU_TIMEOUT=${MFU_TIMEOUT:-80}
 MID_WIDTH=${MID_WIDTH:-256}; SMALL_OVERRIDES=${SMALL_OVERRIDES:-}
-LOCAL=${LOCAL:-0}
-
-if [ "$LOCAL" = 0 ]; then
-  SITE=/tmp/site; rm -rf $SITE; mkdir -p $SITE/worldsim
-  cp -r .gpu/site/* $SITE/
-  cp -r worldsim/* $SITE/worldsim/; cp -r envs $SITE/worldsim/envs; cp -r evals $SITE/worldsim/evals
-  cp -r configs $SITE/worldsim/configs
-  export PYTHONPATH=$SITE PYTHONSAFEPATH=1
-  nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.max.sm,power.limit --format=csv
-fi
-export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-4}
-ws() { python3 -m worldsim.cli "$@"; }
+source benchmarks/gpu_common.sh
 python3 -c "import torch, lightning, gymnasium, hydra, pybullet, worldsim, cv2; import gymnasium as g, worldsim.evals.run, worldsim.training.train; e = g.make('worldsim/Push-v0'); e.reset(seed=0); e.close(); print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name() if torch.cuda.is_available() else '', 'lightning', lightning.__version__, 'worldsim', worldsim.__file__)" || exit 1
-REF=$(python3 -c "from worldsim.references import REFERENCE_DIR; print(REFERENCE_DIR)")
 el setup
 
 pack() {  # results so far, small files only
   tar czf "$OUT/results.tgz" -C "$W" --exclude='*.ckpt' --exclude='*.pt' --exclude='data*' --exclude='*latent*' \
       --exclude='tensorboard' . 2>/dev/null
-}
-rate() {  # last batches/s logged by a stage's ThroughputMonitor
-  python3 - "$1" <<'EOF'
-import csv, glob, sys
-rows = [r for f in sorted(glob.glob(sys.argv[1] + "/csv/version_*/metrics.csv")) for r in csv.DictReader(open(f))
-        if r.get("train/device/batches_per_sec")]
-print(float(rows[-1]["train/device/batches_per_sec"]) if rows else 0)
-EOF
 }
 
 ws collect env=worldsim/Physics-v0 policy=scripted episodes=$EPISODES workers=$CWORKERS seed=11 out=$W/data-physics progress=false > $W/collect-physics.log 2>&1 &
@@ -74,7 +54,7 @@ for world in physics push; do
 done
 wait; el trained
 for run in small-physics mid-physics mid-push; do
-  echo "$run: dynamics $(rate $W/$run/dynamics) batches/s"; grep -E "Error|error|parameters" $W/train-$run.log | head -4
+  echo "$run: dynamics $(logged $W/$run/dynamics train/device/batches_per_sec) batches/s"; grep -E "Error|error|parameters" $W/train-$run.log | head -4
 done
 nvidia-smi --query-gpu=memory.used --format=csv 2>/dev/null
 mkdir -p $W/small $W/mid
@@ -94,4 +74,4 @@ wait; tail -n 40 $W/eval-mid/summary.md; tail -n 25 $W/eval-small/summary.md; pa
      autoencoder=$W/small-physics/autoencoder.pt model=small trainer.max_steps=$MFU_STEPS \
      trainer.val_every_n_steps=$MFU_STEPS trainer.checkpoint_every_n_steps=$MFU_STEPS trainer.compile=true \
      $COMMON trainer.log_every_n_steps=25 $SMALL_OVERRIDES ) > $W/mfu-small.log 2>&1
-rc=$?; echo "mfu-small compiled: $(rate $W/mfu-small/dynamics) batches/s (rc $rc)"; tail -n 3 $W/mfu-small.log; pack; el mfu
+rc=$?; echo "mfu-small compiled: $(logged $W/mfu-small/dynamics train/device/batches_per_sec) batches/s (rc $rc)"; tail -n 3 $W/mfu-small.log; pack; el mfu
