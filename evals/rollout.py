@@ -58,9 +58,12 @@ def squared_error(predicted: np.ndarray, truth: np.ndarray) -> float:
     return float(np.mean((predicted.astype(np.float64) - truth.astype(np.float64)) ** 2))
 
 
-def psnr_db(predicted: np.ndarray, truth: np.ndarray) -> float:
-    mse = squared_error(predicted, truth)
+def psnr_from_mse(mse: float) -> float:
     return MAX_PSNR_DB if mse == 0 else min(MAX_PSNR_DB, 10.0 * math.log10(255.0**2 / mse))
+
+
+def psnr_db(predicted: np.ndarray, truth: np.ndarray) -> float:
+    return psnr_from_mse(squared_error(predicted, truth))
 
 
 def step_tracks(tracks: Tracks, step: int) -> Tracks:
@@ -82,11 +85,12 @@ def rollout_metrics(scenario: Scenario, predicted: Tracks, truth: Tracks, frames
         counts = count_detections(future, truth_future)
         out[f"{world}_miss_rate"][h] = counts.miss_rate
         out[f"{world}_hallucination_rate"][h] = counts.hallucination_rate
-        truth_frame, last_context = scenario.frames[t0 + h], scenario.frames[t0 - 1]
-        out[f"{world}_psnr_db"][h] = psnr_db(frames[h], truth_frame)
-        out[f"{world}_psnr_gain_db"][h] = out[f"{world}_psnr_db"][h] - psnr_db(last_context, truth_frame)
-        out[f"{world}_mse"][h] = squared_error(frames[h], truth_frame)
-        out[f"{world}_mse_reduction"][h] = squared_error(last_context, truth_frame) - out[f"{world}_mse"][h]
+        mse = squared_error(frames[h], scenario.frames[t0 + h])
+        copy_mse = squared_error(scenario.frames[t0 - 1], scenario.frames[t0 + h])
+        out[f"{world}_psnr_db"][h] = psnr_from_mse(mse)
+        out[f"{world}_psnr_gain_db"][h] = psnr_from_mse(mse) - psnr_from_mse(copy_mse)
+        out[f"{world}_mse"][h] = mse
+        out[f"{world}_mse_reduction"][h] = copy_mse - mse
     return out
 
 

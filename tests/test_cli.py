@@ -55,6 +55,7 @@ def test_misspelt_override_is_an_error(tmp_path: Path) -> None:
     assert "episdoes" in result.stderr
     assert not (tmp_path / "data").exists()
 
+
 @pytest.mark.parametrize("order", ["flag first", "overrides first"])
 def test_cfg_job_prints_the_composed_config_with_overrides(tmp_path: Path, order: str) -> None:
     overrides = ["model=small", "+dynamics.dit={width:256,depth:5}", "optim.lr=5e-4"]
@@ -65,7 +66,6 @@ def test_cfg_job_prints_the_composed_config_with_overrides(tmp_path: Path, order
     assert "  dit:\n    width: 256\n    depth: 5\n" in result.stdout
     assert "lr: 0.0005" in result.stdout
     assert not (tmp_path / "runs").exists()  # printing the config runs nothing
-
 
 
 def test_collect_overrides_and_multirun(tmp_path: Path) -> None:
