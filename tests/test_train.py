@@ -149,6 +149,32 @@ def test_non_finite_loss_stops_without_writing_a_checkpoint(dataset: Path, tmp_p
     assert not (tmp_path / "autoencoder.pt").exists()
 
 
+def test_throughput_covers_whole_logging_intervals(dataset: Path, tmp_path: Path) -> None:
+    """Logged every 4 steps, the rates count all 4 batches: FLOPs per batch match logging every step."""
+    train(config(dataset, tmp_path / "every", steps=8))
+    fourth_cfg = config(dataset, tmp_path / "fourth", steps=8)
+    fourth_cfg.trainer.log_every_n_steps = 4
+    train(fourth_cfg)
+
+    def per_batch(out: Path) -> list[float]:
+        flops, batches = logged(out, "train/device/flops_per_sec"), logged(out, "train/device/batches_per_sec")
+        return [f / b for f, b in zip(flops, batches)]
+
+    every, fourth = per_batch(tmp_path / "every"), per_batch(tmp_path / "fourth")
+    assert len(every) == 8 and len(fourth) == 2
+    assert fourth == pytest.approx([every[0]] * 2)
+    samples = logged(tmp_path / "fourth", "train/device/samples_per_sec")
+    assert [s / b for s, b in zip(samples, logged(tmp_path / "fourth", "train/device/batches_per_sec"))] == pytest.approx([8, 8])
+
+
+def test_max_time_stops_a_stage_early_and_still_exports_its_last_step(dataset: Path, tmp_path: Path) -> None:
+    results = train(config(dataset, tmp_path, steps=100_000, max_time="00:00:00:02"))
+    last = state(tmp_path / "autoencoder" / "checkpoints" / "last.ckpt")
+    assert 0 < last["global_step"] < 100_000
+    assert results["autoencoder"].is_file()
+    assert len(logged(tmp_path, "train/loss")) == last["global_step"]
+
+
 def test_precision_follows_the_hardware() -> None:
     assert resolve_precision("auto", "cpu") == "32-true"
     assert resolve_precision("bf16-mixed", "cpu") == "bf16-mixed"

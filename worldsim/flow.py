@@ -137,7 +137,7 @@ class FlowMatching:
         terminated: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
         self_rollout: bool = True,
-    ) -> tuple[torch.Tensor, dict[str, float]]:
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Velocity MSE on the frames to predict, plus head losses on context frames when targets are given.
 
         latents (B, T, C, H, W) clean; actions/action_mask/text as for VideoDiT.forward;
@@ -185,7 +185,7 @@ class FlowMatching:
             loss = loss + cfg.termination_weight * termination_loss
             logs["loss_termination"] = termination_loss.detach()
         logs["loss"] = loss.detach()
-        return loss, {name: value.item() for name, value in logs.items()}
+        return loss, logs
 
 
 # ---------------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from worldsim.models.autoencoder import (
     unit_to_uint8,
 )
 from worldsim.training.ema import EMA
-from worldsim.training.guards import check_finite
+from worldsim.training.guards import FiniteLossGuard
 from worldsim.training.harness import (StepDataLoader, StepSampler, counted_step, log_parameter_count,
                                        step_generator)
 from worldsim.training.optim import OptimConfig, adamw_with_schedule
@@ -125,6 +125,7 @@ class AutoencoderModule(lightning.LightningModule):
         self.statistics_frames, self.image_frames = statistics_frames, image_frames
         self.autoencoder = FrameAutoencoder(config)
         self.ema = EMA(self.autoencoder, optim.ema_decay) if optim.ema_decay > 0 else None
+        self.finite_guard = FiniteLossGuard()
         self._grid: Optional[torch.Tensor] = None
         self.flops_per_batch: Optional[int] = None  # set by the first training step (counted_step)
 
@@ -146,11 +147,14 @@ class AutoencoderModule(lightning.LightningModule):
     def training_step(self, frames: torch.Tensor, batch_idx: int) -> torch.Tensor:
         generator = step_generator(self.seed, self.global_step, self.global_rank, self.device)
         loss, logs = counted_step(self, lambda: autoencoder_loss(self.autoencoder, uint8_to_unit(frames), generator))
-        check_finite(loss, self.global_step, {k: float(v) for k, v in logs.items()})
+        self.finite_guard.watch(loss, self.global_step, logs)
         self.log("train/loss", loss, prog_bar=True)
         self.log_dict({f"train/{k}": v for k, v in logs.items()
                        if k != "loss" and torch.isfinite(v)})
         return loss
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.finite_guard.check()  # raises before the file is written if the last step went non-finite
 
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
         # Right after the step, not in on_train_batch_end: checkpoint callbacks run before that

@@ -31,7 +31,7 @@ from worldsim.models.autoencoder import FrameAutoencoder
 from worldsim.models.dit import VideoDiT, VideoDiTConfig
 from worldsim.models.text import TEXT_ENCODER_PRESETS, TextEncoder, TextEncoderConfig
 from worldsim.training.ema import EMA
-from worldsim.training.guards import check_finite
+from worldsim.training.guards import FiniteLossGuard
 from worldsim.training.harness import counted_step, step_generator
 from worldsim.training.optim import OptimConfig, adamw_with_schedule
 from worldsim.training import rollout_metrics
@@ -164,6 +164,7 @@ class DynamicsModule(lightning.LightningModule):
         self.ema = EMA(self.networks, optim.ema_decay) if optim.ema_decay > 0 else None
         self.flow = FlowMatching(cfg.flow)
         self.flops_per_batch: Optional[int] = None  # set by the first training step (counted_step)
+        self.finite_guard = FiniteLossGuard()
         self._autoencoder: Optional[FrameAutoencoder] = None
         if autoencoder is not None:
             self.set_autoencoder(autoencoder)
@@ -198,7 +199,7 @@ class DynamicsModule(lightning.LightningModule):
         generator = step_generator(self.seed, self.global_step, self.global_rank, self.device)
         loss, logs = counted_step(self, lambda: self.flow.loss(
             self.networks["dit"], *self._inputs(batch, self.networks["text"]), generator=generator))
-        check_finite(loss, self.global_step, logs)
+        self.finite_guard.watch(loss, self.global_step, logs)
         B = latents.shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=B)
         for name, value in logs.items():
@@ -299,6 +300,7 @@ class DynamicsModule(lightning.LightningModule):
         }
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.finite_guard.check()  # raises before the file is written if the last step went non-finite
         checkpoint.setdefault("worldsim", {})["dynamics"] = self.record()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:

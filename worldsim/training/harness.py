@@ -11,6 +11,7 @@ takes exactly the steps an uninterrupted run would have taken.
 from __future__ import annotations
 
 import logging
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,8 @@ from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, TypeVar
 import lightning
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint, ThroughputMonitor
+from lightning.fabric.utilities.throughput import get_available_flops
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
@@ -45,6 +47,7 @@ class TrainerConfig:
     num_nodes: int = 1  # machines; SLURM or torchrun start one process per device on each
     precision: str = "auto"  # auto: bf16-mixed on CUDA, 32-true on CPU; or any Lightning value
     max_steps: int = 2000  # optimizer steps of each stage
+    max_time: Optional[str] = None  # also stop a stage after this wall time, "DD:HH:MM:SS"; the LR schedule still follows max_steps
     val_every_n_steps: int = 250  # validate (and log images) every this many steps
     log_every_n_steps: int = 25  # scalar logging interval
     checkpoint_every_n_steps: int = 250  # write step=N.ckpt and refresh last.ckpt this often
@@ -126,7 +129,7 @@ def counted_step(module: lightning.LightningModule, step: Callable[[], T]) -> T:
     matrix products, convolutions, and attention on CUDA (PyTorch has no formula for the CPU
     attention kernel); elementwise work is left out, as model-FLOPs utilization intends. Passes run
     without gradients inside the loss (``dynamics.flow.rollout_prob``) are counted three times too.
-    Lightning's ThroughputMonitor reads the attribute to log FLOPs/s and MFU.
+    ``DeviceThroughput`` reads the attribute to log FLOPs/s and MFU.
     """
     if getattr(module, "flops_per_batch", None) is not None:
         return step()
@@ -204,6 +207,48 @@ class WorldsimRecord(Callback):
                                   "global_step": int(trainer.global_step)}
 
 
+class DeviceThroughput(Callback):
+    """Logs train/device/{batches,samples,flops}_per_sec and mfu over each logging interval.
+
+    Lightning's ThroughputMonitor synchronizes CUDA after every batch to time it, so the host can
+    never queue the next step while the GPU works on this one. This callback only counts batches
+    between logging steps and synchronizes once per interval. FLOPs are the module's
+    ``flops_per_batch`` (see ``counted_step``) times the interval's batches; MFU divides the FLOPs/s
+    of one device by its dense peak at the run's precision, where Lightning knows the device.
+    """
+
+    def __init__(self, batch_size_fn: Callable[[Any], int]) -> None:
+        self.batch_size_fn = batch_size_fn
+        self._since: Optional[float] = None
+        self._batches = self._samples = 0
+        self._peak: Optional[float] = None
+
+    def on_train_start(self, trainer: lightning.Trainer, pl_module: lightning.LightningModule) -> None:
+        dtype = {"bf16": torch.bfloat16, "16": torch.float16}.get(str(trainer.precision).split("-")[0], torch.float32)
+        self._peak = get_available_flops(trainer.strategy.root_device, dtype)
+        self._since = time.perf_counter()
+
+    def on_train_batch_end(self, trainer: lightning.Trainer, pl_module: lightning.LightningModule,
+                           outputs: Any, batch: Any, *args: Any) -> None:
+        self._batches += 1
+        self._samples += self.batch_size_fn(batch)
+        if not trainer._logger_connector.should_update_logs or self._since is None:
+            return
+        if trainer.strategy.root_device.type == "cuda":
+            torch.cuda.synchronize()
+        now = time.perf_counter()
+        seconds, self._since = now - self._since, now
+        metrics = {"train/device/batches_per_sec": self._batches / seconds,
+                   "train/device/samples_per_sec": self._samples / seconds}
+        flops = getattr(pl_module, "flops_per_batch", None)
+        if flops:
+            metrics["train/device/flops_per_sec"] = flops * self._batches / seconds
+            if self._peak:
+                metrics["train/device/mfu"] = metrics["train/device/flops_per_sec"] / self._peak
+        self._batches = self._samples = 0
+        pl_module.log_dict(metrics, on_step=True, on_epoch=False, batch_size=1)
+
+
 class FinalCheckpoint(Callback):
     """At the end of a finished fit, let the module finalize (``finish_training``), then save last.ckpt.
 
@@ -257,6 +302,7 @@ def make_trainer(cfg: TrainerConfig, optim: OptimConfig, stage_dir: Union[str, P
         num_nodes=cfg.num_nodes,
         precision=resolve_precision(cfg.precision, cfg.accelerator),
         max_steps=cfg.max_steps,
+        max_time=cfg.max_time,
         max_epochs=-1,
         # Capped at the run's length, so a stage shorter than the interval still validates once, at its end.
         val_check_interval=min(cfg.val_every_n_steps, cfg.max_steps),
@@ -271,8 +317,7 @@ def make_trainer(cfg: TrainerConfig, optim: OptimConfig, stage_dir: Union[str, P
         enable_model_summary=False,
         # Logs train/device/samples_per_sec, and flops_per_sec and mfu (against the GPU's dense peak at
         # this precision) once the module has counted its flops_per_batch.
-        callbacks=[step_checkpoints, ThroughputMonitor(
-                       batch_size_fn=batch_size, window_size=max(2, cfg.log_every_n_steps)), *callbacks,
+        callbacks=[step_checkpoints, DeviceThroughput(batch_size), *callbacks,
                    FinalCheckpoint(checkpoint_dir / "last.ckpt")],
         logger=loggers,
         default_root_dir=str(stage_dir),
