@@ -83,6 +83,7 @@ class EvalConfig:
     batch_size: int = 16  # scenarios per predict call
     anchors: bool = True  # also run copy_last and perturbed_truth, the 0 and 1 of the normalized scores
     progress: bool = True  # show a progress bar over (suite, split, predictor)
+    sampling: dict[str, Any] = field(default_factory=dict)  # how the model and reference predictors sample (WorldModel SamplingConfig fields), e.g. +sampling.cfg_text=3 for text guidance
 
 
 def _check(cfg: EvalConfig) -> None:
@@ -123,7 +124,9 @@ def make_predictors(cfg: EvalConfig) -> list[Predictor]:
                     "predictor 'model' needs the worldsim WorldModel predictor, which this version does not have yet: "
                     "score the baselines, or your model as predictors=[module:callable]"
                 )
-            predictors.append(make_predictor("model", checkpoint=cfg.checkpoint))
+            predictors.append(make_predictor("model", checkpoint=cfg.checkpoint, **cfg.sampling))
+        elif name == "reference":
+            predictors.append(make_predictor(name, **cfg.sampling))
         else:
             predictors.append(make_predictor(name))
     return predictors

@@ -48,6 +48,15 @@ def test_model_predictor_needs_a_checkpoint() -> None:
         make_predictors(EvalConfig(predictors=["model"]))
 
 
+def test_sampling_settings_reach_the_model_predictors_only() -> None:
+    reference, copy_last = make_predictors(EvalConfig(predictors=["reference", "copy_last"], anchors=False,
+                                                       sampling={"cfg_text": 3.0, "steps": 2}))
+    assert reference.sampling == {"cfg_text": 3.0, "steps": 2}
+    assert not hasattr(copy_last, "sampling")
+    with pytest.raises(TypeError, match="cfg_txt"):  # a misspelt setting fails before anything is scored
+        make_predictors(EvalConfig(predictors=["reference"], anchors=False, sampling={"cfg_txt": 3.0}))
+
+
 def test_unknown_suite_is_refused(tmp_path: Path) -> None:
     result = worldsim("eval", "suites=[physcs]", "out=run", cwd=tmp_path)
     assert result.returncode != 0
