@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -181,3 +182,10 @@ def test_clips_have_latents_the_frame_module_split_and_aligned_steps(dataset: Pa
 def test_missing_cache_path_is_explained(dataset: Path) -> None:
     with pytest.raises(ValueError, match="cache_latents"):
         LatentClipDataModule(LatentClipDataConfig(root=str(dataset))).setup("fit")
+
+
+def test_batches_are_pinned_by_default_only_where_cuda_is() -> None:
+    config = LatentClipDataConfig(root="unused")
+    assert LatentClipDataModule(config).pin_memory == torch.cuda.is_available()
+    for setting in (True, False):
+        assert LatentClipDataModule(dataclasses.replace(config, pin_memory=setting)).pin_memory is setting

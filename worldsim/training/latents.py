@@ -397,7 +397,7 @@ class LatentClipDataConfig:
     rollout_clips: int = 4  # fixed val clips rolled out at validation (second val loader); 0: none
     rollout_length: int = 20  # frames per rollout clip: context + longest horizon (cut to what val episodes hold)
     verify: bool = False  # sha256-check every dataset shard and cache file on setup (slow on big data)
-    pin_memory: bool = False  # pin batches for faster host-to-GPU copies
+    pin_memory: Optional[bool] = None  # pin batches for asynchronous host-to-GPU copies; None: when CUDA is present
 
 
 class LatentClipDataset(Dataset):
@@ -478,6 +478,12 @@ class LatentClipDataModule(lightning.LightningDataModule):
         self.val_set: Optional[LatentClipDataset] = None
         self.rollout_set: Optional[LatentClipDataset] = None
 
+    @property
+    def pin_memory(self) -> bool:
+        """Pinned by default on CUDA: copying a pageable batch to the GPU first waits for the GPU to
+        finish all queued work, which would stall every training step once per batch."""
+        return self.cfg.pin_memory if self.cfg.pin_memory is not None else torch.cuda.is_available()
+
     def setup(self, stage: Optional[str] = None) -> None:
         if self.episodes is not None:
             return
@@ -513,7 +519,7 @@ class LatentClipDataModule(lightning.LightningDataModule):
 
     def _loader(self, dataset: Dataset, sampler, batch_size: int) -> DataLoader:
         return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=self.cfg.num_workers,
-                          pin_memory=self.cfg.pin_memory, persistent_workers=self.cfg.num_workers > 0)
+                          pin_memory=self.pin_memory, persistent_workers=self.cfg.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:
         assert self.train_set is not None, "call setup() first"
@@ -524,7 +530,7 @@ class LatentClipDataModule(lightning.LightningDataModule):
                               start_step=lambda: trainer.global_step if trainer is not None else 0,
                               rank=trainer.global_rank if trainer is not None else 0)
         return StepDataLoader(self.train_set, batch_size=self.cfg.batch_size, sampler=sampler,
-                              num_workers=self.cfg.num_workers, pin_memory=self.cfg.pin_memory,
+                              num_workers=self.cfg.num_workers, pin_memory=self.pin_memory,
                               persistent_workers=self.cfg.num_workers > 0)
 
     def val_dataloader(self) -> list[DataLoader]:
