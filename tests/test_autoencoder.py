@@ -197,3 +197,11 @@ def test_state_dict_round_trip_keeps_latent_statistics() -> None:
 def test_presets_build_with_expected_sizes() -> None:
     counts = {name: sum(p.numel() for p in FrameAutoencoder(c).parameters()) for name, c in AUTOENCODER_PRESETS.items()}
     assert counts["tiny"] < 1_000_000 < 3_000_000 < counts["small"], counts
+
+
+def test_object_psnr_is_nan_on_a_batch_without_objects() -> None:
+    model = FrameAutoencoder(tiny_config())
+    with_objects, _ = disk_frames(2, 32)
+    plain = BACKGROUNDS[0].view(1, 3, 1, 1).expand(2, 3, 32, 32) * 2 - 1
+    assert torch.isfinite(autoencoder_loss(model, with_objects)[1]["object_psnr"])
+    assert torch.isnan(autoencoder_loss(model, plain)[1]["object_psnr"])

@@ -356,10 +356,9 @@ def autoencoder_loss(
             "recon": rec.detach(),
             "kl": kl.detach(),
             "psnr": psnr(recon.detach(), frames),
-            # NaN when no pixel of the batch looks like an object, rather than a misleading number.
-            "object_psnr": psnr(recon.detach(), frames, mask)
-            if has_objects
-            else torch.tensor(float("nan")),
+            # NaN when no pixel of the batch looks like an object, rather than a misleading number
+            # (chosen on the device: branching on has_objects would make the step wait for the GPU).
+            "object_psnr": torch.where(has_objects, psnr(recon.detach(), frames, mask), float("nan")),
             "latent_std": posterior.mean.detach().std(),
         }
     return loss, logs

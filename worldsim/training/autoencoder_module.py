@@ -149,8 +149,9 @@ class AutoencoderModule(lightning.LightningModule):
         loss, logs = counted_step(self, lambda: autoencoder_loss(self.autoencoder, uint8_to_unit(frames), generator))
         self.finite_guard.watch(loss, self.global_step, logs)
         self.log("train/loss", loss, prog_bar=True)
-        self.log_dict({f"train/{k}": v for k, v in logs.items()
-                       if k != "loss" and torch.isfinite(v)})
+        # object_psnr is NaN on a batch without objects, and logged so: filtering it out would
+        # make every step wait for the GPU.
+        self.log_dict({f"train/{k}": v for k, v in logs.items() if k != "loss"})
         return loss
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
