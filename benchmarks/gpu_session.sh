@@ -47,8 +47,9 @@ EAGER=$(rate "self-attention mask"); COMPILED=$(rate "compiled DiT")
 # A failed probe falls back to eager at 800 clips/s (the small DiT's bare eager step, second session).
 read COMPILE RATE <<< "$(python3 -c "e, c = float('${EAGER:-0}' or 800), float('${COMPILED:-0}' or 0); print('true' if c >= 1.25 * e else 'false', max(e, c) if c >= 1.25 * e else e)")"
 FIT_SECONDS=$(( DEADLINE - $(elapsed) - EVAL_RESERVE - TRAIN_SETUP ))
-# The pipeline (loader, Lightning) ran at about 0.85 of the bare step in the second session.
-STEPS=$(python3 -c "print(max(20, int(0.85 * $RATE * $FIT_SECONDS / $SB)))")
+# The whole pipeline ran at 0.6 of the bare compiled step in the third session (pageable batches
+# then; pinned now, which may raise it): plan for that, with max_time as the guard.
+STEPS=$(python3 -c "print(max(20, int(${PIPELINE_SHARE:-0.6} * $RATE * $FIT_SECONDS / $SB)))")
 MAX_TIME=$(printf "00:00:%02d:%02d" $(( FIT_SECONDS / 60 )) $(( FIT_SECONDS % 60 )))
 el "training: probe eager ${EAGER} compiled ${COMPILED} clips/s -> compile=$COMPILE, $STEPS steps, max_time $MAX_TIME"
 
