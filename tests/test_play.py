@@ -109,6 +109,13 @@ def test_the_same_seed_plays_the_same_game(physics, tmp_path: Path) -> None:
     assert logs[0] != logs[2]
 
 
+def test_sampling_settings_change_the_model_frames_only(physics, tmp_path: Path) -> None:
+    default = run(physics, tmp_path / "default")
+    from_noise = run(physics, tmp_path / "noise", sampling_steps=2, sampling_warm_start=0.0)
+    assert np.array_equal(default.real_frames, from_noise.real_frames)
+    assert not np.array_equal(default.model_frames[1:], from_noise.model_frames[1:])
+
+
 def test_after_the_real_episode_ends_its_last_frame_stays_and_is_not_scored(physics, tmp_path: Path) -> None:
     export = torch.load(physics[1], weights_only=True)
     export["worldsim"]["data"]["env_kwargs"] = {"max_episode_steps": WINDOW + 2}  # 2 context steps + 3 played
@@ -198,6 +205,7 @@ def test_keyboard_keys_drive_both_worlds_until_q(physics, tmp_path: Path, monkey
     ({"policy": "greedy"}, "policy='greedy' is unknown: use random, scripted, mixed, keyboard or module:callable"),
     ({"steps": 0}, "steps=0: play at least 1 step"),
     ({"format": "avi"}, r"format='avi': use one of \['gif', 'mp4'\]"),
+    ({"sampling_warm_start": 1.0}, r"sampling_warm_start=1.0 is not in \[0, 1\)"),
 ])
 def test_bad_settings_are_refused_before_any_work(physics, tmp_path: Path, overrides, message: str) -> None:
     with pytest.raises(ValueError, match=message):

@@ -22,6 +22,8 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
+from worldsim.flow import WARM_START
+
 
 @dataclass
 class EnvBenchConfig:
@@ -29,6 +31,7 @@ class EnvBenchConfig:
     device: Optional[str] = None  # None: cuda when present
     batch_sizes: list[int] = field(default_factory=lambda: [1, 16, 64, 256])  # vector-env sub-env counts
     steps: int = 1  # sampler steps per frame (the WorldModel default: 1 from a warm start)
+    warm_start: float = WARM_START  # tau each frame starts from the previous one (0: from noise)
     sampler: str = "euler"  # euler | heun
     observation: str = "rgb"  # rgb (decode every frame) | latent
     seconds: float = 3.0  # minimum time measured per figure
@@ -86,7 +89,7 @@ def bench_env(cfg: EnvBenchConfig) -> dict[str, Any]:
     tmp = tempfile.TemporaryDirectory(prefix="worldsim-bench-env-")
     checkpoint = Path(cfg.checkpoint) if cfg.checkpoint else tiny_model_file(Path(tmp.name) / "model.pt")
     model = WorldModel.from_checkpoint(checkpoint, cfg.device)
-    sampling = dict(steps=cfg.steps, sampler=cfg.sampler)
+    sampling = dict(steps=cfg.steps, sampler=cfg.sampler, warm_start=cfg.warm_start)
     report: dict[str, Any] = {
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                     "torch_threads": torch.get_num_threads(), "device": str(model.device),

@@ -34,6 +34,7 @@ from omegaconf import MISSING
 
 from worldsim.envs import WORLD_MODEL_ID
 from worldsim.evals.results import Z95
+from worldsim.flow import WARM_START
 from worldsim.world_model import WorldModel
 
 OBSERVATIONS = {"latent": "MlpPolicy", "rgb": "CnnPolicy"}  # observation -> the SB3 policy that reads it
@@ -66,7 +67,8 @@ class ImagineConfig:
     observation: str = "latent"  # latent (the model's autoencoder latents, MlpPolicy) | rgb (frames, CnnPolicy)
     horizon: Optional[int] = None  # steps per episode, imagined and real; None: the real env's limit (128 for Push)
     context_policy: str = "scripted"  # rolls the real context frames that start each imagined episode: scripted | zero | random
-    steps: int = 1  # flow integration steps per imagined frame (from a warm start: worldsim.flow.WARM_START)
+    steps: int = 1  # flow integration steps per imagined frame
+    warm_start: float = WARM_START  # tau each imagined frame starts from the previous one (0: from noise; 2 steps from noise suit the GPU-trained references)
     policies: list[str] = field(default_factory=lambda: list(POLICIES))  # rows to run: imagination | real | random | scripted
     ppo: PPOConfig = field(default_factory=PPOConfig)  # PPO hyperparameters, shared by both training runs
     device: str = "cpu"  # torch device of the world model and of PPO
@@ -163,7 +165,8 @@ def imagination_venv(cfg: ImagineConfig, horizon: int) -> Any:
 
     envs = gymnasium.make_vec(WORLD_MODEL_ID, num_envs=cfg.n_envs, vectorization_mode="vector_entry_point",
                               checkpoint=cfg.checkpoint, observation=cfg.observation, horizon=horizon,
-                              context="env", context_policy=cfg.context_policy, steps=cfg.steps, device=cfg.device)
+                              context="env", context_policy=cfg.context_policy, steps=cfg.steps, warm_start=cfg.warm_start,
+                              device=cfg.device)
     return GymnasiumVecEnv(envs)
 
 

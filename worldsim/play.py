@@ -75,6 +75,7 @@ class PlayConfig:
     format: str = "gif"  # gif (needs Pillow) | mp4 (OpenCV, mp4v codec)
     side_by_side: bool = True  # show the real env beside the model (false: the model alone; the real env is still scored)
     sampling_steps: Optional[int] = None  # flow integration steps per frame; None: SamplingConfig's default (1, from a warm start)
+    sampling_warm_start: Optional[float] = None  # tau each frame starts from the previous one (0: from noise); None: the default (0.3)
     device: Optional[str] = None  # cpu | cuda; None: CUDA when present
 
 
@@ -105,6 +106,8 @@ def validate_config(cfg: PlayConfig) -> None:
         (cfg.scale >= 1, f"scale={cfg.scale}: frames are enlarged by a whole factor of at least 1"),
         (cfg.sampling_steps is None or 1 <= cfg.sampling_steps <= 64,
          f"sampling_steps={cfg.sampling_steps} is not in [1, 64] (or null for the default)"),
+        (cfg.sampling_warm_start is None or 0.0 <= cfg.sampling_warm_start < 1.0,
+         f"sampling_warm_start={cfg.sampling_warm_start} is not in [0, 1) (or null for the default)"),
         (cfg.context_frames is None or cfg.context_frames >= 1,
          f"context_frames={cfg.context_frames}: the model needs at least 1 frame (or null for its window)"),
         (bool(cfg.out), "out is empty: name the folder for the video, e.g. out=play"),
@@ -391,7 +394,8 @@ def _play(cfg: PlayConfig, model: WorldModel, keyboard: Optional[KeyboardControl
         context, context_actions, caption = env_context(real, policy, frames, cfg.seed, to_stored)
     else:
         context, context_actions, caption = dataset_context(model, cfg.dataset, frames, cfg.seed)
-    sampling = {} if cfg.sampling_steps is None else {"steps": cfg.sampling_steps}
+    sampling = {name: value for name, value in (("steps", cfg.sampling_steps), ("warm_start", cfg.sampling_warm_start))
+                if value is not None}
     first = model.reset(context[None], context_actions[None] if frames > 1 else None, caption, seed=cfg.seed,
                         **sampling)
 
