@@ -11,6 +11,7 @@ processes). numpy <-> torch and HWC <-> CHW conversion happen once, in ``WorldMo
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -21,7 +22,6 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from worldsim.flow import WARM_START
 from worldsim.world_model import StepOutput, WorldModel
 
 OBSERVATIONS = ("rgb", "latent", "both")
@@ -149,9 +149,9 @@ class _WorldModelBase:
     """What the single and the vector env share: the model, the spaces and the context source."""
 
     def _setup(self, checkpoint: Union[str, Path, WorldModel], observation: str, horizon: int, context: str,
-               context_frames: Optional[int], context_policy: str, dataset, text, steps: int, sampler: str,
-               cfg_text: float, cfg_action: float, window: Optional[int], warm_start: float,
-               device) -> None:
+               context_frames: Optional[int], context_policy: str, dataset, text, steps: Optional[int],
+               sampler: Optional[str], cfg_text: Optional[float], cfg_action: Optional[float], window: Optional[int],
+               warm_start: Optional[float], device) -> None:
         if observation not in OBSERVATIONS:
             raise ValueError(f"observation={observation!r} is not one of {OBSERVATIONS}")
         if horizon < 1:
@@ -159,9 +159,11 @@ class _WorldModelBase:
         self.model = checkpoint if isinstance(checkpoint, WorldModel) else WorldModel.from_checkpoint(checkpoint, device)
         if self.model.action_space is None:
             raise ValueError("the checkpoint records no action space: it cannot be stepped as an env")
-        self.sampling = dict(steps=steps, sampler=sampler, cfg_text=cfg_text, cfg_action=cfg_action, window=window,
-                             warm_start=warm_start)
-        self.model.sampling = type(self.model.sampling)(**self.sampling)  # checks the values now
+        # The settings given; the rest are the model file's (WorldModel.default_sampling).
+        given = dict(steps=steps, sampler=sampler, cfg_text=cfg_text, cfg_action=cfg_action, window=window,
+                     warm_start=warm_start)
+        self.sampling = {name: value for name, value in given.items() if value is not None}
+        self.model.sampling = dataclasses.replace(self.model.default_sampling, **self.sampling)  # checks them now
         self.observation, self.horizon = observation, int(horizon)
         self.source = ContextSource(self.model, context, context_frames or self.model.window, context_policy,
                                     dataset, text)
@@ -220,10 +222,12 @@ class WorldModelEnv(_WorldModelBase, gymnasium.Env):
     ## Arguments
     ``checkpoint`` (path or a ``WorldModel``), ``observation``, ``horizon`` (64), ``context``
     ("env"), ``context_frames`` (default the cache window, so contexts fill it), ``context_policy``
-    ("scripted" | "zero" | "random" | module:callable), ``dataset``, ``text``, ``steps`` (1),
-    ``sampler`` ("euler"), ``cfg_text``/``cfg_action`` (1: no guidance), ``window`` (past frames
-    attended; default the DiT's max_frames - 1), ``warm_start`` (0.3: each frame's sampling starts
-    from the previous frame, ``worldsim.flow.WARM_START``; 0: from noise), ``device`` (None: CUDA when present),
+    ("scripted" | "zero" | "random" | module:callable), ``dataset``, ``text``; how frames are
+    sampled, each None for the model file's default (``WorldModel.default_sampling``, else
+    ``SamplingConfig``'s): ``steps`` (1), ``sampler`` ("euler"), ``cfg_text``/``cfg_action`` (1: no
+    guidance), ``window`` (past frames attended; the DiT's max_frames - 1), ``warm_start`` (0.3: each
+    frame's sampling starts from the previous frame, ``worldsim.flow.WARM_START``; 0: from noise);
+    ``device`` (None: CUDA when present),
     ``render_mode`` ("rgb_array").
 
     ## Version History
@@ -234,9 +238,9 @@ class WorldModelEnv(_WorldModelBase, gymnasium.Env):
 
     def __init__(self, checkpoint: Union[str, Path, WorldModel], observation: str = "rgb", horizon: int = 64,
                  context: str = "env", context_frames: Optional[int] = None, context_policy: str = "scripted",
-                 dataset: Optional[str] = None, text: Optional[str] = None, steps: int = 1, sampler: str = "euler",
-                 cfg_text: float = 1.0, cfg_action: float = 1.0, window: Optional[int] = None,
-                 warm_start: float = WARM_START, device: Optional[str] = None,
+                 dataset: Optional[str] = None, text: Optional[str] = None, steps: Optional[int] = None,
+                 sampler: Optional[str] = None, cfg_text: Optional[float] = None, cfg_action: Optional[float] = None,
+                 window: Optional[int] = None, warm_start: Optional[float] = None, device: Optional[str] = None,
                  render_mode: Optional[str] = "rgb_array") -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode={render_mode!r}: use 'rgb_array' or None")
@@ -304,8 +308,9 @@ class WorldModelVectorEnv(_WorldModelBase, VectorEnv):
     def __init__(self, num_envs: int, checkpoint: Union[str, Path, WorldModel], observation: str = "rgb",
                  horizon: int = 64, context: str = "env", context_frames: Optional[int] = None,
                  context_policy: str = "scripted", dataset: Optional[str] = None, text: Optional[str] = None,
-                 steps: int = 1, sampler: str = "euler", cfg_text: float = 1.0, cfg_action: float = 1.0,
-                 window: Optional[int] = None, warm_start: float = WARM_START, device: Optional[str] = None,
+                 steps: Optional[int] = None, sampler: Optional[str] = None, cfg_text: Optional[float] = None,
+                 cfg_action: Optional[float] = None, window: Optional[int] = None, warm_start: Optional[float] = None,
+                 device: Optional[str] = None,
                  render_mode: Optional[str] = "rgb_array") -> None:
         if num_envs < 1:
             raise ValueError(f"num_envs={num_envs}: run at least 1 sub-env")

@@ -176,3 +176,39 @@ def test_text_only_reset_imagines_its_first_frames(model) -> None:
     assert first.frames.shape == (2, 64, 64, 3) and model.cache.frames == 2 and model.batch_size == 2
     out = model.step(np.zeros((2, 3), np.float32))
     assert out.frames.shape == (2, 64, 64, 3) and out.reward.shape == out.terminated.shape == (2,)
+
+
+def test_a_model_file_can_carry_the_sampling_it_is_stepped_with(physics, model, tmp_path: Path) -> None:
+    import shutil
+
+    from worldsim.envs.world_model import WorldModelEnv
+    from worldsim.world_model import set_default_sampling
+
+    path = Path(shutil.copy(physics[1], tmp_path / "model.pt"))
+    with pytest.raises(TypeError, match="stepz"):
+        set_default_sampling(path, stepz=2)  # refused before the file is touched
+    before = path.read_bytes()
+    set_default_sampling(path, steps=2, warm_start=0.0)
+    assert abs(path.stat().st_size - len(before)) < 1024  # the weights are kept as stored
+    carrying = WorldModel.from_checkpoint(path, device="cpu")
+    assert (carrying.default_sampling.steps, carrying.default_sampling.warm_start) == (2, 0.0)
+
+    frames, actions, caption = clip(physics[0], 6)
+    context, actions = frames[:, :3], actions[:, :5]
+    assert np.array_equal(carrying.rollout(context, actions, caption, 3, seed=0),
+                          model.rollout(context, actions, caption, 3, seed=0, steps=2, warm_start=0.0))
+    assert np.array_equal(carrying.rollout(context, actions, caption, 3, seed=0, steps=1, warm_start=0.3),
+                          model.rollout(context, actions, caption, 3, seed=0))  # what a caller sets wins
+    assert WorldModelEnv(carrying).model.sampling.steps == 2
+    assert WorldModelEnv(carrying, steps=1).model.sampling.steps == 1
+
+    set_default_sampling(path)  # no fields: back to SamplingConfig's defaults
+    assert WorldModel.from_checkpoint(path, device="cpu").default_sampling == model.default_sampling
+
+
+def test_an_invalid_recorded_sampling_is_refused_with_the_fix(physics, tmp_path: Path) -> None:
+    checkpoint = torch.load(physics[1], weights_only=True)
+    checkpoint["worldsim"]["sampling"] = {"steps": 0}
+    torch.save(checkpoint, tmp_path / "model.pt")
+    with pytest.raises(CheckpointError, match=r"default sampling \{'steps': 0\} is invalid.*set_default_sampling"):
+        WorldModel.from_checkpoint(tmp_path / "model.pt", device="cpu")

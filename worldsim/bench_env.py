@@ -9,6 +9,7 @@ KV-cache bytes and process memory over a long stepped run. Without a checkpoint 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -22,17 +23,15 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from worldsim.flow import WARM_START
-
 
 @dataclass
 class EnvBenchConfig:
     checkpoint: Optional[str] = None  # exported model.pt; None: tiny presets with random weights (Push's spaces)
     device: Optional[str] = None  # None: cuda when present
     batch_sizes: list[int] = field(default_factory=lambda: [1, 16, 64, 256])  # vector-env sub-env counts
-    steps: int = 1  # sampler steps per frame (the WorldModel default: 1 from a warm start)
-    warm_start: float = WARM_START  # tau each frame starts from the previous one (0: from noise)
-    sampler: str = "euler"  # euler | heun
+    steps: Optional[int] = None  # sampler steps per frame; None: the model file's default (else 1)
+    warm_start: Optional[float] = None  # tau each frame starts from the previous one (0: from noise); None: the model's (else 0.3)
+    sampler: Optional[str] = None  # euler | heun; None: the model's (else euler)
     observation: str = "rgb"  # rgb (decode every frame) | latent
     seconds: float = 3.0  # minimum time measured per figure
     contexts: list[int] = field(default_factory=lambda: [8, 64])  # KV-cache windows compared
@@ -89,13 +88,16 @@ def bench_env(cfg: EnvBenchConfig) -> dict[str, Any]:
     tmp = tempfile.TemporaryDirectory(prefix="worldsim-bench-env-")
     checkpoint = Path(cfg.checkpoint) if cfg.checkpoint else tiny_model_file(Path(tmp.name) / "model.pt")
     model = WorldModel.from_checkpoint(checkpoint, cfg.device)
-    sampling = dict(steps=cfg.steps, sampler=cfg.sampler, warm_start=cfg.warm_start)
+    given = dict(steps=cfg.steps, sampler=cfg.sampler, warm_start=cfg.warm_start)
+    sampling = {name: value for name, value in given.items() if value is not None}
+    effective = dataclasses.replace(model.default_sampling, **sampling)
     report: dict[str, Any] = {
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                     "torch_threads": torch.get_num_threads(), "device": str(model.device),
                     "gpu": torch.cuda.get_device_name() if model.device.type == "cuda" else None},
         "model": {"checkpoint": str(cfg.checkpoint or "tiny presets, random weights"),
-                  "dit_parameters": model.dit.num_params(trainable_only=False), "window": model.window, **sampling,
+                  "dit_parameters": model.dit.num_params(trainable_only=False), "window": model.window,
+                  **{name: getattr(effective, name) for name in given},
                   "observation": cfg.observation},
     }
 
@@ -146,7 +148,7 @@ def bench_env(cfg: EnvBenchConfig) -> dict[str, Any]:
         latents = torch.zeros(1, window + 1, *model.latent_shape, device=model.device)
         tau = torch.ones(1, window + 1, device=model.device)
         with torch.inference_mode():  # the same new frame without a cache: every pass re-reads the window
-            recompute = _timed(lambda: ([model.dit(latents, tau) for _ in range(cfg.steps + 1)], sync()), cfg.seconds)
+            recompute = _timed(lambda: ([model.dit(latents, tau) for _ in range(effective.steps + 1)], sync()), cfg.seconds)
         cache_rows.append({"context": window, "cached_step_ms": round(1e3 * statistics.median(times), 2),
                            "recompute_step_ms": round(1e3 * statistics.median(recompute), 2),
                            "cache_mb": round(model.cache_bytes() / 2**20, 3)})

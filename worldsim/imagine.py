@@ -34,7 +34,6 @@ from omegaconf import MISSING
 
 from worldsim.envs import WORLD_MODEL_ID
 from worldsim.evals.results import Z95
-from worldsim.flow import WARM_START
 from worldsim.world_model import WorldModel
 
 OBSERVATIONS = {"latent": "MlpPolicy", "rgb": "CnnPolicy"}  # observation -> the SB3 policy that reads it
@@ -67,8 +66,8 @@ class ImagineConfig:
     observation: str = "latent"  # latent (the model's autoencoder latents, MlpPolicy) | rgb (frames, CnnPolicy)
     horizon: Optional[int] = None  # steps per episode, imagined and real; None: the real env's limit (128 for Push)
     context_policy: str = "scripted"  # rolls the real context frames that start each imagined episode: scripted | zero | random
-    steps: int = 1  # flow integration steps per imagined frame
-    warm_start: float = WARM_START  # tau each imagined frame starts from the previous one (0: from noise; 2 steps from noise suit the GPU-trained references)
+    steps: Optional[int] = None  # flow integration steps per imagined frame; None: the model file's default (else 1)
+    warm_start: Optional[float] = None  # tau each imagined frame starts from the previous one (0: from noise); None: the model's (else 0.3)
     policies: list[str] = field(default_factory=lambda: list(POLICIES))  # rows to run: imagination | real | random | scripted
     ppo: PPOConfig = field(default_factory=PPOConfig)  # PPO hyperparameters, shared by both training runs
     device: str = "cpu"  # torch device of the world model and of PPO

@@ -74,8 +74,8 @@ class PlayConfig:
     scale: int = 4  # enlarge frames this many times (nearest neighbour) in the video and the window
     format: str = "gif"  # gif (needs Pillow) | mp4 (OpenCV, mp4v codec)
     side_by_side: bool = True  # show the real env beside the model (false: the model alone; the real env is still scored)
-    sampling_steps: Optional[int] = None  # flow integration steps per frame; None: SamplingConfig's default (1, from a warm start)
-    sampling_warm_start: Optional[float] = None  # tau each frame starts from the previous one (0: from noise); None: the default (0.3)
+    sampling_steps: Optional[int] = None  # flow integration steps per frame; None: the model file's default (else 1)
+    sampling_warm_start: Optional[float] = None  # tau each frame starts from the previous one (0: from noise); None: the model's (else 0.3)
     device: Optional[str] = None  # cpu | cuda; None: CUDA when present
 
 

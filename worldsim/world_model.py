@@ -139,7 +139,8 @@ class WorldModel:
         self.frame_shape: tuple[int, int, int] = tuple(frame_shape) if frame_shape else (latent, latent, 3)
         dynamics = self.record.get("configs", {}).get("dynamics", {})
         self.context_noise = float(dynamics.get("flow", {}).get("context_noise", CONTEXT_NOISE))
-        self.sampling = SamplingConfig()
+        self.default_sampling = recorded_sampling(self.record)
+        self.sampling = self.default_sampling
         self._cache: Optional[KVCache] = None
         self._batch = 0
         self._stream: Optional[torch.Generator] = None
@@ -260,11 +261,11 @@ class WorldModel:
         actions (B, T0 + horizon - 1, *A): ``actions[:, t]`` taken at frame t (None for worlds without
         actions); text: one caption per row, a str for all, or None. T0 may be 0 (text to video).
         ``sampling``: ``SamplingConfig`` fields (``steps``, ``sampler``, ``cfg_text``, ``cfg_action``,
-        ``window``, ``residual``, ``warm_start``, ``first_steps``); unset ones keep its defaults. With
+        ``window``, ``residual``, ``warm_start``, ``first_steps``); unset ones keep ``default_sampling``. With
         ``return_latents`` also returns the latents (B, horizon, C, h, w), rewards and termination
         logits (B, horizon).
         """
-        s = SamplingConfig(**sampling)
+        s = dataclasses.replace(self.default_sampling, **sampling)
         B, T0 = int(context_frames.shape[0]), int(context_frames.shape[1])
         latents = self.encode(context_frames) if T0 else torch.zeros(B, 0, *self.latent_shape, device=self.device)
         dit_actions = self.model_actions(actions, B, T0 + horizon - 1)
@@ -451,6 +452,39 @@ class WorldModel:
         if self._cache is None:
             return 0
         return sum(t.numel() * t.element_size() for t in (*self._cache.keys, *self._cache.values) if t is not None)
+
+
+def recorded_sampling(record: Mapping[str, Any]) -> SamplingConfig:
+    """The sampling a model file asks for (its ``sampling`` record, see ``set_default_sampling``) over
+    ``SamplingConfig``'s defaults."""
+    fields = dict(record.get("sampling") or {})
+    try:
+        return SamplingConfig(**fields)
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"the model file's default sampling {fields} is invalid ({error}): rewrite it with "
+                              "worldsim.world_model.set_default_sampling(path, ...)") from None
+
+
+def set_default_sampling(path: Union[str, Path], **fields: Any) -> Path:
+    """Record in exported model file ``path`` how it samples unless told otherwise.
+
+    ``fields`` are ``SamplingConfig`` fields (e.g. ``steps=2, warm_start=0.0`` for a model that
+    samples better from noise); they replace any recorded before, and none clears the record.
+    Every consumer of the file (``WorldModel``, the envs, ``worldsim eval``, ``bench``, ``play``,
+    ``imagine``) then uses them where its caller sets nothing. The file is rewritten in place,
+    atomically.
+    """
+    SamplingConfig(**fields)  # a misspelt or invalid field fails before the file is touched
+    path = Path(path)
+    checkpoint = load_checkpoint(path)
+    if checkpoint["worldsim"].get("kind") != "export":
+        raise CheckpointError(f"{path} is not an exported model file: set the sampling of the model.pt "
+                              "that `worldsim train` exports")
+    checkpoint["worldsim"] = {**checkpoint["worldsim"], "sampling": dict(fields)}
+    tmp = path.with_name(f"{path.name}.tmp-sampling")
+    torch.save(checkpoint, tmp)
+    tmp.replace(path)
+    return path
 
 
 def apply_offset(frames: np.ndarray, offset: np.ndarray) -> np.ndarray:
