@@ -22,7 +22,7 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from worldsim.world_model import StepOutput, WorldModel
+from worldsim.world_model import StepOutput, WorldModel, given_settings
 
 OBSERVATIONS = ("rgb", "latent", "both")
 CONTEXTS = ("env", "dataset", "text")
@@ -159,10 +159,8 @@ class _WorldModelBase:
         self.model = checkpoint if isinstance(checkpoint, WorldModel) else WorldModel.from_checkpoint(checkpoint, device)
         if self.model.action_space is None:
             raise ValueError("the checkpoint records no action space: it cannot be stepped as an env")
-        # The settings given; the rest are the model file's (WorldModel.default_sampling).
-        given = dict(steps=steps, sampler=sampler, cfg_text=cfg_text, cfg_action=cfg_action, window=window,
-                     warm_start=warm_start)
-        self.sampling = {name: value for name, value in given.items() if value is not None}
+        self.sampling = given_settings(steps=steps, sampler=sampler, cfg_text=cfg_text, cfg_action=cfg_action,
+                                       window=window, warm_start=warm_start)
         self.model.sampling = dataclasses.replace(self.model.default_sampling, **self.sampling)  # checks them now
         self.observation, self.horizon = observation, int(horizon)
         self.source = ContextSource(self.model, context, context_frames or self.model.window, context_policy,

@@ -87,8 +87,8 @@ def rollout_metrics(scenario: Scenario, predicted: Tracks, truth: Tracks, frames
         out[f"{world}_hallucination_rate"][h] = counts.hallucination_rate
         mse = squared_error(frames[h], scenario.frames[t0 + h])
         copy_mse = squared_error(scenario.frames[t0 - 1], scenario.frames[t0 + h])
-        out[f"{world}_psnr_db"][h] = psnr_from_mse(mse)
-        out[f"{world}_psnr_gain_db"][h] = psnr_from_mse(mse) - psnr_from_mse(copy_mse)
+        out[f"{world}_psnr_db"][h] = psnr = psnr_from_mse(mse)
+        out[f"{world}_psnr_gain_db"][h] = psnr - psnr_from_mse(copy_mse)
         out[f"{world}_mse"][h] = mse
         out[f"{world}_mse_reduction"][h] = copy_mse - mse
     return out

@@ -81,15 +81,14 @@ def bench_env(cfg: EnvBenchConfig) -> dict[str, Any]:
 
     import worldsim  # noqa: F401  (registers the envs)
     from worldsim.envs.world_model import WorldModelEnv, WorldModelVectorEnv
-    from worldsim.world_model import WorldModel
+    from worldsim.world_model import WorldModel, given_settings
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     tmp = tempfile.TemporaryDirectory(prefix="worldsim-bench-env-")
     checkpoint = Path(cfg.checkpoint) if cfg.checkpoint else tiny_model_file(Path(tmp.name) / "model.pt")
     model = WorldModel.from_checkpoint(checkpoint, cfg.device)
-    given = dict(steps=cfg.steps, sampler=cfg.sampler, warm_start=cfg.warm_start)
-    sampling = {name: value for name, value in given.items() if value is not None}
+    sampling = given_settings(steps=cfg.steps, sampler=cfg.sampler, warm_start=cfg.warm_start)
     effective = dataclasses.replace(model.default_sampling, **sampling)
     report: dict[str, Any] = {
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
@@ -97,7 +96,7 @@ def bench_env(cfg: EnvBenchConfig) -> dict[str, Any]:
                     "gpu": torch.cuda.get_device_name() if model.device.type == "cuda" else None},
         "model": {"checkpoint": str(cfg.checkpoint or "tiny presets, random weights"),
                   "dit_parameters": model.dit.num_params(trainable_only=False), "window": model.window,
-                  **{name: getattr(effective, name) for name in given},
+                  **{name: getattr(effective, name) for name in ("steps", "sampler", "warm_start")},
                   "observation": cfg.observation},
     }
 

@@ -39,7 +39,7 @@ from worldsim.data.recorder import action_codec, is_image_space
 from worldsim.envs.policy import Policy
 from worldsim.training.rollout_metrics import psnr_per_frame
 from worldsim.viz import frame_strip
-from worldsim.world_model import WorldModel
+from worldsim.world_model import WorldModel, given_settings
 
 FORMATS = ("gif", "mp4")
 HEADLESS_POLICIES = ("random", "scripted", "mixed")
@@ -394,8 +394,7 @@ def _play(cfg: PlayConfig, model: WorldModel, keyboard: Optional[KeyboardControl
         context, context_actions, caption = env_context(real, policy, frames, cfg.seed, to_stored)
     else:
         context, context_actions, caption = dataset_context(model, cfg.dataset, frames, cfg.seed)
-    sampling = {name: value for name, value in (("steps", cfg.sampling_steps), ("warm_start", cfg.sampling_warm_start))
-                if value is not None}
+    sampling = given_settings(steps=cfg.sampling_steps, warm_start=cfg.sampling_warm_start)
     first = model.reset(context[None], context_actions[None] if frames > 1 else None, caption, seed=cfg.seed,
                         **sampling)
 

@@ -454,6 +454,11 @@ class WorldModel:
         return sum(t.numel() * t.element_size() for t in (*self._cache.keys, *self._cache.values) if t is not None)
 
 
+def given_settings(**settings: Any) -> dict[str, Any]:
+    """The sampling settings a caller set (those not None); the rest stay the model's ``default_sampling``."""
+    return {name: value for name, value in settings.items() if value is not None}
+
+
 def recorded_sampling(record: Mapping[str, Any]) -> SamplingConfig:
     """The sampling a model file asks for (its ``sampling`` record, see ``set_default_sampling``) over
     ``SamplingConfig``'s defaults."""
