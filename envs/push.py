@@ -21,6 +21,7 @@ PROGRESS_SCALE = 10.0  # reward per meter of target-goal distance closed
 SUCCESS_BONUS = 5.0
 FALL_PENALTY = -1.0
 TARGET, PUSHER = 0, 1  # tracked slots
+STARTS = ("random", "behind")
 
 
 class PushEnv(SceneEnv):
@@ -46,14 +47,19 @@ class PushEnv(SceneEnv):
 
     ## Starting State
     Target within 0.2 m of the table center, goal 0.15-0.3 m from it (clipped to the table),
-    pusher 0.22 m from the target in a random direction; see ``info["params"]``.
+    pusher 0.22 m from the target: in a random direction (``start="random"``, the default), or
+    on the far side from the goal (``start="behind"``, where pushing straight at the goal moves
+    the target onto it: a task PPO learns in tens of thousands of steps, where the random start
+    needs far more); see ``info["params"]``.
 
     ## Episode End
     Terminates on success (target center within ``GOAL_RADIUS`` of the goal) or when the target
     leaves the table top. ``gymnasium.make("worldsim/Push-v0")`` truncates after 128 steps.
 
     ## Arguments
-    ``render_mode``, ``width``, ``height``, ``split``, ``frame_skip`` as in ``SceneEnv``.
+    ``render_mode``, ``width``, ``height``, ``split``, ``frame_skip`` as in ``SceneEnv``; ``start``
+    ("random" or "behind") as above. Both starts draw the same parameters from the same seed, so
+    a seed gives the same target, goal and object in either.
     ``info["state"]`` adds ``goal_position`` (3,) float32 and ``target_goal_distance`` () float32.
 
     ## Version History
@@ -77,6 +83,13 @@ class PushEnv(SceneEnv):
     ground = False
     default_camera = Camera(eye=(0.0, -0.75, 1.05), target=(0.0, 0.04, 0.0))
 
+    def __init__(self, *args: Any, start: str = "random", **kwargs: Any) -> None:
+        if start not in STARTS:
+            raise ValueError(f"start={start!r} is not one of {STARTS}: 'random' puts the pusher in a random "
+                             "direction from the target, 'behind' on its far side from the goal")
+        super().__init__(*args, **kwargs)
+        self.start = start
+
     def build(self, params: dict[str, Any]) -> None:
         table = self.add_scenery((TABLE_HALF, TABLE_HALF, 0.05), GROUND, (0.0, 0.0, -0.05))
         self.client.changeDynamics(table, -1, lateralFriction=1.0)
@@ -84,6 +97,9 @@ class PushEnv(SceneEnv):
         target = np.array([params["target_x"], params["target_y"]])
         goal = target + params["goal_distance"] * np.array([math.cos(params["goal_angle"]), math.sin(params["goal_angle"])])
         self.goal = np.clip(goal, -TABLE_HALF + 0.12, TABLE_HALF - 0.12)
+        if self.start == "behind":
+            away = target - self.goal
+            params["pusher_angle"] = math.atan2(away[1], away[0])
         pusher = target + 0.22 * np.array([math.cos(params["pusher_angle"]), math.sin(params["pusher_angle"])])
         pusher = np.clip(pusher, -TABLE_HALF + PUSHER_RADIUS, TABLE_HALF - PUSHER_RADIUS)
         # Recorded so datasets carry where the goal really is after clipping to the table.

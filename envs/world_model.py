@@ -61,7 +61,8 @@ class ContextSource:
     """
 
     def __init__(self, model: WorldModel, context: str, context_frames: int, context_policy: str,
-                 dataset: Optional[Union[str, Path]], text: Optional[str]) -> None:
+                 dataset: Optional[Union[str, Path]], text: Optional[str],
+                 env_kwargs: Optional[dict[str, Any]] = None) -> None:
         if context not in CONTEXTS:
             raise ValueError(f"context={context!r} is not one of {CONTEXTS}")
         if context_frames < 1:
@@ -74,6 +75,7 @@ class ContextSource:
             raise ValueError("context='env': the checkpoint records no env id; use context='dataset' or 'text'")
         self.model, self.context, self.k = model, context, int(context_frames)
         self.context_policy, self.dataset, self.text = context_policy, dataset, text
+        self.env_kwargs = {**model.env_kwargs, **dict(env_kwargs or {})}
         self._recorder = None
         self._datasets: dict[str, Any] = {}
 
@@ -92,7 +94,7 @@ class ContextSource:
         from worldsim.data.recorder import EpisodeRecorder
 
         if self._recorder is None:
-            env = make_env(CollectConfig(env=self.model.env_id, env_kwargs=self.model.env_kwargs))
+            env = make_env(CollectConfig(env=self.model.env_id, env_kwargs=self.env_kwargs))
             policy = ZeroPolicy(env.action_space) if self.context_policy == "zero" else None
             if policy is None:
                 from worldsim.data.policies import make_policy
@@ -151,7 +153,7 @@ class _WorldModelBase:
     def _setup(self, checkpoint: Union[str, Path, WorldModel], observation: str, horizon: int, context: str,
                context_frames: Optional[int], context_policy: str, dataset, text, steps: Optional[int],
                sampler: Optional[str], cfg_text: Optional[float], cfg_action: Optional[float], window: Optional[int],
-               warm_start: Optional[float], device) -> None:
+               warm_start: Optional[float], device, env_kwargs: Optional[dict[str, Any]]) -> None:
         if observation not in OBSERVATIONS:
             raise ValueError(f"observation={observation!r} is not one of {OBSERVATIONS}")
         if horizon < 1:
@@ -164,7 +166,7 @@ class _WorldModelBase:
         self.model.sampling = dataclasses.replace(self.model.default_sampling, **self.sampling)  # checks them now
         self.observation, self.horizon = observation, int(horizon)
         self.source = ContextSource(self.model, context, context_frames or self.model.window, context_policy,
-                                    dataset, text)
+                                    dataset, text, env_kwargs)
         H, W, _ = self.model.frame_shape
         rgb = spaces.Box(0, 255, (H, W, 3), np.uint8)
         latent = spaces.Box(-np.inf, np.inf, self.model.latent_shape, np.float32)
@@ -208,8 +210,8 @@ class WorldModelEnv(_WorldModelBase, gymnasium.Env):
 
     ## Starting State
     ``reset(seed=..., options=...)`` writes ``context_frames`` frames into the model: recorded from
-    the real env (``context="env"``: the checkpoint's env id and kwargs, rolled by
-    ``context_policy``), cut from a dataset episode (``context="dataset"`` or
+    the real env (``context="env"``: the checkpoint's env id and kwargs, updated by ``env_kwargs``,
+    rolled by ``context_policy``), cut from a dataset episode (``context="dataset"`` or
     ``options={"dataset": path, "episode": i, "start": t}``), or imagined from a caption alone
     (``context="text"`` or ``options={"text": "a red ball ..."}``: the model generates the frames).
     All randomness (env seeds, episode picks, sampling noise) follows from the reset seed.
@@ -220,7 +222,9 @@ class WorldModelEnv(_WorldModelBase, gymnasium.Env):
     ## Arguments
     ``checkpoint`` (path or a ``WorldModel``), ``observation``, ``horizon`` (64), ``context``
     ("env"), ``context_frames`` (default the cache window, so contexts fill it), ``context_policy``
-    ("scripted" | "zero" | "random" | module:callable), ``dataset``, ``text``; how frames are
+    ("scripted" | "zero" | "random" | module:callable), ``env_kwargs`` (for the real env of
+    ``context="env"``, over the checkpoint's: e.g. ``{"start": "behind"}`` for Push), ``dataset``,
+    ``text``; how frames are
     sampled, each None for the model file's default (``WorldModel.default_sampling``, else
     ``SamplingConfig``'s): ``steps`` (1), ``sampler`` ("euler"), ``cfg_text``/``cfg_action`` (1: no
     guidance), ``window`` (past frames attended; the DiT's max_frames - 1), ``warm_start`` (0.3: each
@@ -239,11 +243,11 @@ class WorldModelEnv(_WorldModelBase, gymnasium.Env):
                  dataset: Optional[str] = None, text: Optional[str] = None, steps: Optional[int] = None,
                  sampler: Optional[str] = None, cfg_text: Optional[float] = None, cfg_action: Optional[float] = None,
                  window: Optional[int] = None, warm_start: Optional[float] = None, device: Optional[str] = None,
-                 render_mode: Optional[str] = "rgb_array") -> None:
+                 render_mode: Optional[str] = "rgb_array", env_kwargs: Optional[dict[str, Any]] = None) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode={render_mode!r}: use 'rgb_array' or None")
         self._setup(checkpoint, observation, horizon, context, context_frames, context_policy, dataset, text,
-                    steps, sampler, cfg_text, cfg_action, window, warm_start, device)
+                    steps, sampler, cfg_text, cfg_action, window, warm_start, device, env_kwargs)
         self.observation_space = self._single_observation_space
         self.action_space = self._single_action_space
         self.render_mode = render_mode
@@ -308,12 +312,12 @@ class WorldModelVectorEnv(_WorldModelBase, VectorEnv):
                  context_policy: str = "scripted", dataset: Optional[str] = None, text: Optional[str] = None,
                  steps: Optional[int] = None, sampler: Optional[str] = None, cfg_text: Optional[float] = None,
                  cfg_action: Optional[float] = None, window: Optional[int] = None, warm_start: Optional[float] = None,
-                 device: Optional[str] = None,
-                 render_mode: Optional[str] = "rgb_array") -> None:
+                 device: Optional[str] = None, render_mode: Optional[str] = "rgb_array",
+                 env_kwargs: Optional[dict[str, Any]] = None) -> None:
         if num_envs < 1:
             raise ValueError(f"num_envs={num_envs}: run at least 1 sub-env")
         self._setup(checkpoint, observation, horizon, context, context_frames, context_policy, dataset, text,
-                    steps, sampler, cfg_text, cfg_action, window, warm_start, device)
+                    steps, sampler, cfg_text, cfg_action, window, warm_start, device, env_kwargs)
         self.num_envs = int(num_envs)
         self.single_observation_space = self._single_observation_space
         self.single_action_space = self._single_action_space

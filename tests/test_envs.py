@@ -16,7 +16,7 @@ from worldsim.envs.occlusion import OcclusionEnv
 from worldsim.envs.orbit import OrbitEnv
 from worldsim.envs.physics import PhysicsEnv
 from worldsim.envs.policy import Policy
-from worldsim.envs.push import TABLE_HALF, PushEnv
+from worldsim.envs.push import GOAL_RADIUS, TABLE_HALF, PushEnv
 
 WORLDS = [PhysicsEnv, PushEnv, OcclusionEnv, OrbitEnv]
 COMMON_STATE_KEYS = {
@@ -281,6 +281,31 @@ def test_push_scripted_policy_reaches_the_goal_and_is_rewarded():
             assert sum(rewards) == pytest.approx(10 * (start - end) + 5.0, abs=1e-4)
     assert successes >= 6
     env.close()
+
+
+def test_push_start_behind_puts_the_pusher_on_the_far_side_of_the_same_scene():
+    random_start, behind = PushEnv(), gymnasium.make("worldsim/Push-v0", start="behind")
+    for seed in range(6):
+        _, info = random_start.reset(seed=seed)
+        _, moved = behind.reset(seed=seed)
+        target, goal = moved["state"]["object_position"][0, :2], np.array(moved["params"]["goal"])
+        assert np.allclose(target, info["state"]["object_position"][0, :2], atol=1e-4)  # same scene, same seed
+        assert moved["params"]["goal"] == info["params"]["goal"]
+        pusher = moved["state"]["object_position"][1, :2]
+        away = (target - goal) / np.linalg.norm(target - goal)
+        offset = pusher - target
+        assert offset @ away > 0.15 and abs(offset[0] * away[1] - offset[1] * away[0]) < 0.02  # on the line, behind
+        # Heading for the goal, from behind, pushes the target onto it.
+        for _ in range(40):
+            heading = goal - moved["state"]["object_position"][1, :2]
+            _, _, terminated, _, moved = behind.step((heading / np.linalg.norm(heading)).astype(np.float32))
+            if terminated:
+                break
+        assert terminated and moved["state"]["target_goal_distance"] < GOAL_RADIUS
+    with pytest.raises(ValueError, match="start='front' is not one of"):
+        PushEnv(start="front")
+    random_start.close()
+    behind.close()
 
 
 def test_push_target_off_the_table_terminates_with_a_penalty():

@@ -180,6 +180,22 @@ def test_real_env_is_observed_as_the_model_encodes_it(push: Path) -> None:
         env.close()
 
 
+def test_env_kwargs_configure_the_imagined_contexts_and_the_real_env_alike(push: Path) -> None:
+    """An imagined episode with the zero context policy starts on the frame a real reset shows."""
+    model = WorldModel.from_checkpoint(push, device="cpu")
+    starts = {}
+    for start in ("random", "behind"):
+        envs = make_vec(push, 1, context_frames=1, context_policy="zero", env_kwargs={"start": start})
+        envs.reset(seed=5)
+        frames, *_ = envs.unwrapped.source.draw(np.random.default_rng(0), {})
+        real = make_real_env(model, 8, {"start": start})
+        frame, info = real.reset(seed=int(np.random.default_rng(0).integers(2**31 - 1)))  # the seed draw() used
+        assert np.array_equal(frames[0], frame) and real.unwrapped.start == start
+        starts[start] = frame
+        envs.close(), real.close()
+    assert not np.array_equal(starts["random"], starts["behind"])
+
+
 def test_rl_module_without_sb3_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in [name for name in sys.modules if name.split(".")[0] == "stable_baselines3"]:
         monkeypatch.setitem(sys.modules, name, None)
@@ -193,12 +209,13 @@ def test_worldsim_imagine_writes_the_table(push: Path, tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "worldsim.cli", "imagine", f"checkpoint={push}", "timesteps=32", "n_envs=2",
          "ppo.n_steps=16", "ppo.batch_size=16", "ppo.n_epochs=1", "eval_episodes=2", "horizon=4", "threads=1",
-         f"out={out}"],
+         "+env_kwargs.start=behind", f"out={out}"],
         cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     report = json.loads((out / "imagine.json").read_text())
     rows = {row["policy"]: row for row in report["rows"]}
     assert list(rows) == ["imagination", "real", "random", "scripted"]
+    assert report["config"]["env_kwargs"] == {"start": "behind"} and report["config"]["context_policy"] == "zero"
     for name, row in rows.items():
         assert row["n"] == 2 and len(row["returns"]) == 2
         assert row["return_mean"] == pytest.approx(np.mean(row["returns"]), abs=1e-3)

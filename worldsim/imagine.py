@@ -11,7 +11,10 @@ imagination-trained return to the real-trained one.
 Both PPO runs see the same kind of observation: ``observation=latent`` (default) gives the model's
 autoencoder latents, in the real env too (``ModelObservation`` encodes each real frame with
 ``WorldModel.encode``), read by an MLP; ``observation=rgb`` gives frames to a CNN, much slower on a
-CPU. Needs the ``rl`` extra: ``pip install -e ".[rl]"``.
+CPU. Imagined episodes start from real frames of the world left alone (``context_policy=zero``), so
+they begin where real episodes do. ``env_kwargs`` configures every real env alike, e.g.
+``+env_kwargs.start=behind`` for Push's start behind the target. Needs the ``rl`` extra:
+``pip install -e ".[rl]"``.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import math
 import os
 import platform
 import time
+import dataclasses
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -65,7 +69,8 @@ class ImagineConfig:
     seed: int = 0  # seeds torch, numpy, PPO and the training envs
     observation: str = "latent"  # latent (the model's autoencoder latents, MlpPolicy) | rgb (frames, CnnPolicy)
     horizon: Optional[int] = None  # steps per episode, imagined and real; None: the real env's limit (128 for Push)
-    context_policy: str = "scripted"  # rolls the real context frames that start each imagined episode: scripted | zero | random
+    env_kwargs: dict[str, Any] = field(default_factory=dict)  # for every real env (training, contexts, scoring), over the checkpoint's: e.g. {start: behind}
+    context_policy: str = "zero"  # rolls the real context frames of each imagined episode; zero: it starts where a real one does
     steps: Optional[int] = None  # flow integration steps per imagined frame; None: the model file's default (else 1)
     warm_start: Optional[float] = None  # tau each imagined frame starts from the previous one (0: from noise); None: the model's (else 0.3)
     policies: list[str] = field(default_factory=lambda: list(POLICIES))  # rows to run: imagination | real | random | scripted
@@ -138,11 +143,20 @@ def real_horizon(model: WorldModel, horizon: Optional[int]) -> int:
     return int(limit)
 
 
-def make_real_env(model: WorldModel, horizon: int) -> gymnasium.Env:
-    """The world the model learned (its env id and kwargs), truncated after ``horizon`` steps."""
+def sampling_words(model: WorldModel, cfg: ImagineConfig) -> str:
+    """How imagined frames are sampled, in words: the model file's default with what cfg overrides."""
+    from worldsim.world_model import given_settings
+
+    s = dataclasses.replace(model.default_sampling, **given_settings(steps=cfg.steps, warm_start=cfg.warm_start))
+    start = f"a warm start at tau {s.warm_start:g}" if s.warm_start > 0 else "noise"
+    return f"{s.steps} {s.sampler} step{'s' if s.steps > 1 else ''} per frame from {start}"
+
+
+def make_real_env(model: WorldModel, horizon: int, env_kwargs: Optional[dict[str, Any]] = None) -> gymnasium.Env:
+    """The world the model learned (its env id and kwargs, updated by ``env_kwargs``), truncated after ``horizon``."""
     if not model.env_id:
         raise ValueError("the checkpoint records no env id: imagine needs the real world to train and score in")
-    return gymnasium.make(model.env_id, max_episode_steps=horizon, **model.env_kwargs)
+    return gymnasium.make(model.env_id, max_episode_steps=horizon, **{**model.env_kwargs, **(env_kwargs or {})})
 
 
 # -- training -------------------------------------------------------------------------------------------
@@ -165,7 +179,7 @@ def imagination_venv(cfg: ImagineConfig, horizon: int) -> Any:
     envs = gymnasium.make_vec(WORLD_MODEL_ID, num_envs=cfg.n_envs, vectorization_mode="vector_entry_point",
                               checkpoint=cfg.checkpoint, observation=cfg.observation, horizon=horizon,
                               context="env", context_policy=cfg.context_policy, steps=cfg.steps, warm_start=cfg.warm_start,
-                              device=cfg.device)
+                              device=cfg.device, env_kwargs=dict(cfg.env_kwargs))
     return GymnasiumVecEnv(envs)
 
 
@@ -173,7 +187,10 @@ def real_venv(cfg: ImagineConfig, model: WorldModel, horizon: int) -> Any:
     """``n_envs`` real envs observed through ``ModelObservation``, stepped one by one in SB3's DummyVecEnv."""
     from stable_baselines3.common.vec_env import DummyVecEnv
 
-    return DummyVecEnv([lambda: ModelObservation(make_real_env(model, horizon), model, cfg.observation)] * cfg.n_envs)
+    def make() -> gymnasium.Env:
+        return ModelObservation(make_real_env(model, horizon, cfg.env_kwargs), model, cfg.observation)
+
+    return DummyVecEnv([make] * cfg.n_envs)
 
 
 def train_ppo(cfg: ImagineConfig, venv: Any, context_frames: int) -> tuple[Any, TrainStats]:
@@ -308,8 +325,8 @@ def markdown(rows: list[dict[str, Any]], ratios: dict[str, Optional[float]], fac
                                            if value is None else f"{value:.2f}"))
     lines.append(f"\n{facts['checkpoint']}; {facts['observation']} observations; {facts['timesteps']} PPO steps per "
                  f"training run on {facts['n_envs']} sub-envs; imagined episodes start from {facts['context_frames']} "
-                 f"real frames rolled by the {facts['context_policy']} policy, {facts['steps']} flow steps per frame; "
-                 f"horizon {facts['horizon']}; evaluation seeds {facts['eval_seeds'][0]}..{facts['eval_seeds'][-1]}; "
+                 f"real frames rolled by the {facts['context_policy']} policy, {facts['sampling']}; "
+                 f"horizon {facts['horizon']}; real env kwargs {facts['env_kwargs']}; evaluation seeds {facts['eval_seeds'][0]}..{facts['eval_seeds'][-1]}; "
                  f"{facts['machine']}.")
     return "\n".join(lines) + "\n"
 
@@ -328,7 +345,7 @@ def imagine(cfg: ImagineConfig) -> dict[str, Any]:
     rows: dict[str, dict[str, Any]] = {}
 
     def real_observed() -> gymnasium.Env:
-        return ModelObservation(make_real_env(model, horizon), model, cfg.observation)
+        return ModelObservation(make_real_env(model, horizon, cfg.env_kwargs), model, cfg.observation)
 
     for name in ("imagination", "real"):
         if name not in cfg.policies:
@@ -344,13 +361,13 @@ def imagine(cfg: ImagineConfig) -> dict[str, Any]:
 
     for name in ("random", "scripted"):
         if name in cfg.policies:
-            env = make_real_env(model, horizon)
+            env = make_real_env(model, horizon, cfg.env_kwargs)
             rows[name] = summarize(name, evaluate(lambda: env, make_policy(name, env), seeds), None)
     ordered = [rows[name] for name in POLICIES if name in rows]
     ratios = return_ratios(rows)
     facts = {"checkpoint": cfg.checkpoint, "observation": cfg.observation, "timesteps": cfg.timesteps,
              "n_envs": cfg.n_envs, "horizon": horizon, "eval_seeds": seeds, "context_frames": model.window,
-             "context_policy": cfg.context_policy, "steps": cfg.steps,
+             "context_policy": cfg.context_policy, "sampling": sampling_words(model, cfg), "env_kwargs": dict(cfg.env_kwargs),
              "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
                         f"{torch.get_num_threads()} torch threads, device {cfg.device}"}
     report = {"config": asdict(cfg), "env_id": model.env_id, "rows": ordered, "ratios": ratios, "facts": facts}
