@@ -289,28 +289,52 @@ def test_physics_world_collects_ground_truth(tmp_path: Path) -> None:
     assert episode.segmentation.shape == episode.frames.shape[:3]
 
 
+def beside_the_script(env: gymnasium.Env, spec: str, seed: int, episodes: int, steps: int):
+    """Actions of policy ``spec`` (seeded ``seed + episode``) and of the script, in the script's states."""
+    from worldsim.data.policies import make_policy
+
+    policy, script = make_policy(spec, env), make_policy("scripted", env)
+    taken, scripted = [], []
+    for episode in range(episodes):
+        observation, info = env.reset(seed=episode)
+        policy.reset(seed + episode)
+        for _ in range(steps):
+            scripted.append(script(observation, info))
+            taken.append(policy(observation, info))
+            observation, _, terminated, truncated, info = env.step(scripted[-1])  # same states for both
+            if terminated or truncated:
+                break
+    return policy, np.array(taken), np.array(scripted)
+
+
 def test_mixed_policy_is_the_script_with_seeded_random_bursts() -> None:
-    from worldsim.data.policies import MixedPolicy, make_policy
+    from worldsim.data.policies import MixedPolicy
 
     env = gymnasium.make("worldsim/Push-v0")
     try:
-        def actions(seed: int) -> tuple[np.ndarray, np.ndarray]:
-            policy, script = make_policy("mixed", env), make_policy("scripted", env)
-            assert isinstance(policy, MixedPolicy)
-            observation, info = env.reset(seed=0)
-            policy.reset(seed)
-            taken, scripted = [], []
-            for _ in range(60):
-                scripted.append(script(observation, info))
-                taken.append(policy(observation, info))
-                observation, _, terminated, truncated, info = env.step(scripted[-1])  # same states for both
-                if terminated or truncated:
-                    break
-            return np.array(taken), np.array(scripted)
-
-        taken, scripted = actions(seed=1)
+        policy, taken, scripted = beside_the_script(env, "mixed", seed=1, episodes=1, steps=60)
+        assert isinstance(policy, MixedPolicy)
         random_steps = ~np.all(np.isclose(taken, scripted), axis=1)
         assert 0 < random_steps.sum() < 0.5 * len(taken)  # mostly the script, with bursts
-        assert np.array_equal(actions(seed=1)[0], taken) and not np.array_equal(actions(seed=2)[0], taken)
+        assert np.array_equal(beside_the_script(env, "mixed", 1, 1, 60)[1], taken)
+        assert not np.array_equal(beside_the_script(env, "mixed", 2, 1, 60)[1], taken)
+    finally:
+        env.close()
+
+
+def test_sticky_policy_holds_random_actions_between_scripted_segments() -> None:
+    from worldsim.data.policies import StickyPolicy, make_policy
+
+    env = gymnasium.make("worldsim/Push-v0", start="behind")
+    try:
+        policy, taken, scripted = beside_the_script(env, "sticky", seed=3, episodes=4, steps=64)
+        assert isinstance(policy, StickyPolicy)
+        held = ~np.all(np.isclose(taken, scripted), axis=1)
+        assert 0.2 < held.mean() < 0.8  # about half the segments are random holds
+        repeats = np.all(taken[1:] == taken[:-1], axis=1) & held[1:] & held[:-1]
+        assert repeats.sum() >= held.sum() // 2  # a held action repeats until its segment ends
+        assert np.array_equal(beside_the_script(env, "sticky", 3, 4, 64)[1], taken)
+        assert not np.array_equal(beside_the_script(env, "sticky", 4, 4, 64)[1], taken)
+        assert make_policy("sticky", gymnasium.make("CartPole-v1")).scripted_share == 0.0  # no script: all holds
     finally:
         env.close()

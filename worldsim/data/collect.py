@@ -51,7 +51,7 @@ from worldsim.data.storage import (
 class CollectConfig:
     env: str = "worldsim/Physics-v0"  # Gymnasium env id: a worldsim world or any registered env
     env_kwargs: dict[str, Any] = field(default_factory=dict)  # keyword arguments for gymnasium.make
-    policy: str = "random"  # random | scripted | mixed (scripted with random bursts) | module:callable (Policy, Policy class or (obs, info) -> action)
+    policy: str = "random"  # random | scripted | mixed (scripted with random bursts) | sticky (held random actions, scripted segments) | module:callable (Policy, Policy class or (obs, info) -> action)
     episodes: int = 64  # episodes in the finished dataset
     out: str = "data/episodes"  # dataset directory; re-running the same command there resumes
     workers: int = 1  # processes recording shards in parallel (does not change the data)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import gymnasium
 import numpy as np
@@ -54,6 +54,40 @@ class MixedPolicy:
         return scripted_action
 
 
+class StickyPolicy:
+    """Segments of 1-``max_hold`` steps: one uniform random action held throughout, or the scripted policy.
+
+    Held actions drive an agent in straight lines, into corners and past objects, as a trained agent
+    does and neither a scripted nor a per-step random policy does; a world model (and its reward
+    head) then learns what such drives are worth. Each segment follows ``scripted`` with
+    probability ``scripted_share`` (none without a scripted policy).
+    """
+
+    def __init__(self, scripted: Optional[Policy], action_space: gymnasium.Space, max_hold: int = 16,
+                 scripted_share: float = 0.5) -> None:
+        if max_hold < 1:
+            raise ValueError(f"max_hold={max_hold}: hold each action for at least 1 step")
+        self.scripted, self.action_space, self.max_hold = scripted, action_space, int(max_hold)
+        self.scripted_share = scripted_share if scripted is not None else 0.0
+        self.rng = np.random.default_rng(0)
+        self.left, self.held = 0, None
+
+    def reset(self, seed: int) -> None:
+        if self.scripted is not None:
+            self.scripted.reset(seed)
+        self.action_space.seed(seed)
+        self.rng = np.random.default_rng(seed)
+        self.left, self.held = 0, None
+
+    def __call__(self, observation: np.ndarray, info: dict[str, Any]) -> Any:
+        scripted_action = self.scripted(observation, info) if self.scripted is not None else None
+        if self.left == 0:
+            self.left = int(self.rng.integers(1, self.max_hold + 1))
+            self.held = None if self.rng.random() < self.scripted_share else self.action_space.sample()
+        self.left -= 1
+        return scripted_action if self.held is None else self.held
+
+
 class FunctionPolicy:
     """Adapts a stateless ``(observation, info) -> action`` function to the Policy protocol."""
 
@@ -71,13 +105,18 @@ def make_policy(spec: str, env: gymnasium.Env) -> Policy:
     """The policy named by ``spec`` for ``env``.
 
     ``"random"``: uniform actions. ``"scripted"``: ``env.unwrapped.scripted_policy()``.
-    ``"mixed"``: the scripted policy with bursts of random actions (``MixedPolicy``).
+    ``"mixed"``: the scripted policy with bursts of random actions (``MixedPolicy``). ``"sticky"``:
+    random actions held for 1-16 steps, half the segments scripted where the world has a script
+    (``StickyPolicy``).
     ``"module:name"`` or ``"file.py:name"``: a Policy object; a class, instantiated with the
     env's action space when its constructor takes an argument, else with none; or a plain
     function ``(observation, info) -> action``.
     """
     if spec == "random":
         return RandomPolicy(env.action_space)
+    if spec == "sticky":
+        factory = getattr(env.unwrapped, "scripted_policy", None)
+        return StickyPolicy(factory() if factory is not None else None, env.action_space)
     if spec in ("scripted", "mixed"):
         factory = getattr(env.unwrapped, "scripted_policy", None)
         if factory is None:
@@ -87,7 +126,8 @@ def make_policy(spec: str, env: gymnasium.Env) -> Policy:
             )
         return factory() if spec == "scripted" else MixedPolicy(factory(), env.action_space)
     if ":" not in spec:
-        raise ValueError(f"policy {spec!r} is unknown: use 'random', 'scripted', 'mixed' or 'module:callable'")
+        raise ValueError(f"policy {spec!r} is unknown: use 'random', 'scripted', 'mixed', 'sticky' or "
+                         "'module:callable'")
     target = load_target(spec, "policy")
     if inspect.isclass(target):
         takes_argument = len(inspect.signature(target).parameters) > 0
