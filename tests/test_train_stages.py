@@ -106,3 +106,46 @@ def test_dynamics_resume_from_a_mid_run_checkpoint_equals_an_uninterrupted_run(t
         assert torch.equal(a["state_dict"][key], b["state_dict"][key]), key
     for opt_a, opt_b in zip(a["optimizer_states"][0]["state"].values(), b["optimizer_states"][0]["state"].values()):
         assert torch.equal(opt_a["exp_avg"], opt_b["exp_avg"]) and torch.equal(opt_a["exp_avg_sq"], opt_b["exp_avg_sq"])
+
+
+def test_fine_tuning_only_the_heads_keeps_every_frame_and_moves_the_reward(tmp_path: Path) -> None:
+    import numpy as np
+
+    from worldsim.world_model import WorldModel, set_default_sampling
+
+    base_data, new_data = tmp_path / "push", tmp_path / "push-sticky"
+    collect(CollectConfig(env="worldsim/Push-v0", episodes=5, max_steps=10, policy="scripted", progress=False,
+                          out=str(base_data)))
+    collect(CollectConfig(env="worldsim/Push-v0", env_kwargs={"start": "behind"}, episodes=5, max_steps=10,
+                          policy="sticky", progress=False, out=str(new_data)))
+    cfg = config(base_data, tmp_path / "base", steps=3, every=3)
+    cfg.stage, cfg.ae.max_steps = "all", 2
+    cfg.dynamics.clip_length, cfg.dynamics.context_frames, cfg.dynamics.horizons = 4, 2, [1, 2]
+    cfg.dynamics.dit = {"width": 32, "depth": 1, "heads": 2}
+    cfg.dynamics_data.batch_size, cfg.dynamics_data.rollout_length, cfg.dynamics_data.rollout_clips = 4, 4, 1
+    base = train(cfg)["dynamics"]
+    set_default_sampling(base, steps=2, warm_start=0.0)
+    tune = dataclasses.replace(cfg, stage="dynamics", data=str(new_data), out=str(tmp_path / "tuned"), init=str(base),
+                               dynamics=dataclasses.replace(cfg.dynamics, trainable="heads", dit={}))
+    tune.trainer.max_steps = 6
+    tuned = train(tune)["dynamics"]
+
+    a, b = WorldModel.from_checkpoint(base, "cpu"), WorldModel.from_checkpoint(tuned, "cpu")
+    for name in ("dit", "text_encoder", "autoencoder"):
+        before, after = getattr(a, name).state_dict(), getattr(b, name).state_dict()
+        for key in before:
+            assert torch.equal(before[key], after[key]) != key.startswith("heads."), (name, key)  # only heads moved
+    assert b.default_sampling == a.default_sampling  # recorded with init, kept
+    frames = np.zeros((1, 2, 64, 64, 3), np.uint8)
+    actions = np.full((1, 4, 2), 0.5, np.float32)
+    assert np.array_equal(a.rollout(frames, actions, "a push", horizon=3, seed=1),
+                          b.rollout(frames, actions, "a push", horizon=3, seed=1))  # the same world
+    a.reset(frames, actions[:, :1], "a push", seed=1)
+    b.reset(frames, actions[:, :1], "a push", seed=1)
+    assert a.step(actions[:, 1]).reward != b.step(actions[:, 1]).reward  # new heads
+
+    with pytest.raises(ValueError, match="set dynamics.clip_length=4"):
+        train(dataclasses.replace(tune, out=str(tmp_path / "bad"),
+                                  dynamics=dataclasses.replace(tune.dynamics, clip_length=8)))
+    with pytest.raises(ValueError, match="run it with stage=dynamics"):
+        dataclasses.replace(tune, stage="all")

@@ -18,7 +18,7 @@ import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 import lightning
 import torch
@@ -30,6 +30,7 @@ from worldsim.flow import WARM_START, FlowMatching, FlowMatchingConfig, rollout
 from worldsim.models.autoencoder import FrameAutoencoder
 from worldsim.models.dit import VideoDiT, VideoDiTConfig
 from worldsim.models.text import TEXT_ENCODER_PRESETS, TextEncoder, TextEncoderConfig
+from worldsim.training.checkpoint import part_state_dict
 from worldsim.training.ema import EMA
 from worldsim.training.guards import FiniteLossGuard
 from worldsim.training.harness import counted_step, step_generator
@@ -38,11 +39,13 @@ from worldsim.training import rollout_metrics
 
 #: VideoDiTConfig fields that follow from the data and clip_length, never from overrides.
 DATA_FIELDS = ("latent_channels", "latent_size", "action_kind", "action_dim", "num_actions", "max_frames")
+TRAINABLE = ("all", "heads")  # what a dynamics run trains: every weight, or only the reward and termination heads
 
 
 @dataclass
 class DynamicsConfig:
     preset: str = "tiny"  # model size: tiny (CPU) | small (GPU reference, ~20M) | base
+    trainable: str = "all"  # all | heads: only the reward and termination heads learn (fine-tuning with init=; frames stay init's)
     dit: dict[str, Any] = field(default_factory=dict)  # overrides of the preset's VideoDiTConfig: on the command line +dynamics.dit={width:64,depth:2}
     text: dict[str, Any] = field(default_factory=dict)  # overrides of the preset's TextEncoderConfig (+dynamics.text={depth:2}); width follows dit text_width
     flow: FlowMatchingConfig = field(default_factory=FlowMatchingConfig)  # objective: noise levels, context noise, condition dropout
@@ -58,6 +61,8 @@ class DynamicsConfig:
     val_seed: int = 0  # seeds validation noise, so val metrics of different epochs compare
 
     def __post_init__(self) -> None:
+        if self.trainable not in TRAINABLE:
+            raise ValueError(f"trainable={self.trainable!r} is not one of {TRAINABLE}")
         if self.sampler not in ("euler", "heun"):
             raise ValueError(f"sampler={self.sampler!r}: use 'euler' or 'heun'")
         if self.clip_length < 2:
@@ -138,6 +143,22 @@ def build_networks(cfg: DynamicsConfig, meta: dict[str, Any]) -> tuple[VideoDiTC
     return dit, text
 
 
+def networks_of(init: Mapping[str, Any], meta: dict[str, Any], clip_length: int) -> tuple[VideoDiTConfig, TextEncoderConfig]:
+    """The DiT and text encoder configs of exported model ``init``, checked against the data to fine-tune on."""
+    configs = init["worldsim"]["configs"]
+    dit, text = VideoDiTConfig(**configs["dit"]), TextEncoderConfig(**configs["text"])
+    data = {"latent_channels": int(meta["latent_channels"]), "latent_size": int(meta["latent_size"]),
+            **action_fields(meta.get("action_space"))}
+    differ = {key: (getattr(dit, key), value) for key, value in data.items() if getattr(dit, key) != value}
+    if differ:
+        raise ValueError(f"the init model does not fit this data: {', '.join(f'{k} {a} (model) vs {b} (data)' for k, (a, b) in differ.items())}; "
+                         "fine-tune on data of the same world, encoded by the init model's autoencoder")
+    if clip_length != dit.max_frames:
+        raise ValueError(f"dynamics.clip_length={clip_length} but the init model's DiT takes {dit.max_frames}-frame clips: "
+                         f"set dynamics.clip_length={dit.max_frames}")
+    return dit, text
+
+
 def _plain(value: Any) -> Any:
     """JSON values only (dicts, lists, str, numbers, bool, None), as torch.load(weights_only=True) needs."""
     if dataclasses.is_dataclass(value):
@@ -155,13 +176,21 @@ class DynamicsModule(lightning.LightningModule):
     """
 
     def __init__(self, cfg: DynamicsConfig, optim: OptimConfig, max_steps: int, meta: dict[str, Any],
-                 autoencoder: Optional[FrameAutoencoder] = None, seed: int = 0) -> None:
+                 autoencoder: Optional[FrameAutoencoder] = None, seed: int = 0,
+                 init: Optional[Mapping[str, Any]] = None) -> None:
         super().__init__()
         self.cfg, self.optim, self.max_steps, self.meta = cfg, optim, max_steps, _plain(meta)
         self.seed = seed
-        self.dit_config, self.text_config = build_networks(cfg, self.meta)
+        self.dit_config, self.text_config = (build_networks(cfg, self.meta) if init is None
+                                             else networks_of(init, self.meta, cfg.clip_length))
         self.networks = nn.ModuleDict({"dit": VideoDiT(self.dit_config), "text": TextEncoder(self.text_config)})
-        self.ema = EMA(self.networks, optim.ema_decay) if optim.ema_decay > 0 else None
+        if init is not None:
+            for name, network in self.networks.items():
+                network.load_state_dict(part_state_dict(init, name))
+        if cfg.trainable == "heads":
+            self.networks.requires_grad_(False)
+            self.networks["dit"].heads.requires_grad_(True)
+        self.ema = EMA(self.networks, optim.ema_decay) if optim.ema_decay > 0 else None  # starts at init's weights
         self.flow = FlowMatching(cfg.flow)
         self.flops_per_batch: Optional[int] = None  # set by the first training step (counted_step)
         self.finite_guard = FiniteLossGuard()

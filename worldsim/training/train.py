@@ -9,6 +9,8 @@
     <out>/model.pt                                          stage-2 export: DiT + text + autoencoder
 
 ``stage=all`` runs stage 1, caches the dataset's latents with its autoencoder, then stage 2.
+``stage=dynamics init=<model.pt>`` fine-tunes an exported model on new data; with
+``dynamics.trainable=heads`` only its reward and termination heads learn, so it predicts the same frames.
 """
 
 from __future__ import annotations
@@ -60,7 +62,8 @@ class TrainConfig:
     data: str = "data/episodes"  # dataset directory written by `worldsim collect`
     out: str = "runs/default"  # run directory: <out>/<stage>/{checkpoints,tensorboard,csv}, exports <out>/autoencoder.pt, <out>/model.pt
     resume: Optional[str] = None  # a .ckpt, or a run directory (its <stage>/checkpoints/last.ckpt), to continue exactly
-    autoencoder: Optional[str] = None  # stage-1 checkpoint (.ckpt or .pt) for stage=dynamics; None: <out>/autoencoder.pt
+    autoencoder: Optional[str] = None  # stage-1 checkpoint (.ckpt or .pt) for stage=dynamics; None: init's, else <out>/autoencoder.pt
+    init: Optional[str] = None  # exported model.pt that stage=dynamics starts from (fine-tuning): its networks, configs and recorded sampling
     seed: int = 0  # one seed: init, data order and every training step's noise
     trainer: TrainerConfig = field(default_factory=TrainerConfig)  # devices, strategy, precision, steps, intervals
     optim: OptimConfig = field(default_factory=OptimConfig)  # AdamW + warmup/cosine, clipping, EMA (both stages)
@@ -75,6 +78,8 @@ class TrainConfig:
             raise ValueError(f"stage={self.stage!r} is not one of {STAGES}: pick one")
         if self.export_dtype not in EXPORT_DTYPES:
             raise ValueError(f"export_dtype={self.export_dtype!r} is not one of {sorted(EXPORT_DTYPES)}")
+        if self.init is not None and self.stage != "dynamics":
+            raise ValueError(f"init={self.init} fine-tunes a trained model's dynamics: run it with stage=dynamics")
         if self.autoencoder_model.preset not in AUTOENCODER_PRESETS:
             raise ValueError(f"autoencoder_model.preset={self.autoencoder_model.preset!r} is not one of "
                              f"{sorted(AUTOENCODER_PRESETS)}")
@@ -142,7 +147,11 @@ def train_dynamics(cfg: TrainConfig) -> Path:
 
     out, stage_dir = Path(cfg.out), Path(cfg.out) / "dynamics"
     resume = stage_resume(cfg.resume, "dynamics", required=cfg.stage == "dynamics")
-    autoencoder_path = Path(cfg.autoencoder) if cfg.autoencoder else out / "autoencoder.pt"
+    init = load_checkpoint(cfg.init) if cfg.init else None
+    if init is not None and init["worldsim"].get("kind") != "export":
+        raise CheckpointError(f"init={cfg.init} is not an exported model file: pass the <run>/model.pt that "
+                              "`worldsim train` writes (or a shipped reference)")
+    autoencoder_path = Path(cfg.autoencoder or cfg.init or out / "autoencoder.pt")
     if not autoencoder_path.is_file():
         raise CheckpointError(
             f"stage=dynamics needs a trained autoencoder, and {autoencoder_path} does not exist: train "
@@ -158,7 +167,7 @@ def train_dynamics(cfg: TrainConfig) -> Path:
     data.setup("fit")
     lightning.seed_everything(cfg.seed, workers=True)
     module = DynamicsModule(cfg.dynamics, cfg.optim, cfg.trainer.max_steps, data.meta, autoencoder,
-                            seed=cfg.seed)
+                            seed=cfg.seed, init=init)
     maybe_compile([module.networks["dit"]], cfg.trainer)
     prefix = "ema.model." if module.ema is not None else "networks."
     ae_record = load_checkpoint(autoencoder_path)["worldsim"]
@@ -166,7 +175,8 @@ def train_dynamics(cfg: TrainConfig) -> Path:
         "dynamics",
         configs={"dynamics": cfg.dynamics, "dit": module.dit_config, "text": module.text_config,
                  "optim": cfg.optim, "trainer": cfg.trainer, "seed": cfg.seed,
-                 "autoencoder_source": str(autoencoder_path.resolve())},
+                 "autoencoder_source": str(autoencoder_path.resolve()),
+                 "init": str(Path(cfg.init).resolve()) if cfg.init else None},
         data={**dataset_meta(cfg.data), "latents": str(latents), **data.meta},
         parts={"dit": f"{prefix}dit.", "text": f"{prefix}text."})
     trainer = make_trainer(cfg.trainer, cfg.optim, stage_dir, [record], shards_own_data=True)
@@ -177,6 +187,10 @@ def train_dynamics(cfg: TrainConfig) -> Path:
         export_checkpoint(stage_dir / "checkpoints" / "last.ckpt", exported,
                           extra_parts={"autoencoder": part_state_dict(ae_checkpoint, "autoencoder")},
                           extra_configs={"autoencoder": autoencoder_config(ae_record)}, dtype=cfg.export_dtype)
+        if init is not None and init["worldsim"].get("sampling"):
+            from worldsim.world_model import set_default_sampling
+
+            set_default_sampling(exported, **init["worldsim"]["sampling"])  # a fine-tuned model samples as init did
     trainer.strategy.barrier("dynamics export")
     return exported
 
