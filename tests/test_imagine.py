@@ -27,7 +27,8 @@ from test_world_model import WINDOW, build_model_file, one_thread  # noqa: E402,
 import worldsim  # noqa: E402, F401  (registers the ids)
 from worldsim.data.collect import CollectConfig, collect  # noqa: E402
 from worldsim.envs import WORLD_MODEL_ID  # noqa: E402
-from worldsim.imagine import LABELS, ModelObservation, make_real_env  # noqa: E402
+from worldsim.imagine import (LABELS, ImagineConfig, ModelObservation, PPOConfig, make_real_env,  # noqa: E402
+                              real_venv, train_ppo)
 from worldsim.rl import GymnasiumVecEnv  # noqa: E402
 from worldsim.world_model import WorldModel  # noqa: E402
 
@@ -194,6 +195,14 @@ def test_env_kwargs_configure_the_imagined_contexts_and_the_real_env_alike(push:
         starts[start] = frame
         envs.close(), real.close()
     assert not np.array_equal(starts["random"], starts["behind"])
+
+
+def test_max_seconds_cuts_a_ppo_run_short_and_reports_the_steps_it_took(push: Path) -> None:
+    cfg = ImagineConfig(checkpoint=str(push), timesteps=100_000, n_envs=2, max_seconds=1e-3,
+                        ppo=PPOConfig(n_steps=16, batch_size=16, n_epochs=1))
+    model = WorldModel.from_checkpoint(push, device="cpu")
+    agent, stats = train_ppo(cfg, real_venv(cfg, model, 4), context_frames=0)
+    assert stats.timesteps == agent.num_timesteps == 2  # the first vector step passed the deadline
 
 
 def test_rl_module_without_sb3_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:

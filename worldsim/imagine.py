@@ -63,6 +63,7 @@ class PPOConfig:
 class ImagineConfig:
     checkpoint: str = MISSING  # exported model file of a Push world model (<run>/model.pt of `worldsim train`)
     timesteps: int = 20000  # env steps of each PPO run, the same budget in imagination and in the real env
+    max_seconds: Optional[float] = None  # wall-time limit of each PPO run (None: none); one cut short reports the steps it took
     n_envs: int = 16  # sub-envs: one batched model pass per step in imagination; a DummyVecEnv of real envs
     eval_episodes: int = 32  # real-env episodes per policy, the same seeds for every policy
     eval_seed: int = 1000000  # reset seed of evaluation episode 0 (episode i: eval_seed + i), far from training seeds
@@ -87,6 +88,7 @@ def _check(cfg: ImagineConfig) -> None:
         (set(cfg.policies) <= set(POLICIES) and bool(cfg.policies),
          f"policies={cfg.policies}: choose a non-empty subset of {list(POLICIES)}"),
         (cfg.timesteps >= 1, f"timesteps={cfg.timesteps}: train for at least 1 step"),
+        (cfg.max_seconds is None or cfg.max_seconds > 0, f"max_seconds={cfg.max_seconds}: give a positive limit or null"),
         (cfg.n_envs >= 1, f"n_envs={cfg.n_envs}: run at least 1 sub-env"),
         (cfg.eval_episodes >= 2, f"eval_episodes={cfg.eval_episodes}: a confidence interval needs at least 2"),
         (cfg.horizon is None or cfg.horizon >= 1, f"horizon={cfg.horizon}: episodes need at least 1 step"),
@@ -207,13 +209,24 @@ def train_ppo(cfg: ImagineConfig, venv: Any, context_frames: int) -> tuple[Any, 
                 clip_range=p.clip_range, ent_coef=p.ent_coef, policy_kwargs={"net_arch": list(p.net_arch)},
                 seed=cfg.seed, device=cfg.device, verbose=cfg.verbose)
     start = time.perf_counter()
-    agent.learn(cfg.timesteps)
+    agent.learn(cfg.timesteps, callback=None if cfg.max_seconds is None else _deadline(start + cfg.max_seconds))
     wall = time.perf_counter() - start
     real_frames = clock.episodes * context_frames if context_frames else agent.num_timesteps + clock.episodes
     returns = [episode["r"] for episode in agent.ep_info_buffer]  # VecMonitor's, what PPO's logs call ep_rew_mean
     venv.close()
     return agent, TrainStats(int(agent.num_timesteps), wall, clock.seconds, clock.episodes, int(real_frames),
                              float(np.mean(returns)) if returns else None)
+
+
+def _deadline(end: float) -> Any:
+    """An SB3 callback that stops learning once ``time.perf_counter()`` passes ``end``."""
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class Deadline(BaseCallback):
+        def _on_step(self) -> bool:
+            return time.perf_counter() < end
+
+    return Deadline()
 
 
 # -- evaluation in the real env ---------------------------------------------------------------------
@@ -302,8 +315,8 @@ def return_ratios(rows: dict[str, dict[str, Any]]) -> dict[str, Optional[float]]
 def markdown(rows: list[dict[str, Any]], ratios: dict[str, Optional[float]], facts: dict[str, Any]) -> str:
     lines = [
         "| policy | real-env return (mean ± 95% CI) | success | n | return in its training env (last 100 episodes) "
-        "| training wall time (s) | env frames/s in training (env only / overall) | real frames used in training |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| PPO steps | training wall time (s) | env frames/s in training (env only / overall) | real frames used in training |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in rows:
         success = "n/a" if row["success_rate"] is None else f"{row['success_rate']:.0%}"
@@ -312,8 +325,9 @@ def markdown(rows: list[dict[str, Any]], ratios: dict[str, Optional[float]], fac
         speed = f"{train['env_frames_per_s']:.0f} / {train['frames_per_s']:.0f}" if train else "-"
         real = f"{train['real_frames']:,}" if train else "-"
         trained_in = "-" if not train or train["train_return"] is None else f"{train['train_return']:.2f}"
+        steps = f"{train['timesteps']:,}" if train else "-"
         lines.append(f"| {row['label']} | {row['return_mean']:.2f} ± {row['return_ci95']:.2f} | {success} "
-                     f"| {row['n']} | {trained_in} | {wall} | {speed} | {real} |")
+                     f"| {row['n']} | {trained_in} | {steps} | {wall} | {speed} | {real} |")
     ratio_lines = (
         ("imagination_over_real", "return of imagination-trained / real-trained PPO (goal: >= 0.80)", "0"),
         ("imagination_over_real_above_random", "the same, both minus the random policy's return", "random's"),
@@ -323,8 +337,8 @@ def markdown(rows: list[dict[str, Any]], ratios: dict[str, Optional[float]], fac
             value = ratios[key]
             lines.append(f"\n{text}: " + (f"undefined (the real-trained return is not above {floor})"
                                            if value is None else f"{value:.2f}"))
-    lines.append(f"\n{facts['checkpoint']}; {facts['observation']} observations; {facts['timesteps']} PPO steps per "
-                 f"training run on {facts['n_envs']} sub-envs; imagined episodes start from {facts['context_frames']} "
+    lines.append(f"\n{facts['checkpoint']}; {facts['observation']} observations; a budget of {facts['timesteps']} PPO "
+                 f"steps per training run on {facts['n_envs']} sub-envs; imagined episodes start from {facts['context_frames']} "
                  f"real frames rolled by the {facts['context_policy']} policy, {facts['sampling']}; "
                  f"horizon {facts['horizon']}; real env kwargs {facts['env_kwargs']}; evaluation seeds {facts['eval_seeds'][0]}..{facts['eval_seeds'][-1]}; "
                  f"{facts['machine']}.")
