@@ -18,10 +18,12 @@ $PYTHON312 -m pip wheel -q --no-deps -w /tmp/gpu-prepare /tmp/gpu-prepare/pybull
 strip /tmp/gpu-prepare/pybullet.cpython-312-x86_64-linux-gnu.so
 cp -r /tmp/gpu-prepare/pybullet.cpython-312-x86_64-linux-gnu.so /tmp/gpu-prepare/pybullet-3.2.7.dist-info \
       /tmp/gpu-prepare/pybullet_utils "$SITE/"
-# Pure-Python dependencies, copied from this environment's installation.
+# Pure-Python dependencies, copied from this environment's installation (Stable-Baselines3 and
+# cloudpickle for `worldsim imagine`: install the rl extra here first).
 SP=$(python3 -c "import hydra, os; print(os.path.dirname(os.path.dirname(hydra.__file__)))")
 for name in hydra hydra_core-*.dist-info omegaconf omegaconf-*.dist-info antlr4 antlr4_python3_runtime-*.dist-info \
-            gymnasium gymnasium-*.dist-info farama_notifications farama_notifications-*.dist-info; do
+            gymnasium gymnasium-*.dist-info farama_notifications farama_notifications-*.dist-info \
+            stable_baselines3 stable_baselines3-*.dist-info cloudpickle cloudpickle-*.dist-info; do
   cp -r "$SP"/$name "$SITE/"
 done
 find "$SITE" -name __pycache__ -prune -exec rm -rf {} +

@@ -1,0 +1,89 @@
+"""Does a Push model's reward head pay what the real env pays for the same actions?
+
+Plays a few policies in the real Push env, replays each episode's actions open loop in the model
+(from 15 copies of the episode's first real frame, as ``worldsim imagine``'s imagined episodes
+start) and sums the model's predicted rewards until its termination head ends the episode. A head
+that pays for what the real env does not, such as a straight drive that moves nothing, is what
+PPO trained in imagination finds and exploits.
+
+    python benchmarks/reward_calibration.py --checkpoint worldsim/reference/push.pt
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import gymnasium
+import numpy as np
+import torch
+
+import worldsim  # noqa: F401  (registers the ids)
+from worldsim.data.policies import make_policy
+from worldsim.world_model import WorldModel
+
+
+class Constant:
+    """One action for the whole episode: a drive in a straight line."""
+
+    def __init__(self, action: tuple[float, float]) -> None:
+        self.action = np.array(action, np.float32)
+
+    def reset(self, seed: int) -> None:
+        pass
+
+    def __call__(self, observation: np.ndarray, info: dict) -> np.ndarray:
+        return self.action
+
+
+def returns(model: WorldModel, env: gymnasium.Env, policy, seeds: range) -> tuple[np.ndarray, np.ndarray]:
+    """Real return and the model's predicted return of each seed's episode."""
+    window = model.window
+    real, predicted = [], []
+    for seed in seeds:
+        policy.reset(seed)
+        observation, info = env.reset(seed=seed)
+        context = np.repeat(observation[None, None], window, axis=1)  # (1, window, H, W, 3): the world left alone
+        actions, total, done = [], 0.0, False
+        while not done:
+            actions.append(np.asarray(policy(observation, info), np.float32))
+            observation, reward, terminated, truncated, info = env.step(actions[-1])
+            total, done = total + float(reward), terminated or truncated
+        model.reset(context, np.zeros((1, window - 1, *actions[0].shape), np.float32), [info["caption"]], seed=0,
+                    decode=False)
+        imagined = 0.0
+        for action in actions:
+            out = model.step(action[None], decode=False)
+            imagined += float(out.reward[0])
+            if out.terminated[0]:
+                break
+        real.append(total)
+        predicted.append(imagined)
+    return np.array(real), np.array(predicted)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", default=None, help="a Push model file (default: the shipped reference)")
+    parser.add_argument("--episodes", type=int, default=12, help="episodes per policy")
+    parser.add_argument("--horizon", type=int, default=48, help="steps per episode")
+    parser.add_argument("--start", default="behind", help="Push's start: behind | random")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    model = WorldModel.from_checkpoint(args.checkpoint or worldsim.reference_checkpoint("push"), "cpu")
+    env = gymnasium.make("worldsim/Push-v0", start=args.start, max_episode_steps=args.horizon)
+    policies = {"scripted": make_policy("scripted", env), "random": make_policy("random", env),
+                "straight (1, 1)": Constant((1.0, 1.0)), "straight (-1, 0.3)": Constant((-1.0, 0.3)),
+                "still": Constant((0.0, 0.0))}
+    seeds = range(2_000_000, 2_000_000 + args.episodes)
+    print(f"{args.checkpoint or 'shipped Push reference'}: {args.episodes} episodes per policy, start={args.start}, "
+          f"horizon {args.horizon}")
+    print("| policy | real return | model-predicted return | mean abs. error |\n| --- | ---: | ---: | ---: |")
+    for name, policy in policies.items():
+        real, predicted = returns(model, env, policy, seeds)
+        print(f"| {name} | {real.mean():.2f} | {predicted.mean():.2f} | {np.abs(predicted - real).mean():.2f} |",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
