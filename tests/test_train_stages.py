@@ -149,3 +149,5 @@ def test_fine_tuning_only_the_heads_keeps_every_frame_and_moves_the_reward(tmp_p
                                   dynamics=dataclasses.replace(tune.dynamics, clip_length=8)))
     with pytest.raises(ValueError, match="run it with stage=dynamics"):
         dataclasses.replace(tune, stage="all")
+    with pytest.raises(ValueError, match="drop the dynamics.dit"):
+        dataclasses.replace(tune, dynamics=dataclasses.replace(tune.dynamics, dit={"width": 64}))

@@ -19,12 +19,12 @@ they begin where real episodes do. ``env_kwargs`` configures every real env alik
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
 import platform
 import time
-import dataclasses
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional

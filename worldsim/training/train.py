@@ -80,6 +80,9 @@ class TrainConfig:
             raise ValueError(f"export_dtype={self.export_dtype!r} is not one of {sorted(EXPORT_DTYPES)}")
         if self.init is not None and self.stage != "dynamics":
             raise ValueError(f"init={self.init} fine-tunes a trained model's dynamics: run it with stage=dynamics")
+        if self.init is not None and (self.dynamics.dit or self.dynamics.text):
+            raise ValueError(f"init={self.init} brings its own networks: drop the dynamics.dit / dynamics.text "
+                             "overrides (the model= preset is ignored too)")
         if self.autoencoder_model.preset not in AUTOENCODER_PRESETS:
             raise ValueError(f"autoencoder_model.preset={self.autoencoder_model.preset!r} is not one of "
                              f"{sorted(AUTOENCODER_PRESETS)}")
