@@ -27,8 +27,8 @@ from test_world_model import WINDOW, build_model_file, one_thread  # noqa: E402,
 import worldsim  # noqa: E402, F401  (registers the ids)
 from worldsim.data.collect import CollectConfig, collect  # noqa: E402
 from worldsim.envs import WORLD_MODEL_ID  # noqa: E402
-from worldsim.imagine import (LABELS, ImagineConfig, ModelObservation, PPOConfig, make_real_env,  # noqa: E402
-                              real_venv, train_ppo)
+from worldsim.imagine import (LABELS, REAL_VECS, ImagineConfig, ModelObservation, PPOConfig,  # noqa: E402
+                              make_real_env, real_venv, train_ppo)
 from worldsim.rl import GymnasiumVecEnv  # noqa: E402
 from worldsim.world_model import WorldModel  # noqa: E402
 
@@ -203,6 +203,21 @@ def test_max_seconds_cuts_a_ppo_run_short_and_reports_the_steps_it_took(push: Pa
     model = WorldModel.from_checkpoint(push, device="cpu")
     agent, stats = train_ppo(cfg, real_venv(cfg, model, 4), context_frames=0)
     assert stats.timesteps == agent.num_timesteps == 2  # the first vector step passed the deadline
+
+
+def test_real_envs_in_subprocesses_observe_what_the_in_process_ones_do(push: Path) -> None:
+    model = WorldModel.from_checkpoint(push, device="cpu")
+    seen = {}
+    for kind in REAL_VECS:
+        venv = real_venv(ImagineConfig(checkpoint=str(push), n_envs=2, real_vec=kind), model, horizon=4)
+        venv.seed(7)
+        first = venv.reset()
+        after, rewards, *_ = venv.step(np.array([[0.5, -0.5], [-1.0, 1.0]], np.float32))
+        seen[kind] = (first, after, rewards)
+        venv.close()
+    for dummy, subproc in zip(seen["dummy"], seen["subproc"]):
+        assert dummy.shape == subproc.shape and np.allclose(dummy, subproc, atol=1e-5)
+    assert not np.allclose(seen["dummy"][0][0], seen["dummy"][0][1])  # two sub-envs, two scenes
 
 
 def test_rl_module_without_sb3_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -42,6 +42,7 @@ from worldsim.world_model import WorldModel
 
 OBSERVATIONS = {"latent": "MlpPolicy", "rgb": "CnnPolicy"}  # observation -> the SB3 policy that reads it
 POLICIES = ("imagination", "real", "random", "scripted")
+REAL_VECS = ("dummy", "subproc")  # how the real-env PPO run steps its envs: SB3's DummyVecEnv or SubprocVecEnv
 LABELS = {"imagination": "PPO trained in imagination", "real": "PPO trained in the real env",
           "random": "random", "scripted": "scripted (reference ceiling)"}
 
@@ -64,7 +65,8 @@ class ImagineConfig:
     checkpoint: str = MISSING  # exported model file of a Push world model (<run>/model.pt of `worldsim train`)
     timesteps: int = 20000  # env steps of each PPO run, the same budget in imagination and in the real env
     max_seconds: Optional[float] = None  # wall-time limit of each PPO run (None: none); one cut short reports the steps it took
-    n_envs: int = 16  # sub-envs: one batched model pass per step in imagination; a DummyVecEnv of real envs
+    n_envs: int = 16  # sub-envs: one batched model pass per step in imagination; real envs as real_vec says
+    real_vec: str = "dummy"  # dummy: real envs stepped in turn in this process | subproc: one process each (many cores)
     eval_episodes: int = 32  # real-env episodes per policy, the same seeds for every policy
     eval_seed: int = 1000000  # reset seed of evaluation episode 0 (episode i: eval_seed + i), far from training seeds
     seed: int = 0  # seeds torch, numpy, PPO and the training envs
@@ -90,6 +92,7 @@ def _check(cfg: ImagineConfig) -> None:
         (cfg.timesteps >= 1, f"timesteps={cfg.timesteps}: train for at least 1 step"),
         (cfg.max_seconds is None or cfg.max_seconds > 0, f"max_seconds={cfg.max_seconds}: give a positive limit or null"),
         (cfg.n_envs >= 1, f"n_envs={cfg.n_envs}: run at least 1 sub-env"),
+        (cfg.real_vec in REAL_VECS, f"real_vec={cfg.real_vec!r}: use one of {list(REAL_VECS)}"),
         (cfg.eval_episodes >= 2, f"eval_episodes={cfg.eval_episodes}: a confidence interval needs at least 2"),
         (cfg.horizon is None or cfg.horizon >= 1, f"horizon={cfg.horizon}: episodes need at least 1 step"),
         (cfg.ppo.n_steps * cfg.n_envs > 1,
@@ -186,13 +189,27 @@ def imagination_venv(cfg: ImagineConfig, horizon: int) -> Any:
 
 
 def real_venv(cfg: ImagineConfig, model: WorldModel, horizon: int) -> Any:
-    """``n_envs`` real envs observed through ``ModelObservation``, stepped one by one in SB3's DummyVecEnv."""
-    from stable_baselines3.common.vec_env import DummyVecEnv
+    """``n_envs`` real envs observed through ``ModelObservation``.
 
-    def make() -> gymnasium.Env:
-        return ModelObservation(make_real_env(model, horizon, cfg.env_kwargs), model, cfg.observation)
+    ``real_vec="dummy"`` steps them one by one in SB3's DummyVecEnv, sharing ``model``;
+    ``"subproc"`` runs each in its own process (SB3's SubprocVecEnv) with its own CPU copy of the
+    model, loaded from ``cfg.checkpoint`` with one torch thread, for machines with many cores.
+    """
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
-    return DummyVecEnv([make] * cfg.n_envs)
+    if cfg.real_vec == "dummy":
+        def make() -> gymnasium.Env:
+            return ModelObservation(make_real_env(model, horizon, cfg.env_kwargs), model, cfg.observation)
+
+        return DummyVecEnv([make] * cfg.n_envs)
+    checkpoint, env_kwargs, observation = cfg.checkpoint, dict(cfg.env_kwargs), cfg.observation
+
+    def make_in_process() -> gymnasium.Env:
+        torch.set_num_threads(1)
+        own = WorldModel.from_checkpoint(checkpoint, "cpu")
+        return ModelObservation(make_real_env(own, horizon, env_kwargs), own, observation)
+
+    return SubprocVecEnv([make_in_process] * cfg.n_envs)
 
 
 def train_ppo(cfg: ImagineConfig, venv: Any, context_frames: int) -> tuple[Any, TrainStats]:
