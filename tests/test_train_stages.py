@@ -130,6 +130,9 @@ def test_fine_tuning_only_the_heads_keeps_every_frame_and_moves_the_reward(tmp_p
     tune.trainer.max_steps = 6
     tuned = train(tune)["dynamics"]
 
+    from worldsim.training.dynamics_module import DynamicsModule
+
+    DynamicsModule.from_checkpoint(str(tmp_path / "tuned" / "dynamics" / "checkpoints" / "last.ckpt"))
     a, b = WorldModel.from_checkpoint(base, "cpu"), WorldModel.from_checkpoint(tuned, "cpu")
     for name in ("dit", "text_encoder", "autoencoder"):
         before, after = getattr(a, name).state_dict(), getattr(b, name).state_dict()

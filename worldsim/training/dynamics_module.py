@@ -177,13 +177,16 @@ class DynamicsModule(lightning.LightningModule):
 
     def __init__(self, cfg: DynamicsConfig, optim: OptimConfig, max_steps: int, meta: dict[str, Any],
                  autoencoder: Optional[FrameAutoencoder] = None, seed: int = 0,
-                 init: Optional[Mapping[str, Any]] = None) -> None:
+                 init: Optional[Mapping[str, Any]] = None,
+                 configs: Optional[tuple[VideoDiTConfig, TextEncoderConfig]] = None) -> None:
         super().__init__()
         self.cfg, self.optim, self.max_steps, self.meta = cfg, optim, max_steps, _plain(meta)
         self.seed = seed
-        self.dit_config, self.text_config = (build_networks(cfg, self.meta) if init is None
-                                             else networks_of(init, self.meta, cfg.clip_length))
+        if init is not None:
+            configs = networks_of(init, self.meta, cfg.clip_length)
+        self.dit_config, self.text_config = configs or build_networks(cfg, self.meta)
         self.networks = nn.ModuleDict({"dit": VideoDiT(self.dit_config), "text": TextEncoder(self.text_config)})
+        self.from_init = init is not None
         if init is not None:
             for name, network in self.networks.items():
                 network.load_state_dict(part_state_dict(init, name))
@@ -218,8 +221,10 @@ class DynamicsModule(lightning.LightningModule):
     def on_fit_start(self) -> None:
         dit = sum(p.numel() for p in self.networks["dit"].parameters())
         text = sum(p.numel() for p in self.networks["text"].parameters())
+        trained = sum(p.numel() for p in self.networks.parameters() if p.requires_grad)
+        origin = "the init model's networks" if self.from_init else f"{self.cfg.preset} preset"
         rank_zero_info(f"dynamics model: VideoDiT {dit / 1e6:.2f}M + text encoder {text / 1e6:.2f}M parameters "
-                       f"({self.cfg.preset} preset, {self.cfg.clip_length}-frame clips)")
+                       f"({origin}, {self.cfg.clip_length}-frame clips), {trained / 1e6:.2f}M of them trained")
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         latents = batch["latents"]
@@ -352,7 +357,8 @@ class DynamicsModule(lightning.LightningModule):
         except KeyError:
             raise ValueError(f"{path} holds no worldsim dynamics record: it is not a dynamics checkpoint "
                              "(an autoencoder checkpoint, or one written by another program)") from None
+        configs = (VideoDiTConfig(**record["dit"]), TextEncoderConfig(**record["text"])) if "dit" in record else None
         module = cls(DynamicsConfig(**record["config"]), OptimConfig(**record["optim"]), record["max_steps"],
-                     record["meta"])
+                     record["meta"], configs=configs)  # the networks it trained, whether a preset or an init's
         module.load_state_dict(checkpoint["state_dict"])
         return module
