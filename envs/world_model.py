@@ -11,7 +11,6 @@ processes). numpy <-> torch and HWC <-> CHW conversion happen once, in ``WorldMo
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -163,7 +162,7 @@ class _WorldModelBase:
             raise ValueError("the checkpoint records no action space: it cannot be stepped as an env")
         self.sampling = given_settings(steps=steps, sampler=sampler, cfg_text=cfg_text, cfg_action=cfg_action,
                                        window=window, warm_start=warm_start)
-        self.model.sampling = dataclasses.replace(self.model.default_sampling, **self.sampling)  # checks them now
+        self.model.sampling = self.model.sampling_with(**self.sampling)  # checks them now
         self.observation, self.horizon = observation, int(horizon)
         self.source = ContextSource(self.model, context, context_frames or self.model.window, context_policy,
                                     dataset, text, env_kwargs)

@@ -9,7 +9,6 @@ KV-cache bytes and process memory over a long stepped run. Without a checkpoint 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import platform
@@ -89,7 +88,7 @@ def bench_env(cfg: EnvBenchConfig) -> dict[str, Any]:
     checkpoint = Path(cfg.checkpoint) if cfg.checkpoint else tiny_model_file(Path(tmp.name) / "model.pt")
     model = WorldModel.from_checkpoint(checkpoint, cfg.device)
     sampling = given_settings(steps=cfg.steps, sampler=cfg.sampler, warm_start=cfg.warm_start)
-    effective = dataclasses.replace(model.default_sampling, **sampling)
+    effective = model.sampling_with(**sampling)
     report: dict[str, Any] = {
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                     "torch_threads": torch.get_num_threads(), "device": str(model.device),

@@ -19,7 +19,6 @@ they begin where real episodes do. ``env_kwargs`` configures every real env alik
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -150,9 +149,7 @@ def real_horizon(model: WorldModel, horizon: Optional[int]) -> int:
 
 def sampling_words(model: WorldModel, cfg: ImagineConfig) -> str:
     """How imagined frames are sampled, in words: the model file's default with what cfg overrides."""
-    from worldsim.world_model import given_settings
-
-    s = dataclasses.replace(model.default_sampling, **given_settings(steps=cfg.steps, warm_start=cfg.warm_start))
+    s = model.sampling_with(steps=cfg.steps, warm_start=cfg.warm_start)
     start = f"a warm start at tau {s.warm_start:g}" if s.warm_start > 0 else "noise"
     return f"{s.steps} {s.sampler} step{'s' if s.steps > 1 else ''} per frame from {start}"
 

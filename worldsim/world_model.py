@@ -253,6 +253,10 @@ class WorldModel:
         return None if seed is None else torch.Generator(device=self.device).manual_seed(int(seed))
 
     @torch.inference_mode()
+    def sampling_with(self, **settings: Any) -> SamplingConfig:
+        """``default_sampling`` with the settings a caller set (those not None), checked."""
+        return dataclasses.replace(self.default_sampling, **given_settings(**settings))
+
     def rollout(self, context_frames: ArrayLike, actions: Optional[ArrayLike], text: Union[str, Sequence[str], None],
                 horizon: int, seed: Optional[int] = None, generator: Optional[torch.Generator] = None,
                 return_latents: bool = False, **sampling: Any):
