@@ -14,7 +14,7 @@ from worldsim.models.autoencoder import AutoencoderConfig, FrameAutoencoder
 from worldsim.models.dit import VideoDiT, VideoDiTConfig
 from worldsim.models.text import TextEncoder, TextEncoderConfig
 from worldsim.training.checkpoint import CheckpointError, dataset_meta
-from worldsim.world_model import WorldModel, export_modules
+from worldsim.world_model import ResidualAnchor, WorldModel, export_modules
 
 WINDOW = 3  # max_frames 4: rollouts below run past it, so the cache slides
 
@@ -140,6 +140,36 @@ def test_residual_decoding_keeps_the_real_pixels_the_model_leaves_unchanged(phys
     model.reset(None, None, ["a red ball"], seed=0)
     imagined = model.step(np.zeros((1, 3), np.float32))
     assert np.array_equal(imagined.frames, model.decode(imagined.latents))
+
+
+def test_min_change_keeps_the_real_pixel_where_the_decoded_change_is_small(physics, model) -> None:
+    real = np.full((2, 2, 2, 3), 100, np.int16)
+    direct = ResidualAnchor.direct(2, (2, 2))  # rows with no real frame (imagined from text)
+    anchor = direct.replaced(np.array([0]), ResidualAnchor(real[:1], real[:1] - 4, np.array([True])))
+    assert not direct.anchored.any()  # replaced() leaves the original as it was
+    decoded = (real - 4).astype(np.uint8)
+    decoded[:, 0, 0] += np.array([3, 0, 0], np.uint8)  # a faint change: kept only with min_change 0
+    decoded[:, 0, 1] += np.array([3, 40, 0], np.uint8)  # one channel changes a lot: kept
+    exact = anchor.frames(decoded)
+    assert exact[0, 0, 0].tolist() == [103, 100, 100] and exact[0, 0, 1].tolist() == [103, 140, 100]
+    banded = anchor.frames(decoded, min_change=3)
+    assert banded[0, 0, 0].tolist() == [100, 100, 100] and banded[0, 0, 1].tolist() == [103, 140, 100]
+    assert np.array_equal(banded[0, 1], real[0, 1])  # unchanged pixels stay the real ones either way
+    assert np.array_equal(banded[1], decoded[1])  # a row without a real frame decodes directly
+    restarted = anchor.replaced(np.array([1]), ResidualAnchor(real[:1] + 50, real[:1] - 4, np.array([True])))
+    assert restarted.anchored.all() and np.array_equal(restarted.frames(decoded)[0], exact[0])
+    assert restarted.frames(decoded)[1, 0, 0].tolist() == [153, 150, 150]  # row 1 now adds to its new frame
+    assert restarted.frames(decoded, min_change=3)[1, 0, 0].tolist() == [150, 150, 150]
+
+    # Every change is at most 255 levels: the whole rollout is the last context frame, stepped or not.
+    frames, _, caption = clip(physics[0], 2)
+    actions = np.zeros((1, 4, 3), np.float32)
+    still = model.rollout(frames, actions, caption, 3, seed=3, min_change=255)
+    assert np.array_equal(still, np.repeat(frames[:, -1:], 3, axis=1))
+    model.reset(frames, actions[:, :1], caption, seed=3, min_change=255)
+    assert np.array_equal(model.step(actions[:, 1]).frames, frames[:, -1])
+    with pytest.raises(ValueError, match=r"min_change=256 is not in \[0, 255\]"):
+        model.rollout(frames, actions, caption, 3, min_change=256)
 
 
 def test_cache_memory_stays_bounded_by_the_window(physics, model) -> None:

@@ -72,6 +72,7 @@ class SamplingConfig:
     cfg_action: float = 1.0  # action guidance scale; 1 is none
     window: Optional[int] = None  # past frames the KV cache holds; None: the DiT's max_frames - 1
     residual: bool = True  # frames = last real context frame + decode(latent) - decode(its latent); False: decode(latent)
+    min_change: int = 0  # residual: keep the real pixel where the decoded change is <= this (0-255) in every channel
     warm_start: float = WARM_START  # tau where a frame starts from the previous one (flow.WARM_START); 0: from noise
     first_steps: int = 4  # steps of a frame with no frame before it (imagined from text alone), from pure noise
 
@@ -81,6 +82,8 @@ class SamplingConfig:
         for name in ("steps", "first_steps"):
             if not 1 <= int(getattr(self, name)) <= 64:
                 raise ValueError(f"{name}={getattr(self, name)} is not in [1, 64]")
+        if not 0 <= int(self.min_change) <= 255:
+            raise ValueError(f"min_change={self.min_change} is not in [0, 255] (levels of a uint8 pixel)")
         if self.window is not None and self.window < 1:
             raise ValueError(f"window={self.window}: the cache must hold at least 1 past frame")
         if not 0.0 <= self.warm_start < 1.0:
@@ -147,7 +150,7 @@ class WorldModel:
         self._text: Optional[TextCondition] = None
         self._passes = guidance_passes(1.0, 1.0, False, self.has_actions)
         self._latents: Optional[torch.Tensor] = None
-        self._offset: Optional[np.ndarray] = None  # (B, H, W, 3) int16 of residual decoding (zeros: direct)
+        self._anchor: Optional[ResidualAnchor] = None  # what residual decoding adds each row's new frames to
 
     # -- loading -----------------------------------------------------------------------------------
 
@@ -265,7 +268,8 @@ class WorldModel:
         actions (B, T0 + horizon - 1, *A): ``actions[:, t]`` taken at frame t (None for worlds without
         actions); text: one caption per row, a str for all, or None. T0 may be 0 (text to video).
         ``sampling``: ``SamplingConfig`` fields (``steps``, ``sampler``, ``cfg_text``, ``cfg_action``,
-        ``window``, ``residual``, ``warm_start``, ``first_steps``); unset ones keep ``default_sampling``. With
+        ``window``, ``residual``, ``min_change``, ``warm_start``, ``first_steps``); unset ones keep
+        ``default_sampling``. With
         ``return_latents`` also returns the latents (B, horizon, C, h, w), rewards and termination
         logits (B, horizon).
         """
@@ -278,20 +282,15 @@ class WorldModel:
                            self._generator(seed, generator), s.warm_start, s.first_steps)
         frames = self.decode(out.latents)
         if s.residual and T0:
-            frames = apply_offset(frames, self.residual_offset(context_frames[:, -1], latents[:, -1])[:, None])
+            anchor = self.residual_anchor(context_frames[:, -1], latents[:, -1])
+            frames = np.stack([anchor.frames(frames[:, t], s.min_change) for t in range(horizon)], axis=1)
         return (frames, out) if return_latents else frames
 
-    def residual_offset(self, frames: ArrayLike, latents: torch.Tensor) -> np.ndarray:
-        """Real frames (B, H, W, 3) uint8 minus the decoding of their latents (B, C, h, w): int16.
-
-        Residual decoding adds this to every decoded future frame. Where the scene does not change,
-        the decoded future equals the decoded context frame, so the sum is the real context pixels
-        rather than the autoencoder's approximation of them; where it changes, the sum is the new
-        decoded content plus the autoencoder's small error on the old. A tiny autoencoder loses a
-        few dB on every frame, which direct decoding pays even on still background.
-        """
+    def residual_anchor(self, frames: ArrayLike, latents: torch.Tensor) -> "ResidualAnchor":
+        """Real frames (B, H, W, 3) uint8 and the decoding of their latents (B, C, h, w), the anchor of
+        residual decoding (``ResidualAnchor``)."""
         real = np.asarray(frames.cpu() if isinstance(frames, torch.Tensor) else frames).astype(np.int16)
-        return real - self.decode(latents).astype(np.int16)
+        return ResidualAnchor(real, self.decode(latents).astype(np.int16), np.ones(len(real), bool))
 
     # -- stepped world -------------------------------------------------------------------------------
 
@@ -379,18 +378,16 @@ class WorldModel:
                                          self.sampling.sampler, self._stream, last, self.sampling.warm_start)
                 write_frames(self.dit, cache, last[:, None], None, None, condition, self._passes,
                              self.context_noise, self._stream)
-        height, width = self.frame_shape[:2]
-        offset = (self.residual_offset(context_frames[:, -1], latents[:, -1]) if T0 and self.sampling.residual
-                  else np.zeros((R, height, width, 3), np.int16))  # rows imagined from text decode directly
+        anchor = (self.residual_anchor(context_frames[:, -1], latents[:, -1]) if T0 and self.sampling.residual
+                  else ResidualAnchor.direct(R, self.frame_shape))  # rows imagined from text decode directly
         if index is None:
             self._latents = last.clone()
-            self._offset = offset
+            self._anchor = anchor
         else:
             self._splice(cache, index)
             self._latents = self._latents.clone()
             self._latents[index] = last
-            self._offset = self._offset.copy()
-            self._offset[index.cpu().numpy()] = offset
+            self._anchor = self._anchor.replaced(index.cpu().numpy(), anchor)
         if not decode:
             frames = None
         elif T0:
@@ -442,7 +439,7 @@ class WorldModel:
                                      self.context_noise, self._stream)
         self._latents = x
         probability = torch.sigmoid(logit[:, 0].float())
-        frames = apply_offset(self.decode(x), self._offset) if decode else None
+        frames = self._anchor.frames(self.decode(x), s.min_change) if decode else None
         return StepOutput(frames, x, reward[:, 0].float().cpu().numpy(),
                           (probability > 0.5).cpu().numpy(), probability.cpu().numpy())
 
@@ -450,6 +447,12 @@ class WorldModel:
     def latents(self) -> Optional[torch.Tensor]:
         """The latest frame of every row (B, C, h, w), or None before ``reset``."""
         return self._latents
+
+    def frames(self) -> np.ndarray:
+        """The latest frame of every row (B, H, W, 3) uint8, decoded as ``step`` decodes it."""
+        if self._latents is None:
+            raise RuntimeError("frames() before reset(): start a batch with reset(context_frames, ...)")
+        return self._anchor.frames(self.decode(self._latents), self.sampling.min_change)
 
     def cache_bytes(self) -> int:
         """Bytes the KV cache holds now (bounded by the window)."""
@@ -496,9 +499,40 @@ def set_default_sampling(path: Union[str, Path], **fields: Any) -> Path:
     return path
 
 
-def apply_offset(frames: np.ndarray, offset: np.ndarray) -> np.ndarray:
-    """Decoded uint8 frames plus an int16 residual offset (broadcast), clipped back to uint8."""
-    return np.clip(frames.astype(np.int16) + offset, 0, 255).astype(np.uint8)
+@dataclasses.dataclass
+class ResidualAnchor:
+    """Per row, the last real context frame and the decoding of its latent: residual decoding's anchor.
+
+    A new frame is the real context frame plus the decoded change, ``decode(latent) - decoded``.
+    Where the scene does not change, the decoded future equals the decoded context frame, so the
+    frame keeps the real context pixels rather than the autoencoder's approximation of them; where
+    it changes, the frame gets the new decoded content plus the autoencoder's small error on the
+    old. A tiny autoencoder loses a few dB on every frame, which direct decoding pays even on still
+    background. ``min_change`` drops decoded changes of at most that many levels in every channel.
+    """
+
+    real: np.ndarray  # (B, H, W, 3) int16
+    decoded: np.ndarray  # (B, H, W, 3) int16
+    anchored: np.ndarray  # (B,) bool; False: the row decodes directly (imagined from text, no real frame)
+
+    @classmethod
+    def direct(cls, rows: int, frame_shape: Sequence[int]) -> "ResidualAnchor":
+        zeros = np.zeros((rows, *frame_shape[:2], 3), np.int16)
+        return cls(zeros, zeros.copy(), np.zeros(rows, bool))
+
+    def replaced(self, index: np.ndarray, rows: "ResidualAnchor") -> "ResidualAnchor":
+        """A copy with ``rows``'s anchors at ``index`` (the rows a partial reset restarted)."""
+        new = ResidualAnchor(self.real.copy(), self.decoded.copy(), self.anchored.copy())
+        new.real[index], new.decoded[index], new.anchored[index] = rows.real, rows.decoded, rows.anchored
+        return new
+
+    def frames(self, decoded: np.ndarray, min_change: int = 0) -> np.ndarray:
+        """uint8 frames (B, H, W, 3) from the decoded new frames (B, H, W, 3) uint8."""
+        change = decoded.astype(np.int16) - self.decoded
+        if min_change:
+            small = (np.abs(change) <= min_change).all(axis=-1) & self.anchored[:, None, None]
+            change[small] = 0
+        return np.clip(self.real + change, 0, 255).astype(np.uint8)
 
 
 def export_modules(path: Union[str, Path], dit: VideoDiT, text_encoder: TextEncoder, autoencoder: FrameAutoencoder,
