@@ -201,8 +201,10 @@ class WorldModelEnv(_WorldModelBase, gymnasium.Env):
 
     ## Observation Space
     ``observation="rgb"``: ``Box(0, 255, (H, W, 3), uint8)``, the decoded frame (after a reset: the
-    last real context frame). ``"latent"``: ``Box(-inf, inf, (C, h, w), float32)``, the normalized
-    latent frame (no decoding: the fastest). ``"both"``: ``Dict(rgb=..., latent=...)``.
+    last real context frame), decoded as the model file records (residually, keeping real pixels the
+    model leaves unchanged; ``SamplingConfig.residual`` and ``min_change``). ``"latent"``:
+    ``Box(-inf, inf, (C, h, w), float32)``, the normalized latent frame (no decoding: the fastest).
+    ``"both"``: ``Dict(rgb=..., latent=...)``.
 
     ## Rewards
     The reward head's prediction for the transition into the new frame.
@@ -286,7 +288,7 @@ class WorldModelEnv(_WorldModelBase, gymnasium.Env):
         if self._frame is None:
             if self.model.latents is None:
                 raise RuntimeError("render() before reset(): call reset() first")
-            self._frame = self.model.decode(self.model.latents[:1])[0]
+            self._frame = self.model.frames()[0]
         return self._frame.copy()
 
     def close(self) -> None:
@@ -404,7 +406,7 @@ class WorldModelVectorEnv(_WorldModelBase, VectorEnv):
         if self._frames is None:
             if self.model.latents is None:
                 raise RuntimeError("render() before reset(): call reset() first")
-            self._frames = self.model.decode(self.model.latents)
+            self._frames = self.model.frames()
         return tuple(frame.copy() for frame in self._frames)
 
     def close_extras(self, **kwargs: Any) -> None:

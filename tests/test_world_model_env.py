@@ -40,6 +40,25 @@ def test_model_env_passes_check_env(physics, observation: str) -> None:
     env.close()
 
 
+def test_a_latent_env_renders_the_frames_an_rgb_env_observes(physics) -> None:
+    action = np.full(3, 0.5, np.float32)
+    rgb, latent = make(physics, observation="rgb", horizon=4), make(physics, observation="latent", horizon=4)
+    first, _ = rgb.reset(seed=5)
+    latent.reset(seed=5)
+    assert np.array_equal(latent.render(), first)  # the real last context frame
+    observed = rgb.step(action)[0]
+    latent.step(action)
+    assert np.array_equal(latent.render(), observed)  # decoded residually, as observed
+    assert not np.array_equal(observed, latent.model.decode(latent.model.latents)[0])
+    actions = np.stack([action, -action])
+    rgb_vector, latent_vector = (make_vec(physics, 2, observation=kind, horizon=4) for kind in ("rgb", "latent"))
+    rgb_vector.reset(seed=5)
+    latent_vector.reset(seed=5)
+    observed = rgb_vector.step(actions)[0]
+    latent_vector.step(actions)
+    assert np.array_equal(np.stack(latent_vector.render()), observed)
+
+
 def test_reset_takes_its_context_from_the_env_a_dataset_episode_or_text(physics) -> None:
     root, _ = physics
     env = make(physics, horizon=3)
