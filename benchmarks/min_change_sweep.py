@@ -11,29 +11,14 @@ benchmarks/min_change_sweep.py:k24,benchmarks/min_change_sweep.py:k32,benchmarks
 
 from __future__ import annotations
 
+from functools import partial
+
 from worldsim.evals.baselines import WorldModelPredictor
 from worldsim.references import REFERENCE_DIR
 
 
-def _with_min_change(k: int) -> WorldModelPredictor:
+def with_min_change(k: int) -> WorldModelPredictor:
     return WorldModelPredictor(checkpoint=str(REFERENCE_DIR), name=f"k{k}", min_change=k)
 
 
-def k0() -> WorldModelPredictor:
-    return _with_min_change(0)
-
-
-def k16() -> WorldModelPredictor:
-    return _with_min_change(16)
-
-
-def k24() -> WorldModelPredictor:
-    return _with_min_change(24)
-
-
-def k32() -> WorldModelPredictor:
-    return _with_min_change(32)
-
-
-def k48() -> WorldModelPredictor:
-    return _with_min_change(48)
+k0, k16, k24, k32, k48 = (partial(with_min_change, k) for k in (0, 16, 24, 32, 48))
