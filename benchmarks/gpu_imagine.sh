@@ -12,7 +12,7 @@
 #      budget run on the CPU at no device cost; REAL=1 runs them there instead, REAL_STEPS each, one
 #      process per env (real_vec=subproc) on the 16 cores.
 # Sends back the tuned model in $OUT/tuned.pt.part-* (join with cat) and the rest in $OUT/results.tgz.
-#   device run: bash benchmarks/gpu_imagine.sh 2>&1 | tee $OUT/log.txt   (carry .gpu; timeout 540)
+#   device run: bash benchmarks/gpu_imagine.sh 2>&1 | tee $OUT/log.txt   (carry .gpu; timeout 570)
 #   CPU dry run: LOCAL=1 DEVICE=cpu TRAINER=cpu EPISODES=4 CWORKERS=1 FT_STEPS=2 FT_TIME=00:00:01:00 MAX_S=8 \
 #                SEEDS="0 1" EXTRA="n_envs=2 ppo.n_steps=16 ppo.batch_size=16 eval_episodes=2" W=/tmp/idry \
 #                OUT=/tmp/idry-out bash benchmarks/gpu_imagine.sh
@@ -21,8 +21,8 @@ START=$(date +%s)
 el() { echo "[$(( $(date +%s) - START ))s] $*"; }
 OUT=${OUT:-/tmp/gpu-out}; mkdir -p "$OUT"
 W=${W:-/tmp/w}; mkdir -p "$W"
-TIMESTEPS=${TIMESTEPS:-63488}; HORIZON=${HORIZON:-48}; DEVICE=${DEVICE:-cuda}; MAX_S=${MAX_S:-180}
-LIMIT=${LIMIT:-240}; EXTRA=${EXTRA:-}; SEEDS=${SEEDS:-0 1 2 3}; TUNE=${TUNE:-1}; TRAINER=${TRAINER:-gpu}
+TIMESTEPS=${TIMESTEPS:-63488}; HORIZON=${HORIZON:-48}; DEVICE=${DEVICE:-cuda}; MAX_S=${MAX_S:-300}
+LIMIT=${LIMIT:-330}; EXTRA=${EXTRA:-}; SEEDS=${SEEDS:-0 1 2 3}; TUNE=${TUNE:-1}; TRAINER=${TRAINER:-gpu}
 EPISODES=${EPISODES:-1024}; CWORKERS=${CWORKERS:-14}; FT_STEPS=${FT_STEPS:-400}; FT_TIME=${FT_TIME:-00:00:02:15}
 FT_LR=${FT_LR:-5e-4}; TRAINABLE=${TRAINABLE:-all}; REAL=${REAL:-0}; REAL_STEPS=${REAL_STEPS:-63488}; REAL_ENVS=${REAL_ENVS:-16}
 source benchmarks/gpu_common.sh
