@@ -59,7 +59,7 @@ wait
 for seed in $SEEDS; do
   for run in imagine real; do
     [ -d $W/$run-s$seed ] || continue
-    echo "$run, seed $seed:"; cat $W/$run-s$seed/imagine.md 2>/dev/null; rm -rf $W/$run-s$seed/hydra $W/$run-s$seed/*.zip
+    echo "$run, seed $seed:"; cat $W/$run-s$seed/imagine.md 2>/dev/null; rm -rf $W/$run-s$seed/hydra  # the policies (ppo_*.zip) go back too
   done
 done
 el imagined

@@ -26,6 +26,7 @@ from test_world_model import WINDOW, build_model_file, one_thread  # noqa: E402,
 
 import worldsim  # noqa: E402, F401  (registers the ids)
 from worldsim.data.collect import CollectConfig, collect  # noqa: E402
+from worldsim.data.dataset import EpisodeDataset  # noqa: E402
 from worldsim.envs import WORLD_MODEL_ID  # noqa: E402
 from worldsim.imagine import (LABELS, REAL_VECS, ImagineConfig, ModelObservation, PPOConfig,  # noqa: E402
                               make_real_env, real_venv, train_ppo)
@@ -179,6 +180,34 @@ def test_real_env_is_observed_as_the_model_encodes_it(push: Path) -> None:
     assert np.array_equal(rgb.observation(big), resized) and rgb.observation_space.shape == (64, 64, 3)
     for env in (raw, seen, imagined, larger, rgb):
         env.close()
+
+
+def test_collect_records_a_saved_ppo_policy_in_the_real_env(push: Path, tmp_path: Path) -> None:
+    """``worldsim collect policy=worldsim.imagine:SavedPPOPolicy``: the actions are the policy's, for the frames recorded."""
+    model = WorldModel.from_checkpoint(push, device="cpu")
+    agent = PPO("MlpPolicy", DummyVecEnv([lambda: ModelObservation(make_real_env(model, 6), model)]), **TINY_PPO)
+    agent.save(tmp_path / "ppo.zip")  # untrained: its mean action still depends on the frame
+
+    def record(out: str, **extra) -> EpisodeDataset:
+        kwargs = {"path": str(tmp_path / "ppo.zip"), "checkpoint": str(push), **extra}
+        collect(CollectConfig(env="worldsim/Push-v0", episodes=2, max_steps=6, progress=False, out=str(tmp_path / out),
+                              policy="worldsim.imagine:SavedPPOPolicy", policy_kwargs=kwargs))
+        return EpisodeDataset(tmp_path / out)
+
+    episode = record("greedy").episode(1)
+    expected = np.stack([agent.predict(model.encode(frame).numpy(), deterministic=True)[0]
+                         for frame in episode.frames[:-1]])
+    np.testing.assert_allclose(episode.actions, expected, atol=1e-5)
+    assert np.ptp(episode.actions, axis=0).min() > 0
+    noisy, again = record("noisy", random_prob=1.0), record("again", random_prob=1.0)
+    assert np.array_equal(noisy.episode(1).actions, again.episode(1).actions)  # reseeded per episode
+    assert np.abs(noisy.episode(1).actions).max() > np.abs(expected).max() + 0.1
+    with pytest.raises(ValueError, match="pass the checkpoint and observation the policy was trained with"):
+        record("rgb", observation="rgb")
+    with pytest.raises(ValueError, match=r"policy_kwargs \['path'\] given to policy 'random'"):
+        collect(CollectConfig(env="worldsim/Push-v0", episodes=1, policy="random", policy_kwargs={"path": "x"},
+                              out=str(tmp_path / "bad")))
+    assert not (tmp_path / "rgb").exists() and not (tmp_path / "bad").exists()
 
 
 def test_env_kwargs_configure_the_imagined_contexts_and_the_real_env_alike(push: Path) -> None:

@@ -129,12 +129,17 @@ class ModelObservation(gymnasium.ObservationWrapper):
                                   else spaces.Box(0, 255, (height, width, 3), np.uint8))
 
     def observation(self, frame: np.ndarray) -> np.ndarray:
-        height, width, _ = self.model.frame_shape
-        if frame.shape[:2] != (height, width):
-            frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
-        if self.mode == "rgb":
-            return frame
-        return self.model.encode(frame).cpu().numpy()  # (C, h, w) float32
+        return model_observation(self.model, frame, self.mode)
+
+
+def model_observation(model: WorldModel, frame: np.ndarray, observation: str) -> np.ndarray:
+    """One RGB frame as ``ModelObservation`` gives it: its latent (C, h, w) float32, or the frame at the model's size."""
+    height, width, _ = model.frame_shape
+    if frame.shape[:2] != (height, width):
+        frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
+    if observation == "rgb":
+        return frame
+    return model.encode(frame).cpu().numpy()
 
 
 def real_horizon(model: WorldModel, horizon: Optional[int]) -> int:
@@ -260,6 +265,47 @@ class PPOPolicy:
 
     def __call__(self, observation: np.ndarray, info: dict[str, Any]) -> np.ndarray:
         return self.agent.predict(observation, deterministic=True)[0]
+
+
+class SavedPPOPolicy:
+    """A PPO policy ``worldsim imagine`` saved (``ppo_<name>.zip``), driving a real env from its frames.
+
+    For recording real episodes of a trained agent, to fine-tune the world model on the states that
+    agent visits (a Dyna-style loop): ``worldsim collect policy=worldsim.imagine:SavedPPOPolicy
+    +policy_kwargs.path=<out>/ppo_imagination.zip +policy_kwargs.checkpoint=<model.pt>``. Each RGB
+    frame is observed as in training (``model_observation`` with ``checkpoint``'s autoencoder); the
+    policy plays its mean action, and with probability ``random_prob`` a step takes a uniform random
+    action instead, drawn from a generator reseeded every episode, so recordings are reproducible.
+    """
+
+    def __init__(self, action_space: gymnasium.Space, path: str, checkpoint: str, observation: str = "latent",
+                 random_prob: float = 0.0, device: str = "cpu") -> None:
+        from stable_baselines3 import PPO
+
+        if observation not in OBSERVATIONS:
+            raise ValueError(f"observation={observation!r}: use one of {list(OBSERVATIONS)}")
+        if not 0.0 <= random_prob <= 1.0:
+            raise ValueError(f"random_prob={random_prob}: give a probability in [0, 1]")
+        if not Path(path).is_file():
+            raise ValueError(f"path={path!r} is no file: give a policy `worldsim imagine` saved (<out>/ppo_<name>.zip)")
+        self.model = WorldModel.from_checkpoint(checkpoint, device)
+        self.agent = PPO.load(path, device=device)
+        expected = model_observation(self.model, np.zeros(self.model.frame_shape, np.uint8), observation).shape
+        if tuple(self.agent.observation_space.shape) != tuple(expected):
+            raise ValueError(f"{path} observes {self.agent.observation_space.shape}, but {checkpoint} with "
+                             f"observation={observation!r} gives {expected}: pass the checkpoint and observation "
+                             "the policy was trained with")
+        self.action_space, self.observation, self.random_prob = action_space, observation, random_prob
+        self.rng = np.random.default_rng(0)
+
+    def reset(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.action_space.seed(seed)
+
+    def __call__(self, frame: np.ndarray, info: dict[str, Any]) -> np.ndarray:
+        if self.random_prob > 0 and self.rng.random() < self.random_prob:
+            return self.action_space.sample()
+        return self.agent.predict(model_observation(self.model, frame, self.observation), deterministic=True)[0]
 
 
 @dataclass

@@ -52,6 +52,7 @@ class CollectConfig:
     env: str = "worldsim/Physics-v0"  # Gymnasium env id: a worldsim world or any registered env
     env_kwargs: dict[str, Any] = field(default_factory=dict)  # keyword arguments for gymnasium.make
     policy: str = "random"  # random | scripted | mixed (scripted with random bursts) | sticky (held random actions, scripted segments) | module:callable (Policy, Policy class or (obs, info) -> action)
+    policy_kwargs: dict[str, Any] = field(default_factory=dict)  # for a module:Class policy's constructor, e.g. worldsim.imagine:SavedPPOPolicy's path and checkpoint
     episodes: int = 64  # episodes in the finished dataset
     out: str = "data/episodes"  # dataset directory; re-running the same command there resumes
     workers: int = 1  # processes recording shards in parallel (does not change the data)
@@ -138,7 +139,7 @@ def make_env(cfg: CollectConfig) -> gymnasium.Env:
 def make_recorder(cfg: CollectConfig) -> EpisodeRecorder:
     env = make_env(cfg)
     try:
-        policy = make_policy(cfg.policy, env)
+        policy = make_policy(cfg.policy, env, cfg.policy_kwargs)
         return EpisodeRecorder(
             env, policy, frame_size=tuple(cfg.size) if cfg.size else None, max_steps=cfg.max_steps,
             record_images=cfg.record_images, env_id=cfg.env,
@@ -220,7 +221,8 @@ def _open_manifest(root: Path, cfg: CollectConfig, meta: dict[str, Any]) -> dict
         write_manifest(root, manifest)
         return manifest
     manifest = read_manifest(root)
-    recorded = manifest.get("collect", {})
+    # A field added after the dataset was recorded counts as its default there.
+    recorded = {**content_config(CollectConfig(out=cfg.out)), **manifest.get("collect", {})}
     wanted = content_config(cfg)
     changed = sorted(k for k in set(recorded) | set(wanted) if recorded.get(k) != wanted.get(k))
     if changed:

@@ -101,17 +101,21 @@ class FunctionPolicy:
         return self.function(observation, info)
 
 
-def make_policy(spec: str, env: gymnasium.Env) -> Policy:
-    """The policy named by ``spec`` for ``env``.
+def make_policy(spec: str, env: gymnasium.Env, kwargs: Optional[dict[str, Any]] = None) -> Policy:
+    """The policy named by ``spec`` for ``env``; ``kwargs`` go to a ``"module:Class"`` policy's constructor.
 
     ``"random"``: uniform actions. ``"scripted"``: ``env.unwrapped.scripted_policy()``.
     ``"mixed"``: the scripted policy with bursts of random actions (``MixedPolicy``). ``"sticky"``:
     random actions held for 1-16 steps, half the segments scripted where the world has a script
     (``StickyPolicy``).
     ``"module:name"`` or ``"file.py:name"``: a Policy object; a class, instantiated with the
-    env's action space when its constructor takes an argument, else with none; or a plain
-    function ``(observation, info) -> action``.
+    env's action space first when its constructor takes more arguments than ``kwargs`` names,
+    then ``kwargs``; or a plain function ``(observation, info) -> action``.
     """
+    kwargs = dict(kwargs or {})
+    if kwargs and ":" not in spec:
+        raise ValueError(f"policy_kwargs {sorted(kwargs)} given to policy {spec!r}: they are for a "
+                         "'module:Class' policy's constructor; drop them or name such a class")
     if spec == "random":
         return RandomPolicy(env.action_space)
     if spec == "sticky":
@@ -130,8 +134,14 @@ def make_policy(spec: str, env: gymnasium.Env) -> Policy:
                          "'module:callable'")
     target = load_target(spec, "policy")
     if inspect.isclass(target):
-        takes_argument = len(inspect.signature(target).parameters) > 0
-        target = target(env.action_space) if takes_argument else target()
+        takes_argument = len(inspect.signature(target).parameters) > len(kwargs)
+        try:
+            target = target(env.action_space, **kwargs) if takes_argument else target(**kwargs)
+        except TypeError as error:
+            raise ValueError(f"policy {spec!r} cannot be built with policy_kwargs {kwargs}: {error}") from None
+    elif kwargs:
+        raise ValueError(f"policy_kwargs {sorted(kwargs)} given to policy {spec!r}, which is not a class: "
+                         "only a policy class takes them")
     if isinstance(target, Policy):
         return target
     if callable(target):
