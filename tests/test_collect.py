@@ -197,6 +197,16 @@ def test_resume_refuses_a_different_config(tmp_path: Path) -> None:
     assert again.recorded_episodes == 0 and again.episodes == 6
 
 
+def test_a_dataset_recorded_before_a_config_field_existed_still_resumes(tmp_path: Path) -> None:
+    collect(cartpole(tmp_path / "data"))
+    manifest_path = tmp_path / "data" / MANIFEST_NAME
+    manifest = json.loads(manifest_path.read_text())
+    del manifest["collect"]["policy_kwargs"]  # as written before policy_kwargs was added
+    manifest_path.write_text(json.dumps(manifest))
+    again = collect(cartpole(tmp_path / "data"))
+    assert again.recorded_episodes == 0 and again.episodes == 6
+
+
 @pytest.mark.parametrize("overrides, message", [
     ({"env": "NoSuchEnv-v3"}, "env 'NoSuchEnv-v3' cannot be made"),
     ({"episodes": 0}, "episodes=0: record at least 1 episode"),
