@@ -4,6 +4,7 @@ world-model env, the real env seen through the model's encoder, and `worldsim im
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import subprocess
@@ -29,7 +30,7 @@ from worldsim.data.collect import CollectConfig, collect  # noqa: E402
 from worldsim.data.dataset import EpisodeDataset  # noqa: E402
 from worldsim.envs import WORLD_MODEL_ID  # noqa: E402
 from worldsim.imagine import (LABELS, REAL_VECS, ImagineConfig, ModelObservation, PPOConfig,  # noqa: E402
-                              make_real_env, real_venv, train_ppo)
+                              imagine, make_agent, make_real_env, real_venv, train_ppo)
 from worldsim.rl import GymnasiumVecEnv  # noqa: E402
 from worldsim.world_model import WorldModel  # noqa: E402
 
@@ -232,6 +233,23 @@ def test_max_seconds_cuts_a_ppo_run_short_and_reports_the_steps_it_took(push: Pa
     model = WorldModel.from_checkpoint(push, device="cpu")
     agent, stats = train_ppo(cfg, real_venv(cfg, model, 4), context_frames=0)
     assert stats.timesteps == agent.num_timesteps == 2  # the first vector step passed the deadline
+
+
+def test_init_policy_starts_ppo_from_a_saved_policy(push: Path, tmp_path: Path) -> None:
+    cfg = ImagineConfig(checkpoint=str(push), timesteps=32, n_envs=2, ppo=PPOConfig(n_steps=16, batch_size=16, n_epochs=1))
+    model = WorldModel.from_checkpoint(push, device="cpu")
+    trained, _ = train_ppo(cfg, real_venv(cfg, model, 4), context_frames=0)
+    trained.save(tmp_path / "ppo.zip")
+    fresh = make_agent(dataclasses.replace(cfg, seed=1), real_venv(cfg, model, 4))
+    resumed = make_agent(dataclasses.replace(cfg, seed=1, init_policy=str(tmp_path / "ppo.zip")), real_venv(cfg, model, 4))
+    assert torch.equal(parameters(resumed), parameters(trained))
+    assert not torch.equal(parameters(fresh), parameters(trained))
+    wider = dataclasses.replace(cfg, init_policy=str(tmp_path / "ppo.zip"), ppo=PPOConfig(net_arch=[32]))
+    with pytest.raises(ValueError, match=r"another network than ppo.net_arch=\[32\]"):
+        make_agent(wider, real_venv(cfg, model, 4))
+    with pytest.raises(ValueError, match="init_policy='nowhere.zip' is no file"):
+        imagine(dataclasses.replace(cfg, init_policy="nowhere.zip", out=str(tmp_path / "none")))
+    assert not (tmp_path / "none").exists()
 
 
 def test_real_envs_in_subprocesses_observe_what_the_in_process_ones_do(push: Path) -> None:

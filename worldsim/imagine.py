@@ -80,6 +80,7 @@ class ImagineConfig:
     device: str = "cpu"  # torch device of the world model and of PPO
     threads: int = 0  # torch intra-op threads; 0 keeps torch's default
     verbose: int = 0  # Stable-Baselines3 verbosity (1: PPO's table after every rollout)
+    init_policy: Optional[str] = None  # a saved ppo_<name>.zip whose weights both PPO runs start from (hyperparameters: ppo's)
     out: str = "imagine"  # folder for imagine.json, imagine.md and the trained policies (ppo_<name>.zip)
 
 
@@ -94,6 +95,8 @@ def _check(cfg: ImagineConfig) -> None:
         (cfg.real_vec in REAL_VECS, f"real_vec={cfg.real_vec!r}: use one of {list(REAL_VECS)}"),
         (cfg.eval_episodes >= 2, f"eval_episodes={cfg.eval_episodes}: a confidence interval needs at least 2"),
         (cfg.horizon is None or cfg.horizon >= 1, f"horizon={cfg.horizon}: episodes need at least 1 step"),
+        (cfg.init_policy is None or Path(cfg.init_policy).is_file(),
+         f"init_policy={cfg.init_policy!r} is no file: give a policy `worldsim imagine` saved (<out>/ppo_<name>.zip)"),
         (cfg.ppo.n_steps * cfg.n_envs > 1,
          f"ppo.n_steps * n_envs = {cfg.ppo.n_steps * cfg.n_envs}: PPO's advantage normalisation needs 2 or more"),
     ]
@@ -216,17 +219,12 @@ def real_venv(cfg: ImagineConfig, model: WorldModel, horizon: int) -> Any:
 
 def train_ppo(cfg: ImagineConfig, venv: Any, context_frames: int) -> tuple[Any, TrainStats]:
     """PPO from Stable-Baselines3 trained for ``cfg.timesteps`` on ``venv``, as shipped."""
-    from stable_baselines3 import PPO
     from stable_baselines3.common.vec_env import VecMonitor
 
     from worldsim.rl import StepClock
 
     clock = StepClock(venv)
-    p = cfg.ppo
-    agent = PPO(OBSERVATIONS[cfg.observation], VecMonitor(clock), n_steps=p.n_steps, batch_size=p.batch_size,
-                n_epochs=p.n_epochs, learning_rate=p.learning_rate, gamma=p.gamma, gae_lambda=p.gae_lambda,
-                clip_range=p.clip_range, ent_coef=p.ent_coef, policy_kwargs={"net_arch": list(p.net_arch)},
-                seed=cfg.seed, device=cfg.device, verbose=cfg.verbose)
+    agent = make_agent(cfg, VecMonitor(clock))
     start = time.perf_counter()
     agent.learn(cfg.timesteps, callback=None if cfg.max_seconds is None else _deadline(start + cfg.max_seconds))
     wall = time.perf_counter() - start
@@ -235,6 +233,29 @@ def train_ppo(cfg: ImagineConfig, venv: Any, context_frames: int) -> tuple[Any, 
     venv.close()
     return agent, TrainStats(int(agent.num_timesteps), wall, clock.seconds, clock.episodes, int(real_frames),
                              float(np.mean(returns)) if returns else None)
+
+
+def make_agent(cfg: ImagineConfig, venv: Any) -> Any:
+    """SB3's PPO with ``cfg.ppo``'s hyperparameters on ``venv``; with ``cfg.init_policy``, that policy's weights."""
+    from stable_baselines3 import PPO
+
+    p = cfg.ppo
+    agent = PPO(OBSERVATIONS[cfg.observation], venv, n_steps=p.n_steps, batch_size=p.batch_size,
+                n_epochs=p.n_epochs, learning_rate=p.learning_rate, gamma=p.gamma, gae_lambda=p.gae_lambda,
+                clip_range=p.clip_range, ent_coef=p.ent_coef, policy_kwargs={"net_arch": list(p.net_arch)},
+                seed=cfg.seed, device=cfg.device, verbose=cfg.verbose)
+    if cfg.init_policy is not None:
+        saved = PPO.load(cfg.init_policy, device=cfg.device)
+        if saved.observation_space != agent.observation_space or saved.action_space != agent.action_space:
+            raise ValueError(f"init_policy={cfg.init_policy!r} observes {saved.observation_space} and acts in "
+                             f"{saved.action_space}; this run has {agent.observation_space} and {agent.action_space}: "
+                             "start from a policy trained with the same checkpoint's autoencoder and observation")
+        try:
+            agent.policy.load_state_dict(saved.policy.state_dict())
+        except RuntimeError as error:
+            raise ValueError(f"init_policy={cfg.init_policy!r} has another network than ppo.net_arch="
+                             f"{list(p.net_arch)}: set ppo.net_arch to the one it was trained with ({error})") from None
+    return agent
 
 
 def _deadline(end: float) -> Any:
