@@ -17,6 +17,7 @@ import pytest
 
 from worldsim.data.collect import CollectConfig, collect, episode_seed
 from worldsim.data.dataset import EpisodeDataset
+from worldsim.data.policies import make_policy
 from worldsim.data.storage import MANIFEST_NAME
 
 # A tiny worldsim-like world: RGB observations, Box actions and the ground truth in info.
@@ -174,6 +175,30 @@ def test_callable_policies(tmp_path: Path, tiny_env_module: str) -> None:
     collect(CollectConfig(env=env, episodes=1, out=str(tmp_path / "c"), progress=False,
                           policy=f"{policy_file}:ConstantPolicy"))
     assert (EpisodeDataset(tmp_path / "c").episode(0).actions == 0.5).all()
+
+
+def test_policy_kwargs_reach_a_policy_class(tmp_path: Path) -> None:
+    policy_file = tmp_path / "kw_policies.py"
+    policy_file.write_text(textwrap.dedent("""
+        class Scaled:
+            def __init__(self, action_space, scale=1.0):
+                self.action_space, self.scale = action_space, scale
+            def reset(self, seed): pass
+            def __call__(self, observation, info): return self.scale
+
+        class Fixed:
+            def __init__(self, value):
+                self.value = value
+            def reset(self, seed): pass
+            def __call__(self, observation, info): return self.value
+    """))
+    env = gymnasium.make("CartPole-v1")
+    scaled = make_policy(f"{policy_file}:Scaled", env, {"scale": 0.5})
+    assert scaled.action_space is env.action_space and scaled(None, {}) == 0.5
+    assert make_policy(f"{policy_file}:Fixed", env, {"value": 1})(None, {}) == 1
+    with pytest.raises(ValueError, match=r"cannot be built with policy_kwargs \{'speed': 2\}"):
+        make_policy(f"{policy_file}:Scaled", env, {"speed": 2})
+    env.close()
 
 
 def test_a_dead_worker_stops_collection_with_a_clear_error(tmp_path: Path,

@@ -109,8 +109,8 @@ def make_policy(spec: str, env: gymnasium.Env, kwargs: Optional[dict[str, Any]] 
     random actions held for 1-16 steps, half the segments scripted where the world has a script
     (``StickyPolicy``).
     ``"module:name"`` or ``"file.py:name"``: a Policy object; a class, instantiated with the
-    env's action space first when its constructor takes more arguments than ``kwargs`` names,
-    then ``kwargs``; or a plain function ``(observation, info) -> action``.
+    env's action space as its first argument (unless the constructor takes none, or ``kwargs``
+    name it) and ``kwargs``; or a plain function ``(observation, info) -> action``.
     """
     kwargs = dict(kwargs or {})
     if kwargs and ":" not in spec:
@@ -134,9 +134,10 @@ def make_policy(spec: str, env: gymnasium.Env, kwargs: Optional[dict[str, Any]] 
                          "'module:callable'")
     target = load_target(spec, "policy")
     if inspect.isclass(target):
-        takes_argument = len(inspect.signature(target).parameters) > len(kwargs)
+        names = list(inspect.signature(target).parameters)
+        takes_action_space = bool(names) and names[0] not in kwargs
         try:
-            target = target(env.action_space, **kwargs) if takes_argument else target(**kwargs)
+            target = target(env.action_space, **kwargs) if takes_action_space else target(**kwargs)
         except TypeError as error:
             raise ValueError(f"policy {spec!r} cannot be built with policy_kwargs {kwargs}: {error}") from None
     elif kwargs:
