@@ -11,11 +11,11 @@
 #      far from busy with one), each cut at MAX_S seconds. The real-env rows of the same seeds and
 #      budget run on the CPU at no device cost; REAL=1 runs them there instead, REAL_STEPS each, one
 #      process per env (real_vec=subproc) on the 16 cores.
-# Sends back the tuned model in $OUT/tuned.pt.part-* (join with cat) and the rest in $OUT/results.tgz.
-#   device run: bash benchmarks/gpu_imagine.sh 2>&1 | tee $OUT/log.txt   (carry .gpu; timeout 570)
 #   4. DYNA=1 (untried on the GPU): after step 3, record DYNA_EPISODES real episodes of each seed's
 #      agent (20% random steps), fine-tune the tuned model on them, and train PPO on from that agent
 #      in it for TIMESTEPS more; give it half the budget (TIMESTEPS=31744) to keep the real rows'.
+# Sends back the tuned model in $OUT/tuned.pt.part-* (join with cat) and the rest in $OUT/results.tgz.
+#   device run: bash benchmarks/gpu_imagine.sh 2>&1 | tee $OUT/log.txt   (carry .gpu; timeout 570)
 #   CPU dry run: LOCAL=1 DEVICE=cpu TRAINER=cpu EPISODES=4 CWORKERS=1 FT_STEPS=2 FT_TIME=00:00:01:00 MAX_S=8 \
 #                SEEDS="0 1" EXTRA="n_envs=2 ppo.n_steps=16 ppo.batch_size=16 eval_episodes=2" W=/tmp/idry \
 #                OUT=/tmp/idry-out bash benchmarks/gpu_imagine.sh

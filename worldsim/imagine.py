@@ -127,12 +127,17 @@ class ModelObservation(gymnasium.ObservationWrapper):
         if observation not in OBSERVATIONS:
             raise ValueError(f"observation={observation!r}: use one of {list(OBSERVATIONS)}")
         self.model, self.mode = model, observation
-        height, width, _ = model.frame_shape
-        self.observation_space = (spaces.Box(-np.inf, np.inf, model.latent_shape, np.float32) if observation == "latent"
-                                  else spaces.Box(0, 255, (height, width, 3), np.uint8))
+        self.observation_space = model_observation_space(model, observation)
 
     def observation(self, frame: np.ndarray) -> np.ndarray:
         return model_observation(self.model, frame, self.mode)
+
+
+def model_observation_space(model: WorldModel, observation: str) -> spaces.Box:
+    """What ``model_observation`` gives: ``Box`` of the latent (C, h, w) float32, or of the frame at the model's size."""
+    height, width, _ = model.frame_shape
+    return (spaces.Box(-np.inf, np.inf, model.latent_shape, np.float32) if observation == "latent"
+            else spaces.Box(0, 255, (height, width, 3), np.uint8))
 
 
 def model_observation(model: WorldModel, frame: np.ndarray, observation: str) -> np.ndarray:
@@ -311,8 +316,8 @@ class SavedPPOPolicy:
             raise ValueError(f"path={path!r} is no file: give a policy `worldsim imagine` saved (<out>/ppo_<name>.zip)")
         self.model = WorldModel.from_checkpoint(checkpoint, device)
         self.agent = PPO.load(path, device=device)
-        expected = model_observation(self.model, np.zeros(self.model.frame_shape, np.uint8), observation).shape
-        if tuple(self.agent.observation_space.shape) != tuple(expected):
+        expected = model_observation_space(self.model, observation).shape
+        if tuple(self.agent.observation_space.shape) != expected:
             raise ValueError(f"{path} observes {self.agent.observation_space.shape}, but {checkpoint} with "
                              f"observation={observation!r} gives {expected}: pass the checkpoint and observation "
                              "the policy was trained with")
