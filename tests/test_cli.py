@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import select
 import subprocess
 import sys
 from pathlib import Path
@@ -32,6 +34,30 @@ def test_unknown_subcommand_is_refused(tmp_path: Path) -> None:
     result = worldsim("colect", cwd=tmp_path)
     assert result.returncode == 2
     assert "unknown command 'colect'" in result.stderr and "collect" in result.stderr
+
+
+def test_progress_reaches_a_pipe_while_the_job_still_runs(tmp_path: Path) -> None:
+    """A job's prints arrive line by line when its output goes to a file or a pipe, not at exit."""
+    job = (
+        "import sys\n"
+        "from worldsim import cli\n"
+        "cli.hydra_app = lambda name: lambda: (print('step 1 of 2'), sys.stdin.readline())\n"
+        "cli.main(['imagine'])\n"
+    )
+    buffered = {key: value for key, value in os.environ.items() if key != "PYTHONUNBUFFERED"}
+    process = subprocess.Popen(
+        [sys.executable, "-c", job], cwd=tmp_path, env=buffered, stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert process.stdout is not None and process.stdin is not None
+        ready, _, _ = select.select([process.stdout], [], [], 60)
+        assert ready, "the job's print did not reach the pipe while the job was running"
+        assert process.stdout.readline() == "step 1 of 2\n"
+        process.stdin.close()
+        assert process.wait(timeout=60) == 0
+    finally:
+        process.kill()
 
 
 @pytest.mark.parametrize("name", list(COMMANDS))

@@ -150,6 +150,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(usage())
         return 0
     name, rest = args[0], args[1:]
+    # Long jobs report progress with plain prints (Stable-Baselines3's tables, epoch summaries);
+    # piped to a file they would otherwise arrive in 8 KiB blocks, or only at the end.
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None:
+        reconfigure(line_buffering=True)
     if name not in COMMANDS:
         print(f"worldsim: unknown command {name!r}; choose one of: {', '.join(COMMANDS)}\n",
               file=sys.stderr)
