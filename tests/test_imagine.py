@@ -4,9 +4,11 @@ world-model env, the real env seen through the model's encoder, and `worldsim im
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import importlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -276,12 +278,13 @@ def test_rl_module_without_sb3_says_how_to_install_it(monkeypatch: pytest.Monkey
 
 
 def test_worldsim_imagine_writes_the_table(push: Path, tmp_path: Path) -> None:
-    out = tmp_path / "imagine"
+    out, temp = tmp_path / "imagine", tmp_path / "temp"
+    temp.mkdir()
     result = subprocess.run(
-        [sys.executable, "-m", "worldsim.cli", "imagine", f"checkpoint={push}", "timesteps=32", "n_envs=2",
+        [sys.executable, "-m", "worldsim.cli", "imagine", f"checkpoint={push}", "timesteps=64", "n_envs=2",
          "ppo.n_steps=16", "ppo.batch_size=16", "ppo.n_epochs=1", "eval_episodes=2", "horizon=4", "threads=1",
          "+env_kwargs.start=behind", f"out={out}"],
-        cwd=tmp_path, capture_output=True, text=True)
+        cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "TMPDIR": str(temp)})
     assert result.returncode == 0, result.stderr
     report = json.loads((out / "imagine.json").read_text())
     rows = {row["policy"]: row for row in report["rows"]}
@@ -293,7 +296,12 @@ def test_worldsim_imagine_writes_the_table(push: Path, tmp_path: Path) -> None:
         assert 0.0 <= row["success_rate"] <= 1.0
         assert ("train" in row) == (name in ("imagination", "real"))
     for name in ("imagination", "real"):
-        assert rows[name]["train"]["timesteps"] == 32 and (out / f"ppo_{name}.zip").exists()
+        assert rows[name]["train"]["timesteps"] == 64 and (out / f"ppo_{name}.zip").exists()
+        with open(out / f"ppo_{name}.csv") as log:
+            curve = list(csv.DictReader(log))
+        assert [int(row["time/total_timesteps"]) for row in curve] == [32, 64]  # one row per rollout
+        assert all(np.isfinite(float(row["rollout/ep_rew_mean"])) for row in curve)  # 4-step episodes ended
+    assert not list(temp.iterdir())  # SB3's default logger would have left an SB3-<time> folder
     imagined = rows["imagination"]["train"]
     assert imagined["real_frames"] == imagined["episodes"] * WINDOW  # only the contexts touch the real env
     assert set(report["ratios"]) == {"imagination_over_real", "imagination_over_real_above_random"}

@@ -6,7 +6,8 @@ and once in the real PyBullet ``worldsim/Push-v0``. Both policies, a random one 
 scripted policy (a reference ceiling) then play the same real-env episodes (fixed seeds), and
 ``<out>/imagine.json`` and ``<out>/imagine.md`` report each one's real-env return with its 95%
 confidence interval, success rate, training wall time and env frames/s, and the ratio of the
-imagination-trained return to the real-trained one.
+imagination-trained return to the real-trained one. Each trained policy is saved as
+``<out>/ppo_<name>.zip``, its learning curve (PPO's table after every rollout) as ``<out>/ppo_<name>.csv``.
 
 Both PPO runs see the same kind of observation: ``observation=latent`` (default) gives the model's
 autoencoder latents, in the real env too (``ModelObservation`` encodes each real frame with
@@ -23,6 +24,7 @@ import json
 import math
 import os
 import platform
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -79,9 +81,9 @@ class ImagineConfig:
     ppo: PPOConfig = field(default_factory=PPOConfig)  # PPO hyperparameters, shared by both training runs
     device: str = "cpu"  # torch device of the world model and of PPO
     threads: int = 0  # torch intra-op threads; 0 keeps torch's default
-    verbose: int = 0  # Stable-Baselines3 verbosity (1: PPO's table after every rollout)
+    verbose: int = 0  # Stable-Baselines3 verbosity (1: PPO's table after every rollout on stdout, as in ppo_<name>.csv)
     init_policy: Optional[str] = None  # a saved ppo_<name>.zip whose weights both PPO runs start from (hyperparameters: ppo's)
-    out: str = "imagine"  # folder for imagine.json, imagine.md and the trained policies (ppo_<name>.zip)
+    out: str = "imagine"  # folder for imagine.json, imagine.md, the trained policies (ppo_<name>.zip) and their curves (.csv)
 
 
 def _check(cfg: ImagineConfig) -> None:
@@ -222,16 +224,29 @@ def real_venv(cfg: ImagineConfig, model: WorldModel, horizon: int) -> Any:
     return SubprocVecEnv([make_in_process] * cfg.n_envs)
 
 
-def train_ppo(cfg: ImagineConfig, venv: Any, context_frames: int) -> tuple[Any, TrainStats]:
-    """PPO from Stable-Baselines3 trained for ``cfg.timesteps`` on ``venv``, as shipped."""
+def train_ppo(cfg: ImagineConfig, venv: Any, context_frames: int,
+              log: Path | None = None) -> tuple[Any, TrainStats]:
+    """PPO from Stable-Baselines3 trained for ``cfg.timesteps`` on ``venv``, as shipped.
+
+    PPO's table after every rollout (returns, losses, frames/s) goes to the CSV file ``log`` and,
+    with ``cfg.verbose``, to stdout; SB3's default logger would leave an empty ``SB3-<time>``
+    folder in the temp directory instead.
+    """
+    from stable_baselines3.common.logger import CSVOutputFormat, HumanOutputFormat, Logger
     from stable_baselines3.common.vec_env import VecMonitor
 
     from worldsim.rl import StepClock
 
     clock = StepClock(venv)
     agent = make_agent(cfg, VecMonitor(clock))
+    logger = Logger(folder=None, output_formats=[*([CSVOutputFormat(str(log))] if log else []),
+                                                 *([HumanOutputFormat(sys.stdout)] if cfg.verbose else [])])
+    agent.set_logger(logger)
     start = time.perf_counter()
-    agent.learn(cfg.timesteps, callback=None if cfg.max_seconds is None else _deadline(start + cfg.max_seconds))
+    try:
+        agent.learn(cfg.timesteps, callback=None if cfg.max_seconds is None else _deadline(start + cfg.max_seconds))
+    finally:
+        logger.close()
     wall = time.perf_counter() - start
     real_frames = clock.episodes * context_frames if context_frames else agent.num_timesteps + clock.episodes
     returns = [episode["r"] for episode in agent.ep_info_buffer]  # VecMonitor's, what PPO's logs call ep_rew_mean
@@ -453,7 +468,7 @@ def imagine(cfg: ImagineConfig) -> dict[str, Any]:
         print(f"imagine: training PPO {'in imagination' if name == 'imagination' else 'in the real env'} "
               f"({cfg.timesteps} steps, {cfg.n_envs} sub-envs)", flush=True)
         venv = imagination_venv(cfg, horizon) if name == "imagination" else real_venv(cfg, model, horizon)
-        agent, stats = train_ppo(cfg, venv, model.window if name == "imagination" else 0)
+        agent, stats = train_ppo(cfg, venv, model.window if name == "imagination" else 0, log=out / f"ppo_{name}.csv")
         agent.save(out / f"ppo_{name}.zip")
         print(f"imagine: {name}: {stats.timesteps} steps in {stats.wall_s:.0f} s; evaluating", flush=True)
         rows[name] = summarize(name, evaluate(real_observed, PPOPolicy(agent), seeds), stats)
