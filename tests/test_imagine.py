@@ -308,3 +308,14 @@ def test_worldsim_imagine_writes_the_table(push: Path, tmp_path: Path) -> None:
     table = (out / "imagine.md").read_text()
     assert all(f"| {label} |" in table for label in LABELS.values())
     assert table.splitlines()[0] in result.stdout
+
+    rescore = Path(__file__).parents[1] / "benchmarks" / "imagine_rescore.py"
+    result = subprocess.run([sys.executable, str(rescore), str(out / "imagine.json"), "--episodes", "3",
+                             "--out", str(tmp_path / "rescored.json")], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    rescored = json.loads((tmp_path / "rescored.json").read_text())
+    assert [row["policy"] for row in rescored["rows"]] == ["imagination", "real"]
+    for row in rescored["rows"]:
+        assert row["n"] == 3 and row["returns"][:2] == rows[row["policy"]]["returns"]  # the run's episodes again
+        assert row["train"] == rows[row["policy"]]["train"]
+    assert rescored["facts"]["eval_seeds"] == [1_000_000, 1_000_001, 1_000_002]
