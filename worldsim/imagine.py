@@ -225,7 +225,7 @@ def real_venv(cfg: ImagineConfig, model: WorldModel, horizon: int) -> Any:
 
 
 def train_ppo(cfg: ImagineConfig, venv: Any, context_frames: int,
-              log: Path | None = None) -> tuple[Any, TrainStats]:
+              log: Optional[Path] = None) -> tuple[Any, TrainStats]:
     """PPO from Stable-Baselines3 trained for ``cfg.timesteps`` on ``venv``, as shipped.
 
     PPO's table after every rollout (returns, losses, frames/s) goes to the CSV file ``log`` and,
