@@ -21,8 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from worldsim.imagine import (ModelObservation, PPOPolicy, evaluate, make_real_env, markdown, return_ratios,
-                              summarize)
+from worldsim.imagine import evaluate_agent, markdown, return_ratios, summarize
 from worldsim.world_model import WorldModel
 
 
@@ -37,9 +36,6 @@ def rescore(report_path: Path, episodes: int) -> dict[str, Any]:
     model = WorldModel.from_checkpoint(cfg["checkpoint"], device="cpu")
     seeds = [cfg["eval_seed"] + i for i in range(episodes)]
 
-    def real_observed() -> Any:
-        return ModelObservation(make_real_env(model, facts["horizon"], cfg["env_kwargs"]), model, cfg["observation"])
-
     rows = []
     for row in report["rows"]:
         if "train" not in row:
@@ -47,8 +43,9 @@ def rescore(report_path: Path, episodes: int) -> dict[str, Any]:
         policy = report_path.parent / f"ppo_{row['policy']}.zip"
         if not policy.is_file():
             raise SystemExit(f"{policy} is missing: re-scoring needs the policies the run saved beside its report")
-        scored = summarize(row["policy"], evaluate(real_observed, PPOPolicy(PPO.load(policy, device="cpu")), seeds),
-                           None)
+        agent = PPO.load(policy, device="cpu")
+        scored = summarize(row["policy"], evaluate_agent(agent, model, facts["horizon"], cfg["env_kwargs"],
+                                                         cfg["observation"], seeds), None)
         again = np.asarray(scored["returns"][: row["n"]])
         if not np.allclose(again, row["returns"], atol=2e-4):
             raise SystemExit(f"{policy} earns other returns on the run's own episodes than the run reported "

@@ -379,6 +379,13 @@ def evaluate(make_env: Callable[[], gymnasium.Env], policy: Any, seeds: list[int
         env.close()
 
 
+def evaluate_agent(agent: Any, model: WorldModel, horizon: int, env_kwargs: dict[str, Any], observation: str,
+                   seeds: list[int]) -> list[Episode]:
+    """A trained SB3 agent's episodes in the real env, which it sees through ``model`` as it did in training."""
+    return evaluate(lambda: ModelObservation(make_real_env(model, horizon, env_kwargs), model, observation),
+                    PPOPolicy(agent), seeds)
+
+
 def summarize(name: str, episodes: list[Episode], stats: Optional[TrainStats]) -> dict[str, Any]:
     returns = np.array([e.ret for e in episodes], np.float64)
     successes = [e.success for e in episodes if e.success is not None]
@@ -459,9 +466,6 @@ def imagine(cfg: ImagineConfig) -> dict[str, Any]:
     seeds = [cfg.eval_seed + i for i in range(cfg.eval_episodes)]
     rows: dict[str, dict[str, Any]] = {}
 
-    def real_observed() -> gymnasium.Env:
-        return ModelObservation(make_real_env(model, horizon, cfg.env_kwargs), model, cfg.observation)
-
     for name in ("imagination", "real"):
         if name not in cfg.policies:
             continue
@@ -471,7 +475,7 @@ def imagine(cfg: ImagineConfig) -> dict[str, Any]:
         agent, stats = train_ppo(cfg, venv, model.window if name == "imagination" else 0, log=out / f"ppo_{name}.csv")
         agent.save(out / f"ppo_{name}.zip")
         print(f"imagine: {name}: {stats.timesteps} steps in {stats.wall_s:.0f} s; evaluating", flush=True)
-        rows[name] = summarize(name, evaluate(real_observed, PPOPolicy(agent), seeds), stats)
+        rows[name] = summarize(name, evaluate_agent(agent, model, horizon, cfg.env_kwargs, cfg.observation, seeds), stats)
     from worldsim.data.policies import make_policy
 
     for name in ("random", "scripted"):
