@@ -29,7 +29,7 @@ from pybullet_utils.bullet_client import BulletClient
 from worldsim.envs.camera import Camera, bullet, linear_depth, project
 from worldsim.envs.colors import COLORS, GROUND, rgb
 from worldsim.envs.params import Param, ParamSpace, check_split
-from worldsim.envs.policy import Policy
+from worldsim.envs.policy import Policy, ZeroPolicy
 
 SHAPES = {"sphere": 0, "box": 1, "cylinder": 2}
 #: How captions name each shape code.
@@ -37,19 +37,6 @@ SHAPE_WORDS = {0: "ball", 1: "box", 2: "cylinder"}
 #: Physics runs at this rate whatever the frame rate; 240 Hz is PyBullet's tuned default.
 PHYSICS_HZ = 240
 SIZE_RANGE = (32, 256)
-
-
-class ZeroPolicy:
-    """Always the all-zeros action: a no-op in every worldsim world."""
-
-    def __init__(self, action_space: spaces.Box):
-        self.action = np.zeros(action_space.shape, dtype=np.float32)
-
-    def reset(self, seed: int) -> None:
-        pass
-
-    def __call__(self, observation: np.ndarray, info: dict[str, Any]) -> np.ndarray:
-        return self.action.copy()
 
 
 class SceneEnv(gymnasium.Env[np.ndarray, np.ndarray]):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
 
+import gymnasium
 import numpy as np
+from gymnasium import spaces
 
 
 @runtime_checkable
@@ -19,3 +21,18 @@ class Policy(Protocol):
     def reset(self, seed: int) -> None: ...
 
     def __call__(self, observation: np.ndarray, info: dict[str, Any]) -> Any: ...
+
+
+class ZeroPolicy:
+    """The all-zeros action (the lowest, for ``Discrete``): a no-op in every worldsim world, and
+    the world left alone while a model env records its context."""
+
+    def __init__(self, action_space: gymnasium.Space) -> None:
+        self.action = (np.zeros(action_space.shape, action_space.dtype) if not isinstance(action_space, spaces.Discrete)
+                       else action_space.start)
+
+    def reset(self, seed: int) -> None:
+        pass
+
+    def __call__(self, observation: Any, info: dict[str, Any]) -> Any:
+        return np.copy(self.action)

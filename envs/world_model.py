@@ -5,8 +5,10 @@ Both are registered as ``worldsim/WorldModel-v0``::
     env = gymnasium.make("worldsim/WorldModel-v0", checkpoint="runs/default/model.pt")
     envs = gymnasium.make_vec("worldsim/WorldModel-v0", num_envs=64, checkpoint="runs/default/model.pt")
 
-The vector env steps all sub-envs with one batched pass of the model per denoising step (not N
-processes). numpy <-> torch and HWC <-> CHW conversion happen once, in ``WorldModel``.
+Each env wraps a ``WorldBatch`` (one row, or ``num_envs``) on a ``WorldModel``, so the vector env
+steps all sub-envs with one batched pass per denoising step (not N processes), and envs given the
+same ``WorldModel`` share its weights. numpy <-> torch and HWC <-> CHW conversion happen once, in
+``WorldModel``.
 """
 
 from __future__ import annotations
@@ -21,138 +23,21 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from worldsim.world_model import StepOutput, WorldModel, given_settings
+from worldsim.envs.contexts import ContextSource
+from worldsim.sampling import SamplingConfig
+from worldsim.spaces import check_action
+from worldsim.world_batch import StepOutput, WorldBatch
+from worldsim.world_model import SamplingLike, WorldModel
 
 OBSERVATIONS = ("rgb", "latent", "both")
-CONTEXTS = ("env", "dataset", "text")
-RESET_OPTIONS = ("dataset", "episode", "start", "text")
-
-
-def check_action(space: gymnasium.Space, action: Any, where: str = "action") -> np.ndarray:
-    """``action`` as an array of ``space``, or ValueError saying what is wrong with it."""
-    array = np.asarray(action)
-    if isinstance(space, spaces.Box):
-        problem = None
-        if array.shape != space.shape:
-            problem = f"actions must have shape {space.shape}, not {array.shape}"
-        elif not np.issubdtype(array.dtype, np.number) or not np.all(np.isfinite(array.astype(np.float64))):
-            problem = "actions must be finite numbers"
-        elif np.any(array < space.low) or np.any(array > space.high):
-            problem = f"actions must lie in [{space.low.min()}, {space.high.max()}] (per dimension: the space's bounds)"
-        if problem:
-            raise ValueError(f"{where} {array.tolist()} is not in {space}: {problem}")
-        return array.astype(space.dtype)
-    if isinstance(space, spaces.Discrete):
-        if array.shape != () or not np.issubdtype(array.dtype, np.integer) or not space.contains(np.int64(array)):
-            raise ValueError(f"{where} {array.tolist()} is not in {space}: actions must be one integer in "
-                             f"[{space.start}, {space.start + space.n - 1}]")
-        return array.astype(np.int64)
-    if not space.contains(array.astype(space.dtype) if array.shape == space.shape else array):
-        raise ValueError(f"{where} {array.tolist()} is not in {space}")
-    return array.astype(space.dtype)
-
-
-class ContextSource:
-    """Where a reset's context comes from: the real world, a dataset episode, or a caption.
-
-    ``draw(rng, options)`` returns (frames (k, H, W, 3) uint8 or None for text, actions (k - 1, *A)
-    or None, caption, source name).
-    """
-
-    def __init__(self, model: WorldModel, context: str, context_frames: int, context_policy: str,
-                 dataset: Optional[Union[str, Path]], text: Optional[str],
-                 env_kwargs: Optional[dict[str, Any]] = None) -> None:
-        if context not in CONTEXTS:
-            raise ValueError(f"context={context!r} is not one of {CONTEXTS}")
-        if context_frames < 1:
-            raise ValueError(f"context_frames={context_frames}: a reset needs at least 1 frame")
-        if context == "dataset" and dataset is None:
-            raise ValueError("context='dataset' needs dataset=path/to/episodes (or options={'dataset': path} at reset)")
-        if context == "text" and not text:
-            raise ValueError("context='text' needs text='a caption' (or options={'text': ...} at reset)")
-        if context == "env" and not model.env_id:
-            raise ValueError("context='env': the checkpoint records no env id; use context='dataset' or 'text'")
-        self.model, self.context, self.k = model, context, int(context_frames)
-        self.context_policy, self.dataset, self.text = context_policy, dataset, text
-        self.env_kwargs = {**model.env_kwargs, **dict(env_kwargs or {})}
-        self._recorder = None
-        self._datasets: dict[str, Any] = {}
-
-    def draw(self, rng: np.random.Generator, options: dict[str, Any]):
-        unknown = sorted(set(options) - set(RESET_OPTIONS))
-        if unknown:
-            raise ValueError(f"unknown reset options {unknown}: use {list(RESET_OPTIONS)}")
-        if "dataset" in options or (self.context == "dataset" and "text" not in options):
-            return self._from_dataset(rng, options)
-        if "text" in options or self.context == "text":
-            return None, None, str(options.get("text", self.text)), "text"
-        return self._from_env(rng)
-
-    def _from_env(self, rng: np.random.Generator):
-        from worldsim.data.collect import CollectConfig, make_env
-        from worldsim.data.recorder import EpisodeRecorder
-
-        if self._recorder is None:
-            env = make_env(CollectConfig(env=self.model.env_id, env_kwargs=self.env_kwargs))
-            policy = ZeroPolicy(env.action_space) if self.context_policy == "zero" else None
-            if policy is None:
-                from worldsim.data.policies import make_policy
-                policy = make_policy(self.context_policy, env)
-            self._recorder = EpisodeRecorder(env, policy, frame_size=tuple(self.model.frame_shape[:2]),
-                                             max_steps=max(self.k - 1, 1), record_images=False,
-                                             env_id=self.model.env_id)
-        for _ in range(16):  # an episode that ends before k frames is redrawn
-            episode = self._recorder.record(int(rng.integers(2**31 - 1)))
-            if len(episode.frames) >= self.k:
-                return episode.frames[:self.k], episode.actions[:self.k - 1], episode.caption, "env"
-        raise RuntimeError(f"{self.model.env_id} episodes end before {self.k} frames: lower context_frames")
-
-    def _from_dataset(self, rng: np.random.Generator, options: dict[str, Any]):
-        from worldsim.data.dataset import EpisodeDataset
-
-        root = str(options.get("dataset", self.dataset))
-        if root not in self._datasets:
-            self._datasets[root] = EpisodeDataset(root, verify=False)
-        data = self._datasets[root]
-        index = int(options["episode"]) if "episode" in options else int(rng.integers(len(data)))
-        frames_in_episode = int(data.lengths[data._check_index(index)]) + 1
-        if frames_in_episode < self.k:
-            raise ValueError(f"episode {index} of {root} has {frames_in_episode} frames, fewer than "
-                             f"context_frames={self.k}")
-        last_start = frames_in_episode - self.k
-        start = int(options["start"]) if "start" in options else int(rng.integers(last_start + 1))
-        clip = data.clip(index, start, self.k, names=["frames", "actions"])
-        frames = np.array(clip["frames"])
-        if frames.shape[1:] != tuple(self.model.frame_shape):
-            raise ValueError(f"{root} holds {frames.shape[1:]} frames; the model reads {self.model.frame_shape}")
-        return frames, np.array(clip["actions"][:self.k - 1]), data.caption(index), "dataset"
-
-    def close(self) -> None:
-        if self._recorder is not None:
-            self._recorder.env.close()
-            self._recorder = None
-
-
-class ZeroPolicy:
-    """The all-zeros (or lowest discrete) action: a world left alone while its context is recorded."""
-
-    def __init__(self, space: gymnasium.Space) -> None:
-        self.action = np.zeros(space.shape, space.dtype) if not isinstance(space, spaces.Discrete) else space.start
-
-    def reset(self, seed: int) -> None:
-        pass
-
-    def __call__(self, observation: Any, info: dict[str, Any]) -> Any:
-        return np.copy(self.action)
 
 
 class _WorldModelBase:
-    """What the single and the vector env share: the model, the spaces and the context source."""
+    """What the single and the vector env share: the model, its batch, the spaces and the context source."""
 
     def _setup(self, checkpoint: Union[str, Path, WorldModel], observation: str, horizon: int, context: str,
-               context_frames: Optional[int], context_policy: str, dataset, text, steps: Optional[int],
-               sampler: Optional[str], cfg_text: Optional[float], cfg_action: Optional[float], window: Optional[int],
-               warm_start: Optional[float], device, env_kwargs: Optional[dict[str, Any]]) -> None:
+               context_frames: Optional[int], context_policy: str, dataset: Optional[str], text: Optional[str],
+               sampling: SamplingLike, device: Optional[str], env_kwargs: Optional[dict[str, Any]]) -> None:
         if observation not in OBSERVATIONS:
             raise ValueError(f"observation={observation!r} is not one of {OBSERVATIONS}")
         if horizon < 1:
@@ -160,12 +45,11 @@ class _WorldModelBase:
         self.model = checkpoint if isinstance(checkpoint, WorldModel) else WorldModel.from_checkpoint(checkpoint, device)
         if self.model.action_space is None:
             raise ValueError("the checkpoint records no action space: it cannot be stepped as an env")
-        self.sampling = given_settings(steps=steps, sampler=sampler, cfg_text=cfg_text, cfg_action=cfg_action,
-                                       window=window, warm_start=warm_start)
-        self.model.sampling = self.model.sampling_with(**self.sampling)  # checks them now
+        self.batch = WorldBatch(self.model, SamplingConfig.of(sampling))
         self.observation, self.horizon = observation, int(horizon)
-        self.source = ContextSource(self.model, context, context_frames or self.model.window, context_policy,
-                                    dataset, text, env_kwargs)
+        self.source = ContextSource(self.model, context, self.batch.window if context_frames is None else context_frames,
+                                    context_policy, dataset, text, env_kwargs)
+        self._decode = observation != "latent"
         H, W, _ = self.model.frame_shape
         rgb = spaces.Box(0, 255, (H, W, 3), np.uint8)
         latent = spaces.Box(-np.inf, np.inf, self.model.latent_shape, np.float32)
@@ -189,10 +73,10 @@ class WorldModelEnv(_WorldModelBase, gymnasium.Env):
     """A trained worldsim model stepped like the world it learned.
 
     ## Description
-    Each step integrates the next latent frame from noise with the flow sampler (``steps`` Euler or
-    Heun steps), conditioned on the frames so far (a KV cache of at most ``window`` of them), the
-    action and the episode's caption, then decodes it to RGB. Reward and termination come from the
-    model's heads. Built from an exported model file (``<run>/model.pt`` of ``worldsim train``).
+    Each step samples the next latent frame with the flow sampler, conditioned on the frames so far
+    (a KV cache of at most ``window`` of them), the action and the episode's caption, then decodes
+    it to RGB. Reward and termination come from the model's heads. Built from an exported model
+    file (``<run>/model.pt`` of ``worldsim train``) or a ``WorldModel`` (whose weights it shares).
 
     ## Action Space
     The action space of the world the model was trained on (e.g. ``Box(-1, 1, (2,), float32)`` for
@@ -201,8 +85,8 @@ class WorldModelEnv(_WorldModelBase, gymnasium.Env):
 
     ## Observation Space
     ``observation="rgb"``: ``Box(0, 255, (H, W, 3), uint8)``, the decoded frame (after a reset: the
-    last real context frame), decoded as the model file records (residually, keeping real pixels the
-    model leaves unchanged; ``SamplingConfig.residual`` and ``min_change``). ``"latent"``:
+    last real context frame), decoded as the sampling says (residually, keeping real pixels the
+    model leaves unchanged: ``SamplingConfig.residual`` and ``min_change``). ``"latent"``:
     ``Box(-inf, inf, (C, h, w), float32)``, the normalized latent frame (no decoding: the fastest).
     ``"both"``: ``Dict(rgb=..., latent=...)``.
 
@@ -225,13 +109,9 @@ class WorldModelEnv(_WorldModelBase, gymnasium.Env):
     ("env"), ``context_frames`` (default the cache window, so contexts fill it), ``context_policy``
     ("scripted" | "zero" | "random" | module:callable), ``env_kwargs`` (for the real env of
     ``context="env"``, over the checkpoint's: e.g. ``{"start": "behind"}`` for Push), ``dataset``,
-    ``text``; how frames are
-    sampled, each None for the model file's default (``WorldModel.default_sampling``, else
-    ``SamplingConfig``'s): ``steps`` (1), ``sampler`` ("euler"), ``cfg_text``/``cfg_action`` (1: no
-    guidance), ``window`` (past frames attended; the DiT's max_frames - 1), ``warm_start`` (0.3: each
-    frame's sampling starts from the previous frame, ``worldsim.flow.WARM_START``; 0: from noise);
-    ``device`` (None: CUDA when present),
-    ``render_mode`` ("rgb_array").
+    ``text``, ``sampling`` (a ``worldsim.SamplingConfig`` or a dict of its fields, e.g.
+    ``{"steps": 2, "warm_start": 0.0}``; unset fields keep the model file's default sampling),
+    ``device`` (None: CUDA when present), ``render_mode`` ("rgb_array").
 
     ## Version History
     * v0: initial version.
@@ -241,14 +121,13 @@ class WorldModelEnv(_WorldModelBase, gymnasium.Env):
 
     def __init__(self, checkpoint: Union[str, Path, WorldModel], observation: str = "rgb", horizon: int = 64,
                  context: str = "env", context_frames: Optional[int] = None, context_policy: str = "scripted",
-                 dataset: Optional[str] = None, text: Optional[str] = None, steps: Optional[int] = None,
-                 sampler: Optional[str] = None, cfg_text: Optional[float] = None, cfg_action: Optional[float] = None,
-                 window: Optional[int] = None, warm_start: Optional[float] = None, device: Optional[str] = None,
-                 render_mode: Optional[str] = "rgb_array", env_kwargs: Optional[dict[str, Any]] = None) -> None:
+                 dataset: Optional[str] = None, text: Optional[str] = None, sampling: SamplingLike = None,
+                 device: Optional[str] = None, render_mode: Optional[str] = "rgb_array",
+                 env_kwargs: Optional[dict[str, Any]] = None) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode={render_mode!r}: use 'rgb_array' or None")
         self._setup(checkpoint, observation, horizon, context, context_frames, context_policy, dataset, text,
-                    steps, sampler, cfg_text, cfg_action, window, warm_start, device, env_kwargs)
+                    sampling, device, env_kwargs)
         self.observation_space = self._single_observation_space
         self.action_space = self._single_action_space
         self.render_mode = render_mode
@@ -258,19 +137,18 @@ class WorldModelEnv(_WorldModelBase, gymnasium.Env):
     def reset(self, *, seed: Optional[int] = None, options: Optional[dict[str, Any]] = None):
         super().reset(seed=seed)
         frames, actions, caption, source = self.source.draw(self.np_random, dict(options or {}))
-        out = self.model.reset(
-            None if frames is None else frames[None], None if actions is None else actions[None], [caption],
-            imagine=self.source.k, seed=self._seed_stream(self.np_random), decode=self.observation != "latent",
-            **self.sampling)
+        out = self.batch.start(None if frames is None else frames[None], None if actions is None else actions[None],
+                               [caption], imagine=self.source.k, seed=self._seed_stream(self.np_random),
+                               decode=self._decode)
         self.elapsed = 0
         self._frame = None if out.frames is None else out.frames[0]
         return self._first(self._observations(out)), {"caption": caption, "context": source}
 
     def step(self, action: Any):
-        if self.model.cache is None:
+        if self.batch.cache is None:
             raise RuntimeError("step() before reset(): call reset() first")
         action = check_action(self.action_space, action)
-        out = self.model.step(action[None], decode=self.observation != "latent")
+        out = self.batch.step(action[None], decode=self._decode)
         self.elapsed += 1
         self._frame = None if out.frames is None else out.frames[0]
         info = {"termination_probability": float(out.termination_probability[0])}
@@ -286,9 +164,9 @@ class WorldModelEnv(_WorldModelBase, gymnasium.Env):
         if self.render_mode is None:
             return None
         if self._frame is None:
-            if self.model.latents is None:
+            if self.batch.latents is None:
                 raise RuntimeError("render() before reset(): call reset() first")
-            self._frame = self.model.frames()[0]
+            self._frame = self.batch.frames()[0]
         return self._frame.copy()
 
     def close(self) -> None:
@@ -311,14 +189,12 @@ class WorldModelVectorEnv(_WorldModelBase, VectorEnv):
     def __init__(self, num_envs: int, checkpoint: Union[str, Path, WorldModel], observation: str = "rgb",
                  horizon: int = 64, context: str = "env", context_frames: Optional[int] = None,
                  context_policy: str = "scripted", dataset: Optional[str] = None, text: Optional[str] = None,
-                 steps: Optional[int] = None, sampler: Optional[str] = None, cfg_text: Optional[float] = None,
-                 cfg_action: Optional[float] = None, window: Optional[int] = None, warm_start: Optional[float] = None,
-                 device: Optional[str] = None, render_mode: Optional[str] = "rgb_array",
+                 sampling: SamplingLike = None, device: Optional[str] = None, render_mode: Optional[str] = "rgb_array",
                  env_kwargs: Optional[dict[str, Any]] = None) -> None:
         if num_envs < 1:
             raise ValueError(f"num_envs={num_envs}: run at least 1 sub-env")
         self._setup(checkpoint, observation, horizon, context, context_frames, context_policy, dataset, text,
-                    steps, sampler, cfg_text, cfg_action, window, warm_start, device, env_kwargs)
+                    sampling, device, env_kwargs)
         self.num_envs = int(num_envs)
         self.single_observation_space = self._single_observation_space
         self.single_action_space = self._single_action_space
@@ -346,7 +222,7 @@ class WorldModelVectorEnv(_WorldModelBase, VectorEnv):
         if mask is not None and (not isinstance(mask, np.ndarray) or mask.dtype != bool
                                  or mask.shape != (self.num_envs,)):
             raise ValueError(f"options['reset_mask'] must be a bool numpy array of shape ({self.num_envs},)")
-        if mask is not None and self.model.cache is not None and not mask.all():
+        if mask is not None and self.batch.cache is not None and not mask.all():
             if seed is not None:
                 raise ValueError("reset(seed=...) seeds the whole batch: reset without reset_mask to reseed")
             out = self._restart(mask, options)
@@ -354,9 +230,8 @@ class WorldModelVectorEnv(_WorldModelBase, VectorEnv):
         if seed is not None or self._np_random is None:
             self._np_random, self._np_random_seed = seeding.np_random(seed)
         frames, actions, captions = self._draw(self.num_envs, options)
-        out = self.model.reset(frames, actions, captions, imagine=self.source.k,
-                               seed=self._seed_stream(self.np_random), decode=self.observation != "latent",
-                               **self.sampling)
+        out = self.batch.start(frames, actions, captions, imagine=self.source.k, seed=self._seed_stream(self.np_random),
+                               decode=self._decode)
         self.elapsed[:] = 0
         self._autoreset[:] = False
         self._frames = out.frames
@@ -365,8 +240,7 @@ class WorldModelVectorEnv(_WorldModelBase, VectorEnv):
     def _restart(self, rows: np.ndarray, options: dict[str, Any]) -> StepOutput:
         """Restart the sub-envs of the bool mask ``rows``; returns the whole batch's latest frames."""
         frames, actions, captions = self._draw(int(rows.sum()), options)
-        first = self.model.reset(frames, actions, captions, rows=rows, imagine=self.source.k,
-                                 decode=self.observation != "latent")
+        first = self.batch.restart(rows, frames, actions, captions, imagine=self.source.k, decode=self._decode)
         self.elapsed[rows] = 0
         self._autoreset[rows] = False
         if self._frames is not None and first.frames is not None:
@@ -374,11 +248,11 @@ class WorldModelVectorEnv(_WorldModelBase, VectorEnv):
             self._frames[rows] = first.frames
         else:
             self._frames = None
-        return StepOutput(self._frames, self.model.latents, np.zeros(self.num_envs, np.float32),
+        return StepOutput(self._frames, self.batch.latents, np.zeros(self.num_envs, np.float32),
                           np.zeros(self.num_envs, bool), np.zeros(self.num_envs, np.float32))
 
     def step(self, actions: Any):
-        if self.model.cache is None:
+        if self.batch.cache is None:
             raise RuntimeError("step() before reset(): call reset() first")
         actions = np.asarray(actions)
         expected = (self.num_envs, *self.single_action_space.shape)
@@ -387,7 +261,7 @@ class WorldModelVectorEnv(_WorldModelBase, VectorEnv):
                              f"{self.single_action_space} take {expected}")
         actions = np.stack([check_action(self.single_action_space, a, f"action of sub-env {i}")
                             for i, a in enumerate(actions)])
-        out = self.model.step(actions, decode=self.observation != "latent")
+        out = self.batch.step(actions, decode=self._decode)
         self._frames = out.frames
         self.elapsed += 1
         rewards = out.reward.astype(np.float64)
@@ -404,9 +278,9 @@ class WorldModelVectorEnv(_WorldModelBase, VectorEnv):
         if self.render_mode is None:
             return None
         if self._frames is None:
-            if self.model.latents is None:
+            if self.batch.latents is None:
                 raise RuntimeError("render() before reset(): call reset() first")
-            self._frames = self.model.frames()
+            self._frames = self.batch.frames()
         return tuple(frame.copy() for frame in self._frames)
 
     def close_extras(self, **kwargs: Any) -> None:

@@ -181,18 +181,19 @@ class WorldModelPredictor:
     ``checkpoint`` is one model file, or a directory of them (one per world, as in
     ``worldsim/reference``): each scenario is predicted by the model of its world, and worlds no
     model was trained on are skipped (``supports``) rather than scored on garbage. Each ``predict``
-    call samples with the same ``seed``, so a report is reproducible. ``sampling``: fields of
-    ``worldsim.world_model.SamplingConfig`` (``steps``, ``warm_start``, ``cfg_text``, ...); unset
-    ones keep the defaults.
+    call samples with the same ``seed``, so a report is reproducible. ``sampling``: a
+    ``worldsim.SamplingConfig`` (or a dict of its fields); unset fields keep each model file's
+    default sampling.
     """
 
     text_to_video = True  # imagines from the caption alone when given no context frames
 
     def __init__(self, checkpoint: str, device: str | None = None, seed: int = 0, name: str = "model",
-                 **sampling: Any) -> None:
-        from worldsim.world_model import SamplingConfig, WorldModel  # torch only when the model is scored
+                 sampling: Any = None) -> None:
+        from worldsim.sampling import SamplingConfig  # torch only when the model is scored
+        from worldsim.world_model import WorldModel
 
-        SamplingConfig(**sampling)  # a misspelt or invalid setting fails now, not after the baselines ran
+        self.sampling = SamplingConfig.of(sampling)  # a misspelt or invalid setting fails now, not after the baselines ran
         path = Path(checkpoint)
         files = sorted(path.glob("*.pt")) if path.is_dir() else [path]
         if not files:
@@ -206,7 +207,6 @@ class WorldModelPredictor:
                                  f"{model.env_id or 'an unknown world'}: keep one per world in {path}")
             self.models[model.env_id] = (model, file)
         self.name, self.checkpoint, self.seed = name, str(checkpoint), seed
-        self.sampling = sampling  # WorldModel.rollout's arguments; unset ones keep its defaults
         self.model, self.file = next(iter(self.models.values()))
 
     def _entry(self, env_id: str):
@@ -240,7 +240,7 @@ class WorldModelPredictor:
             )
         if model.has_actions and isinstance(space, spaces.Box):
             actions = np.clip(actions, space.low, space.high)  # scenario actions beyond the trained range
-        return model.rollout(context_frames, actions, list(text), horizon, seed=self.seed, **self.sampling)
+        return model.rollout(context_frames, actions, list(text), horizon, seed=self.seed, sampling=self.sampling)
 
 
 def reference_predictor(**kwargs: Any) -> WorldModelPredictor:

@@ -21,6 +21,7 @@ from worldsim.evals.protocol import Predictor, Scenario
 from worldsim.evals.report import Example, MetricInfo, write_report
 from worldsim.evals.results import read_results, write_results
 from worldsim.evals.scoring import COPY_LAST, PERTURBED_TRUTH, score_rows
+from worldsim.sampling import SamplingConfig
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ class EvalConfig:
     batch_size: int = 16  # scenarios per predict call
     anchors: bool = True  # also run copy_last and perturbed_truth, the 0 and 1 of the normalized scores
     progress: bool = True  # show a progress bar over (suite, split, predictor)
-    sampling: dict[str, Any] = field(default_factory=dict)  # how the model and reference predictors sample (WorldModel SamplingConfig fields), e.g. +sampling.cfg_text=3 for text guidance
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)  # how the model and reference predictors sample, e.g. sampling.cfg_text=3 for text guidance; unset fields: each model file's default
 
 
 def _check(cfg: EvalConfig) -> None:
@@ -109,7 +110,7 @@ def _suite_module(name: str) -> Any:
 
 def make_predictors(cfg: EvalConfig) -> list[Predictor]:
     """The requested predictors (plus the score anchors), each built once."""
-    from worldsim.evals.baselines import BASELINES, make_predictor
+    from worldsim.evals.baselines import make_predictor
 
     names = list(cfg.predictors)
     if cfg.anchors:
@@ -119,14 +120,9 @@ def make_predictors(cfg: EvalConfig) -> list[Predictor]:
         if name == "model":
             if cfg.checkpoint is None:
                 raise ValueError("predictor 'model' needs checkpoint=path/to/checkpoint: name the checkpoint to score")
-            if "model" not in BASELINES:
-                raise ValueError(
-                    "predictor 'model' needs the worldsim WorldModel predictor, which this version does not have yet: "
-                    "score the baselines, or your model as predictors=[module:callable]"
-                )
-            predictors.append(make_predictor("model", checkpoint=cfg.checkpoint, **cfg.sampling))
+            predictors.append(make_predictor("model", checkpoint=cfg.checkpoint, sampling=cfg.sampling))
         elif name == "reference":
-            predictors.append(make_predictor(name, **cfg.sampling))
+            predictors.append(make_predictor(name, sampling=cfg.sampling))
         else:
             predictors.append(make_predictor(name))
     return predictors

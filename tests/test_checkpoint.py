@@ -11,7 +11,7 @@ from test_train import config  # the tiny stage-1 run both files train (pytest p
 from worldsim.data.collect import CollectConfig, collect
 from worldsim.models.autoencoder import uint8_to_unit
 from worldsim.training.autoencoder_module import AutoencoderModule
-from worldsim.training.checkpoint import (
+from worldsim.checkpoint import (
     CHECKPOINT_SCHEMA,
     CheckpointError,
     export_checkpoint,

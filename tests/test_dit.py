@@ -2,18 +2,10 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import pytest
 import torch
 
-from worldsim.models import DIT_PRESETS, VideoDiT, VideoDiTConfig
-
-
-class Text(NamedTuple):
-    tokens: torch.Tensor
-    mask: torch.Tensor
-    pooled: torch.Tensor
+from worldsim.models import DIT_PRESETS, TextCondition, VideoDiT, VideoDiTConfig
 
 
 def tiny_config(**overrides) -> VideoDiTConfig:
@@ -47,7 +39,7 @@ def inputs(cfg: VideoDiTConfig, B: int = 2, T: int = 5, seed: int = 1):
     action_mask[:, 0] = False
     L = 6
     text_mask = torch.arange(L)[None] < torch.tensor([[L], [3]])[:B]
-    text = Text(torch.randn(B, L, cfg.text_width, generator=g), text_mask, torch.randn(B, cfg.text_width, generator=g))
+    text = TextCondition(torch.randn(B, L, cfg.text_width, generator=g), text_mask, torch.randn(B, cfg.text_width, generator=g))
     return latents, noise_level, actions, action_mask, text
 
 
@@ -105,7 +97,7 @@ def test_text_changes_output_and_all_false_mask_means_no_text() -> None:
     model = randomized(cfg)
     latents, noise_level, actions, action_mask, text = inputs(cfg)
     without = model(latents, noise_level, actions, action_mask, None)
-    blank = Text(text.tokens, torch.zeros_like(text.mask), text.pooled)
+    blank = TextCondition(text.tokens, torch.zeros_like(text.mask), text.pooled)
     torch.testing.assert_close(model(latents, noise_level, actions, action_mask, blank), without, rtol=1e-4, atol=1e-4)
     assert (model(latents, noise_level, actions, action_mask, text) - without).abs().max() > 1e-2
 

@@ -14,16 +14,12 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch.utils.data import DataLoader, RandomSampler, Subset
 
 from worldsim.data.collect import CollectConfig, collect
+from worldsim.data.latents import cache_latents
+from worldsim.models.actions import action_fields, model_actions
 from worldsim.models.autoencoder import AutoencoderConfig, FrameAutoencoder
 from worldsim.training import rollout_metrics
-from worldsim.training.dynamics_module import (
-    DynamicsConfig,
-    DynamicsModule,
-    action_fields,
-    align_transitions,
-    model_actions,
-)
-from worldsim.training.latents import LatentClipDataConfig, LatentClipDataModule, cache_latents
+from worldsim.training.datamodules import LatentClipDataConfig, LatentClipDataModule
+from worldsim.training.dynamics_module import DynamicsConfig, DynamicsModule, align_transitions
 from worldsim.training.optim import OptimConfig
 
 TINY = DynamicsConfig(dit=dict(width=64, depth=2, heads=2, text_width=64, head_width=64), text=dict(depth=1),

@@ -51,9 +51,9 @@ def test_model_predictor_needs_a_checkpoint() -> None:
 def test_sampling_settings_reach_the_model_predictors_only() -> None:
     reference, copy_last = make_predictors(EvalConfig(predictors=["reference", "copy_last"], anchors=False,
                                                        sampling={"cfg_text": 3.0, "steps": 2}))
-    assert reference.sampling == {"cfg_text": 3.0, "steps": 2}
+    assert reference.sampling.given() == {"cfg_text": 3.0, "steps": 2}
     assert not hasattr(copy_last, "sampling")
-    with pytest.raises(TypeError, match="cfg_txt"):  # a misspelt setting fails before anything is scored
+    with pytest.raises(ValueError, match="cfg_txt"):  # a misspelt setting fails before anything is scored
         make_predictors(EvalConfig(predictors=["reference"], anchors=False, sampling={"cfg_txt": 3.0}))
 
 

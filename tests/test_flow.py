@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import pytest
 import torch
 from torch import nn
@@ -18,13 +16,7 @@ from worldsim.flow import (
     sample_next_frame,
     write_frames,
 )
-from worldsim.models import VideoDiT, VideoDiTConfig
-
-
-class Text(NamedTuple):
-    tokens: torch.Tensor
-    mask: torch.Tensor
-    pooled: torch.Tensor
+from worldsim.models import TextCondition, VideoDiT, VideoDiTConfig
 
 
 def tiny_model(seed: int = 0, random_weights: bool = True, **overrides) -> VideoDiT:
@@ -41,9 +33,9 @@ def tiny_model(seed: int = 0, random_weights: bool = True, **overrides) -> Video
     return model.eval()
 
 
-def some_text(B: int, width: int = 32, seed: int = 0) -> Text:
+def some_text(B: int, width: int = 32, seed: int = 0) -> TextCondition:
     g = torch.Generator().manual_seed(seed)
-    return Text(torch.randn(B, 5, width, generator=g), torch.ones(B, 5, dtype=torch.bool),
+    return TextCondition(torch.randn(B, 5, width, generator=g), torch.ones(B, 5, dtype=torch.bool),
                 torch.randn(B, width, generator=g))
 
 
@@ -250,7 +242,7 @@ def test_guided_cached_step_equals_the_formula_over_full_recomputes(cfg_text: fl
     noise = torch.randn(B, 1, 4, 4, 4, generator=torch.Generator().manual_seed(7))
     clip = torch.cat([context, noise], 1)
     tau = torch.cat([torch.ones(B, T0), torch.zeros(B, 1)], 1)
-    blank = Text(text.tokens, torch.zeros_like(text.mask), text.pooled)
+    blank = TextCondition(text.tokens, torch.zeros_like(text.mask), text.pooled)
     no_action = action_mask.clone()
     no_action[:, -1] = False
     with torch.no_grad():

@@ -86,15 +86,15 @@ def test_ppo_runs_unmodified_on_the_single_model_env(push: Path) -> None:
 
 def test_ppo_runs_on_the_vector_env_with_one_batched_step_for_all_sub_envs(push: Path) -> None:
     envs = make_vec(push, 4)
-    model = envs.unwrapped.model
+    batch = envs.unwrapped.batch
     calls: list[int] = []
-    step = model.step
+    step = batch.step
 
     def counted(actions, decode=True):
         calls.append(len(actions))
         return step(actions, decode=decode)
 
-    model.step = counted
+    batch.step = counted
     agent = PPO("MlpPolicy", VecMonitor(GymnasiumVecEnv(envs)), **TINY_PPO)
     before = parameters(agent)
     agent.learn(256)

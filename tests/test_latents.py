@@ -12,16 +12,11 @@ import pytest
 import torch
 
 from worldsim.data.collect import CollectConfig, collect
-from worldsim.data.datamodule import ClipDataConfig, ClipDataModule
 from worldsim.data.dataset import EpisodeDataset
+from worldsim.data.latents import LatentCache, LatentCacheError, cache_latents
 from worldsim.models.autoencoder import AutoencoderConfig, FrameAutoencoder
-from worldsim.training.latents import (
-    LatentCache,
-    LatentCacheError,
-    LatentClipDataConfig,
-    LatentClipDataModule,
-    cache_latents,
-)
+from worldsim.training.autoencoder_module import AutoencoderStageConfig
+from worldsim.training.datamodules import FrameDataModule, LatentClipDataConfig, LatentClipDataModule
 
 STEPS = 12  # steps per episode: 13 frames
 
@@ -142,18 +137,18 @@ def test_a_foreign_directory_is_refused(dataset: Path, tmp_path: Path) -> None:
         cache_latents(str(dataset), tiny_autoencoder(0, dataset), out=str(tmp_path))
 
 
-def test_clips_have_latents_the_frame_module_split_and_aligned_steps(dataset: Path) -> None:
+def test_clips_have_latents_the_autoencoder_stage_split_and_aligned_steps(dataset: Path) -> None:
     ae = tiny_autoencoder(0, dataset)
     cfg = LatentClipDataConfig(root=str(dataset), latents=cache_latents(str(dataset), ae), clip_length=6,
                                batch_size=4, val_fraction=0.25, rollout_clips=2, rollout_length=20)
     module = LatentClipDataModule(cfg)
     module.setup("fit")
-    frames_module = ClipDataModule(ClipDataConfig(root=str(dataset), clip_length=6, val_fraction=0.25))
+    frames_module = FrameDataModule(str(dataset), AutoencoderStageConfig(val_fraction=0.25), seed=0)
     frames_module.setup("fit")
-    assert np.array_equal(module.val_set.indices, frames_module.val_set.indices)
+    assert np.array_equal(module.val_set.indices, frames_module.val_set.indices)  # stage 1 held out the same episodes
     assert np.array_equal(module.train_set.indices, frames_module.train_set.indices)
-    # A clip may end on the final frame: one more start per episode than frame clips.
-    assert len(module.train_set) == len(frames_module.train_set) + len(module.train_set.indices)
+    # A clip may end on the final frame: L + 2 - T starts per episode of L steps.
+    assert len(module.train_set) == len(module.train_set.indices) * (STEPS + 2 - 6)
 
     batch = next(iter(module.train_dataloader()))
     assert batch["latents"].shape == (4, 6, 4, 8, 8) and batch["latents"].dtype == torch.float32

@@ -21,6 +21,7 @@ from test_world_model import WINDOW, build_model_file, one_thread, physics  # no
 import worldsim  # noqa: F401  (registers the ids)
 from worldsim.data.dataset import EpisodeDataset
 from worldsim.play import ARROW_CODES, PlayConfig, PlayResult, gui_available, key_action, play, write_mp4
+from worldsim.world_batch import WorldBatch
 from worldsim.world_model import WorldModel
 
 STEPS, SCALE = 8, 2
@@ -63,10 +64,10 @@ def test_one_action_steps_both_worlds_and_the_gif_shows_them_side_by_side(physic
         assert np.array_equal(env.step(action)[0], result.real_frames[t + 1])
     env.close()
     # ...and the model half is the model stepped with the very same actions.
-    model = WorldModel.from_checkpoint(physics[1], device="cpu")
-    model.reset(np.stack(context)[None], result.context_actions[None], info["caption"], seed=0)
+    batch = WorldBatch(WorldModel.from_checkpoint(physics[1], device="cpu"))
+    batch.start(np.stack(context)[None], result.context_actions[None], info["caption"], seed=0)
     for t, action in enumerate(result.actions):
-        assert np.array_equal(model.step(action[None]).frames[0], result.model_frames[t + 1])
+        assert np.array_equal(batch.step(action[None]).frames[0], result.model_frames[t + 1])
 
     record = json.loads(result.log.read_text())
     steps = record["per_step"]
@@ -111,7 +112,8 @@ def test_the_same_seed_plays_the_same_game(physics, tmp_path: Path) -> None:
 
 def test_sampling_settings_change_the_model_frames_only(physics, tmp_path: Path) -> None:
     default = run(physics, tmp_path / "default")
-    from_noise = run(physics, tmp_path / "noise", sampling_steps=2, sampling_warm_start=0.0)
+    from_noise = run(physics, tmp_path / "noise", sampling={"steps": 2, "warm_start": 0.0})
+    assert json.loads(from_noise.log.read_text())["sampling"]["steps"] == 2
     assert np.array_equal(default.real_frames, from_noise.real_frames)
     assert not np.array_equal(default.model_frames[1:], from_noise.model_frames[1:])
 
@@ -205,7 +207,7 @@ def test_keyboard_keys_drive_both_worlds_until_q(physics, tmp_path: Path, monkey
     ({"policy": "greedy"}, "policy='greedy' is unknown: use random, scripted, mixed, keyboard or module:callable"),
     ({"steps": 0}, "steps=0: play at least 1 step"),
     ({"format": "avi"}, r"format='avi': use one of \['gif', 'mp4'\]"),
-    ({"sampling_warm_start": 1.0}, r"sampling_warm_start=1.0 is not in \[0, 1\)"),
+    ({"sampling": {"warm_start": 1.0}}, r"warm_start=1.0 is not in \[0, 1\)"),
 ])
 def test_bad_settings_are_refused_before_any_work(physics, tmp_path: Path, overrides, message: str) -> None:
     with pytest.raises(ValueError, match=message):

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 import torch
 
 from worldsim.models.text import (
     TEXT_ENCODER_PRESETS,
     ByteTokenizer,
-    SentenceTransformerTextEncoder,
     TextCondition,
     TextEncoder,
     TextEncoderConfig,
-    TextEncoderProtocol,
 )
 
 CAPTIONS = ["red ball rolls left", "blue box is pushed", "", "grüner Würfel 🟩 fällt"]
@@ -51,11 +47,11 @@ def test_tokenizer_rejects_non_strings() -> None:
         tok.encode("a single caption", max_length=8)  # type: ignore[arg-type]
 
 
-def test_encoder_shapes_and_protocol() -> None:
+def test_encoder_shapes() -> None:
     torch.manual_seed(0)
     config = TextEncoderConfig(width=64, depth=2, heads=4, max_length=32)
     encoder = TextEncoder(config).eval()
-    assert isinstance(encoder, TextEncoderProtocol) and encoder.width == 64
+    assert encoder.width == 64
     cond = encoder.encode_text(CAPTIONS)
     assert isinstance(cond, TextCondition) and len(cond) == 4
     assert cond.tokens.shape == (4, 32, 64) and cond.mask.shape == (4, 32) and cond.pooled.shape == (4, 64)
@@ -105,9 +101,3 @@ def test_encoder_trains_and_state_dict_round_trips() -> None:
     clone.load_state_dict(encoder.state_dict())
     with torch.no_grad():
         assert torch.equal(clone.encode_text(["x y"]).pooled, encoder.eval().encode_text(["x y"]).pooled)
-
-
-@pytest.mark.skipif(importlib.util.find_spec("sentence_transformers") is not None, reason="package installed")
-def test_pretrained_adapter_says_how_to_install() -> None:
-    with pytest.raises(ImportError, match="pip install sentence-transformers"):
-        SentenceTransformerTextEncoder("all-MiniLM-L6-v2")

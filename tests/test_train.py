@@ -90,7 +90,7 @@ def test_counted_step_counts_three_forward_passes_once() -> None:
 
 def test_latent_statistics_make_latents_unit_variance(dataset: Path, tmp_path: Path) -> None:
     from worldsim.data.dataset import EpisodeDataset
-    from worldsim.training.checkpoint import load_autoencoder
+    from worldsim.checkpoint import load_autoencoder
 
     train(config(dataset, tmp_path, steps=10))
     model = load_autoencoder(tmp_path / "autoencoder.pt")

@@ -47,7 +47,7 @@ def test_train_help_lists_every_field(tmp_path: Path) -> None:
 
 
 def test_stage_all_trains_both_stages_exports_one_file_and_resumes_from_the_run_dir(tmp_path: Path) -> None:
-    from worldsim.training.checkpoint import load_autoencoder, load_checkpoint
+    from worldsim.checkpoint import load_autoencoder, load_checkpoint
     from worldsim.training.dynamics_module import DynamicsModule
 
     data = tmp_path / "data"
@@ -111,7 +111,9 @@ def test_dynamics_resume_from_a_mid_run_checkpoint_equals_an_uninterrupted_run(t
 def test_fine_tuning_only_the_heads_keeps_every_frame_and_moves_the_reward(tmp_path: Path) -> None:
     import numpy as np
 
-    from worldsim.world_model import WorldModel, set_default_sampling
+    from worldsim.checkpoint import set_default_sampling
+    from worldsim.world_batch import WorldBatch
+    from worldsim.world_model import WorldModel
 
     base_data, new_data = tmp_path / "push", tmp_path / "push-sticky"
     collect(CollectConfig(env="worldsim/Push-v0", episodes=5, max_steps=10, policy="scripted", progress=False,
@@ -143,9 +145,10 @@ def test_fine_tuning_only_the_heads_keeps_every_frame_and_moves_the_reward(tmp_p
     actions = np.full((1, 4, 2), 0.5, np.float32)
     assert np.array_equal(a.rollout(frames, actions, "a push", horizon=3, seed=1),
                           b.rollout(frames, actions, "a push", horizon=3, seed=1))  # the same world
-    a.reset(frames, actions[:, :1], "a push", seed=1)
-    b.reset(frames, actions[:, :1], "a push", seed=1)
-    assert a.step(actions[:, 1]).reward != b.step(actions[:, 1]).reward  # new heads
+    stepped = [WorldBatch(model) for model in (a, b)]
+    for batch in stepped:
+        batch.start(frames, actions[:, :1], "a push", seed=1)
+    assert stepped[0].step(actions[:, 1]).reward != stepped[1].step(actions[:, 1]).reward  # new heads
 
     with pytest.raises(ValueError, match="set dynamics.clip_length=4"):
         train(dataclasses.replace(tune, out=str(tmp_path / "bad"),

@@ -1,4 +1,4 @@
-"""WorldModel: loading exports, the uint8 boundary, rollout vs the stepped KV-cache API, bounded memory."""
+"""WorldModel and WorldBatch: loading exports, the uint8 boundary, rollout vs stepping, bounded memory."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ from worldsim.data.dataset import EpisodeDataset
 from worldsim.models.autoencoder import AutoencoderConfig, FrameAutoencoder
 from worldsim.models.dit import VideoDiT, VideoDiTConfig
 from worldsim.models.text import TextEncoder, TextEncoderConfig
-from worldsim.training.checkpoint import CheckpointError, dataset_meta
-from worldsim.world_model import ResidualAnchor, WorldModel, export_modules
+from worldsim.checkpoint import CheckpointError, dataset_meta, export_modules
+from worldsim.sampling import SamplingConfig
+from worldsim.world_batch import WorldBatch
+from worldsim.world_model import ResidualAnchor, WorldModel
 
 WINDOW = 3  # max_frames 4: rollouts below run past it, so the cache slides
 
@@ -70,7 +72,8 @@ def test_from_checkpoint_rebuilds_the_world_and_refuses_other_files(physics, mod
 
     assert model.env_id == "worldsim/Physics-v0"
     assert model.action_space == spaces.Box(-1.0, 1.0, (3,), np.float32)
-    assert model.frame_shape == (64, 64, 3) and model.latent_shape == (4, 8, 8) and model.window == WINDOW
+    assert model.frame_shape == (64, 64, 3) and model.latent_shape == (4, 8, 8)
+    assert model.window(model.default_sampling) == WINDOW
     assert not model.dit.training and not any(p.requires_grad for p in model.dit.parameters())
 
     export = torch.load(physics[1], weights_only=True)
@@ -108,9 +111,10 @@ def test_stepping_with_the_kv_cache_equals_a_rollout_with_the_same_seed(physics,
     expected, out = model.rollout(frames, actions, caption, horizon, seed=7, return_latents=True)
     assert expected.shape == (1, horizon, 64, 64, 3) and expected.dtype == np.uint8
 
-    first = model.reset(frames, actions[:, :context - 1], caption, seed=7)
+    batch = WorldBatch(model)
+    first = batch.start(frames, actions[:, :context - 1], caption, seed=7)
     assert np.array_equal(first.frames, frames[:, -1])
-    stepped = [model.step(actions[:, context - 1 + h]) for h in range(horizon)]
+    stepped = [batch.step(actions[:, context - 1 + h]) for h in range(horizon)]
     latents = torch.stack([s.latents for s in stepped], dim=1)
     torch.testing.assert_close(latents, out.latents, rtol=1e-5, atol=1e-5)
     assert np.abs(np.stack([s.frames for s in stepped], 1).astype(int) - expected).max() <= 1
@@ -124,7 +128,8 @@ def test_residual_decoding_keeps_the_real_pixels_the_model_leaves_unchanged(phys
     context, horizon = 2, 3
     frames, _, caption = clip(physics[0], context)
     actions = np.zeros((1, context + horizon - 1, 3), np.float32)
-    direct, out = model.rollout(frames, actions, caption, horizon, seed=3, residual=False, return_latents=True)
+    direct, out = model.rollout(frames, actions, caption, horizon, seed=3, sampling={"residual": False},
+                                return_latents=True)
     assert np.array_equal(direct, model.decode(out.latents))
     residual = model.rollout(frames, actions, caption, horizon, seed=3)
     last = frames[:, -1].astype(int)
@@ -134,11 +139,12 @@ def test_residual_decoding_keeps_the_real_pixels_the_model_leaves_unchanged(phys
     same = model.decode(model.encode(frames[:, -1])).astype(int) + offset
     assert np.array_equal(np.clip(same, 0, 255), last)
     # The stepped API decodes the same way; rows imagined from text have no real frame and decode directly.
-    model.reset(frames, None, caption, seed=3)
-    stepped = model.step(actions[:, context - 1])
+    batch = WorldBatch(model)
+    batch.start(frames, None, caption, seed=3)
+    stepped = batch.step(actions[:, context - 1])
     assert np.array_equal(stepped.frames, np.clip(model.decode(stepped.latents).astype(int) + offset, 0, 255))
-    model.reset(None, None, ["a red ball"], seed=0)
-    imagined = model.step(np.zeros((1, 3), np.float32))
+    batch.start(None, None, ["a red ball"], seed=0)
+    imagined = batch.step(np.zeros((1, 3), np.float32))
     assert np.array_equal(imagined.frames, model.decode(imagined.latents))
 
 
@@ -164,58 +170,64 @@ def test_min_change_keeps_the_real_pixel_where_the_decoded_change_is_small(physi
     # Every change is at most 255 levels: the whole rollout is the last context frame, stepped or not.
     frames, _, caption = clip(physics[0], 2)
     actions = np.zeros((1, 4, 3), np.float32)
-    still = model.rollout(frames, actions, caption, 3, seed=3, min_change=255)
+    still = model.rollout(frames, actions, caption, 3, seed=3, sampling={"min_change": 255})
     assert np.array_equal(still, np.repeat(frames[:, -1:], 3, axis=1))
-    model.reset(frames, actions[:, :1], caption, seed=3, min_change=255)
-    assert np.array_equal(model.step(actions[:, 1]).frames, frames[:, -1])
+    batch = WorldBatch(model, SamplingConfig(min_change=255))
+    batch.start(frames, actions[:, :1], caption, seed=3)
+    assert np.array_equal(batch.step(actions[:, 1]).frames, frames[:, -1])
     with pytest.raises(ValueError, match=r"min_change=256 is not in \[0, 255\]"):
-        model.rollout(frames, actions, caption, 3, min_change=256)
+        model.rollout(frames, actions, caption, 3, sampling={"min_change": 256})
 
 
 def test_cache_memory_stays_bounded_by_the_window(physics, model) -> None:
     frames, actions, caption = clip(physics[0], 3)
-    model.reset(np.repeat(frames, 2, 0), np.repeat(actions, 2, 0), caption, seed=0, window=2)
+    batch = WorldBatch(model, {"window": 2})
+    batch.start(np.repeat(frames, 2, 0), np.repeat(actions, 2, 0), caption, seed=0)
     sizes = []
     for _ in range(30):
-        model.step(np.zeros((2, 3), np.float32), decode=False)
-        sizes.append(model.cache_bytes())
-        assert model.cache.frames == 2
+        batch.step(np.zeros((2, 3), np.float32), decode=False)
+        sizes.append(batch.cache_bytes())
+        assert batch.cache.frames == 2
     assert len(set(sizes)) == 1  # flat: 2 frames x 64 tokens x keys and values, whatever the step
-    assert model.cache.next_position == 3 + 30
+    assert batch.cache.next_position == 3 + 30
 
 
 def test_restarting_some_rows_keeps_the_others_cached_frames(physics, model) -> None:
     frames, actions, caption = clip(physics[0], WINDOW)
-    model.reset(np.repeat(frames, 3, 0), np.repeat(actions, 3, 0), caption, seed=1)
-    model.step(np.zeros((3, 3), np.float32))
-    before = [k.clone() for k in model.cache.keys]
+    batch = WorldBatch(model)
+    with pytest.raises(RuntimeError, match="call start"):
+        batch.restart([0], frames, None, caption)
+    batch.start(np.repeat(frames, 3, 0), np.repeat(actions, 3, 0), caption, seed=1)
+    batch.step(np.zeros((3, 3), np.float32))
+    before = [k.clone() for k in batch.cache.keys]
     other, other_actions, _ = clip(physics[0], WINDOW + 2)
-    first = model.reset(other[:, 2:], other_actions[:, 2:], ["a new episode"], rows=np.array([0, 1, 0], bool))
+    first = batch.restart(np.array([0, 1, 0], bool), other[:, 2:], other_actions[:, 2:], ["a new episode"])
     assert np.array_equal(first.frames[0], other[0, -1])
-    assert model.cache.frames == WINDOW and model.batch_size == 3
-    for old, new in zip(before, model.cache.keys):
+    assert batch.cache.frames == WINDOW and batch.size == 3
+    for old, new in zip(before, batch.cache.keys):
         assert torch.equal(old[[0, 2]], new[[0, 2]])  # the running rows keep every cached key
         assert not torch.allclose(old[1], new[1])
-    torch.testing.assert_close(model.latents[1], model.encode(other[0, -1]), rtol=1e-4, atol=1e-4)
-    with pytest.raises(ValueError, match="keeps its sampling settings"):
-        model.reset(frames, None, caption, rows=[0], steps=2)
+    torch.testing.assert_close(batch.latents[1], model.encode(other[0, -1]), rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match=r"rows selects 2 rows but the context holds 1"):
+        batch.restart([0, 2], frames, None, caption)
 
 
 def test_text_only_reset_imagines_its_first_frames(model) -> None:
-    first = model.reset(None, None, ["a red ball bounces", "a blue box"], imagine=2, seed=0)
-    assert first.frames.shape == (2, 64, 64, 3) and model.cache.frames == 2 and model.batch_size == 2
-    out = model.step(np.zeros((2, 3), np.float32))
+    batch = WorldBatch(model)
+    first = batch.start(None, None, ["a red ball bounces", "a blue box"], imagine=2, seed=0)
+    assert first.frames.shape == (2, 64, 64, 3) and batch.cache.frames == 2 and batch.size == 2
+    out = batch.step(np.zeros((2, 3), np.float32))
     assert out.frames.shape == (2, 64, 64, 3) and out.reward.shape == out.terminated.shape == (2,)
 
 
 def test_a_model_file_can_carry_the_sampling_it_is_stepped_with(physics, model, tmp_path: Path) -> None:
     import shutil
 
+    from worldsim.checkpoint import set_default_sampling
     from worldsim.envs.world_model import WorldModelEnv
-    from worldsim.world_model import set_default_sampling
 
     path = Path(shutil.copy(physics[1], tmp_path / "model.pt"))
-    with pytest.raises(TypeError, match="stepz"):
+    with pytest.raises(ValueError, match="stepz"):
         set_default_sampling(path, stepz=2)  # refused before the file is touched
     before = path.read_bytes()
     set_default_sampling(path, steps=2, warm_start=0.0)
@@ -226,11 +238,11 @@ def test_a_model_file_can_carry_the_sampling_it_is_stepped_with(physics, model, 
     frames, actions, caption = clip(physics[0], 6)
     context, actions = frames[:, :3], actions[:, :5]
     assert np.array_equal(carrying.rollout(context, actions, caption, 3, seed=0),
-                          model.rollout(context, actions, caption, 3, seed=0, steps=2, warm_start=0.0))
-    assert np.array_equal(carrying.rollout(context, actions, caption, 3, seed=0, steps=1, warm_start=0.3),
+                          model.rollout(context, actions, caption, 3, seed=0, sampling={"steps": 2, "warm_start": 0.0}))
+    assert np.array_equal(carrying.rollout(context, actions, caption, 3, seed=0, sampling={"steps": 1, "warm_start": 0.3}),
                           model.rollout(context, actions, caption, 3, seed=0))  # what a caller sets wins
-    assert WorldModelEnv(carrying).model.sampling.steps == 2
-    assert WorldModelEnv(carrying, steps=1).model.sampling.steps == 1
+    assert WorldModelEnv(carrying).batch.sampling.steps == 2
+    assert WorldModelEnv(carrying, sampling={"steps": 1}).batch.sampling.steps == 1
 
     set_default_sampling(path)  # no fields: back to SamplingConfig's defaults
     assert WorldModel.from_checkpoint(path, device="cpu").default_sampling == model.default_sampling
@@ -242,3 +254,38 @@ def test_an_invalid_recorded_sampling_is_refused_with_the_fix(physics, tmp_path:
     torch.save(checkpoint, tmp_path / "model.pt")
     with pytest.raises(CheckpointError, match=r"default sampling \{'steps': 0\} is invalid.*set_default_sampling"):
         WorldModel.from_checkpoint(tmp_path / "model.pt", device="cpu")
+
+
+def test_batches_on_one_model_step_independently(physics, model) -> None:
+    frames, actions, caption = clip(physics[0], 2)
+    zero = np.zeros((1, 3), np.float32)
+    alone = WorldBatch(model)
+    alone.start(frames, actions, caption, seed=5)
+    expected = [alone.step(zero).latents.clone() for _ in range(3)]
+
+    first, second = WorldBatch(model), WorldBatch(model, {"steps": 2})
+    first.start(frames, actions, caption, seed=5)
+    second.start(frames[:, :1], None, "another world", seed=9)
+    for latents in expected:  # interleaved with another batch on the same weights, the first is unchanged
+        second.step(zero)
+        torch.testing.assert_close(first.step(zero).latents, latents, rtol=0, atol=0)
+    assert second.sampling.steps == 2 and first.sampling.steps == model.default_sampling.steps
+
+
+def test_sampling_settings_are_checked_once_with_the_rule() -> None:
+    with pytest.raises(ValueError, match=r"steps=0 is not in \[1, 64\]; warm_start=1.0 is not in \[0, 1\)"):
+        SamplingConfig(steps=0, warm_start=1.0)
+    with pytest.raises(ValueError, match=r"sampling has no fields \['stepz'\]"):
+        SamplingConfig.of({"stepz": 2})
+    assert SamplingConfig(steps=2).over(SamplingConfig(steps=1, sampler="heun")) == SamplingConfig(steps=2, sampler="heun")
+    assert SamplingConfig(steps=2, cfg_text=3.0).given() == {"steps": 2, "cfg_text": 3.0}
+
+
+def test_inference_imports_no_lightning_and_no_training_code() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, worldsim; worldsim.WorldModel; worldsim.WorldBatch; import worldsim.envs.world_model; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'lightning' or m.startswith('worldsim.training')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

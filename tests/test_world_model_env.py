@@ -49,7 +49,7 @@ def test_a_latent_env_renders_the_frames_an_rgb_env_observes(physics) -> None:
     observed = rgb.step(action)[0]
     latent.step(action)
     assert np.array_equal(latent.render(), observed)  # decoded residually, as observed
-    assert not np.array_equal(observed, latent.model.decode(latent.model.latents)[0])
+    assert not np.array_equal(observed, latent.model.decode(latent.batch.latents)[0])
     actions = np.stack([action, -action])
     rgb_vector, latent_vector = (make_vec(physics, 2, observation=kind, horizon=4) for kind in ("rgb", "latent"))
     rgb_vector.reset(seed=5)
@@ -63,7 +63,7 @@ def test_reset_takes_its_context_from_the_env_a_dataset_episode_or_text(physics)
     root, _ = physics
     env = make(physics, horizon=3)
     first, info = env.reset(seed=3)
-    assert info["context"] == "env" and info["caption"] and env.model.cache.frames == WINDOW
+    assert info["context"] == "env" and info["caption"] and env.batch.cache.frames == WINDOW
     assert np.array_equal(env.reset(seed=3)[0], first) and not np.array_equal(env.reset(seed=4)[0], first)
 
     data = EpisodeDataset(root, verify=False)
@@ -73,7 +73,7 @@ def test_reset_takes_its_context_from_the_env_a_dataset_episode_or_text(physics)
 
     obs, info = env.reset(seed=0, options={"text": "a red ball drops"})
     assert info == {"caption": "a red ball drops", "context": "text"} and obs.shape == (64, 64, 3)
-    assert env.model.cache.frames == WINDOW  # imagined frames fill the window
+    assert env.batch.cache.frames == WINDOW  # imagined frames fill the window
     with pytest.raises(ValueError, match=r"unknown reset options \['seed_offset'\]"):
         env.reset(options={"seed_offset": 1})
 
@@ -102,10 +102,11 @@ def test_truncation_at_the_horizon_and_invalid_actions_raise(physics) -> None:
 
 @pytest.mark.parametrize("setting,message", [({"steps": 0}, r"steps=0 is not in \[1, 64\]"),
                                              ({"warm_start": 1.0}, r"warm_start=1.0 is not in \[0, 1\)"),
-                                             ({"sampler": "rk4"}, "sampler='rk4': use 'euler' or 'heun'")])
+                                             ({"sampler": "rk4"}, r"sampler='rk4' is not one of \('euler', 'heun'\)"),
+                                             ({"stepz": 2}, r"sampling has no fields \['stepz'\]")])
 def test_sampling_settings_are_checked_when_the_env_is_made(physics, setting, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        make(physics, **setting)
+        make(physics, sampling=setting)
 
 
 def count_dit_calls(env: WorldModelVectorEnv) -> list[int]:
@@ -117,7 +118,7 @@ def count_dit_calls(env: WorldModelVectorEnv) -> list[int]:
 
 @pytest.mark.parametrize("num_envs", [1, 5])
 def test_vector_env_steps_every_sub_env_in_one_batched_pass(physics, num_envs: int) -> None:
-    envs = make_vec(physics, num_envs, horizon=50, steps=3)
+    envs = make_vec(physics, num_envs, horizon=50, sampling={"steps": 3})
     assert isinstance(envs, WorldModelVectorEnv)
     assert envs.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP
     obs, _ = envs.reset(seed=0)
@@ -147,7 +148,7 @@ def test_vector_env_autoresets_on_the_next_step(physics) -> None:
     assert truncated.tolist() == [True, False, False]  # 1 and 2 restarted instead of stepping
     assert rewards[1:].tolist() == [0.0, 0.0] and not terminated[1:].any()
     assert envs.elapsed.tolist() == [2, 0, 0]
-    passes = envs.model.sampling.steps + 1  # one batched step (sampling + writing the frame), then one write
+    passes = envs.batch.sampling.steps + 1  # one batched step (sampling + writing the frame), then one write
     assert calls[:passes] == [3] * passes and calls[passes:] == [2]  # of both new contexts
     with torch.no_grad():
         envs.model.dit.heads.termination[-1].bias.fill_(20.0)

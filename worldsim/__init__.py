@@ -9,14 +9,23 @@ __version__ = "0.1.0"
 register_envs()
 
 
+#: Public names, imported on first use so that `import worldsim` (and every env registration) stays
+#: free of torch.
+_EXPORTS = {
+    "WorldModel": "worldsim.world_model",
+    "WorldBatch": "worldsim.world_batch",
+    "StepOutput": "worldsim.world_batch",
+    "SamplingConfig": "worldsim.sampling",
+    "reference_checkpoint": "worldsim.references",
+    "reference_worlds": "worldsim.references",
+}
+
+__all__ = ["__version__", "register_envs", *_EXPORTS]
+
+
 def __getattr__(name: str) -> Any:
-    # Lazily, so `import worldsim` (and every env registration) stays free of torch.
-    if name == "WorldModel":
-        from worldsim.world_model import WorldModel
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'worldsim' has no attribute {name!r}")
+    import importlib
 
-        return WorldModel
-    if name in ("reference_checkpoint", "reference_worlds"):
-        from worldsim import references
-
-        return getattr(references, name)
-    raise AttributeError(f"module 'worldsim' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

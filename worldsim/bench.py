@@ -19,6 +19,7 @@ from typing import Any
 from worldsim.bench_env import EnvBenchConfig, bench_env
 from worldsim.data.collect import CollectConfig, collect
 from worldsim.envs import WORLDS
+from worldsim.sampling import SamplingConfig
 
 SUITES = ("collect", "env")
 
@@ -37,6 +38,7 @@ class BenchConfig:
     suites: list[str] = field(default_factory=lambda: list(SUITES))  # collect (frames/s recording each world) | env (world-model env latency, throughput, KV cache, memory)
     collect: CollectBenchConfig = field(default_factory=CollectBenchConfig)  # what the collect suite records
     env: EnvBenchConfig = field(default_factory=EnvBenchConfig)  # what the env suite steps (checkpoint=None: tiny, random weights)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)  # how the env suite's model samples (sampling.steps=2 ...); unset fields: the model file's default
     out: str = ""  # also write the JSON report here (empty: print only)
 
 
@@ -87,7 +89,7 @@ def bench(cfg: BenchConfig) -> dict[str, Any]:
     if "collect" in cfg.suites:
         report["collect"] = bench_collect(cfg.collect)
     if "env" in cfg.suites:
-        report["env"] = bench_env(cfg.env)
+        report["env"] = bench_env(cfg.env, cfg.sampling)
     text = json.dumps(report, indent=2)
     print(text)
     if cfg.out:

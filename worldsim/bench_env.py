@@ -1,6 +1,6 @@
 """Benchmarks of the learned world as an env (figures, never timed tests).
 
-``bench_env(EnvBenchConfig())`` returns and prints JSON: model-env step latency at batch 1,
+``bench_env(EnvBenchConfig(), SamplingConfig())`` returns and prints JSON: model-env step latency at batch 1,
 throughput (frames/s) of the vector env at several batch sizes beside the real PyBullet env, step
 time of the KV cache holding 8 vs 64 past frames (and recomputing the window without a cache), and
 KV-cache bytes and process memory over a long stepped run. Without a checkpoint it times the
@@ -22,15 +22,14 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
+from worldsim.sampling import SamplingConfig
+
 
 @dataclass
 class EnvBenchConfig:
     checkpoint: Optional[str] = None  # exported model.pt; None: tiny presets with random weights (Push's spaces)
     device: Optional[str] = None  # None: cuda when present
     batch_sizes: list[int] = field(default_factory=lambda: [1, 16, 64, 256])  # vector-env sub-env counts
-    steps: Optional[int] = None  # sampler steps per frame; None: the model file's default (else 1)
-    warm_start: Optional[float] = None  # tau each frame starts from the previous one (0: from noise); None: the model's (else 0.3)
-    sampler: Optional[str] = None  # euler | heun; None: the model's (else euler)
     observation: str = "rgb"  # rgb (decode every frame) | latent
     seconds: float = 3.0  # minimum time measured per figure
     contexts: list[int] = field(default_factory=lambda: [8, 64])  # KV-cache windows compared
@@ -44,7 +43,7 @@ def tiny_model_file(path: Path) -> Path:
     from worldsim.models.autoencoder import AUTOENCODER_PRESETS, FrameAutoencoder
     from worldsim.models.dit import VideoDiT, VideoDiTConfig
     from worldsim.models.text import TEXT_ENCODER_PRESETS, TextEncoder
-    from worldsim.world_model import export_modules
+    from worldsim.checkpoint import export_modules
 
     torch.manual_seed(0)
     autoencoder = FrameAutoencoder(AUTOENCODER_PRESETS["tiny"])
@@ -75,27 +74,29 @@ def _rss_mb() -> float:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def bench_env(cfg: EnvBenchConfig) -> dict[str, Any]:
+def bench_env(cfg: EnvBenchConfig, sampling: Optional[SamplingConfig] = None) -> dict[str, Any]:
+    """The env suite's figures for ``cfg``'s model, sampled with ``sampling`` over its file's default."""
     import gymnasium
 
     import worldsim  # noqa: F401  (registers the envs)
     from worldsim.envs.world_model import WorldModelEnv, WorldModelVectorEnv
-    from worldsim.world_model import WorldModel, given_settings
+    from worldsim.world_batch import WorldBatch
+    from worldsim.world_model import WorldModel
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     tmp = tempfile.TemporaryDirectory(prefix="worldsim-bench-env-")
     checkpoint = Path(cfg.checkpoint) if cfg.checkpoint else tiny_model_file(Path(tmp.name) / "model.pt")
     model = WorldModel.from_checkpoint(checkpoint, cfg.device)
-    sampling = given_settings(steps=cfg.steps, sampler=cfg.sampler, warm_start=cfg.warm_start)
-    effective = model.sampling_with(**sampling)
+    sampling = SamplingConfig.of(sampling)
+    effective = model.sampling_for(sampling)
     report: dict[str, Any] = {
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                     "torch_threads": torch.get_num_threads(), "device": str(model.device),
                     "gpu": torch.cuda.get_device_name() if model.device.type == "cuda" else None},
         "model": {"checkpoint": str(cfg.checkpoint or "tiny presets, random weights"),
-                  "dit_parameters": model.dit.num_params(trainable_only=False), "window": model.window,
-                  **{name: getattr(effective, name) for name in ("steps", "sampler", "warm_start")},
+                  "dit_parameters": model.dit.num_params(trainable_only=False), "window": model.window(effective),
+                  "sampling": effective.given(),
                   "observation": cfg.observation},
     }
 
@@ -103,7 +104,7 @@ def bench_env(cfg: EnvBenchConfig) -> dict[str, Any]:
         if model.device.type == "cuda":
             torch.cuda.synchronize()
 
-    env = WorldModelEnv(model, observation=cfg.observation, horizon=10**9, **sampling)
+    env = WorldModelEnv(model, observation=cfg.observation, horizon=10**9, sampling=sampling)
     env.reset(seed=0)
     action = np.zeros(env.action_space.shape, env.action_space.dtype)
     times = _timed(lambda: (env.step(action), sync()), cfg.seconds)
@@ -113,7 +114,7 @@ def bench_env(cfg: EnvBenchConfig) -> dict[str, Any]:
 
     throughput = []
     for n in cfg.batch_sizes:
-        envs = WorldModelVectorEnv(n, model, observation=cfg.observation, horizon=10**9, **sampling)
+        envs = WorldModelVectorEnv(n, model, observation=cfg.observation, horizon=10**9, sampling=sampling)
         envs.reset(seed=0)
         actions = np.zeros(envs.action_space.shape, envs.action_space.dtype)
         times = _timed(lambda: (envs.step(actions), sync()), cfg.seconds, warmup=1, min_runs=2)
@@ -141,25 +142,26 @@ def bench_env(cfg: EnvBenchConfig) -> dict[str, Any]:
     cache_rows = []
     for window in cfg.contexts:
         frames = rng.integers(0, 256, (1, window, *model.frame_shape), dtype=np.uint8)
-        model.reset(frames, None, "a scene", seed=0, window=window, **sampling)
-        times = _timed(lambda: (model.step(zero_action, decode=False), sync()), cfg.seconds)
+        batch = WorldBatch(model, SamplingConfig(window=window).over(sampling))
+        batch.start(frames, None, "a scene", seed=0)
+        times = _timed(lambda: (batch.step(zero_action, decode=False), sync()), cfg.seconds)
         latents = torch.zeros(1, window + 1, *model.latent_shape, device=model.device)
         tau = torch.ones(1, window + 1, device=model.device)
         with torch.inference_mode():  # the same new frame without a cache: every pass re-reads the window
             recompute = _timed(lambda: ([model.dit(latents, tau) for _ in range(effective.steps + 1)], sync()), cfg.seconds)
         cache_rows.append({"context": window, "cached_step_ms": round(1e3 * statistics.median(times), 2),
                            "recompute_step_ms": round(1e3 * statistics.median(recompute), 2),
-                           "cache_mb": round(model.cache_bytes() / 2**20, 3)})
+                           "cache_mb": round(batch.cache_bytes() / 2**20, 3)})
         print(json.dumps(cache_rows[-1]), flush=True)
     report["kv_cache"] = cache_rows
 
-    model.reset(rng.integers(0, 256, (1, 4, *model.frame_shape), dtype=np.uint8), None, "a scene", seed=0,
-                window=None, **sampling)
+    batch = WorldBatch(model, sampling)
+    batch.start(rng.integers(0, 256, (1, 4, *model.frame_shape), dtype=np.uint8), None, "a scene", seed=0)
     samples = []
     for i in range(cfg.memory_steps):
-        model.step(zero_action, decode=False)
+        batch.step(zero_action, decode=False)
         if i % max(cfg.memory_steps // 10, 1) == 0 or i == cfg.memory_steps - 1:
-            sample = {"step": i + 1, "cache_mb": round(model.cache_bytes() / 2**20, 3), "rss_mb": round(_rss_mb(), 1)}
+            sample = {"step": i + 1, "cache_mb": round(batch.cache_bytes() / 2**20, 3), "rss_mb": round(_rss_mb(), 1)}
             if model.device.type == "cuda":
                 sample["gpu_allocated_mb"] = round(torch.cuda.memory_allocated(model.device) / 2**20, 1)
             samples.append(sample)

@@ -25,15 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from worldsim.models.text import TextCondition
+from worldsim.sampling import WARM_START
+
 CONTEXT_NOISE = 0.9  # tau of context frames at train and rollout time: a little noise, most signal
-#: tau at which sampling a new frame starts from the previous frame noised to that level, instead
-#: of from pure noise at tau 0 (SDEdit's idea, applied along time). Consecutive frames differ by a
-#: few pixels, so at this noise level the previous frame passes for a noisy copy of the next one:
-#: what is left to integrate is the change, and still regions no longer pick up the sampling noise
-#: of a whole integration. On the Physics reference's tuning scenarios (README, "Step the learned
-#: world") it turned a horizon-1 loss to copy-last into a win and cut misses at horizon 4 from 12%
-#: to 3%.
-WARM_START = 0.3
 
 
 @dataclass
@@ -56,14 +51,6 @@ class FlowMatchingConfig:
         )
         assert 0.0 < self.context_noise <= 1.0, f"context_noise {self.context_noise} is not in (0, 1]"
         assert 0.0 <= self.rollout_prob <= 1.0, f"rollout_prob {self.rollout_prob} is not in [0, 1]"
-
-
-class TextFeatures(NamedTuple):
-    """What VideoDiT reads of a text condition; built here so any encoder's TextCondition works."""
-
-    tokens: torch.Tensor  # (B, L, text_width)
-    mask: torch.Tensor  # (B, L) bool; an all-False row means "no text" (the learned null text)
-    pooled: torch.Tensor  # (B, text_width)
 
 
 class FlowMatching:
@@ -114,7 +101,7 @@ class FlowMatching:
             return latents, tau, context, rows
         index = rows.nonzero()[:, 0]
         rolled_actions = None if actions is None else actions[index, 1:k]  # actions[:, t] led to frame t
-        rolled_text = None if text is None else TextFeatures(text.tokens[index], text.mask[index], text.pooled[index])
+        rolled_text = None if text is None else text.select(index)
         generated = rollout(model, latents[index, :r], rolled_actions, rolled_text, k - r, steps=1,
                             context_noise=cfg.context_noise, generator=generator, warm_start=WARM_START).latents
         latents = latents.clone()
@@ -132,7 +119,7 @@ class FlowMatching:
         latents: torch.Tensor,
         actions: torch.Tensor | None = None,
         action_mask: torch.Tensor | None = None,
-        text=None,
+        text: TextCondition | None = None,
         rewards: torch.Tensor | None = None,
         terminated: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
@@ -163,7 +150,7 @@ class FlowMatching:
         action_mask = action_mask & (torch.rand(B, T, device=device, generator=generator) >= cfg.action_drop_prob)
         if text is not None:
             keep = torch.rand(B, 1, device=device, generator=generator) >= cfg.text_drop_prob
-            text = TextFeatures(text.tokens, text.mask.bool() & keep, text.pooled)
+            text = TextCondition(text.tokens, text.mask.bool() & keep, text.pooled)
 
         velocity, reward, termination_logit = model(x_tau, tau, actions, action_mask, text, return_heads=True)
         predicted = ~context
@@ -245,7 +232,7 @@ def _per_pass(passes: list[GuidancePass], actions, action_mask, text, drop_actio
     if text is not None:
         keep = torch.tensor([p.text for p in passes], device=text.mask.device)
         mask = (text.mask[None] & keep[:, None, None]).flatten(0, 1)  # (G*B, L)
-        text = TextFeatures(text.tokens.repeat(G, 1, 1), mask, text.pooled.repeat(G, 1))
+        text = TextCondition(text.tokens.repeat(G, 1, 1), mask, text.pooled.repeat(G, 1))
     return actions, action_mask, text
 
 

@@ -39,6 +39,7 @@ from omegaconf import MISSING
 
 from worldsim.envs import WORLD_MODEL_ID
 from worldsim.evals.results import Z95
+from worldsim.sampling import SamplingConfig
 from worldsim.world_model import WorldModel
 
 OBSERVATIONS = {"latent": "MlpPolicy", "rgb": "CnnPolicy"}  # observation -> the SB3 policy that reads it
@@ -75,8 +76,7 @@ class ImagineConfig:
     horizon: Optional[int] = None  # steps per episode, imagined and real; None: the real env's limit (128 for Push)
     env_kwargs: dict[str, Any] = field(default_factory=dict)  # for every real env (training, contexts, scoring), over the checkpoint's: e.g. {start: behind}
     context_policy: str = "zero"  # rolls the real context frames of each imagined episode; zero: it starts where a real one does
-    steps: Optional[int] = None  # flow integration steps per imagined frame; None: the model file's default (else 1)
-    warm_start: Optional[float] = None  # tau each imagined frame starts from the previous one (0: from noise); None: the model's (else 0.3)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)  # how imagined frames are sampled (sampling.steps=1 ...); unset fields: the model file's default
     policies: list[str] = field(default_factory=lambda: list(POLICIES))  # rows to run: imagination | real | random | scripted
     ppo: PPOConfig = field(default_factory=PPOConfig)  # PPO hyperparameters, shared by both training runs
     device: str = "cpu"  # torch device of the world model and of PPO
@@ -164,7 +164,7 @@ def real_horizon(model: WorldModel, horizon: Optional[int]) -> int:
 
 def sampling_words(model: WorldModel, cfg: ImagineConfig) -> str:
     """How imagined frames are sampled, in words: the model file's default with what cfg overrides."""
-    s = model.sampling_with(steps=cfg.steps, warm_start=cfg.warm_start)
+    s = model.sampling_for(cfg.sampling)
     start = f"a warm start at tau {s.warm_start:g}" if s.warm_start > 0 else "noise"
     return f"{s.steps} {s.sampler} step{'s' if s.steps > 1 else ''} per frame from {start}"
 
@@ -195,7 +195,7 @@ def imagination_venv(cfg: ImagineConfig, horizon: int) -> Any:
 
     envs = gymnasium.make_vec(WORLD_MODEL_ID, num_envs=cfg.n_envs, vectorization_mode="vector_entry_point",
                               checkpoint=cfg.checkpoint, observation=cfg.observation, horizon=horizon,
-                              context="env", context_policy=cfg.context_policy, steps=cfg.steps, warm_start=cfg.warm_start,
+                              context="env", context_policy=cfg.context_policy, sampling=cfg.sampling,
                               device=cfg.device, env_kwargs=dict(cfg.env_kwargs))
     return GymnasiumVecEnv(envs)
 
@@ -464,6 +464,7 @@ def imagine(cfg: ImagineConfig) -> dict[str, Any]:
     model = WorldModel.from_checkpoint(cfg.checkpoint, cfg.device)  # the encoder the real envs are seen through
     horizon = real_horizon(model, cfg.horizon)
     seeds = [cfg.eval_seed + i for i in range(cfg.eval_episodes)]
+    context_frames = model.window(model.sampling_for(cfg.sampling))  # each imagined episode's real frames
     rows: dict[str, dict[str, Any]] = {}
 
     for name in ("imagination", "real"):
@@ -472,7 +473,7 @@ def imagine(cfg: ImagineConfig) -> dict[str, Any]:
         print(f"imagine: training PPO {'in imagination' if name == 'imagination' else 'in the real env'} "
               f"({cfg.timesteps} steps, {cfg.n_envs} sub-envs)", flush=True)
         venv = imagination_venv(cfg, horizon) if name == "imagination" else real_venv(cfg, model, horizon)
-        agent, stats = train_ppo(cfg, venv, model.window if name == "imagination" else 0, log=out / f"ppo_{name}.csv")
+        agent, stats = train_ppo(cfg, venv, context_frames if name == "imagination" else 0, log=out / f"ppo_{name}.csv")
         agent.save(out / f"ppo_{name}.zip")
         print(f"imagine: {name}: {stats.timesteps} steps in {stats.wall_s:.0f} s; evaluating", flush=True)
         rows[name] = summarize(name, evaluate_agent(agent, model, horizon, cfg.env_kwargs, cfg.observation, seeds), stats)
@@ -485,7 +486,7 @@ def imagine(cfg: ImagineConfig) -> dict[str, Any]:
     ordered = [rows[name] for name in POLICIES if name in rows]
     ratios = return_ratios(rows)
     facts = {"checkpoint": cfg.checkpoint, "observation": cfg.observation, "timesteps": cfg.timesteps,
-             "n_envs": cfg.n_envs, "horizon": horizon, "eval_seeds": seeds, "context_frames": model.window,
+             "n_envs": cfg.n_envs, "horizon": horizon, "eval_seeds": seeds, "context_frames": context_frames,
              "context_policy": cfg.context_policy, "sampling": sampling_words(model, cfg), "env_kwargs": dict(cfg.env_kwargs),
              "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
                         f"{torch.get_num_threads()} torch threads, device {cfg.device}"}

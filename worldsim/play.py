@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -35,11 +35,13 @@ import torch
 from gymnasium import spaces
 
 from worldsim.data.policies import RandomPolicy, make_policy
-from worldsim.data.recorder import action_codec, is_image_space
-from worldsim.envs.policy import Policy
+from worldsim.envs.policy import Policy, ZeroPolicy
+from worldsim.sampling import SamplingConfig
+from worldsim.spaces import action_codec, check_action, is_image_space
 from worldsim.training.rollout_metrics import psnr_per_frame
 from worldsim.viz import frame_strip
-from worldsim.world_model import WorldModel, given_settings
+from worldsim.world_batch import WorldBatch
+from worldsim.world_model import WorldModel
 
 FORMATS = ("gif", "mp4")
 HEADLESS_POLICIES = ("random", "scripted", "mixed")
@@ -74,8 +76,7 @@ class PlayConfig:
     scale: int = 4  # enlarge frames this many times (nearest neighbour) in the video and the window
     format: str = "gif"  # gif (needs Pillow) | mp4 (OpenCV, mp4v codec)
     side_by_side: bool = True  # show the real env beside the model (false: the model alone; the real env is still scored)
-    sampling_steps: Optional[int] = None  # flow integration steps per frame; None: the model file's default (else 1)
-    sampling_warm_start: Optional[float] = None  # tau each frame starts from the previous one (0: from noise); None: the model's (else 0.3)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)  # how the model samples (sampling.steps=2 ...); unset fields: the model file's default
     device: Optional[str] = None  # cpu | cuda; None: CUDA when present
 
 
@@ -104,10 +105,6 @@ def validate_config(cfg: PlayConfig) -> None:
         (cfg.format in FORMATS, f"format={cfg.format!r}: use one of {list(FORMATS)}"),
         (cfg.fps >= 1, f"fps={cfg.fps}: use at least 1 frame per second"),
         (cfg.scale >= 1, f"scale={cfg.scale}: frames are enlarged by a whole factor of at least 1"),
-        (cfg.sampling_steps is None or 1 <= cfg.sampling_steps <= 64,
-         f"sampling_steps={cfg.sampling_steps} is not in [1, 64] (or null for the default)"),
-        (cfg.sampling_warm_start is None or 0.0 <= cfg.sampling_warm_start < 1.0,
-         f"sampling_warm_start={cfg.sampling_warm_start} is not in [0, 1) (or null for the default)"),
         (cfg.context_frames is None or cfg.context_frames >= 1,
          f"context_frames={cfg.context_frames}: the model needs at least 1 frame (or null for its window)"),
         (bool(cfg.out), "out is empty: name the folder for the video, e.g. out=play"),
@@ -115,6 +112,7 @@ def validate_config(cfg: PlayConfig) -> None:
     for ok, message in checks:
         if not ok:
             raise ValueError(message)
+    SamplingConfig.of(cfg.sampling)  # a bad sampling setting fails here, before anything is loaded
     if cfg.policy == "keyboard" and not gui_available():
         raise RuntimeError(
             "policy=keyboard needs an OpenCV window, and none can open here (no display, or the headless "
@@ -384,9 +382,8 @@ def play(cfg: PlayConfig) -> PlayResult:
 
 def _play(cfg: PlayConfig, model: WorldModel, keyboard: Optional[KeyboardController],
           real: Optional[RealWorld]) -> PlayResult:
-    from worldsim.envs.world_model import ZeroPolicy, check_action
-
-    space, frames = model.action_space, cfg.context_frames or model.window
+    batch = WorldBatch(model, cfg.sampling)
+    space, frames = model.action_space, cfg.context_frames or batch.window
     to_stored = action_codec(space)[0]
     policy: Policy = ZeroPolicy(space) if keyboard is not None else headless_policy(cfg.policy, model, real)
     policy.reset(cfg.seed)
@@ -394,9 +391,7 @@ def _play(cfg: PlayConfig, model: WorldModel, keyboard: Optional[KeyboardControl
         context, context_actions, caption = env_context(real, policy, frames, cfg.seed, to_stored)
     else:
         context, context_actions, caption = dataset_context(model, cfg.dataset, frames, cfg.seed)
-    sampling = given_settings(steps=cfg.sampling_steps, warm_start=cfg.sampling_warm_start)
-    first = model.reset(context[None], context_actions[None] if frames > 1 else None, caption, seed=cfg.seed,
-                        **sampling)
+    first = batch.start(context[None], context_actions[None] if frames > 1 else None, caption, seed=cfg.seed)
 
     shown_real = real is not None and cfg.side_by_side
     model_frames, real_frames = [first.frames[0]], [context[-1]]
@@ -413,7 +408,7 @@ def _play(cfg: PlayConfig, model: WorldModel, keyboard: Optional[KeyboardControl
         else:
             chosen = policy(model_frames[-1], {"caption": caption})
         action = check_action(space, to_stored(chosen), f"the action of policy={cfg.policy} at step {step}")
-        out = model.step(action[None])
+        out = batch.step(action[None])
         model_frames.append(out.frames[0])
         real_reward = None
         if real is not None and not real.ended:
@@ -434,7 +429,7 @@ def _play(cfg: PlayConfig, model: WorldModel, keyboard: Optional[KeyboardControl
     actions = np.stack([s["action"] for s in steps]) if steps else np.zeros((0, *space.shape), space.dtype)
     result = PlayResult(Path(cfg.out) / f"play.{cfg.format}", Path(cfg.out) / "play.json", model_stack, real_stack,
                         context_actions, actions, summarize(steps, ended_at))
-    save(cfg, model, result, steps, caption, frames)
+    save(cfg, model, result, steps, caption, frames, batch.sampling)
     return result
 
 
@@ -453,7 +448,7 @@ def summarize(steps: list[dict[str, Any]], ended_at: Optional[int]) -> dict[str,
 
 
 def save(cfg: PlayConfig, model: WorldModel, result: PlayResult, steps: list[dict[str, Any]], caption: str,
-         context_frames: int) -> None:
+         context_frames: int, sampling: SamplingConfig) -> None:
     """Write ``result.video`` (model | real per frame) and ``result.log`` (play.json)."""
     result.video.parent.mkdir(parents=True, exist_ok=True)
     ended_at = result.summary["real_ended_at"]
@@ -471,6 +466,7 @@ def save(cfg: PlayConfig, model: WorldModel, result: PlayResult, steps: list[dic
         "policy": cfg.policy,
         "seed": cfg.seed,
         "context_frames": context_frames,
+        "sampling": sampling.given(),
         "context_actions": result.context_actions.tolist(),
         "video": result.video.name,
         "summary": result.summary,

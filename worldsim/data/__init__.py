@@ -1,8 +1,10 @@
 """Episode datasets: record them from any Gymnasium env, store them, serve training clips.
 
 ``collect`` (worldsim.data.collect) writes shards described in worldsim.data.storage;
-``EpisodeDataset`` reads them; ``ClipDataModule`` serves fixed-length clips to Lightning.
-Names are imported lazily so that collection worker processes never import torch or Lightning.
+``EpisodeDataset`` reads them; ``cache_latents`` encodes every frame once (worldsim.data.latents);
+``ClipDataset`` serves fixed-length clips of frames and latents (worldsim.data.clips). Names are
+imported lazily so that collection worker processes never import torch. Nothing here imports
+Lightning: the training stages wrap these datasets in their own DataModules.
 The ``collect`` function lives at ``worldsim.data.collect.collect``: re-exporting it here would be
 shadowed by the submodule of the same name.
 """
@@ -19,9 +21,9 @@ _EXPORTS = {
     "SCHEMA_VERSION": "worldsim.data.storage",
     "CollectConfig": "worldsim.data.collect",
     "CollectSummary": "worldsim.data.collect",
-    "ClipDataConfig": "worldsim.data.datamodule",
-    "ClipDataModule": "worldsim.data.datamodule",
-    "ClipDataset": "worldsim.data.datamodule",
+    "ClipDataset": "worldsim.data.clips",
+    "LatentCache": "worldsim.data.latents",
+    "cache_latents": "worldsim.data.latents",
 }
 
 __all__ = list(_EXPORTS)

@@ -32,7 +32,8 @@ from tqdm import tqdm
 import worldsim
 from worldsim.data.atomic import TMP_MARK, remove_stale_temps
 from worldsim.data.policies import make_policy
-from worldsim.data.recorder import EpisodeRecorder, describe_space, is_image_space
+from worldsim.data.recorder import EpisodeRecorder
+from worldsim.spaces import describe_space, is_image_space
 from worldsim.data.storage import (
     MANIFEST_NAME,
     DatasetError,

@@ -120,6 +120,10 @@ class EpisodeDataset:
             self._meta[shard] = json.loads(path.read_text())
         return self._meta[shard]
 
+    def frame_count(self, index: int) -> int:
+        """Frames of episode ``index`` (its steps + 1)."""
+        return int(self.lengths[self._check_index(index)]) + 1
+
     def _check_index(self, index: int) -> int:
         if not -len(self) <= index < len(self):
             raise IndexError(f"episode {index} does not exist: {self.root} has {len(self)} episodes")

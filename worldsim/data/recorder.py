@@ -17,48 +17,8 @@ import numpy as np
 from gymnasium import spaces
 
 from worldsim.data.episode import Episode
+from worldsim.spaces import action_codec, is_image_space
 from worldsim.envs.policy import Policy
-
-
-def is_image_space(space: gymnasium.Space) -> bool:
-    """Whether observations of ``space`` are RGB frames (H, W, 3) uint8."""
-    return (isinstance(space, spaces.Box) and space.dtype == np.uint8 and len(space.shape) == 3
-            and space.shape[-1] == 3)
-
-
-def describe_space(space: gymnasium.Space) -> dict[str, Any]:
-    """A JSON description of ``space`` for the manifest (bounds only when they are small)."""
-    if isinstance(space, spaces.Box):
-        out: dict[str, Any] = {"type": "Box", "shape": list(space.shape), "dtype": str(space.dtype)}
-        if space.low.size <= 64:
-            # JSON has no infinity; unbounded dimensions are written as the strings "inf"/"-inf".
-            out["low"] = [float(v) if np.isfinite(v) else str(float(v)) for v in space.low.ravel()]
-            out["high"] = [float(v) if np.isfinite(v) else str(float(v)) for v in space.high.ravel()]
-        return out
-    if isinstance(space, spaces.Discrete):
-        return {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
-    if isinstance(space, spaces.MultiDiscrete):
-        return {"type": "MultiDiscrete", "nvec": space.nvec.tolist()}
-    if isinstance(space, spaces.MultiBinary):
-        return {"type": "MultiBinary", "n": np.asarray(space.n).tolist()}
-    return {"type": type(space).__name__, "repr": str(space)}
-
-
-def action_codec(space: gymnasium.Space) -> tuple[Callable[[Any], np.ndarray], Callable[[np.ndarray], Any]]:
-    """(to_stored, to_env): the stored array of a policy's action, and what the env is given.
-
-    The env receives the stored value, so the dataset holds exactly the actions that produced
-    its frames (a float64 policy output is rounded to float32 before stepping, not after).
-    """
-    if isinstance(space, spaces.Box):
-        return (lambda a: np.array(a, dtype=np.float32).reshape(space.shape)), (lambda a: a)
-    if isinstance(space, spaces.Discrete):
-        return (lambda a: np.array(a, dtype=np.int64).reshape(())), (lambda a: int(a))
-    if isinstance(space, (spaces.MultiDiscrete, spaces.MultiBinary)):
-        return ((lambda a: np.array(a, dtype=np.int64).reshape(space.shape)),
-                (lambda a: a.astype(space.dtype)))
-    raise ValueError(f"action space {space} is not supported: worldsim stores Box, Discrete, "
-                     "MultiDiscrete and MultiBinary actions; flatten it with a wrapper first")
 
 
 class EpisodeRecorder:

@@ -9,5 +9,4 @@ from worldsim.models.text import (
     TextCondition,
     TextEncoder,
     TextEncoderConfig,
-    TextEncoderProtocol,
 )

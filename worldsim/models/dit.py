@@ -16,21 +16,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from worldsim.models.kv_cache import KVCache
-
-
-class TextConditionLike(Protocol):
-    """What the network reads from a text encoder's output (see `worldsim.models.text`)."""
-
-    tokens: torch.Tensor  # (B, L, text_width)
-    mask: torch.Tensor  # (B, L) bool, True for real tokens; a row with no True means "no text"
-    pooled: torch.Tensor  # (B, text_width)
+from worldsim.models.text import TextCondition
 
 
 @dataclass
@@ -269,7 +261,7 @@ class VideoDiT(nn.Module):
             embedded = self.action_embed(actions.masked_fill(~action_mask[..., None], 0).to(null.dtype))
         return torch.where(action_mask[..., None], embedded, null)
 
-    def embed_text(self, text: TextConditionLike | None, B: int) -> tuple[torch.Tensor, ...]:
+    def embed_text(self, text: TextCondition | None, B: int) -> tuple[torch.Tensor, ...]:
         """Pooled text (B, D), text tokens (B, 1+L, D) led by the null token, and their mask (B, 1+L)."""
         null_token = self.null_text_token.expand(B, 1, -1)
         if text is None:
@@ -289,7 +281,7 @@ class VideoDiT(nn.Module):
         noise_level: torch.Tensor,
         actions: torch.Tensor | None = None,
         action_mask: torch.Tensor | None = None,
-        text: TextConditionLike | None = None,
+        text: TextCondition | None = None,
         *,
         cache: KVCache | None = None,
         update_cache: bool = False,

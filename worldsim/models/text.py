@@ -1,15 +1,13 @@
 """Caption -> text condition for the world model: tokens (B, L, D), mask (B, L), pooled (B, D).
 
-The default encoder is built in and trained with the world model: a byte-level tokenizer (no
-vocabulary file, nothing to download, any UTF-8 text) and a small transformer. Everything that
-consumes text goes through `TextEncoderProtocol.encode_text`, so a frozen pretrained sentence
-encoder (`SentenceTransformerTextEncoder`) can stand in where its package is installed.
+The encoder is built in and trained with the world model: a byte-level tokenizer (no vocabulary
+file, nothing to download, any UTF-8 text) and a small transformer. ``TextCondition`` is the one
+type text travels in, from the encoder through the flow objective and samplers into the DiT.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -38,16 +36,6 @@ class TextCondition:
     def select(self, index: torch.Tensor | slice | list[int]) -> TextCondition:
         """The captions at `index` along the batch (e.g. to repeat one caption per env)."""
         return TextCondition(self.tokens[index], self.mask[index], self.pooled[index])
-
-
-@runtime_checkable
-class TextEncoderProtocol(Protocol):
-    """Anything that turns captions into a `TextCondition` of width `width`."""
-
-    @property
-    def width(self) -> int: ...
-
-    def encode_text(self, captions: list[str], device: torch.device | str | None = None) -> TextCondition: ...
 
 
 class ByteTokenizer:
@@ -188,45 +176,3 @@ class TextEncoder(nn.Module):
         device = device if device is not None else self.position_embedding.device
         ids, mask = self.tokenizer.encode(captions, self.config.max_length)
         return self(ids.to(device), mask.to(device))
-
-
-class SentenceTransformerTextEncoder:
-    """A frozen pretrained sentence encoder behind `TextEncoderProtocol`, if installed.
-
-    Not an nn.Module on purpose: its weights are frozen, so they stay out of the world model's
-    optimizer and checkpoints; the checkpoint records the model name instead. Nothing is
-    downloaded by worldsim itself: the name must resolve to a local path or a cached model.
-    """
-
-    def __init__(self, model_name: str, max_length: int = 64, device: torch.device | str = "cpu") -> None:
-        try:
-            from sentence_transformers import SentenceTransformer
-        except ImportError as error:
-            raise ImportError(
-                "SentenceTransformerTextEncoder needs the sentence-transformers package: "
-                "pip install sentence-transformers  (or use the built-in TextEncoder)"
-            ) from error
-        self.model_name = model_name
-        self.model = SentenceTransformer(model_name, device=str(device))
-        self.model.eval().requires_grad_(False)
-        self.max_length = max_length
-
-    @property
-    def width(self) -> int:
-        return int(self.model.get_sentence_embedding_dimension())
-
-    @torch.no_grad()
-    def encode_text(self, captions: list[str], device: torch.device | str | None = None) -> TextCondition:
-        if isinstance(captions, str) or not all(isinstance(c, str) for c in captions):
-            raise TypeError(f"captions must be a list of str, got {captions!r}")
-        device = device if device is not None else "cpu"
-        per_caption = self.model.encode(captions, output_value="token_embeddings", convert_to_numpy=False)
-        pooled = self.model.encode(captions, convert_to_tensor=True)  # (B, D)
-        B, L = len(captions), self.max_length
-        tokens = torch.zeros(B, L, self.width)
-        mask = torch.zeros(B, L, dtype=torch.bool)
-        for i, t in enumerate(per_caption):
-            n = min(len(t), L)
-            tokens[i, :n] = t[:n].float().cpu()
-            mask[i, :n] = True
-        return TextCondition(tokens, mask, pooled.float().cpu()).to(device)

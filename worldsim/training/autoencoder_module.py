@@ -11,14 +11,10 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 import lightning
-import numpy as np
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
-from torch.utils.data import DataLoader, Dataset
 
-from worldsim.data.datamodule import split_episodes
-from worldsim.data.dataset import EpisodeDataset
 from worldsim.models.autoencoder import (
     AutoencoderConfig,
     FrameAutoencoder,
@@ -30,8 +26,7 @@ from worldsim.models.autoencoder import (
 )
 from worldsim.training.ema import EMA
 from worldsim.training.guards import FiniteLossGuard
-from worldsim.training.harness import (StepDataLoader, StepSampler, counted_step, log_parameter_count,
-                                       step_generator)
+from worldsim.training.harness import counted_step, log_parameter_count, step_generator
 from worldsim.training.optim import OptimConfig, adamw_with_schedule
 
 
@@ -47,75 +42,11 @@ class AutoencoderStageConfig:
     verify: bool = True  # check the dataset's sha256 sums when it is opened
 
 
-class FrameDataset(Dataset):
-    """Every frame of the given episodes (the final frame included) as uint8 (3, H, W)."""
-
-    def __init__(self, episodes: EpisodeDataset, indices: np.ndarray) -> None:
-        self.episodes = episodes
-        self.indices = np.asarray(indices, dtype=np.int64)
-        frames_per_episode = episodes.lengths[self.indices] + 1
-        self.first_frame = np.concatenate([[0], np.cumsum(frames_per_episode)])
-
-    def __len__(self) -> int:
-        return int(self.first_frame[-1])
-
-    def __getitem__(self, item: int) -> torch.Tensor:
-        position = int(np.searchsorted(self.first_frame, item, side="right")) - 1
-        episode, frame = int(self.indices[position]), int(item - self.first_frame[position])
-        pixels = self.episodes.clip(episode, frame, 1, names=["frames"])["frames"][0]  # (H, W, 3)
-        return torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))  # (3, H, W)
-
-
-class FrameDataModule(lightning.LightningDataModule):
-    """Train frames drawn per global step (exactly resumable); fixed, evenly spread val frames."""
-
-    def __init__(self, root: str, cfg: AutoencoderStageConfig, seed: int, split_seed: int = 0) -> None:
-        super().__init__()
-        self.root, self.cfg, self.seed, self.split_seed = root, cfg, seed, split_seed
-        self.train_set: Optional[FrameDataset] = None
-        self.val_set: Optional[FrameDataset] = None
-
-    def setup(self, stage: Optional[str] = None) -> None:
-        if self.train_set is not None:
-            return
-        episodes = EpisodeDataset(self.root, verify=self.cfg.verify)
-        train, val = split_episodes(len(episodes), self.cfg.val_fraction, self.split_seed)
-        if len(train) == 0:
-            raise ValueError(f"{self.root} has {len(episodes)} episodes: too few to train on; collect more")
-        self.train_set = FrameDataset(episodes, train)
-        # Without held-out episodes, validate on training frames rather than not at all.
-        self.val_set = FrameDataset(episodes, val if len(val) else train)
-
-    def _global_step(self) -> int:
-        return self.trainer.global_step if self.trainer is not None else 0
-
-    def train_dataloader(self) -> DataLoader:
-        assert self.train_set is not None, "call setup() first"
-        rank = self.trainer.global_rank if self.trainer is not None else 0
-        sampler = StepSampler(len(self.train_set), self.cfg.batch_size, self.seed, self._global_step, rank)
-        return StepDataLoader(self.train_set, batch_size=self.cfg.batch_size, sampler=sampler,
-                              num_workers=self.cfg.num_workers,
-                              persistent_workers=self.cfg.num_workers > 0)
-
-    def val_dataloader(self) -> DataLoader:
-        assert self.val_set is not None, "call setup() first"
-        count = min(self.cfg.val_frames, len(self.val_set))
-        items = np.linspace(0, len(self.val_set) - 1, count).round().astype(int).tolist()
-        return DataLoader(self.val_set, batch_size=self.cfg.batch_size, sampler=items,
-                          num_workers=self.cfg.num_workers)
-
-    def statistics_frames(self, count: int) -> torch.Tensor:
-        """``count`` training frames (uint8 (count, 3, H, W)), the same ones for a given seed."""
-        assert self.train_set is not None, "call setup() first"
-        rng = np.random.default_rng([self.seed, 1])
-        picks = rng.choice(len(self.train_set), size=min(count, len(self.train_set)), replace=False)
-        return torch.stack([self.train_set[int(i)] for i in np.sort(picks)])
-
-
 class AutoencoderModule(lightning.LightningModule):
     """Steps, optimiser, EMA and logging around a plain ``FrameAutoencoder``.
 
-    Batches are uint8 frames (B, 3, H, W). Validation and export use the EMA weights.
+    Batches are one-frame clips (``FrameDataModule``): uint8 frames (B, 1, 3, H, W). Validation and
+    export use the EMA weights.
     """
 
     def __init__(self, config: AutoencoderConfig, optim: OptimConfig, max_steps: int, seed: int = 0,
@@ -144,7 +75,8 @@ class AutoencoderModule(lightning.LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         return adamw_with_schedule(self.autoencoder, self.optim, self.max_steps)
 
-    def training_step(self, frames: torch.Tensor, batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        frames = batch["frames"][:, 0]  # (B, 3, H, W)
         generator = step_generator(self.seed, self.global_step, self.global_rank, self.device)
         loss, logs = counted_step(self, lambda: autoencoder_loss(self.autoencoder, uint8_to_unit(frames), generator))
         self.finite_guard.watch(loss, self.global_step, logs)
@@ -164,7 +96,8 @@ class AutoencoderModule(lightning.LightningModule):
         if self.ema is not None:
             self.ema.update(self.autoencoder)
 
-    def validation_step(self, frames: torch.Tensor, batch_idx: int) -> None:
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        frames = batch["frames"][:, 0]  # (B, 3, H, W)
         x = uint8_to_unit(frames)
         recon, _ = self.inference_model(x)  # eval mode: decodes the posterior mean
         mask = object_weight_map(x, self.config)  # (B, 1, H, W)

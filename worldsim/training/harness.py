@@ -28,7 +28,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Sampler
 from torch.utils.flop_counter import FlopCounterMode
 
-from worldsim.training.checkpoint import worldsim_record
+from worldsim.checkpoint import worldsim_record
 from worldsim.training.optim import OptimConfig
 
 log = logging.getLogger(__name__)
@@ -141,8 +141,8 @@ def counted_step(module: lightning.LightningModule, step: Callable[[], T]) -> T:
 
 
 def batch_size(batch: Any) -> int:
-    """Samples in a training batch: clips (a dynamics batch, a dict) or frames (an autoencoder batch)."""
-    return len(batch["latents"]) if isinstance(batch, Mapping) else len(batch)
+    """Samples in a training batch: clips of a dynamics batch, frames of an autoencoder batch (one-frame clips)."""
+    return len(batch["caption"])
 
 
 def step_generator(seed: int, step: int, rank: int, device: torch.device) -> torch.Generator:

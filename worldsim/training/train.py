@@ -24,8 +24,7 @@ import lightning
 from lightning.pytorch.utilities import rank_zero_only
 
 from worldsim.models.autoencoder import AUTOENCODER_PRESETS, AutoencoderConfig
-from worldsim.training.autoencoder_module import AutoencoderModule, AutoencoderStageConfig, FrameDataModule
-from worldsim.training.checkpoint import (
+from worldsim.checkpoint import (
     EXPORT_DTYPES,
     CheckpointError,
     autoencoder_config,
@@ -34,7 +33,10 @@ from worldsim.training.checkpoint import (
     load_autoencoder,
     load_checkpoint,
     part_state_dict,
+    set_default_sampling,
 )
+from worldsim.training.autoencoder_module import AutoencoderModule, AutoencoderStageConfig
+from worldsim.training.datamodules import FrameDataModule, LatentClipDataConfig
 from worldsim.training.dynamics_module import DynamicsConfig
 from worldsim.training.harness import (
     TrainerConfig,
@@ -44,7 +46,6 @@ from worldsim.training.harness import (
     resolve_resume,
     uses_cuda,
 )
-from worldsim.training.latents import LatentClipDataConfig
 from worldsim.training.optim import OptimConfig
 
 STAGES = ("autoencoder", "dynamics", "all")
@@ -146,7 +147,8 @@ def train_autoencoder(cfg: TrainConfig) -> Path:
 def train_dynamics(cfg: TrainConfig) -> Path:
     """Stage 2 on latents of the stage-1 autoencoder; returns the exported model file."""
     from worldsim.training.dynamics_module import DynamicsModule
-    from worldsim.training.latents import LatentClipDataModule, cache_latents
+    from worldsim.data.latents import cache_latents
+    from worldsim.training.datamodules import LatentClipDataModule
 
     out, stage_dir = Path(cfg.out), Path(cfg.out) / "dynamics"
     resume = stage_resume(cfg.resume, "dynamics", required=cfg.stage == "dynamics")
@@ -191,8 +193,6 @@ def train_dynamics(cfg: TrainConfig) -> Path:
                           extra_parts={"autoencoder": part_state_dict(ae_checkpoint, "autoencoder")},
                           extra_configs={"autoencoder": autoencoder_config(ae_record)}, dtype=cfg.export_dtype)
         if init is not None and init["worldsim"].get("sampling"):
-            from worldsim.world_model import set_default_sampling
-
             set_default_sampling(exported, **init["worldsim"]["sampling"])  # a fine-tuned model samples as init did
     trainer.strategy.barrier("dynamics export")
     return exported

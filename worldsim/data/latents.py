@@ -1,4 +1,4 @@
-"""Latents cached once per (dataset, autoencoder), and the clip DataModule that serves them.
+"""Latents cached once per (dataset, autoencoder): built with ``cache_latents``, read with ``LatentCache``.
 
 Dynamics training never needs pixels: each frame's latent is a fixed function of the frame and the
 frozen encoder, so encoding it on every visit would redo the same work every epoch. The cache holds,
@@ -18,10 +18,7 @@ atomically after every finished shard (the commit point, as for episode datasets
 build resumes where it stopped. Only the encoder half of the autoencoder is hashed: fine-tuning
 the decoder does not invalidate the cache.
 
-Clips (``LatentClipDataModule``) follow ``ClipDataModule``'s episode split and samplers, with one
-difference: a clip may end on an episode's final frame, whose per-step rows do not exist and are
-padding (action 0, reward NaN, not terminated). The dynamics model reads each frame's *incoming*
-transition (``actions[t - 1]``), so the padding is never read, and it does see terminal frames.
+``worldsim.data.clips.ClipDataset`` serves clips of cached latents (and of frames) for training.
 """
 
 from __future__ import annotations
@@ -37,19 +34,16 @@ import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional, Union
+from typing import TYPE_CHECKING, Any, Iterator, Optional, Union
 
-import lightning
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
 
 from worldsim.data.atomic import fsync_dir, remove_stale_temps, sha256_file, tmp_path, write_json_atomic
-from worldsim.data.datamodule import FixedClipSampler, split_episodes
-from worldsim.data.dataset import EpisodeDataset
 from worldsim.data.storage import MANIFEST_NAME, check_file_size, read_manifest
-from worldsim.models.autoencoder import FrameAutoencoder
-from worldsim.training.harness import StepDataLoader, StepSampler
+
+if TYPE_CHECKING:  # the cache takes any encoder with FrameAutoencoder's interface; data never imports models
+    from worldsim.models.autoencoder import FrameAutoencoder
 
 log = logging.getLogger(__name__)
 
@@ -314,7 +308,7 @@ class LatentCache:
         manifest = _read_cache_manifest(self.path)
         if manifest is None:
             raise LatentCacheError(f"{self.path} has no {MANIFEST_NAME}: it is not a latent cache; "
-                                   "build one with worldsim.training.latents.cache_latents")
+                                   "build one with worldsim.data.latents.cache_latents")
         if not manifest["complete"]:
             raise LatentCacheError(f"{self.path} is an unfinished latent cache: run cache_latents again "
                                    "to finish it")
@@ -377,169 +371,3 @@ class LatentCache:
             "autoencoder_sha256": self.manifest["autoencoder_sha256"],
             "dataset_manifest_sha256": self.manifest["source_manifest_sha256"],
         }
-
-
-# ---------------------------------------------------------------------------------------------
-# Clips
-
-
-@dataclass
-class LatentClipDataConfig:
-    root: str = "data/episodes"  # episode dataset directory written by `worldsim collect`
-    latents: Optional[str] = None  # latent cache directory returned by cache_latents (required)
-    clip_length: int = 16  # frames per training clip (T)
-    batch_size: int = 16  # clips per batch
-    num_workers: int = 0  # DataLoader worker processes (each opens its own memory maps)
-    val_fraction: float = 0.1  # share of episodes held out; same split as ClipDataModule's
-    split_seed: int = 0  # seeds the train/val episode split (keep it equal to the AE stage's)
-    seed: int = 0  # seeds which train clips each epoch draws
-    val_clips: Optional[int] = 64  # cap on val clips for the flow loss (evenly spread); None: all
-    rollout_clips: int = 4  # fixed val clips rolled out at validation (second val loader); 0: none
-    rollout_length: int = 20  # frames per rollout clip: context + longest horizon (cut to what val episodes hold)
-    verify: bool = False  # sha256-check every dataset shard and cache file on setup (slow on big data)
-    pin_memory: Optional[bool] = None  # pin batches for asynchronous host-to-GPU copies; None: when CUDA is present
-
-
-class LatentClipDataset(Dataset):
-    """Clips of ``clip_length`` latent frames; item k is the k-th valid (episode, start) pair.
-
-    Starts run over 0 .. L + 1 - T (a clip may end on the final frame), in episode order, so a flat
-    index maps to (episode, start) with one binary search. ``frames=True`` also loads the uint8
-    frames, for pixel metrics of the few rollout clips.
-    """
-
-    def __init__(self, episodes: EpisodeDataset, cache: LatentCache, indices: np.ndarray,
-                 clip_length: int, frames: bool = False) -> None:
-        if clip_length < 2:
-            raise ValueError(f"clip_length={clip_length}: dynamics needs clips of at least 2 frames")
-        self.episodes, self.cache, self.clip_length, self.frames = episodes, cache, clip_length, frames
-        frame_counts = episodes.lengths[indices] + 1
-        usable = frame_counts >= clip_length
-        if not usable.any():
-            longest = int(frame_counts.max()) if len(frame_counts) else 0
-            raise ValueError(
-                f"clip_length={clip_length} needs episodes of at least {clip_length} frames, but the "
-                f"longest of these {len(indices)} episodes of {episodes.root} has {longest}: use a "
-                "shorter clip_length or collect longer episodes")
-        self.indices = np.asarray(indices)[usable]
-        self.first_clip = np.concatenate([[0], np.cumsum(frame_counts[usable] - clip_length + 1)])
-
-    def __len__(self) -> int:
-        return int(self.first_clip[-1])
-
-    def locate(self, item: int) -> tuple[int, int]:
-        """(episode index in the dataset, start frame) of clip ``item``."""
-        position = int(np.searchsorted(self.first_clip, item, side="right")) - 1
-        return int(self.indices[position]), int(item - self.first_clip[position])
-
-    def __getitem__(self, item: int) -> dict[str, Any]:
-        """latents (T, C, h, w) float32; actions (T, *A), rewards (T,), terminated (T,) of the
-        transitions taken at each frame (padding past the last step); caption, episode, start."""
-        episode, start = self.locate(item)
-        T = self.clip_length
-        names = ["actions", "rewards", "terminated"] + (["frames"] if self.frames else [])
-        clip = self.episodes.clip(episode, start, T, names=names)
-        steps = len(clip["rewards"])  # T, or T - 1 when the clip ends on the final frame
-        item_out = {
-            "latents": torch.from_numpy(self.cache.clip(episode, start, T).astype(np.float32)),
-            "actions": torch.from_numpy(_pad(clip["actions"], T, 0)),
-            "rewards": torch.from_numpy(_pad(clip["rewards"], T, np.nan)),
-            "terminated": torch.from_numpy(_pad(clip["terminated"], T, False)),
-            "caption": self.episodes.caption(episode),
-            "episode": episode,
-            "start": start,
-            "steps": steps,
-        }
-        if self.frames:
-            item_out["frames"] = torch.from_numpy(np.ascontiguousarray(clip["frames"].transpose(0, 3, 1, 2)))
-        return item_out
-
-
-def _pad(rows: np.ndarray, length: int, value: Any) -> np.ndarray:
-    """``rows`` (n, ...) extended to ``length`` rows of ``value`` (a copy out of the memory map)."""
-    out = np.full((length, *rows.shape[1:]), value, dtype=rows.dtype)
-    out[:len(rows)] = rows
-    return out
-
-
-class LatentClipDataModule(lightning.LightningDataModule):
-    """Train/val clips of cached latents, split by episode exactly like ``ClipDataModule``.
-
-    ``val_dataloader`` returns two loaders: [0] flow-loss clips of ``clip_length``, [1] a few fixed
-    ``rollout_length`` clips with frames for rollout metrics (left out when ``rollout_clips=0``).
-    """
-
-    def __init__(self, cfg: LatentClipDataConfig) -> None:
-        super().__init__()
-        self.cfg = cfg
-        self.episodes: Optional[EpisodeDataset] = None
-        self.cache: Optional[LatentCache] = None
-        self.train_set: Optional[LatentClipDataset] = None
-        self.val_set: Optional[LatentClipDataset] = None
-        self.rollout_set: Optional[LatentClipDataset] = None
-
-    @property
-    def pin_memory(self) -> bool:
-        """Pinned by default on CUDA: copying a pageable batch to the GPU first waits for the GPU to
-        finish all queued work, which would stall every training step once per batch."""
-        return self.cfg.pin_memory if self.cfg.pin_memory is not None else torch.cuda.is_available()
-
-    def setup(self, stage: Optional[str] = None) -> None:
-        if self.episodes is not None:
-            return
-        cfg = self.cfg
-        if not cfg.latents:
-            raise ValueError("LatentClipDataConfig.latents is not set: pass the directory returned by "
-                             f"cache_latents({cfg.root!r}, autoencoder)")
-        self.episodes = EpisodeDataset(cfg.root, verify=cfg.verify)
-        self.cache = LatentCache(cfg.latents, verify=cfg.verify)
-        self.cache.check_source(cfg.root)
-        if len(self.cache) != len(self.episodes) or not np.array_equal(self.cache.lengths, self.episodes.lengths):
-            raise LatentCacheError(f"{cfg.latents} indexes other episodes than {cfg.root}: run "
-                                   "cache_latents again to rebuild it")
-        train, val = split_episodes(len(self.episodes), cfg.val_fraction, cfg.split_seed)
-        if len(train) == 0:
-            raise ValueError(f"{cfg.root} has {len(self.episodes)} episodes: too few to train on; collect more")
-        self.train_set = LatentClipDataset(self.episodes, self.cache, train, cfg.clip_length)
-        if len(val):
-            self.val_set = LatentClipDataset(self.episodes, self.cache, val, cfg.clip_length)
-            if cfg.rollout_clips > 0:
-                longest = int(self.episodes.lengths[val].max()) + 1
-                length = min(cfg.rollout_length, longest)
-                if length < cfg.rollout_length:
-                    log.warning("rollout clips cut to %d frames: the longest validation episode of %s "
-                                "has %d (rollout_length=%d)", length, cfg.root, longest, cfg.rollout_length)
-                self.rollout_set = LatentClipDataset(self.episodes, self.cache, val, length, frames=True)
-
-    @property
-    def meta(self) -> dict[str, Any]:
-        """Data facts for ``DynamicsModule(meta=...)``; needs ``setup()`` first."""
-        assert self.cache is not None, "call setup() first"
-        return self.cache.meta()
-
-    def _loader(self, dataset: Dataset, sampler, batch_size: int) -> DataLoader:
-        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=self.cfg.num_workers,
-                          pin_memory=self.pin_memory, persistent_workers=self.cfg.num_workers > 0)
-
-    def train_dataloader(self) -> DataLoader:
-        assert self.train_set is not None, "call setup() first"
-        # Each global step's clips follow from (seed, step, rank) alone, so a resumed run draws
-        # exactly the batches the interrupted one would have, and each rank draws its own.
-        trainer = self.trainer
-        sampler = StepSampler(len(self.train_set), self.cfg.batch_size, self.cfg.seed,
-                              start_step=lambda: trainer.global_step if trainer is not None else 0,
-                              rank=trainer.global_rank if trainer is not None else 0)
-        return StepDataLoader(self.train_set, batch_size=self.cfg.batch_size, sampler=sampler,
-                              num_workers=self.cfg.num_workers, pin_memory=self.pin_memory,
-                              persistent_workers=self.cfg.num_workers > 0)
-
-    def val_dataloader(self) -> list[DataLoader]:
-        assert self.val_set is not None, (
-            f"val_fraction={self.cfg.val_fraction} left no validation episodes of at least "
-            f"clip_length={self.cfg.clip_length} frames")
-        loaders = [self._loader(self.val_set, FixedClipSampler(self.val_set, self.cfg.val_clips),
-                                self.cfg.batch_size)]
-        if self.rollout_set is not None:
-            sampler = FixedClipSampler(self.rollout_set, self.cfg.rollout_clips)
-            loaders.append(self._loader(self.rollout_set, sampler, self.cfg.rollout_clips))
-        return loaders

@@ -18,19 +18,31 @@ The ``"worldsim"`` record::
     configs           {"autoencoder": {...AutoencoderConfig fields}, "dynamics": {...}, "optim": ...}
     data              {"env_id", "observation_space", "action_space", "dataset", "frame_shape", ...}
     parts             {part name: state_dict key prefix of its inference (EMA) weights}
+    sampling          exported files only, optional: SamplingConfig fields the model samples with
+                      unless its caller says otherwise (``set_default_sampling``)
+
+This module is the inference side's only door to files: it imports no Lightning and no training
+code, so ``WorldModel.from_checkpoint`` stays light.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import tempfile
 from pathlib import Path
-from typing import Any, Mapping, Union
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Union
 
 import torch
 
 import worldsim
+from worldsim.data.storage import read_manifest
 from worldsim.models.autoencoder import AutoencoderConfig, FrameAutoencoder
+from worldsim.sampling import DEFAULT_SAMPLING, SamplingConfig
+
+if TYPE_CHECKING:
+    from worldsim.models.dit import VideoDiT
+    from worldsim.models.text import TextEncoder
 
 CHECKPOINT_SCHEMA = 1
 EXPORT_KEY = "weights"  # exported files: {"worldsim": record, "weights": {part: state_dict}}
@@ -58,8 +70,6 @@ def plain(value: Any) -> Any:
 
 def dataset_meta(root: Union[str, Path]) -> dict[str, Any]:
     """What a checkpoint records about the data it was trained on, from the dataset manifest."""
-    from worldsim.data.storage import read_manifest
-
     manifest = read_manifest(Path(root))
     return plain({
         "dataset": str(Path(root).resolve()),
@@ -188,3 +198,54 @@ def load_autoencoder(path: Union[str, Path], map_location: Union[str, torch.devi
     model = FrameAutoencoder(autoencoder_config(record))
     model.load_state_dict(part_state_dict(checkpoint, "autoencoder"))
     return model.eval().requires_grad_(False).to(map_location)
+
+
+def recorded_sampling(record: Mapping[str, Any]) -> SamplingConfig:
+    """``DEFAULT_SAMPLING`` with the fields an exported file's ``sampling`` record sets."""
+    fields = dict(record.get("sampling") or {})
+    try:
+        return SamplingConfig.of(fields).over(DEFAULT_SAMPLING)
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"the model file's default sampling {fields} is invalid ({error}): rewrite it with "
+                              "worldsim.checkpoint.set_default_sampling(path, ...)") from None
+
+
+def set_default_sampling(path: Union[str, Path], **fields: Any) -> Path:
+    """Record in exported model file ``path`` how it samples unless told otherwise.
+
+    ``fields`` are ``SamplingConfig`` fields (e.g. ``steps=2, warm_start=0.0`` for a model that
+    samples better from noise); they replace any recorded before, and none clears the record.
+    Every consumer of the file (``WorldModel``, the envs, ``worldsim eval``, ``bench``, ``play``,
+    ``imagine``) then uses them where its caller sets nothing. The file is rewritten in place,
+    atomically.
+    """
+    SamplingConfig.of(fields)  # a misspelt or invalid field fails before the file is touched
+    path = Path(path)
+    checkpoint = load_checkpoint(path)
+    if checkpoint["worldsim"].get("kind") != "export":
+        raise CheckpointError(f"{path} is not an exported model file: set the sampling of the model.pt "
+                              "that `worldsim train` exports")
+    checkpoint["worldsim"] = {**checkpoint["worldsim"], "sampling": dict(fields)}
+    tmp = path.with_name(f"{path.name}.tmp-sampling")
+    torch.save(checkpoint, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def export_modules(path: Union[str, Path], dit: VideoDiT, text_encoder: TextEncoder, autoencoder: FrameAutoencoder,
+                   data: Mapping[str, Any], dynamics: Optional[Mapping[str, Any]] = None) -> Path:
+    """Write networks (e.g. freshly built ones, for benchmarks and tests) as an exported model file.
+
+    Goes through ``export_checkpoint`` from a minimal training-checkpoint layout, so the file is the
+    one ``worldsim train`` writes. data: the meta a trained model records (``env_id``,
+    ``env_kwargs``, ``action_space``, ``frame_shape``, ...).
+    """
+    configs = {"dit": dit.cfg, "text": text_encoder.config, "dynamics": dict(dynamics or {})}
+    state = {**{f"dit.{k}": v for k, v in dit.state_dict().items()},
+             **{f"text.{k}": v for k, v in text_encoder.state_dict().items()}}
+    record = worldsim_record("dynamics", configs, data, parts={"dit": "dit.", "text": "text."})
+    with tempfile.TemporaryDirectory(prefix="worldsim-export-") as tmp:
+        ckpt = Path(tmp) / "modules.ckpt"
+        torch.save({"worldsim": record, "state_dict": state, "global_step": 0}, ckpt)
+        return export_checkpoint(ckpt, path, extra_parts={"autoencoder": autoencoder.state_dict()},
+                                 extra_configs={"autoencoder": autoencoder.config})
