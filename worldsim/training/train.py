@@ -52,7 +52,7 @@ STAGES = ("autoencoder", "dynamics", "all")
 
 @dataclass
 class AutoencoderModelConfig:
-    preset: str = "tiny"  # AUTOENCODER_PRESETS name: tiny (CPU) | small (GPU)
+    preset: str = "tiny"  # AUTOENCODER_PRESETS name: tiny (CPU; every shipped reference) | small (GPU)
     overrides: dict[str, Any] = field(default_factory=dict)  # AutoencoderConfig fields to change: +autoencoder_model.overrides={latent_channels:8}
 
 
