@@ -8,15 +8,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 from test_train import config
 
 import worldsim
 from worldsim.data.collect import CollectConfig, collect
 from worldsim.models.dit import DIT_PRESETS, VideoDiT, VideoDiTConfig
 from worldsim.models.text import TEXT_ENCODER_PRESETS, TextEncoder
-from worldsim.training.checkpoint import load_checkpoint, part_state_dict
-from worldsim.training.dynamics_module import build_networks
-from worldsim.training.train import TrainConfig, train
+from worldsim.training.checkpoint import load_checkpoint, part_state_dict, plain
+from worldsim.training.dynamics_module import DynamicsConfig, build_networks, networks_of
+from worldsim.training.harness import TrainerConfig
+from worldsim.training.optim import OptimConfig
+from worldsim.training.train import TrainConfig, build_autoencoder_config, train
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def compose_train(*overrides: str) -> TrainConfig:
@@ -56,6 +61,94 @@ def test_model_mid_builds_the_physics_and_push_references_networks(world: str) -
     TextEncoder(text).load_state_dict(part_state_dict(weights, "text"), strict=True)
     counts = [sum(p.numel() for p in net.parameters()) for net in (VideoDiT(dit), TextEncoder(text))]
     assert [round(n / 1e6, 2) for n in counts] == [7.77, 0.83]  # as the preset table's comments say
+
+
+RECIPES = sorted(path.stem for path in (REPO / "configs" / "experiment").glob("*.yaml"))
+#: recipe -> the shipped file whose every recorded training setting it must reproduce
+SHIPPED = {"physics_reference": "physics", "push_reference": "push",
+           "occlusion_reference": "occlusion", "orbit_reference": "orbit"}
+#: recipe -> the shipped file that holds the autoencoder it trains
+AUTOENCODERS = {"physics_autoencoder": "physics", "push_autoencoder": "push",
+                "occlusion_reference": "occlusion", "orbit_reference": "orbit"}
+#: DynamicsConfig fields that spell the size; the built networks are compared instead
+SIZE_FIELDS = ("preset", "dit", "text")
+
+
+def test_every_shipped_model_has_a_recipe() -> None:
+    assert set(SHIPPED.values()) == set(worldsim.reference_worlds())
+    assert set(SHIPPED) | set(AUTOENCODERS) | {"push_imagine_finetune"} == set(RECIPES)
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_every_recipe_instantiates_and_records_its_data_where_it_trains(recipe: str) -> None:
+    cfg = compose_train(f"experiment={recipe}")
+    assert cfg.collect is not None and cfg.collect.out == cfg.data
+    build_autoencoder_config(cfg.autoencoder_model)
+    meta = {"latent_channels": 16, "latent_size": 8, "action_space": record("push")["data"]["action_space"]}
+    if cfg.init is None:
+        build_networks(cfg.dynamics, meta)
+    else:  # fine-tunes a shipped model: its DiT takes this recipe's clips, and the data is its world's
+        init = load_checkpoint(cfg.init)["worldsim"]
+        networks_of({"worldsim": init}, init["data"], cfg.dynamics.clip_length)
+        assert init["data"]["env_id"] == cfg.collect.env
+    # A path given on the command line wins over the recipe's, and collect follows data.
+    moved = compose_train(f"experiment={recipe}", "data=elsewhere")
+    assert moved.data == moved.collect.out == "elsewhere"
+
+
+@pytest.mark.parametrize("recipe,world", sorted(SHIPPED.items()))
+def test_recipe_composes_to_the_settings_its_shipped_model_records(recipe: str, world: str) -> None:
+    cfg, shipped = compose_train(f"experiment={recipe}"), record(world)
+    configs = shipped["configs"]
+    dit, text = build_networks(cfg.dynamics, shipped["data"])
+    assert plain(dit) == configs["dit"] and plain(text) == configs["text"]
+    assert_as_recorded(without(plain(cfg.dynamics), SIZE_FIELDS), without(configs["dynamics"], SIZE_FIELDS),
+                       plain(DynamicsConfig()))
+    assert_as_recorded(plain(cfg.optim), configs["optim"], plain(OptimConfig()))
+    assert_as_recorded(plain(cfg.trainer), configs["trainer"], plain(TrainerConfig()))
+    assert cfg.seed == configs["seed"]
+    if cfg.stage == "all":
+        assert plain(build_autoencoder_config(cfg.autoencoder_model)) == configs["autoencoder"]
+    else:  # over the shipped file's own autoencoder
+        assert cfg.stage == "dynamics" and Path(cfg.autoencoder) == worldsim.reference_checkpoint(world)
+    weights = load_checkpoint(worldsim.reference_checkpoint(world))["weights"]
+    assert cfg.export_dtype == "float16" and {t.dtype for part in weights.values() for t in part.values()
+                                               if t.is_floating_point()} == {torch.float16}
+    data = shipped["data"]
+    assert (cfg.collect.env, cfg.collect.env_kwargs, cfg.collect.episodes) == (
+        data["env_id"], data["env_kwargs"], data["episodes"])
+
+
+@pytest.mark.parametrize("recipe,world", sorted(AUTOENCODERS.items()))
+def test_recipe_builds_the_autoencoder_its_shipped_model_holds(recipe: str, world: str) -> None:
+    from worldsim.models.autoencoder import FrameAutoencoder
+
+    cfg = compose_train(f"experiment={recipe}")
+    assert cfg.stage in ("autoencoder", "all")
+    config = build_autoencoder_config(cfg.autoencoder_model)
+    assert plain(config) == record(world)["configs"]["autoencoder"]
+    shipped = load_checkpoint(worldsim.reference_checkpoint(world))
+    FrameAutoencoder(config).load_state_dict(part_state_dict(shipped, "autoencoder"), strict=True)
+
+
+def test_the_fine_tune_recipe_starts_from_the_push_reference_and_keeps_its_sampling() -> None:
+    cfg = compose_train("experiment=push_imagine_finetune")
+    assert Path(cfg.init) == worldsim.reference_checkpoint("push") and cfg.stage == "dynamics"
+    assert record("push")["sampling"] == {"steps": 2, "warm_start": 0.0, "min_change": 32}  # carried over by train
+    assert (cfg.dynamics.trainable, cfg.dynamics.flow.rollout_prob) == ("all", 0.5)
+    assert (cfg.collect.policy, cfg.collect.env_kwargs, cfg.collect.max_steps) == ("sticky", {"start": "behind"}, 64)
+
+
+def without(mapping: dict[str, Any], keys: Any) -> dict[str, Any]:
+    return {key: value for key, value in mapping.items() if key not in keys}
+
+
+def assert_as_recorded(composed: dict[str, Any], recorded: dict[str, Any], defaults: dict[str, Any]) -> None:
+    """Every recorded field is equal; fields added since the run (e.g. trainer.max_time, newer than
+    Push's file) are at their defaults, which is what the run did without them."""
+    assert {key: composed[key] for key in recorded} == recorded
+    added = without(composed, recorded)
+    assert added == {key: defaults[key] for key in added}
 
 
 def test_collect_records_the_data_then_trains_and_a_second_run_records_nothing(
