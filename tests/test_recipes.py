@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
+import re
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -24,16 +27,20 @@ from worldsim.training.train import TrainConfig, build_autoencoder_config, train
 REPO = Path(__file__).resolve().parents[1]
 
 
-def compose_train(*overrides: str) -> TrainConfig:
-    """``worldsim train <overrides>``'s config, composed as the CLI composes it."""
-    from hydra import compose, initialize_config_module
+def compose(command: str, overrides: list[str]) -> Any:
+    """``worldsim <command> <overrides>``'s config object, composed as the CLI composes it."""
+    import hydra
     from omegaconf import OmegaConf
 
     from worldsim.cli import hydra_app
 
-    hydra_app("train")  # registers the schema, its help and the ${reference:...} resolver, as the CLI does
-    with initialize_config_module("worldsim.configs", version_base="1.3"):
-        return OmegaConf.to_object(compose("train", overrides=list(overrides)))
+    hydra_app(command)  # registers the schema, its help and the ${reference:...} resolver, as the CLI does
+    with hydra.initialize_config_module("worldsim.configs", version_base="1.3"):
+        return OmegaConf.to_object(hydra.compose(command, overrides=overrides))
+
+
+def compose_train(*overrides: str) -> TrainConfig:
+    return compose("train", list(overrides))
 
 
 def record(world: str) -> dict[str, Any]:
@@ -137,6 +144,116 @@ def test_the_fine_tune_recipe_starts_from_the_push_reference_and_keeps_its_sampl
     assert record("push")["sampling"] == {"steps": 2, "warm_start": 0.0, "min_change": 32}  # carried over by train
     assert (cfg.dynamics.trainable, cfg.dynamics.flow.rollout_prob) == ("all", 0.5)
     assert (cfg.collect.policy, cfg.collect.env_kwargs, cfg.collect.max_steps) == ("sticky", {"start": "behind"}, 64)
+
+
+LOGS = REPO / "docs" / "reference-logs"
+FINETUNE_LOGS = REPO / "benchmarks" / "results" / "imagine-push-behind"
+#: recipe -> (the log of the run it repeats, the stages of that run the recipe trains)
+RUN_LOGS = {"physics_autoencoder": ("physics-cpu-train.log", ["autoencoder"]),
+            "push_autoencoder": ("push-cpu-train.log", ["autoencoder"]),
+            "occlusion_reference": ("occlusion-train.log", ["autoencoder", "dynamics"]),
+            "orbit_reference": ("orbit-train.log", ["autoencoder", "dynamics"]),
+            "physics_reference": ("physics-train.log", ["dynamics"]),
+            "push_reference": ("push-train.log", ["dynamics"])}
+#: (recipe, Lightning CSV log of one of its stages, that stage)
+CSV_LOGS = [(recipe, LOGS / f"{world}-{stage}-metrics.csv", stage)
+            for recipe, world, stage in [("physics_autoencoder", "physics", "autoencoder"),
+                                         ("push_autoencoder", "push", "autoencoder"),
+                                         ("occlusion_reference", "occlusion", "autoencoder"),
+                                         ("occlusion_reference", "occlusion", "dynamics"),
+                                         ("orbit_reference", "orbit", "autoencoder"),
+                                         ("orbit_reference", "orbit", "dynamics"),
+                                         ("physics_reference", "physics", "dynamics"),
+                                         ("push_reference", "push", "dynamics")]]
+CSV_LOGS.append(("push_imagine_finetune", FINETUNE_LOGS / "all-finetune-metrics.csv", "dynamics"))
+
+
+def logged_commands(log: Path, program: str) -> list[list[str]]:
+    """The overrides of each ``worldsim <program>`` command a log records: in its ``# `` header, or
+    ``/usr/bin/time -v``'s "Command being timed" line."""
+    commands = []
+    for line in log.read_text().splitlines():
+        line = line.strip()
+        if line.startswith(f"# worldsim {program} "):
+            commands.append(shlex.split(line[2:])[2:])
+        elif line.startswith(f'Command being timed: "worldsim {program} '):
+            commands.append(shlex.split(line.split(": ", 1)[1][1:-1])[2:])
+    return commands
+
+
+def stage_settings(cfg: TrainConfig, stage: str, meta: dict[str, Any]) -> dict[str, Any]:
+    """Everything stage ``stage`` of ``cfg`` reads, paths aside."""
+    if stage == "autoencoder":
+        trainer = dataclasses.replace(cfg.trainer, max_steps=cfg.ae.max_steps or cfg.trainer.max_steps)
+        return plain({"network": build_autoencoder_config(cfg.autoencoder_model), "ae": cfg.ae, "optim": cfg.optim,
+                      "trainer": trainer, "seed": cfg.seed, "split_seed": cfg.dynamics_data.split_seed,
+                      "export_dtype": cfg.export_dtype})
+    dit, text = build_networks(cfg.dynamics, meta)
+    return plain({"dit": dit, "text": text, "dynamics": without(plain(cfg.dynamics), SIZE_FIELDS),
+                  "dynamics_data": cfg.dynamics_data, "optim": cfg.optim, "trainer": cfg.trainer, "seed": cfg.seed,
+                  "export_dtype": cfg.export_dtype})
+
+
+@pytest.mark.parametrize("recipe", sorted(RUN_LOGS))
+def test_recipe_trains_what_the_command_in_its_runs_log_trained(recipe: str) -> None:
+    log, stages = RUN_LOGS[recipe]
+    (logged, *_) = logged_commands(LOGS / log, "train")  # the first; later ones resumed the CPU dynamics
+    cfg, run = compose_train(f"experiment={recipe}"), compose_train(*logged)
+    meta = record(AUTOENCODERS.get(recipe) or SHIPPED[recipe])["data"]
+    for stage in stages:
+        assert cfg.stage in (stage, "all")
+        assert stage_settings(cfg, stage, meta) == stage_settings(run, stage, meta), stage
+    for collected in logged_commands(LOGS / log, "collect"):  # the GPU logs record their data's command too
+        from worldsim.data.collect import content_config
+
+        logged_collect = compose("collect", collected)
+        assert content_config(cfg.collect) == content_config(logged_collect)
+        assert cfg.collect.workers == logged_collect.workers
+
+
+@pytest.mark.parametrize("recipe,path,stage", CSV_LOGS, ids=[f"{r}-{s}" for r, _, s in CSV_LOGS])
+def test_recipe_agrees_with_its_runs_csv_log(recipe: str, path: Path, stage: str) -> None:
+    """Logging and validation intervals, the last step and the batch size, as the run logged them."""
+    cfg = compose_train(f"experiment={recipe}")
+    with open(path) as handle:
+        rows = list(csv.DictReader(handle))
+    steps = [int(row["step"]) for row in rows if row.get("train/loss")]
+    every, max_steps = cfg.trainer.log_every_n_steps, cfg.trainer.max_steps
+    if stage == "autoencoder":
+        max_steps = cfg.ae.max_steps or max_steps
+    assert steps[:-1] == list(range(every - 1, steps[-1], every))
+    if cfg.trainer.max_time is None:
+        assert steps[-1] == max_steps - 1
+    else:  # the time limit ended it early
+        assert steps[-1] < max_steps - 1
+    validated = {int(row["step"]) for row in rows if any(v for k, v in row.items() if k.startswith("val/"))}
+    assert validated and all((step + 1) % cfg.trainer.val_every_n_steps == 0 or step == steps[-1]
+                             for step in validated)
+    batch = cfg.ae.batch_size if stage == "autoencoder" else cfg.dynamics_data.batch_size
+    sizes = {float(row["train/device/samples_per_sec"]) / float(row["train/device/batches_per_sec"])
+             for row in rows if row.get("train/device/samples_per_sec")}  # logged since the GPU runs
+    assert all(size == pytest.approx(batch) for size in sizes)
+
+
+def cached_frames(log: Path) -> int:
+    """The frame count of the dataset a run's log says it cached latents of."""
+    return int(re.search(r"cached (\d+) latent frames", log.read_text()).group(1))
+
+
+#: recipe -> how many frames its run's dataset held: the shipped file's record, or its log
+DATA_FRAMES = {**{recipe: lambda world=world: record(world)["data"]["frames"] for recipe, world in SHIPPED.items()},
+               "physics_autoencoder": lambda: cached_frames(LOGS / "physics-cpu-train.log"),
+               "push_autoencoder": lambda: cached_frames(LOGS / "push-cpu-train.log"),
+               "push_imagine_finetune": lambda: cached_frames(FINETUNE_LOGS / "all-finetune.log")}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_recipe_records_as_many_frames_as_its_runs_data_held(recipe: str, tmp_path: Path) -> None:
+    """Episode lengths follow the seed and the policy, so the frame count fingerprints the data."""
+    cfg = compose_train(f"experiment={recipe}")
+    summary = collect(dataclasses.replace(cfg.collect, out=str(tmp_path / "data"), workers=2, progress=False))
+    assert summary.frames == DATA_FRAMES[recipe]()
 
 
 def without(mapping: dict[str, Any], keys: Any) -> dict[str, Any]:
