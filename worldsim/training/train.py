@@ -81,7 +81,7 @@ class TrainConfig:
     dynamics: DynamicsConfig = field(default_factory=DynamicsConfig)  # stage-2 network, objective and validation (model=... sets its preset)
     export_dtype: str = "float32"  # float32 | float16 | bfloat16: weights of the exported .pt files (float16 halves a file to ship)
     dynamics_data: LatentClipDataConfig = field(default_factory=LatentClipDataConfig)  # stage-2 clips; root, latents, clip_length and seed are set by train
-    collect: Optional[CollectConfig] = None  # `worldsim collect` settings to record data with first (a finished dataset is kept); recipes set it, with out=${data}
+    collect: Optional[CollectConfig] = None  # `worldsim collect` settings to record data with first (a finished dataset is kept); recipes set it, its out the data folder
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
