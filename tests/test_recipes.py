@@ -7,6 +7,8 @@ import dataclasses
 import json
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +49,14 @@ def record(world: str) -> dict[str, Any]:
     """The ``worldsim`` record of the shipped reference model of ``world``."""
     return load_checkpoint(worldsim.reference_checkpoint(world))["worldsim"]
 
+
+def test_the_cli_composes_a_recipe_with_the_shipped_file_it_names(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "worldsim.cli", "train", "experiment=push_reference",
+                             "data=data/mine", "--cfg", "job", "--resolve"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert f"autoencoder: {worldsim.reference_checkpoint('push')}\n" in result.stdout
+    assert "  out: data/mine\n" in result.stdout and "  seed: 11\n" in result.stdout  # collect's
 
 def test_every_dit_preset_has_a_text_encoder_preset_of_its_text_width() -> None:
     assert set(DIT_PRESETS) == set(TEXT_ENCODER_PRESETS)
