@@ -17,7 +17,7 @@ import torch
 from test_train import config
 
 import worldsim
-from worldsim.data.collect import CollectConfig, collect
+from worldsim.data.collect import CollectConfig, collect, content_config
 from worldsim.models.dit import DIT_PRESETS, VideoDiT, VideoDiTConfig
 from worldsim.models.text import TEXT_ENCODER_PRESETS, TextEncoder
 from worldsim.training.checkpoint import load_checkpoint, part_state_dict, plain
@@ -57,6 +57,7 @@ def test_the_cli_composes_a_recipe_with_the_shipped_file_it_names(tmp_path: Path
     assert result.returncode == 0, result.stderr
     assert f"autoencoder: {worldsim.reference_checkpoint('push')}\n" in result.stdout
     assert "  out: data/mine\n" in result.stdout and "  seed: 11\n" in result.stdout  # collect's
+
 
 def test_every_dit_preset_has_a_text_encoder_preset_of_its_text_width() -> None:
     assert set(DIT_PRESETS) == set(TEXT_ENCODER_PRESETS)
@@ -148,10 +149,9 @@ def test_recipe_builds_the_autoencoder_its_shipped_model_holds(recipe: str, worl
     FrameAutoencoder(config).load_state_dict(part_state_dict(shipped, "autoencoder"), strict=True)
 
 
-def test_the_fine_tune_recipe_starts_from_the_push_reference_and_keeps_its_sampling() -> None:
+def test_the_fine_tune_recipe_tunes_the_push_reference_on_sticky_drives_from_behind() -> None:
     cfg = compose_train("experiment=push_imagine_finetune")
     assert Path(cfg.init) == worldsim.reference_checkpoint("push") and cfg.stage == "dynamics"
-    assert record("push")["sampling"] == {"steps": 2, "warm_start": 0.0, "min_change": 32}  # carried over by train
     assert (cfg.dynamics.trainable, cfg.dynamics.flow.rollout_prob) == ("all", 0.5)
     assert (cfg.collect.policy, cfg.collect.env_kwargs, cfg.collect.max_steps) == ("sticky", {"start": "behind"}, 64)
 
@@ -214,8 +214,6 @@ def test_recipe_trains_what_the_command_in_its_runs_log_trained(recipe: str) -> 
         assert cfg.stage in (stage, "all")
         assert stage_settings(cfg, stage, meta) == stage_settings(run, stage, meta), stage
     for collected in logged_commands(LOGS / log, "collect"):  # the GPU logs record their data's command too
-        from worldsim.data.collect import content_config
-
         logged_collect = compose("collect", collected)
         assert content_config(cfg.collect) == content_config(logged_collect)
         assert cfg.collect.workers == logged_collect.workers
@@ -304,7 +302,7 @@ def test_collect_records_the_data_then_trains_and_a_second_run_records_nothing(
 
 
 def test_other_ranks_wait_for_rank_zeros_collection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from worldsim.training import train as train_module
+    import worldsim.training.train as train_module
 
     monkeypatch.setattr(train_module.rank_zero_only, "rank", 1)
     monkeypatch.setattr(train_module, "COLLECT_STALL_S", 0.5)
