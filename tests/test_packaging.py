@@ -33,8 +33,11 @@ def test_plain_install_imports_mapped_packages(tmp_path: Path) -> None:
 
     assert not (target / "envs").exists() and not (target / "evals").exists()
     assert (target / "worldsim" / "configs" / "collect.yaml").is_file()
+    recipes = {path.name for path in (REPO / "configs" / "experiment").glob("*.yaml")}
+    assert recipes and recipes <= {path.name for path in (target / "worldsim" / "configs" / "experiment").iterdir()}
     shipped = {path.name for path in (REPO / "worldsim" / "reference").iterdir()}
     assert shipped and shipped <= {path.name for path in (target / "worldsim" / "reference").iterdir()}
+    assert {path.suffix for path in (target / "worldsim" / "reference").iterdir()} == {".pt", ".md"}  # models, not logs
     for package in (REPO / "worldsim").glob("*/__init__.py"):  # every subpackage is shipped
         assert (target / "worldsim" / package.parent.name / "__init__.py").is_file(), package
     probe = (

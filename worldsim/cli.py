@@ -128,8 +128,17 @@ def help_config(name: str, schema: type) -> dict[str, str]:
     }
 
 
+def reference_path(world: str) -> str:
+    """``${reference:push}`` in a config: the shipped reference model file of a world (recipes use it)."""
+    from worldsim.references import reference_checkpoint
+
+    return str(reference_checkpoint(world))
+
+
 def hydra_app(name: str) -> Callable[[], None]:
     """The Hydra entry point of one subcommand; it reads its overrides from ``sys.argv``."""
+    if not OmegaConf.has_resolver("reference"):
+        OmegaConf.register_new_resolver("reference", reference_path)
     command = COMMANDS[name]
     schema = _load(command.config)
     store = ConfigStore.instance()

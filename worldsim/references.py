@@ -5,7 +5,8 @@ trained model at once::
 
     env = gymnasium.make("worldsim/WorldModel-v0", checkpoint=worldsim.reference_checkpoint("push"))
 
-How each was trained (device, exact command, log) is in ``worldsim/reference/README.md``.
+``worldsim train experiment=<world>_reference`` reproduces each (``configs/experiment/``); how each
+was trained, with its logs and figures, is in the repository's ``docs/reference-logs/``.
 """
 
 from __future__ import annotations

@@ -75,9 +75,9 @@ class AutoencoderConfig:
 
 
 AUTOENCODER_PRESETS: dict[str, AutoencoderConfig] = {
-    # CPU: quickstart and tests.
+    # 0.65M: CPU quickstart, tests, and every shipped reference (model=tiny and model=mid).
     "tiny": AutoencoderConfig(base_channels=16, channel_multipliers=(1, 2, 4, 4), num_res_blocks=1),
-    # GPU reference.
+    # 11.0M: GPU runs (model=small and model=base).
     "small": AutoencoderConfig(base_channels=64, channel_multipliers=(1, 2, 2, 4), num_res_blocks=2),
 }
 

@@ -69,10 +69,13 @@ class VideoDiTConfig:
         return cls(**{**DIT_PRESETS[name], **overrides})
 
 
+# Every size worldsim trains, by name (model=<name>). Parameters as measured with Physics's 16x8x8
+# latents and 3-d actions; only the action embedding changes with another action space.
 DIT_PRESETS: dict[str, dict] = {
-    "tiny": dict(width=128, depth=4, heads=4, text_width=128, head_width=128),  # CPU quickstart, tests
-    "small": dict(width=384, depth=6, heads=6),  # the GPU reference, ~20M parameters
-    "base": dict(width=768, depth=12, heads=12, text_width=512, head_width=512),  # larger GPU runs
+    "tiny": dict(width=128, depth=4, heads=4, text_width=128, head_width=128),  # 1.64M: CPU; Occlusion, Orbit
+    "mid": dict(width=256, depth=5, heads=4, text_width=128, head_width=128),  # 7.77M: Physics, Push references
+    "small": dict(width=384, depth=6, heads=6),  # 20.8M: GPU runs
+    "base": dict(width=768, depth=12, heads=12, text_width=512, head_width=512),  # 161M: larger GPU runs
 }
 
 

@@ -94,11 +94,13 @@ class TextEncoderConfig:
         assert self.max_length >= 2, f"max_length {self.max_length} must be >= 2 to hold BOS and EOS"
 
 
-# Widths match the DiT presets' text_width (tiny 128, small 256, base 512).
+# One per DiT preset, same names; widths match their text_width (tiny 128, mid 128, small 256,
+# base 512). Parameter counts as measured.
 TEXT_ENCODER_PRESETS: dict[str, TextEncoderConfig] = {
-    "tiny": TextEncoderConfig(width=128, depth=2, heads=4),
-    "small": TextEncoderConfig(width=256, depth=4, heads=4),
-    "base": TextEncoderConfig(width=512, depth=6, heads=8),
+    "tiny": TextEncoderConfig(width=128, depth=2, heads=4),  # 0.44M
+    "mid": TextEncoderConfig(width=128, depth=4, heads=4),  # 0.83M: small's depth and heads at width 128
+    "small": TextEncoderConfig(width=256, depth=4, heads=4),  # 3.24M
+    "base": TextEncoderConfig(width=512, depth=6, heads=8),  # 19.1M
 }
 
 

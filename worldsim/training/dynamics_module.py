@@ -45,7 +45,7 @@ TRAINABLE = ("all", "heads")  # what a dynamics run trains: every weight, or onl
 
 @dataclass
 class DynamicsConfig:
-    preset: str = "tiny"  # model size: tiny (CPU) | small (GPU reference, ~20M) | base
+    preset: str = "tiny"  # DIT_PRESETS / TEXT_ENCODER_PRESETS name: tiny (CPU) | mid (Physics, Push references) | small | base
     trainable: str = "all"  # all | heads: only the reward and termination heads learn (fine-tuning with init=; frames stay init's)
     dit: dict[str, Any] = field(default_factory=dict)  # overrides of the preset's VideoDiTConfig: on the command line +dynamics.dit={width:64,depth:2}
     text: dict[str, Any] = field(default_factory=dict)  # overrides of the preset's TextEncoderConfig (+dynamics.text={depth:2}); width follows dit text_width
