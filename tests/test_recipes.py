@@ -20,7 +20,7 @@ import worldsim
 from worldsim.data.collect import CollectConfig, collect, content_config
 from worldsim.models.dit import DIT_PRESETS, VideoDiT, VideoDiTConfig
 from worldsim.models.text import TEXT_ENCODER_PRESETS, TextEncoder
-from worldsim.training.checkpoint import load_checkpoint, part_state_dict, plain
+from worldsim.checkpoint import load_checkpoint, part_state_dict, plain
 from worldsim.training.dynamics_module import DynamicsConfig, build_networks, networks_of
 from worldsim.training.harness import TrainerConfig
 from worldsim.training.optim import OptimConfig
@@ -125,6 +125,7 @@ def test_recipe_composes_to_the_settings_its_shipped_model_records(recipe: str, 
     assert_as_recorded(plain(cfg.optim), configs["optim"], plain(OptimConfig()))
     assert_as_recorded(plain(cfg.trainer), configs["trainer"], plain(TrainerConfig()))
     assert cfg.seed == configs["seed"]
+    assert cfg.sampling.given() == shipped.get("sampling", {})  # the default sampling the file records
     if cfg.stage == "all":
         assert plain(build_autoencoder_config(cfg.autoencoder_model)) == configs["autoencoder"]
     else:  # over the shipped file's own autoencoder

@@ -48,6 +48,7 @@ def test_train_help_lists_every_field(tmp_path: Path) -> None:
 
 def test_stage_all_trains_both_stages_exports_one_file_and_resumes_from_the_run_dir(tmp_path: Path) -> None:
     from worldsim.checkpoint import load_autoencoder, load_checkpoint
+    from worldsim.sampling import SamplingConfig
     from worldsim.training.dynamics_module import DynamicsModule
 
     data = tmp_path / "data"
@@ -58,9 +59,11 @@ def test_stage_all_trains_both_stages_exports_one_file_and_resumes_from_the_run_
     cfg.dynamics.clip_length, cfg.dynamics.context_frames, cfg.dynamics.horizons = 4, 2, [1, 2]
     cfg.dynamics.dit = {"width": 32, "depth": 1, "heads": 2}
     cfg.dynamics_data.batch_size, cfg.dynamics_data.rollout_length, cfg.dynamics_data.rollout_clips = 4, 4, 1
+    cfg.sampling = SamplingConfig(steps=2, min_change=8)
     results = train(cfg)
     exported = load_checkpoint(results["dynamics"])
     assert set(exported["weights"]) == {"dit", "text", "autoencoder"}
+    assert exported["worldsim"]["sampling"] == {"steps": 2, "min_change": 8}  # the default it samples with
     assert exported["worldsim"]["stage"] == "dynamics" and "dynamics" in exported["worldsim"]["configs"]
     load_autoencoder(results["dynamics"])  # one file serves inference
     with open(tmp_path / "run" / "dynamics" / "csv" / "version_0" / "metrics.csv") as handle:

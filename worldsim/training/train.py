@@ -32,7 +32,6 @@ from lightning.pytorch.utilities import rank_zero_only
 # The schema needs CollectConfig's type, so collect is not imported lazily: it adds ~30 ms to train's ~3 s.
 from worldsim.data.collect import CollectConfig, collect
 from worldsim.data.storage import DatasetError, read_manifest
-from worldsim.models.autoencoder import AUTOENCODER_PRESETS, AutoencoderConfig
 from worldsim.checkpoint import (
     EXPORT_DTYPES,
     CheckpointError,
@@ -44,6 +43,8 @@ from worldsim.checkpoint import (
     part_state_dict,
     set_default_sampling,
 )
+from worldsim.models.autoencoder import AUTOENCODER_PRESETS, AutoencoderConfig
+from worldsim.sampling import SamplingConfig
 from worldsim.training.autoencoder_module import AutoencoderModule, AutoencoderStageConfig
 from worldsim.training.datamodules import FrameDataModule, LatentClipDataConfig
 from worldsim.training.dynamics_module import DynamicsConfig
@@ -82,6 +83,7 @@ class TrainConfig:
     dynamics: DynamicsConfig = field(default_factory=DynamicsConfig)  # stage-2 network, objective and validation (model=... sets its preset)
     export_dtype: str = "float32"  # float32 | float16 | bfloat16: weights of the exported .pt files (float16 halves a file to ship)
     dynamics_data: LatentClipDataConfig = field(default_factory=LatentClipDataConfig)  # stage-2 clips; root, latents, clip_length and seed are set by train
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)  # the default sampling the exported model.pt records (sampling.steps=2 ...); unset: init's record, else none
     collect: Optional[CollectConfig] = None  # `worldsim collect` settings to record data with first (a finished dataset is kept); recipes set it, its out the data folder
 
     def __post_init__(self) -> None:
@@ -206,8 +208,9 @@ def train_dynamics(cfg: TrainConfig) -> Path:
         export_checkpoint(stage_dir / "checkpoints" / "last.ckpt", exported,
                           extra_parts={"autoencoder": part_state_dict(ae_checkpoint, "autoencoder")},
                           extra_configs={"autoencoder": autoencoder_config(ae_record)}, dtype=cfg.export_dtype)
-        if init is not None and init["worldsim"].get("sampling"):
-            set_default_sampling(exported, **init["worldsim"]["sampling"])  # a fine-tuned model samples as init did
+        recorded = cfg.sampling.given() or (init["worldsim"].get("sampling") if init is not None else None)
+        if recorded:  # what this config sets, else a fine-tuned model samples as its init did
+            set_default_sampling(exported, **recorded)
     trainer.strategy.barrier("dynamics export")
     return exported
 
