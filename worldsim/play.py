@@ -31,13 +31,12 @@ from typing import Any, Callable, Optional
 import cv2
 import gymnasium
 import numpy as np
-import torch
 from gymnasium import spaces
 
 from worldsim.data.policies import RandomPolicy, make_policy
 from worldsim.data.recorder import action_codec, is_image_space
 from worldsim.envs.policy import Policy
-from worldsim.training.rollout_metrics import psnr_per_frame
+from worldsim.metrics import frame_psnr
 from worldsim.viz import frame_strip
 from worldsim.world_model import WorldModel, given_settings
 
@@ -351,14 +350,6 @@ def write_mp4(path: Path, pictures: list[np.ndarray], fps: int) -> None:
 
 # -- play -----------------------------------------------------------------------------------------
 
-def psnr_db(model_frames: np.ndarray, real_frames: np.ndarray) -> list[float]:
-    """Per-frame PSNR (dB, at most 100) of uint8 (T, H, W, 3) frames."""
-    def as_clip(frames: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(frames))[None].movedim(-1, -3)  # (1, T, 3, H, W)
-
-    return psnr_per_frame(as_clip(model_frames), as_clip(real_frames))[0].tolist()
-
-
 def play(cfg: PlayConfig) -> PlayResult:
     """Play the model for ``cfg.steps`` steps; write the video and play.json; print where they are."""
     validate_config(cfg)
@@ -429,8 +420,9 @@ def _play(cfg: PlayConfig, model: WorldModel, keyboard: Optional[KeyboardControl
     real_stack = np.stack(real_frames) if real is not None else None
     compared = sum(s["real_reward"] is not None for s in steps)
     if compared:
-        for s, psnr in zip(steps, psnr_db(model_stack[1:compared + 1], real_stack[1:compared + 1])):
-            s["psnr_db"] = psnr
+        psnr = frame_psnr(model_stack[1:compared + 1], real_stack[1:compared + 1])  # (compared,)
+        for s, value in zip(steps, psnr.tolist()):
+            s["psnr_db"] = value
     actions = np.stack([s["action"] for s in steps]) if steps else np.zeros((0, *space.shape), space.dtype)
     result = PlayResult(Path(cfg.out) / f"play.{cfg.format}", Path(cfg.out) / "play.json", model_stack, real_stack,
                         context_actions, actions, summarize(steps, ended_at))
