@@ -45,6 +45,8 @@ def test_psnr_of_known_squared_errors() -> None:
     assert psnr_from_mse(255.0**2) == 0.0
     assert psnr_from_mse(1.0, peak=2.0) == pytest.approx(10 * math.log10(4))
     assert psnr_from_mse(1e-12) == MAX_PSNR_DB  # above the cap: capped
+    assert math.isnan(psnr_from_mse(math.nan)) and torch.isnan(psnr_from_mse(torch.tensor(math.nan)))
+    assert np.isnan(psnr_from_mse(np.array([math.nan]))).all()
 
 
 def test_identical_frames_score_the_cap_everywhere(frame) -> None:

@@ -58,7 +58,7 @@ def psnr_from_mse(mse: MSE, peak: float = UINT8_PEAK) -> MSE:
         with np.errstate(divide="ignore"):
             return np.minimum(10.0 * np.log10(peak**2 / mse), MAX_PSNR_DB)
     # math.log10, not np.log10: they can differ in the last bit, and the suites' scalars always used math.
-    return MAX_PSNR_DB if mse == 0 else min(MAX_PSNR_DB, 10.0 * math.log10(peak**2 / mse))
+    return MAX_PSNR_DB if mse == 0 else min(10.0 * math.log10(peak**2 / mse), MAX_PSNR_DB)  # NaN stays NaN
 
 
 def pooled_psnr(predicted: np.ndarray, truth: np.ndarray) -> float:
