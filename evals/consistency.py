@@ -3,8 +3,8 @@
 Metrics (per predictor, over the future frames of Orbit scenarios):
 
 - ``psnr_db`` / ``ssim``: against the true frames, per horizon step and overall. Identical frames
-  have PSNR = inf; averages cap each frame at ``PSNR_CAP_DB`` so one perfect frame cannot make a
-  mean infinite.
+  score the cap, ``metrics.MAX_PSNR_DB`` (100 dB), so one perfect frame cannot make a mean
+  infinite.
 - ``loop_closure_mae``: the scripted loops return the camera to an earlier pose exactly; at each
   such return, the mean absolute pixel difference (0-255) between the predicted return frame and
   the true departure frame (which equals the true return frame). ``loop_self_mae`` compares the
@@ -28,12 +28,12 @@ from typing import Any
 import cv2
 import numpy as np
 
+from worldsim import metrics
 from worldsim.evals.protocol import Scenario
 from worldsim.evals.results import metric_row
 
 SUITE = "consistency"
 ENV_ID = "worldsim/Orbit-v0"
-PSNR_CAP_DB = 100.0
 UPSCALE = 4  # 64x64 frames have too few pixels per corner for the detector and tracker
 MIN_MATCHES = 8  # fewer matches than this make a pair's epipolar error meaningless
 FB_TOLERANCE_PX = 0.25  # forward-backward tracking disagreement allowed, in original pixels
@@ -56,12 +56,6 @@ HIGHER_IS_BETTER = {"psnr_db", "ssim", "matches_kept"}
 
 
 # ----------------------------------------------------------------- image metrics
-
-
-def psnr(predicted: np.ndarray, truth: np.ndarray) -> float:
-    """PSNR in dB of two uint8 images; inf when they are identical."""
-    mse = float(np.mean((predicted.astype(np.float64) - truth.astype(np.float64)) ** 2))
-    return math.inf if mse == 0.0 else 10.0 * math.log10(255.0**2 / mse)
 
 
 def ssim(predicted: np.ndarray, truth: np.ndarray) -> float:
@@ -197,7 +191,7 @@ def scenario_metrics(scenario: Scenario, predicted: np.ndarray) -> dict[str, np.
     anchor = scenario.frames[t0 - 1]
     out = {name: np.full(horizon, np.nan) for name in ("psnr_db", "ssim", "sampson_px", "sampson_floor_px", "matches_kept")}
     for h in range(horizon):
-        out["psnr_db"][h] = min(psnr(predicted[h], truth[h]), PSNR_CAP_DB)
+        out["psnr_db"][h] = metrics.pooled_psnr(predicted[h], truth[h])  # one frame: its PSNR
         out["ssim"][h] = ssim(predicted[h], truth[h])
         f = fundamental(views[t0 - 1], views[t0 + h], k)
         out["sampson_px"][h], found = epipolar_error(anchor, predicted[h], f)

@@ -28,8 +28,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from worldsim.evals.physics import _mean, run_tracked, score_tracked
+from worldsim.evals.physics import run_tracked, score_tracked
 from worldsim.evals.protocol import Predictor, Scenario
+from worldsim.evals.results import mean_ignoring_nan
 from worldsim.evals.tracking import Tracks, count_detections
 
 SUITE = "permanence"
@@ -106,11 +107,11 @@ def scenario_metrics(scenario: Scenario, predicted: Tracks, truth: Tracks) -> di
     flips = pred_found[1:] != pred_found[:-1]
     counts = count_detections(predicted, _slice(truth, future), hidden[future])
     return {
-        "reappearance_rate": np.array([_mean(reappeared)]),
-        "position_error_px": np.array([_mean(position)]),
-        "color_error": np.array([_mean(color)]),
-        "size_error": np.array([_mean(size)]),
-        "identity_kept": np.array([_mean(kept)]),
+        "reappearance_rate": np.array([mean_ignoring_nan(reappeared)]),
+        "position_error_px": np.array([mean_ignoring_nan(position)]),
+        "color_error": np.array([mean_ignoring_nan(color)]),
+        "size_error": np.array([mean_ignoring_nan(size)]),
+        "identity_kept": np.array([mean_ignoring_nan(kept)]),
         "flicker_rate": np.array([flips[steady].mean() if steady.any() else np.nan]),
         "visible_while_hidden": np.array([predicted.found[hidden[future]].mean() if hidden[future].any() else np.nan]),
         "hidden_while_visible": np.array([(~predicted.found[shown[future]]).mean() if shown[future].any() else np.nan]),

@@ -34,7 +34,7 @@ import numpy as np
 
 from worldsim.envs.base import PHYSICS_HZ
 from worldsim.evals.protocol import Predictor, Scenario
-from worldsim.evals.results import metric_row
+from worldsim.evals.results import mean_ignoring_nan, metric_row
 from worldsim.evals.scenarios import predict_scenarios
 from worldsim.evals.tracking import Tracks, count_detections, track_scenario_frames
 
@@ -148,12 +148,6 @@ def fitted_gravity(heights: np.ndarray, frames: np.ndarray, dt: float) -> float:
     return float(-2 * curvature / dt**2)
 
 
-def _mean(values: Sequence[float]) -> float:
-    """Mean of the non-NaN values, NaN (without numpy's empty-slice warning) when there are none."""
-    finite = [v for v in values if not np.isnan(v)]
-    return float(np.mean(finite)) if finite else np.nan
-
-
 def _max(values: np.ndarray) -> float:
     finite = values[~np.isnan(values)]
     return float(finite.max()) if finite.size else 0.0
@@ -216,16 +210,16 @@ def scenario_metrics(scenario: Scenario, predicted: Tracks, truth: Tracks) -> di
 
     counts = count_detections(predicted, Tracks(**{n: getattr(truth, n)[future] for n in ("found", "centroid", "area", "color", "extra")}))
     return {
-        "position_error_px": np.array([_mean(step) for step in px]),
-        "position_error_m": np.array([_mean(step) for step in meters]),
-        "velocity_error_px": np.array([_mean(velocity)]),
-        "gravity_fit_ms2": np.array([_mean(gravity_fit)]),
-        "gravity_error_ms2": np.array([_mean(gravity_error)]),
-        "bounce_timing_error": np.array([_mean(bounce_error)]),
-        "bounce_detected": np.array([_mean(bounce_found)]),
+        "position_error_px": np.array([mean_ignoring_nan(step) for step in px]),
+        "position_error_m": np.array([mean_ignoring_nan(step) for step in meters]),
+        "velocity_error_px": np.array([mean_ignoring_nan(velocity)]),
+        "gravity_fit_ms2": np.array([mean_ignoring_nan(gravity_fit)]),
+        "gravity_error_ms2": np.array([mean_ignoring_nan(gravity_error)]),
+        "bounce_timing_error": np.array([mean_ignoring_nan(bounce_error)]),
+        "bounce_detected": np.array([mean_ignoring_nan(bounce_found)]),
         "interpenetration_px": np.array([interpenetration(scenario, predicted, truth)]),
-        "ground_penetration_m": np.array([_mean(sink)]),
-        "size_error": np.array([_mean(size)]),
+        "ground_penetration_m": np.array([mean_ignoring_nan(sink)]),
+        "size_error": np.array([mean_ignoring_nan(size)]),
         "miss_rate": np.array([counts.miss_rate if counts.truth_objects else np.nan]),
         "hallucination_rate": np.array([counts.hallucination_rate if counts.predicted_objects else np.nan]),
     }
@@ -253,7 +247,7 @@ def interpenetration(scenario: Scenario, predicted: Tracks, truth: Tracks) -> fl
                 overlap[name] = np.maximum(radius[a] + radius[b] - gap, 0.0)
             extra = np.maximum(overlap["pred"] - overlap["truth"], 0.0)
             excess += list(extra[close & ~np.isnan(extra)])
-    return _mean(excess)
+    return mean_ignoring_nan(excess)
 
 
 def truth_tracks(scenarios: Sequence[Scenario]) -> list[Tracks]:
@@ -317,7 +311,7 @@ def summarize(
         picked = [m for s, m in zip(scenarios, per_scenario) if s.split == split]
         for metric in metrics:
             values = np.stack([m[metric] for m in picked])  # (N, H) or (N, 1)
-            overall = [_mean(v) for v in values]
+            overall = [mean_ignoring_nan(v) for v in values]
             rows.append(metric_row(suite, split, predictor, metric, overall))
             if values.shape[1] > 1:
                 rows += [metric_row(suite, split, predictor, metric, values[:, h], horizon=h + 1) for h in range(values.shape[1])]

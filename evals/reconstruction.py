@@ -4,7 +4,8 @@ Every other suite tracks objects in decoded frames, so an autoencoder that fades
 a gray blob caps every score of the model built on it, while its full-frame PSNR can stay high.
 This audit reports, per world and split, the frame PSNR beside the object-level facts:
 
-- ``psnr_db``: PSNR of the reconstruction against the frame;
+- ``psnr_db``: PSNR of the reconstruction against the frame, the mean over frames (an exact
+  round trip of a frame scores the cap, ``metrics.MAX_PSNR_DB``);
 - ``object_kept_1px``: of the objects the tracker finds in the truth frame, the fraction found in
   the reconstruction at the same color within 1 px of the truth-frame track (the tracker assigns
   pixels to an object by its hue, so being found as that object means the color is right);
@@ -18,6 +19,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from worldsim import metrics
 from worldsim.envs import WORLDS as ENVS, world_name
 from worldsim.evals.protocol import Scenario
 from worldsim.evals.results import metric_row, per_world
@@ -39,14 +41,6 @@ HIGHER_IS_BETTER = set(HEADLINE)
 RoundTrip = Callable[[np.ndarray], np.ndarray]
 
 
-def frame_psnr(truth: np.ndarray, reconstruction: np.ndarray) -> np.ndarray:
-    """PSNR in dB of each frame (N,); identical frames give inf."""
-    error = (truth.astype(np.float64) - reconstruction.astype(np.float64)) ** 2
-    mse = error.reshape(len(truth), -1).mean(1)
-    with np.errstate(divide="ignore"):
-        return 10.0 * np.log10(255.0**2 / mse)
-
-
 def scenario_samples(scenario: Scenario, reconstruction: np.ndarray) -> dict[str, np.ndarray]:
     """Per-frame PSNR and per-(frame, object) samples of one scenario's round trip."""
     colors, present = scenario.state["object_color"][0], scenario.state["object_present"][0]
@@ -57,7 +51,7 @@ def scenario_samples(scenario: Scenario, reconstruction: np.ndarray) -> dict[str
     kept = rebuilt.found & (distance <= 1.0)
     both = seen & rebuilt.found
     return {
-        "psnr_db": frame_psnr(scenario.frames, reconstruction),
+        "psnr_db": metrics.frame_psnr(reconstruction, scenario.frames),
         "object_kept_1px": kept[seen].astype(np.float64),
         "object_color_error": np.abs(rebuilt.color - truth.color).mean(-1)[both],
         "object_area_ratio": (rebuilt.area / np.maximum(truth.area, 1))[both].astype(np.float64),

@@ -44,6 +44,16 @@ def per_world(descriptions: dict[str, str], worlds: dict[str, str] = TRACKED_WOR
             for world in worlds.values() for metric, description in descriptions.items()}
 
 
+def mean_ignoring_nan(values: Iterable[float]) -> float:
+    """Mean of the values that are not NaN; NaN (without numpy's empty-slice warning) when none are.
+
+    The rule ``metric_row`` applies to its samples, for suites that first reduce a scenario's
+    steps or objects to one sample: a step or object with nothing to measure is left out.
+    """
+    measured = [v for v in values if not np.isnan(v)]
+    return float(np.mean(measured)) if measured else np.nan
+
+
 def metric_row(
     suite: str, split: str, predictor: str, metric: str, values: Iterable[float], horizon: Optional[int] = None
 ) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 A prediction that erases small objects can out-score copy-last on PSNR at long horizons; the
 tracked objects catch it. Per horizon step h (1 = the first future frame), per world:
 
-- ``<world>_psnr_db``: PSNR of the predicted frame against the truth (capped at 100 dB);
+- ``<world>_psnr_db``: PSNR of the predicted frame against the truth (capped at
+  ``metrics.MAX_PSNR_DB``, 100 dB);
 - ``<world>_psnr_gain_db``: that PSNR minus copy-last's on the same scenario and step. Its mean
   equals the difference of the two means, but its interval is paired: scenarios differ far more
   from each other than two predictors on one scenario, so two overlapping intervals of
@@ -27,11 +28,11 @@ Metric names carry the world (``physics_``, ``push_``) because both worlds repor
 
 from __future__ import annotations
 
-import math
 from typing import Any, Sequence
 
 import numpy as np
 
+from worldsim import metrics
 from worldsim.evals.physics import score_tracked
 from worldsim.evals.protocol import Scenario
 from worldsim.evals.results import TRACKED_WORLDS, per_world
@@ -39,7 +40,6 @@ from worldsim.evals.tracking import Tracks, count_detections
 
 SUITE = "rollout"
 WORLDS = TRACKED_WORLDS
-MAX_PSNR_DB = 100.0
 MEASURES = ("psnr_db", "psnr_gain_db", "mse", "mse_reduction", "centroid_error_px", "miss_rate", "hallucination_rate")
 METRICS = per_world({
     "psnr_db": "PSNR (dB) of each predicted frame against the truth, per horizon step",
@@ -52,18 +52,6 @@ METRICS = per_world({
 })
 HEADLINE = [f"{world}_{measure}" for world in WORLDS.values() for measure in ("psnr_db", "centroid_error_px")]
 HIGHER_IS_BETTER = {f"{world}_{measure}" for world in WORLDS.values() for measure in ("psnr_db", "psnr_gain_db", "mse_reduction")}
-
-
-def squared_error(predicted: np.ndarray, truth: np.ndarray) -> float:
-    return float(np.mean((predicted.astype(np.float64) - truth.astype(np.float64)) ** 2))
-
-
-def psnr_from_mse(mse: float) -> float:
-    return MAX_PSNR_DB if mse == 0 else min(MAX_PSNR_DB, 10.0 * math.log10(255.0**2 / mse))
-
-
-def psnr_db(predicted: np.ndarray, truth: np.ndarray) -> float:
-    return psnr_from_mse(squared_error(predicted, truth))
 
 
 def step_tracks(tracks: Tracks, step: int) -> Tracks:
@@ -85,10 +73,10 @@ def rollout_metrics(scenario: Scenario, predicted: Tracks, truth: Tracks, frames
         counts = count_detections(future, truth_future)
         out[f"{world}_miss_rate"][h] = counts.miss_rate
         out[f"{world}_hallucination_rate"][h] = counts.hallucination_rate
-        mse = squared_error(frames[h], scenario.frames[t0 + h])
-        copy_mse = squared_error(scenario.frames[t0 - 1], scenario.frames[t0 + h])
-        out[f"{world}_psnr_db"][h] = psnr = psnr_from_mse(mse)
-        out[f"{world}_psnr_gain_db"][h] = psnr - psnr_from_mse(copy_mse)
+        mse = metrics.mse(frames[h], scenario.frames[t0 + h])
+        copy_mse = metrics.mse(scenario.frames[t0 - 1], scenario.frames[t0 + h])
+        out[f"{world}_psnr_db"][h] = psnr = metrics.psnr_from_mse(mse)
+        out[f"{world}_psnr_gain_db"][h] = psnr - metrics.psnr_from_mse(copy_mse)
         out[f"{world}_mse"][h] = mse
         out[f"{world}_mse_reduction"][h] = copy_mse - mse
     return out

@@ -12,13 +12,19 @@ import pytest
 from worldsim.evals.baselines import make_predictor
 from worldsim.evals.consistency import score_consistency
 from worldsim.evals.report import Example, MetricInfo, write_report
-from worldsim.evals.results import ResultsError, metric_row, read_results, write_results
+from worldsim.evals.results import ResultsError, mean_ignoring_nan, metric_row, read_results, write_results
 from worldsim.evals.scenarios import make_scenarios, predict_scenarios
 from worldsim.evals.scoring import normalized_score, score_rows
 
 
 def row(predictor: str, metric: str, value: float, suite: str = "s") -> dict:
     return metric_row(suite, "id", predictor, metric, [value])
+
+
+def test_mean_ignoring_nan_leaves_out_what_was_not_measured() -> None:
+    assert mean_ignoring_nan([1.0, math.nan, 3.0]) == 2.0
+    assert math.isnan(mean_ignoring_nan([math.nan])) and math.isnan(mean_ignoring_nan([]))
+    assert mean_ignoring_nan([1.0, math.inf]) == math.inf  # only NaN is left out
 
 
 def test_normalized_score_anchors_and_mirror() -> None:

@@ -31,14 +31,13 @@ from typing import Any, Callable, Optional
 import cv2
 import gymnasium
 import numpy as np
-import torch
 from gymnasium import spaces
 
 from worldsim.data.policies import RandomPolicy, make_policy
 from worldsim.envs.policy import Policy, ZeroPolicy
+from worldsim.metrics import frame_psnr
 from worldsim.sampling import SamplingConfig
 from worldsim.spaces import action_codec, check_action, is_image_space
-from worldsim.training.rollout_metrics import psnr_per_frame
 from worldsim.viz import frame_strip
 from worldsim.world_batch import WorldBatch
 from worldsim.world_model import WorldModel
@@ -349,14 +348,6 @@ def write_mp4(path: Path, pictures: list[np.ndarray], fps: int) -> None:
 
 # -- play -----------------------------------------------------------------------------------------
 
-def psnr_db(model_frames: np.ndarray, real_frames: np.ndarray) -> list[float]:
-    """Per-frame PSNR (dB, at most 100) of uint8 (T, H, W, 3) frames."""
-    def as_clip(frames: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(frames))[None].movedim(-1, -3)  # (1, T, 3, H, W)
-
-    return psnr_per_frame(as_clip(model_frames), as_clip(real_frames))[0].tolist()
-
-
 def play(cfg: PlayConfig) -> PlayResult:
     """Play the model for ``cfg.steps`` steps; write the video and play.json; print where they are."""
     validate_config(cfg)
@@ -424,8 +415,9 @@ def _play(cfg: PlayConfig, model: WorldModel, keyboard: Optional[KeyboardControl
     real_stack = np.stack(real_frames) if real is not None else None
     compared = sum(s["real_reward"] is not None for s in steps)
     if compared:
-        for s, psnr in zip(steps, psnr_db(model_stack[1:compared + 1], real_stack[1:compared + 1])):
-            s["psnr_db"] = psnr
+        psnr = frame_psnr(model_stack[1:compared + 1], real_stack[1:compared + 1])  # (compared,)
+        for s, value in zip(steps, psnr.tolist()):
+            s["psnr_db"] = value
     actions = np.stack([s["action"] for s in steps]) if steps else np.zeros((0, *space.shape), space.dtype)
     result = PlayResult(Path(cfg.out) / f"play.{cfg.format}", Path(cfg.out) / "play.json", model_stack, real_stack,
                         context_actions, actions, summarize(steps, ended_at))

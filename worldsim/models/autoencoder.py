@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from worldsim.metrics import psnr_from_mse, weighted_mse
+
 
 @dataclass
 class AutoencoderConfig:
@@ -321,13 +323,9 @@ def object_weight_map(frames: torch.Tensor, config: AutoencoderConfig) -> torch.
 
 
 def psnr(x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
-    """PSNR in dB of frames in [-1, 1] (peak-to-peak 2), optionally weighted per pixel (B, 1, H, W)."""
-    err = (x.clamp(-1.0, 1.0) - y).square().mean(dim=1, keepdim=True)  # (B, 1, H, W)
-    if weight is None:
-        mse = err.mean()
-    else:
-        mse = (err * weight).sum() / weight.sum().clamp_min(1e-8)
-    return 10.0 * torch.log10(4.0 / mse.clamp_min(1e-10))
+    """PSNR in dB of reconstructions x against frames y (B, 3, H, W) in [-1, 1] (peak-to-peak 2),
+    pooled over the batch, optionally weighted per pixel (B, 1, H, W); see ``worldsim.metrics``."""
+    return psnr_from_mse(weighted_mse(x.clamp(-1.0, 1.0), y, weight), peak=2.0)
 
 
 def autoencoder_loss(

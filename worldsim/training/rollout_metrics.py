@@ -11,6 +11,8 @@ from typing import Sequence
 
 import torch
 
+from worldsim.metrics import psnr_from_mse
+
 
 def copy_last(context: torch.Tensor, horizon: int) -> torch.Tensor:
     """The baseline prediction: the last context frame (B, ...) of context (B, T0, ...), repeated horizon times."""
@@ -24,12 +26,11 @@ def mse_per_frame(prediction: torch.Tensor, truth: torch.Tensor) -> torch.Tensor
     return (prediction.float() - truth.float()).square().flatten(2).mean(-1)
 
 
-def psnr_per_frame(prediction: torch.Tensor, truth: torch.Tensor, max_db: float = 100.0) -> torch.Tensor:
-    """PSNR in dB (B, T) of uint8 frames (B, T, 3, H, W); identical frames score ``max_db``."""
+def psnr_per_frame(prediction: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """PSNR in dB (B, T) of uint8 frames (B, T, 3, H, W); identical frames score ``metrics.MAX_PSNR_DB``."""
     assert prediction.dtype == torch.uint8 and truth.dtype == torch.uint8, (
         f"PSNR takes uint8 frames, got {prediction.dtype} and {truth.dtype}")
-    mse = mse_per_frame(prediction, truth) / 255.0**2
-    return (10.0 * torch.log10(1.0 / mse.clamp_min(10 ** (-max_db / 10)))).clamp_max(max_db)
+    return psnr_from_mse(mse_per_frame(prediction, truth))
 
 
 def at_horizons(per_frame: torch.Tensor, horizons: Sequence[int], name: str) -> dict[str, float]:
