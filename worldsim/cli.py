@@ -135,8 +135,8 @@ def reference_path(world: str) -> str:
     return str(reference_checkpoint(world))
 
 
-def hydra_app(name: str) -> Callable[[], None]:
-    """The Hydra entry point of one subcommand; it reads its overrides from ``sys.argv``."""
+def register(name: str) -> Command:
+    """Make ``configs/<name>.yaml`` composable: its typed schema, its help, the ``${reference:...}`` resolver."""
     if not OmegaConf.has_resolver("reference"):
         OmegaConf.register_new_resolver("reference", reference_path)
     command = COMMANDS[name]
@@ -144,7 +144,12 @@ def hydra_app(name: str) -> Callable[[], None]:
     store = ConfigStore.instance()
     store.store(name=f"{name}_schema", node=schema)
     store.store(group="hydra/help", name=f"{name}_help", node=help_config(name, schema))
-    run = _load(command.run)
+    return command
+
+
+def hydra_app(name: str) -> Callable[[], None]:
+    """The Hydra entry point of one subcommand; it reads its overrides from ``sys.argv``."""
+    run = _load(register(name).run)
 
     @hydra.main(config_path="pkg://worldsim.configs", config_name=name, version_base="1.3")
     def app(cfg: DictConfig) -> None:
