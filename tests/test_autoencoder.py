@@ -160,6 +160,7 @@ def _disk_color_errors(model: FrameAutoencoder, frames: torch.Tensor, disks) -> 
     )
 
 
+@pytest.mark.slow
 def test_tiny_autoencoder_overfits_small_disks() -> None:
     """8 frames of 32x32 with 6-8 px disks; measured: ~8 s on 2 cores, disk color error <= 0.05
     and object PSNR ~26 dB after 400 steps, against color error ~0.45 and object PSNR ~14 dB with
@@ -173,7 +174,7 @@ def test_tiny_autoencoder_overfits_small_disks() -> None:
     assert errors.max() < 0.15, errors
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_object_weight_is_what_recovers_disks() -> None:
     """Ablation: the same budget with a plain (unweighted) loss leaves disks washed out."""
     frames, disks = disk_frames(8, 32)

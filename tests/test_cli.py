@@ -82,6 +82,7 @@ def test_misspelt_override_is_an_error(tmp_path: Path) -> None:
     assert not (tmp_path / "data").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("order", ["flag first", "overrides first"])
 def test_cfg_job_prints_the_composed_config_with_overrides(tmp_path: Path, order: str) -> None:
     overrides = ["model=small", "+dynamics.dit={width:256,depth:5}", "optim.lr=5e-4"]
@@ -129,6 +130,7 @@ def test_quickstart_draws_one_strip_per_world(tmp_path: Path) -> None:
         assert len(EpisodeDataset(tmp_path / "qs" / "data" / name)) == 1
 
 
+@pytest.mark.slow
 def test_quickstart_runs_the_whole_loop(tmp_path: Path) -> None:
     """Record, train both stages and evaluate every suite, at a size that only proves the wiring."""
     result = worldsim(

@@ -129,6 +129,7 @@ def test_comparison_grid_puts_each_prediction_under_its_truth() -> None:
     assert (grid[:, 6:10, x:x + 4] == 30).all() and (grid[:, 6:10, 0:4] == 48).all()
 
 
+@pytest.mark.slow
 def test_a_tiny_model_overfits_a_handful_of_clips(overfit) -> None:
     model, batch, before = overfit
     after = fixed_noise_loss(model, batch)

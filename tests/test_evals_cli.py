@@ -23,6 +23,7 @@ def test_eval_help_lists_suites_and_metrics(tmp_path: Path) -> None:
         assert word in result.stdout
 
 
+@pytest.mark.slow
 def test_eval_with_baselines_writes_results_report_and_summary(tmp_path: Path) -> None:
     result = worldsim(
         "eval", "suites=[physics,consistency,action]", "predictors=[copy_last,optical_flow,truth]", "n=2",
@@ -63,6 +64,7 @@ def test_unknown_suite_is_refused(tmp_path: Path) -> None:
     assert "suites ['physcs'] are unknown" in result.stderr
 
 
+@pytest.mark.slow
 def test_a_predictor_is_skipped_on_worlds_it_does_not_support(tmp_path: Path) -> None:
     (tmp_path / "physics_only.py").write_text(
         "class PhysicsOnly:\n"

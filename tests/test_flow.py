@@ -119,6 +119,7 @@ def test_rollout_context_is_off_by_default_and_in_validation() -> None:
     assert logs["rollout_fraction"] == 1.0
 
 
+@pytest.mark.slow
 def test_tiny_model_overfits_a_handful_of_clips() -> None:
     torch.manual_seed(0)
     model = tiny_model(random_weights=False, max_frames=4).train()

@@ -65,6 +65,7 @@ def parameters(agent: PPO) -> torch.Tensor:
     return torch.cat([p.detach().flatten().clone() for p in agent.policy.parameters()])
 
 
+@pytest.mark.slow
 def test_ppo_runs_unmodified_on_the_single_model_env(push: Path) -> None:
     def make() -> gymnasium.Env:
         return gymnasium.make(WORLD_MODEL_ID, checkpoint=str(push), observation="latent", horizon=HORIZON,
@@ -84,6 +85,7 @@ def test_ppo_runs_unmodified_on_the_single_model_env(push: Path) -> None:
     venv.close()
 
 
+@pytest.mark.slow
 def test_ppo_runs_on_the_vector_env_with_one_batched_step_for_all_sub_envs(push: Path) -> None:
     envs = make_vec(push, 4)
     batch = envs.unwrapped.batch
@@ -254,6 +256,7 @@ def test_init_policy_starts_ppo_from_a_saved_policy(push: Path, tmp_path: Path) 
     assert not (tmp_path / "none").exists()
 
 
+@pytest.mark.slow
 def test_real_envs_in_subprocesses_observe_what_the_in_process_ones_do(push: Path) -> None:
     model = WorldModel.from_checkpoint(push, device="cpu")
     seen = {}
@@ -277,6 +280,7 @@ def test_rl_module_without_sb3_says_how_to_install_it(monkeypatch: pytest.Monkey
         importlib.import_module("worldsim.rl")
 
 
+@pytest.mark.slow
 def test_worldsim_imagine_writes_the_table(push: Path, tmp_path: Path) -> None:
     out, temp = tmp_path / "imagine", tmp_path / "temp"
     temp.mkdir()

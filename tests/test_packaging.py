@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import gymnasium
+import pytest
 
 import worldsim
 
@@ -21,6 +22,7 @@ def test_import_registers_every_world() -> None:
     assert worldsim.__version__
 
 
+@pytest.mark.slow
 def test_plain_install_imports_mapped_packages(tmp_path: Path) -> None:
     """A non-editable wheel holds worldsim.envs/evals/configs and no top-level envs or evals."""
     wheels, target, source = tmp_path / "wheels", tmp_path / "site", tmp_path / "source"

@@ -215,6 +215,7 @@ def test_bad_settings_are_refused_before_any_work(physics, tmp_path: Path, overr
     assert not (tmp_path / "play").exists()
 
 
+@pytest.mark.slow
 def test_play_help_lists_every_option(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "worldsim.cli", "play", "--help"], cwd=tmp_path,
                             capture_output=True, text=True)

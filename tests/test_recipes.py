@@ -50,6 +50,7 @@ def record(world: str) -> dict[str, Any]:
     return load_checkpoint(worldsim.reference_checkpoint(world))["worldsim"]
 
 
+@pytest.mark.slow
 def test_the_cli_composes_a_recipe_with_the_shipped_file_it_names(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "worldsim.cli", "train", "experiment=push_reference",
                              "data=data/mine", "--cfg", "job", "--resolve"],
@@ -256,7 +257,7 @@ DATA_FRAMES = {**{recipe: lambda world=world: record(world)["data"]["frames"] fo
                "push_imagine_finetune": lambda: cached_frames(FINETUNE_LOGS / "all-finetune.log")}
 
 
-@pytest.mark.slow
+@pytest.mark.long
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_recipe_records_as_many_frames_as_its_runs_data_held(recipe: str, tmp_path: Path) -> None:
     """Episode lengths follow the seed and the policy, so the frame count fingerprints the data."""
@@ -277,6 +278,7 @@ def assert_as_recorded(composed: dict[str, Any], recorded: dict[str, Any], defau
     assert added == {key: defaults[key] for key in added}
 
 
+@pytest.mark.slow
 def test_collect_records_the_data_then_trains_and_a_second_run_records_nothing(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = tmp_path / "data"

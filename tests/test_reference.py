@@ -26,6 +26,7 @@ def test_every_shipped_world_has_a_small_half_precision_model_of_that_world() ->
         worldsim.reference_checkpoint("cartpole")
 
 
+@pytest.mark.slow
 def test_reference_predictor_scores_each_world_with_its_own_model() -> None:
     from worldsim.evals.baselines import make_predictor
     from worldsim.evals.scenarios import make_scenarios, predict_scenarios

@@ -47,6 +47,7 @@ def logged(out: Path, key: str) -> list[float]:
         return [float(row[key]) for row in csv.DictReader(handle) if row.get(key)]
 
 
+@pytest.mark.slow
 def test_autoencoder_loss_falls_and_validation_is_logged(dataset: Path, tmp_path: Path) -> None:
     results = train(config(dataset, tmp_path, steps=40, every=20))
     losses = logged(tmp_path, "train/loss")
@@ -104,6 +105,7 @@ def state(path: Path) -> dict:
     return torch.load(path, weights_only=True)
 
 
+@pytest.mark.slow
 def test_resume_from_a_mid_run_checkpoint_equals_an_uninterrupted_run(dataset: Path, tmp_path: Path) -> None:
     whole, resumed = tmp_path / "whole", tmp_path / "resumed"
     train(config(dataset, whole, steps=8, every=3, deterministic=True))
@@ -149,6 +151,7 @@ def test_non_finite_loss_stops_without_writing_a_checkpoint(dataset: Path, tmp_p
     assert not (tmp_path / "autoencoder.pt").exists()
 
 
+@pytest.mark.slow
 def test_throughput_covers_whole_logging_intervals(dataset: Path, tmp_path: Path) -> None:
     """Logged every 4 steps, the rates count all 4 batches: FLOPs per batch match logging every step."""
     train(config(dataset, tmp_path / "every", steps=8))
@@ -167,6 +170,7 @@ def test_throughput_covers_whole_logging_intervals(dataset: Path, tmp_path: Path
     assert [s / b for s, b in zip(samples, logged(tmp_path / "fourth", "train/device/batches_per_sec"))] == pytest.approx([8, 8])
 
 
+@pytest.mark.slow
 def test_max_time_stops_a_stage_early_and_still_exports_its_last_step(dataset: Path, tmp_path: Path) -> None:
     results = train(config(dataset, tmp_path, steps=100_000, max_time="00:00:00:02"))
     last = state(tmp_path / "autoencoder" / "checkpoints" / "last.ckpt")

@@ -21,6 +21,7 @@ def worldsim(*args: str, cwd: Path, timeout: float = 240) -> subprocess.Complete
                           text=True, timeout=timeout)
 
 
+@pytest.mark.slow
 def test_two_process_cpu_ddp_run_completes(dataset: Path, tmp_path: Path) -> None:
     result = worldsim(
         "train", "stage=autoencoder", f"data={dataset}", f"out={tmp_path / 'run'}", "trainer=ddp", "trainer.accelerator=cpu",
@@ -37,6 +38,7 @@ def test_two_process_cpu_ddp_run_completes(dataset: Path, tmp_path: Path) -> Non
     assert f"inference file {tmp_path / 'run' / 'autoencoder.pt'}" in result.stdout
 
 
+@pytest.mark.slow
 def test_train_help_lists_every_field(tmp_path: Path) -> None:
     result = worldsim("train", "--help", cwd=tmp_path, timeout=60)
     assert result.returncode == 0, result.stderr
@@ -46,6 +48,7 @@ def test_train_help_lists_every_field(tmp_path: Path) -> None:
     assert "preset: tiny" in result.stdout
 
 
+@pytest.mark.slow
 def test_stage_all_trains_both_stages_exports_one_file_and_resumes_from_the_run_dir(tmp_path: Path) -> None:
     from worldsim.checkpoint import load_autoencoder, load_checkpoint
     from worldsim.sampling import SamplingConfig
@@ -82,6 +85,7 @@ def test_stage_all_trains_both_stages_exports_one_file_and_resumes_from_the_run_
                       weights_only=True)["global_step"] == 4
 
 
+@pytest.mark.slow
 def test_dynamics_resume_from_a_mid_run_checkpoint_equals_an_uninterrupted_run(tmp_path: Path) -> None:
     data = tmp_path / "data"
     collect(CollectConfig(env="worldsim/Physics-v0", episodes=5, max_steps=10, progress=False, out=str(data)))
@@ -111,6 +115,7 @@ def test_dynamics_resume_from_a_mid_run_checkpoint_equals_an_uninterrupted_run(t
         assert torch.equal(opt_a["exp_avg"], opt_b["exp_avg"]) and torch.equal(opt_a["exp_avg_sq"], opt_b["exp_avg_sq"])
 
 
+@pytest.mark.slow
 def test_fine_tuning_only_the_heads_keeps_every_frame_and_moves_the_reward(tmp_path: Path) -> None:
     import numpy as np
 

@@ -281,6 +281,7 @@ def test_sampling_settings_are_checked_once_with_the_rule() -> None:
     assert SamplingConfig(steps=2, cfg_text=3.0).given() == {"steps": 2, "cfg_text": 3.0}
 
 
+@pytest.mark.slow
 def test_inference_imports_no_lightning_and_no_training_code() -> None:
     import subprocess
     import sys
