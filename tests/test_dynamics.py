@@ -181,6 +181,11 @@ def test_checkpoints_load_with_weights_only(data, overfit, tmp_path: Path) -> No
     for name, tensor in model.state_dict().items():
         assert torch.equal(tensor, restored.state_dict()[name]), name
     assert fixed_noise_loss(restored, batch) == pytest.approx(fixed_noise_loss(model, batch))
+    assert restored.sampling == model.sampling  # how its validation rollouts sample
+    # A record written before the one sampling node kept validation sampling in the dynamics config.
+    record["config"] = {**record["config"], "rollout_steps": 4, "rollout_warm_start": 0.0}
+    torch.save(checkpoint, tmp_path / "older.ckpt")
+    assert DynamicsModule.from_checkpoint(str(tmp_path / "older.ckpt")).cfg == model.cfg
 
     wider = DynamicsConfig(**{**TINY.__dict__, "dit": {**TINY.dit, "width": 128}})
     with pytest.raises(ValueError, match="differs from this run"):

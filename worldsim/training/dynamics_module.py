@@ -26,11 +26,12 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
-from worldsim.flow import WARM_START, FlowMatching, FlowMatchingConfig, rollout
+from worldsim.flow import FlowMatching, FlowMatchingConfig, rollout
 from worldsim.models.actions import action_fields, model_actions
 from worldsim.models.autoencoder import FrameAutoencoder
 from worldsim.models.dit import VideoDiT, VideoDiTConfig
 from worldsim.models.text import TEXT_ENCODER_PRESETS, TextEncoder, TextEncoderConfig
+from worldsim.sampling import DEFAULT_SAMPLING, SamplingConfig
 from worldsim.checkpoint import part_state_dict
 from worldsim.training.ema import EMA
 from worldsim.training.guards import FiniteLossGuard
@@ -51,25 +52,16 @@ class DynamicsConfig:
     text: dict[str, Any] = field(default_factory=dict)  # overrides of the preset's TextEncoderConfig (+dynamics.text={depth:2}); width follows dit text_width
     flow: FlowMatchingConfig = field(default_factory=FlowMatchingConfig)  # objective: noise levels, context noise, condition dropout
     clip_length: int = 16  # frames per training clip; also the DiT's max_frames (window = clip_length - 1)
-    rollout_steps: int = 1  # sampler steps per generated frame in validation rollouts (as WorldModel samples)
-    sampler: str = "euler"  # validation rollout sampler: euler | heun
-    rollout_warm_start: float = WARM_START  # tau where each validation frame starts from the previous one (0: from noise)
     context_frames: int = 4  # real frames a validation rollout starts from
     horizons: list[int] = field(default_factory=lambda: [1, 4, 16])  # reported rollout horizons (those the rollout clips hold)
-    cfg_text: float = 1.0  # text guidance scale in validation rollouts (1: none, one pass)
-    cfg_action: float = 1.0  # action guidance scale in validation rollouts (1: none)
     grid_clips: int = 2  # rollout clips drawn in the TensorBoard image grid (context | truth | prediction)
     val_seed: int = 0  # seeds validation noise, so val metrics of different epochs compare
 
     def __post_init__(self) -> None:
         if self.trainable not in TRAINABLE:
             raise ValueError(f"trainable={self.trainable!r} is not one of {TRAINABLE}")
-        if self.sampler not in ("euler", "heun"):
-            raise ValueError(f"sampler={self.sampler!r}: use 'euler' or 'heun'")
         if self.clip_length < 2:
             raise ValueError(f"clip_length={self.clip_length}: dynamics needs clips of at least 2 frames")
-        if not 0.0 <= self.rollout_warm_start < 1.0:
-            raise ValueError(f"rollout_warm_start={self.rollout_warm_start} is not in [0, 1): 0 samples from noise")
         if self.context_frames < 1:
             raise ValueError(f"context_frames={self.context_frames}: a rollout starts from at least 1 real frame")
         fixed = sorted(set(self.dit) & set(DATA_FIELDS))
@@ -151,9 +143,11 @@ class DynamicsModule(lightning.LightningModule):
     def __init__(self, cfg: DynamicsConfig, optim: OptimConfig, max_steps: int, meta: dict[str, Any],
                  autoencoder: Optional[FrameAutoencoder] = None, seed: int = 0,
                  init: Optional[Mapping[str, Any]] = None,
-                 configs: Optional[tuple[VideoDiTConfig, TextEncoderConfig]] = None) -> None:
+                 configs: Optional[tuple[VideoDiTConfig, TextEncoderConfig]] = None,
+                 sampling: SamplingConfig = DEFAULT_SAMPLING) -> None:
         super().__init__()
         self.cfg, self.optim, self.max_steps, self.meta = cfg, optim, max_steps, _plain(meta)
+        self.sampling = SamplingConfig.of(sampling).over(DEFAULT_SAMPLING)  # how validation rollouts sample
         self.seed = seed
         if init is not None:
             configs = networks_of(init, self.meta, cfg.clip_length)
@@ -254,14 +248,14 @@ class DynamicsModule(lightning.LightningModule):
         B, T = latents.shape[:2]
         K = min(self.cfg.context_frames, T - 1)
         horizon = T - K
-        networks = self.eval_networks
+        networks, s = self.eval_networks, self.sampling
         actions = model_actions(batch["actions"], self.meta.get("action_space"))
         text = networks["text"].encode_text(list(batch["caption"]), self.device)
         predicted = rollout(
             networks["dit"], latents[:, :K], None if actions is None else actions[:, :T - 1], text, horizon,
-            steps=self.cfg.rollout_steps, sampler=self.cfg.sampler, cfg_text=self.cfg.cfg_text,
-            cfg_action=self.cfg.cfg_action, context_noise=self.cfg.flow.context_noise,
-            generator=self._generator(1_000_003 + batch_idx), warm_start=self.cfg.rollout_warm_start,
+            steps=s.steps, sampler=s.sampler, cfg_text=s.cfg_text, cfg_action=s.cfg_action,
+            context_noise=self.cfg.flow.context_noise, window=s.window, generator=self._generator(1_000_003 + batch_idx),
+            warm_start=s.warm_start, first_steps=s.first_steps,
         ).latents  # (B, horizon, C, h, w)
         truth = latents[:, K:]
         metrics = {
@@ -304,6 +298,7 @@ class DynamicsModule(lightning.LightningModule):
             "meta": self.meta,
             "dit": _plain(self.dit_config),
             "text": _plain(self.text_config),
+            "sampling": _plain(self.sampling),
         }
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -331,7 +326,9 @@ class DynamicsModule(lightning.LightningModule):
             raise ValueError(f"{path} holds no worldsim dynamics record: it is not a dynamics checkpoint "
                              "(an autoencoder checkpoint, or one written by another program)") from None
         configs = (VideoDiTConfig(**record["dit"]), TextEncoderConfig(**record["text"])) if "dit" in record else None
-        module = cls(DynamicsConfig(**record["config"]), OptimConfig(**record["optim"]), record["max_steps"],
-                     record["meta"], configs=configs)  # the networks it trained, whether a preset or an init's
+        known = {field.name for field in dataclasses.fields(DynamicsConfig)}  # older records held validation sampling here
+        module = cls(DynamicsConfig(**{k: v for k, v in record["config"].items() if k in known}),
+                     OptimConfig(**record["optim"]), record["max_steps"], record["meta"], configs=configs,
+                     sampling=SamplingConfig.of(record.get("sampling")))  # the networks it trained, preset or init's
         module.load_state_dict(checkpoint["state_dict"])
         return module

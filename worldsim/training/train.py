@@ -41,10 +41,11 @@ from worldsim.checkpoint import (
     load_autoencoder,
     load_checkpoint,
     part_state_dict,
+    recorded_sampling,
     set_default_sampling,
 )
 from worldsim.models.autoencoder import AUTOENCODER_PRESETS, AutoencoderConfig
-from worldsim.sampling import SamplingConfig
+from worldsim.sampling import DEFAULT_SAMPLING, SamplingConfig
 from worldsim.training.autoencoder_module import AutoencoderModule, AutoencoderStageConfig
 from worldsim.training.datamodules import FrameDataModule, LatentClipDataConfig
 from worldsim.training.dynamics_module import DynamicsConfig
@@ -83,7 +84,7 @@ class TrainConfig:
     dynamics: DynamicsConfig = field(default_factory=DynamicsConfig)  # stage-2 network, objective and validation (model=... sets its preset)
     export_dtype: str = "float32"  # float32 | float16 | bfloat16: weights of the exported .pt files (float16 halves a file to ship)
     dynamics_data: LatentClipDataConfig = field(default_factory=LatentClipDataConfig)  # stage-2 clips; root, latents, clip_length and seed are set by train
-    sampling: SamplingConfig = field(default_factory=SamplingConfig)  # the default sampling the exported model.pt records (sampling.steps=2 ...); unset: init's record, else none
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)  # how the model samples: in validation rollouts, and as the default its model.pt records (sampling.steps=2 ...); unset: init's, else the library's
     collect: Optional[CollectConfig] = None  # `worldsim collect` settings to record data with first (a finished dataset is kept); recipes set it, its out the data folder
 
     def __post_init__(self) -> None:
@@ -187,8 +188,10 @@ def train_dynamics(cfg: TrainConfig) -> Path:
         seed=cfg.seed))
     data.setup("fit")
     lightning.seed_everything(cfg.seed, workers=True)
+    # Validation rollouts sample as the exported model will: this run's sampling over init's record.
+    sampling = cfg.sampling.over(recorded_sampling(init["worldsim"]) if init is not None else DEFAULT_SAMPLING)
     module = DynamicsModule(cfg.dynamics, cfg.optim, cfg.trainer.max_steps, data.meta, autoencoder,
-                            seed=cfg.seed, init=init)
+                            seed=cfg.seed, init=init, sampling=sampling)
     maybe_compile([module.networks["dit"]], cfg.trainer)
     prefix = "ema.model." if module.ema is not None else "networks."
     ae_record = load_checkpoint(autoencoder_path)["worldsim"]
