@@ -5,9 +5,10 @@ Graphviz's ``dot`` on the PATH; without it, or with a ``.dot`` path, it writes t
 Modules are read with ``ast``, not imported, so the graph is of the source as it stands. Parts are
 subpackages (``worldsim.data``, ``worldsim.models``, ``worldsim.training``, ``worldsim.evals``,
 the ground-truth worlds of ``worldsim.envs``) and top-level modules; the model env
-(``worldsim.envs.world_model``) is its own part because it sits above ``WorldModel``, not below.
+(``worldsim.envs.world_model`` and its context sources) is its own part because it sits above
+``WorldModel``, not below.
 A solid edge is an import at module level, a dashed one an import inside a function (paid only
-when that function runs). Parts that import Lightning at module level are filled grey.
+when that function runs); imports under ``if TYPE_CHECKING`` are annotations and draw no edge. Parts that import Lightning at module level are filled grey.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = {"worldsim": ROOT / "worldsim", "worldsim.envs": ROOT / "envs", "worldsim.evals": ROOT / "evals"}
 GROUPED = ("worldsim.data", "worldsim.models", "worldsim.training", "worldsim.evals", "worldsim.envs")
-OWN_PARTS = ("worldsim.envs.world_model",)
+#: The model env's modules form their own part: it sits above WorldModel, the worlds below data.
+MODEL_ENV = ("worldsim.envs.world_model", "worldsim.envs.contexts")
 
 
 def modules() -> dict[str, Path]:
@@ -40,9 +42,8 @@ def modules() -> dict[str, Path]:
 
 def part(module: str) -> str:
     """The node a module belongs to."""
-    for own in OWN_PARTS:
-        if module == own or module.startswith(own + "."):
-            return own
+    if module in MODEL_ENV:
+        return MODEL_ENV[0]
     for group in GROUPED:
         if module == group or module.startswith(group + "."):
             return group
@@ -53,9 +54,13 @@ def imports(path: Path, module: str) -> list[tuple[str, bool]]:
     """(imported module, at module level?) for every import statement of one file."""
     tree = ast.parse(path.read_text(), str(path))
     top_level = {id(node) for node in tree.body}
+    typing_only = {id(inner) for node in tree.body if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+                   for inner in ast.walk(node)}
     is_package = path.name == "__init__.py"
     found = []
     for node in ast.walk(tree):
+        if id(node) in typing_only:  # annotations only: never imported at run time
+            continue
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
