@@ -75,8 +75,6 @@ def fit_yaw(
     if len(points_from) < MIN_MATCHES or np.median(np.linalg.norm(points_to - points_from, axis=1)) < STILL_PX:
         return 0.0
     view_from = Camera.orbit(LOOK_AT, *pose_from).view()
-    x1 = np.c_[points_from, np.ones(len(points_from))]
-    x2 = np.c_[points_to, np.ones(len(points_to))]
 
     def best(candidates: np.ndarray) -> float:
         costs = []

@@ -231,8 +231,8 @@ def interpenetration(scenario: Scenario, predicted: Tracks, truth: Tracks) -> fl
     Radii are the truth's largest area as a disk, the same for truth and prediction, so the
     metric looks only at where the centers are. NaN when no pair shares a depth.
     """
-    t0, horizon = scenario.context, scenario.horizon
-    state, future = scenario.state, np.arange(scenario.context, scenario.context + scenario.horizon)
+    horizon = scenario.horizon
+    state, future = scenario.state, np.arange(scenario.context, scenario.context + horizon)
     slots = np.flatnonzero(state["object_present"][0])
     radius = np.sqrt(truth.area.max(axis=0) / np.pi)  # (K,)
     depth = camera_depth(state["camera_view"][future, None].astype(np.float64), state["object_position"][future].astype(np.float64))

@@ -42,7 +42,6 @@ from worldsim.data.storage import (
     new_manifest,
     read_manifest,
     shard_files,
-    shard_name,
     write_manifest,
     write_shard,
 )

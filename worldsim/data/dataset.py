@@ -39,13 +39,13 @@ class EpisodeDataset:
         lengths = [np.asarray(s["lengths"], dtype=np.int64) for s in shards]
         self.lengths = np.concatenate(lengths) if lengths else np.zeros(0, np.int64)
         self._shard_of = np.concatenate(
-            [np.full(len(l), k, np.int64) for k, l in enumerate(lengths)]) if lengths else self.lengths
+            [np.full(len(steps), k, np.int64) for k, steps in enumerate(lengths)]) if lengths else self.lengths
         self._frame_row = np.concatenate(
-            [np.cumsum(l + 1) - (l + 1) for l in lengths]) if lengths else self.lengths
+            [np.cumsum(steps + 1) - (steps + 1) for steps in lengths]) if lengths else self.lengths
         self._step_row = np.concatenate(
-            [np.cumsum(l) - l for l in lengths]) if lengths else self.lengths
+            [np.cumsum(steps) - steps for steps in lengths]) if lengths else self.lengths
         self._local = np.concatenate(
-            [np.arange(len(l)) for l in lengths]) if lengths else self.lengths
+            [np.arange(len(steps)) for steps in lengths]) if lengths else self.lengths
         planned = self.manifest.get("episodes_planned", len(self.lengths))
         if len(self.lengths) < planned:
             warnings.warn(

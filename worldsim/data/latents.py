@@ -32,7 +32,6 @@ import re
 import time
 import warnings
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Optional, Union
 
@@ -315,8 +314,8 @@ class LatentCache:
         self.manifest = manifest
         lengths = [np.asarray(s["lengths"], np.int64) for s in manifest["shards"]]
         self.lengths = np.concatenate(lengths) if lengths else np.zeros(0, np.int64)
-        self._shard_of = np.concatenate([np.full(len(l), k) for k, l in enumerate(lengths)]) if lengths else self.lengths
-        self._frame_row = np.concatenate([np.cumsum(l + 1) - (l + 1) for l in lengths]) if lengths else self.lengths
+        self._shard_of = np.concatenate([np.full(len(steps), k) for k, steps in enumerate(lengths)]) if lengths else self.lengths
+        self._frame_row = np.concatenate([np.cumsum(steps + 1) - (steps + 1) for steps in lengths]) if lengths else self.lengths
         for shard in manifest["shards"]:
             path = self.path / shard["name"]
             if not _size_ok(path, shard["bytes"]):

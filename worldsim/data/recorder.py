@@ -9,12 +9,11 @@ without knowing its key names.
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import cv2
 import gymnasium
 import numpy as np
-from gymnasium import spaces
 
 from worldsim.data.episode import Episode
 from worldsim.spaces import action_codec, is_image_space

@@ -206,7 +206,7 @@ def read_manifest(root: Path) -> dict[str, Any]:
     if version != SCHEMA_VERSION:
         newer = isinstance(version, int) and version > SCHEMA_VERSION
         fix = ("upgrade worldsim to read it" if newer else
-               f"re-record it with this worldsim (`worldsim collect`, into a new out directory)")
+               "re-record it with this worldsim (`worldsim collect`, into a new out directory)")
         raise DatasetError(
             f"{path} was written with schema version {version}; this worldsim reads schema version "
             f"{SCHEMA_VERSION}: {fix}"

@@ -10,3 +10,8 @@ from worldsim.models.text import (
     TextEncoder,
     TextEncoderConfig,
 )
+
+__all__ = [
+    "AUTOENCODER_PRESETS", "DIT_PRESETS", "TEXT_ENCODER_PRESETS", "AutoencoderConfig", "ByteTokenizer", "FrameAutoencoder",
+    "KVCache", "TextCondition", "TextEncoder", "TextEncoderConfig", "VideoDiT", "VideoDiTConfig", "autoencoder_loss",
+]
