@@ -41,6 +41,7 @@ import gymnasium
 import numpy as np
 import torch
 from gymnasium import spaces
+
 from worldsim.envs import WORLD_MODEL_ID
 from worldsim.evals.results import Z95
 from worldsim.imagine_pool import PoolConfig, markdown as pool_markdown, pool
