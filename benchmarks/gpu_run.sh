@@ -32,12 +32,12 @@
 # run), W (/tmp/w; /tmp/gpu-dry/w), KEEP ('*/model.pt', paths under $W, space-separated globs),
 # SPLIT (15M), PYTHON (python3), OMP_NUM_THREADS (4).
 set -u
+if [ $# -eq 0 ]; then sed -n '2,/^set -u/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 2; fi
 START=$(date +%s)
 DRY_RUN=${DRY_RUN:-0}
-if [ "$DRY_RUN" = 1 ]; then OUT=${OUT:-/tmp/gpu-dry/out}; W=${W:-/tmp/gpu-dry/w}; else OUT=${OUT:?set OUT}; W=${W:-/tmp/w}; fi
+if [ "$DRY_RUN" = 1 ]; then OUT=${OUT:-/tmp/gpu-dry/out}; W=${W:-/tmp/gpu-dry/w}; else OUT=${OUT:?is where results go: the device tool sets it; DRY_RUN=1 runs here}; W=${W:-/tmp/w}; fi
 DEADLINE=${DEADLINE:-540}; PACK_S=${PACK_S:-30}; KEEP=${KEEP:-*/model.pt}; SPLIT=${SPLIT:-15M}
 PYTHON=${PYTHON:-python3}
-if [ $# -eq 0 ]; then sed -n '2,/^set -u/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 2; fi
 mkdir -p "$OUT" "$W"
 exec > >(tee -a "$OUT/log.txt") 2>&1
 
