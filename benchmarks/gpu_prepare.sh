@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Build .gpu/site: what a lent GPU machine lacks to run worldsim (its image has torch, lightning,
 # opencv and tensorboard for Python 3.12, but no pybullet, gymnasium or hydra, and no network).
-# Run once per checkout, here, from the repository root; .gpu/ is ignored by git and carried with
-# the device call (`carry: [".gpu"]`). Needs a Python 3.12 here to compile pybullet for the
-# machine's interpreter (PYTHON312, default: pyenv's 3.12).
+# benchmarks/gpu_run.sh assembles worldsim from it there. Run once per checkout, here, from the
+# repository root; .gpu/ is ignored by git and carried with the device call (`carry: [".gpu"]`).
+# Needs the network (pybullet's source from PyPI), the rl extra installed here (Stable-Baselines3
+# for `worldsim imagine`), and a Python 3.12 to compile pybullet for the machine's interpreter
+# (PYTHON312, default: pyenv's 3.12); about 3 minutes on 2 cores.
+#   bash benchmarks/gpu_prepare.sh
 set -euo pipefail
 PYTHON312=${PYTHON312:-"env PYENV_VERSION=3.12.1 python3.12"}
 SITE=.gpu/site
-grep -qx "/.gpu/" .git/info/exclude 2>/dev/null || echo "/.gpu/" >> .git/info/exclude
+EXCLUDE=$(git rev-parse --git-path info/exclude)  # a worktree's .git is a file: ask git where its excludes live
+mkdir -p "$(dirname "$EXCLUDE")" && { grep -qx "/.gpu/" "$EXCLUDE" 2>/dev/null || echo "/.gpu/" >> "$EXCLUDE"; }
 rm -rf "$SITE" && mkdir -p "$SITE" /tmp/gpu-prepare
 # pybullet has no cp312 wheel on PyPI: build one from the sdist (about 3 minutes on 2 cores), keep
 # only the stripped extension (8 MB instead of 108) and the bullet_client helper worldsim imports.

@@ -6,11 +6,14 @@ block-causal mask as the model builds it, without any mask (an upper bound on wh
 kernel can win: full attention does more work), and through flex_attention with a block mask; then
 prints the CUDA kernels of a few profiled baseline steps. Before that, the attention alone (forward
 and backward at the training shape) for each kernel SDPA may pick with the boolean mask.
-``--compile`` adds the step with the DiT compiled (as ``trainer.compile=true`` does).
+``--compile`` adds the step with the DiT compiled (as ``trainer.compile=true`` does). The model is
+a preset of ``DIT_PRESETS`` (``--preset mid``, the references' size), its fields overridable one
+by one (``--width``, ``--depth``, ...). Prints ms per step and clips/s; docs/gpu-training.md
+("Where the training step goes") quotes its figures for ``small``.
 
     python benchmarks/gpu_profile.py                          # the small preset, batch 64, 16 frames
-    python benchmarks/gpu_profile.py --batch 2 --steps 2 --width 32 --depth 1   # CPU dry run
-    python benchmarks/gpu_profile.py --kinds mask --compile --no-attention --rows 0   # eager vs compiled
+    python benchmarks/gpu_profile.py --preset mid --kinds mask --compile --no-attention --rows 0   # eager vs compiled
+    python benchmarks/gpu_profile.py --preset tiny --batch 2 --frames 4 --steps 2 --rows 0   # CPU dry run
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from worldsim.flow import FlowMatchingConfig
+from worldsim.models.dit import DIT_PRESETS
 from worldsim.training.dynamics_module import DynamicsConfig, DynamicsModule
 from worldsim.training.optim import OptimConfig
 
@@ -128,9 +132,7 @@ def self_attention_as(kind: str, args, device: torch.device) -> Iterator[None]:
 def training_steps(args, device: torch.device) -> None:
     meta = {"latent_channels": args.channels, "latent_size": args.latent_size,
             "action_space": {"type": "Box", "shape": [2], "low": -1.0, "high": 1.0}}
-    dit = {"width": args.width, "depth": args.depth, "heads": args.heads, "text_width": args.text_width,
-           "head_width": args.text_width}
-    cfg = DynamicsConfig(preset=args.preset, dit=dit, clip_length=args.frames, flow=FlowMatchingConfig())
+    cfg = DynamicsConfig(preset=args.preset, dit=args.overrides, clip_length=args.frames, flow=FlowMatchingConfig())
     module = DynamicsModule(cfg, OptimConfig(), max_steps=1000, meta=meta).to(device)
     optimizer = module.configure_optimizers()["optimizer"]
     B, T = args.batch, args.frames
@@ -143,7 +145,8 @@ def training_steps(args, device: torch.device) -> None:
     }
     autocast = torch.autocast(device.type, torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
     dit_params = sum(p.numel() for p in module.networks["dit"].parameters())
-    print(f"training step: {args.preset} preset, DiT {dit_params / 1e6:.2f}M, batch {B} of {T}-frame clips")
+    print(f"training step: {args.preset} preset{f' with {args.overrides}' if args.overrides else ''}, "
+          f"DiT {dit_params / 1e6:.2f}M, batch {B} of {T}-frame clips")
 
     def step() -> None:
         with autocast:
@@ -177,11 +180,11 @@ def training_steps(args, device: torch.device) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="small")
-    parser.add_argument("--width", type=int, default=384, help="DiT width (the small preset's by default)")
-    parser.add_argument("--depth", type=int, default=6)
-    parser.add_argument("--heads", type=int, default=6)
-    parser.add_argument("--text-width", type=int, default=256, help="text and reward-head width (small's: 256)")
+    parser.add_argument("--preset", default="small", choices=sorted(DIT_PRESETS), help="DiT and text encoder size")
+    parser.add_argument("--width", type=int, help="DiT width (default: the preset's)")
+    parser.add_argument("--depth", type=int, help="DiT blocks (default: the preset's)")
+    parser.add_argument("--heads", type=int, help="attention heads (default: the preset's)")
+    parser.add_argument("--text-width", type=int, help="text and reward-head width (default: the preset's)")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--channels", type=int, default=16)
@@ -192,6 +195,11 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="also time the step with the DiT compiled")
     parser.add_argument("--no-attention", dest="attention", action="store_false", help="skip attention alone")
     args = parser.parse_args()
+    given = {"width": args.width, "depth": args.depth, "heads": args.heads, "text_width": args.text_width,
+             "head_width": args.text_width}
+    args.overrides = {key: value for key, value in given.items() if value is not None}
+    dit = {**DIT_PRESETS[args.preset], **args.overrides}
+    args.width, args.heads = dit["width"], dit["heads"]  # the shape of attention alone
     args.tokens = args.latent_size**2
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type == "cuda":

@@ -1,7 +1,7 @@
 """Reference predictors every report shows beside a model, and loading external predictors.
 
-- ``copy_last``: repeats the last context frame (the world stops); the floor of the normalized
-  scores.
+- ``copy_last``: repeats the last context frame (the world stops, so it pays nothing and never
+  ends); the floor of the normalized scores.
 - ``optical_flow``: Farneback dense flow between the last two context frames, the moving pixels
   splatted forward h times the flow (constant velocity, no gravity, no contacts) onto the
   last frame with the moving pixels inpainted away.
@@ -24,8 +24,8 @@ import cv2
 import numpy as np
 from gymnasium import spaces
 
-from worldsim.evals.protocol import Predictor, Scenario
-from worldsim.evals.scenarios import make_env, replay
+from worldsim.evals.protocol import Predictor, RewardPrediction, Scenario
+from worldsim.evals.scenarios import make_env, replay_rewards
 from worldsim.targets import load_target
 
 
@@ -37,6 +37,17 @@ class CopyLastPredictor:
     def predict(self, context_frames: np.ndarray, actions: np.ndarray, text: list[str], horizon: int) -> np.ndarray:
         last = context_frames[:, -1:]  # (B, 1, h, w, 3)
         return np.repeat(last, horizon, axis=1)
+
+    def predict_rewards(self, context_frames: np.ndarray, actions: np.ndarray, text: list[str],
+                        horizon: int) -> RewardPrediction:
+        """A world that stops pays nothing and never ends: the floor a reward head must beat.
+
+        Zero is what Push pays when nothing moves (it pays the target's progress), so it is the
+        consistent reward of this prediction, not an arbitrary constant.
+        """
+        B = len(context_frames)
+        return RewardPrediction(self.predict(context_frames, actions, text, horizon), np.zeros((B, horizon)),
+                                np.zeros((B, horizon), bool))
 
 
 class OpticalFlowPredictor:
@@ -108,6 +119,11 @@ class GroundTruthPredictor:
         self.scenarios = list(scenarios)
 
     def predict(self, context_frames: np.ndarray, actions: np.ndarray, text: list[str], horizon: int) -> np.ndarray:
+        return self.predict_rewards(context_frames, actions, text, horizon).frames
+
+    def predict_rewards(self, context_frames: np.ndarray, actions: np.ndarray, text: list[str],
+                        horizon: int) -> RewardPrediction:
+        """The replayed frames with what the simulator paid for each step: the real rewards exactly."""
         if len(self.scenarios) != len(context_frames) or not all(
             np.array_equal(s.context_frames, c) for s, c in zip(self.scenarios, context_frames)
         ):
@@ -116,15 +132,16 @@ class GroundTruthPredictor:
                 f"{len(context_frames)} contexts given to predict: call prepare(scenarios) with the same "
                 "batch first (predict_scenarios does)"
             )
-        frames = []
+        replayed = []
         for scenario, scenario_actions in zip(self.scenarios, actions):
             if scenario.horizon != horizon or not np.array_equal(scenario.actions, scenario_actions):
                 raise ValueError(
                     f"{self.name} replays recorded episodes only: scenario seed {scenario.seed} has horizon "
                     f"{scenario.horizon} and its own actions, got horizon {horizon} or other actions"
                 )
-            frames.append(replay(scenario, self._env(scenario), self.perturbation(scenario)))
-        return np.stack(frames)
+            replayed.append(replay_rewards(scenario, self._env(scenario), self.perturbation(scenario)))
+        frames, rewards, terminated = (np.stack(part) for part in zip(*replayed))
+        return RewardPrediction(frames, rewards, terminated)
 
     def perturbation(self, scenario: Scenario) -> Callable[[Any, np.random.Generator], None] | None:
         return None
@@ -228,6 +245,20 @@ class WorldModelPredictor:
         return self.model.decode(self.model.encode(frames))
 
     def predict(self, context_frames: np.ndarray, actions: np.ndarray, text: list[str], horizon: int) -> np.ndarray:
+        return self._rollout(context_frames, actions, text, horizon)
+
+    def predict_rewards(self, context_frames: np.ndarray, actions: np.ndarray, text: list[str],
+                        horizon: int) -> RewardPrediction:
+        """The rollout's frames with its reward head's rewards; an episode ends where the termination
+        head's probability passes 0.5, as ``WorldBatch.step`` decides it."""
+        import torch
+
+        frames, out = self._rollout(context_frames, actions, text, horizon, return_latents=True)
+        return RewardPrediction(frames, out.reward.float().cpu().numpy(),
+                                (torch.sigmoid(out.termination_logit.float()) > 0.5).cpu().numpy())
+
+    def _rollout(self, context_frames: np.ndarray, actions: np.ndarray, text: list[str], horizon: int,
+                 return_latents: bool = False) -> Any:
         model = self.model
         frames_fit = tuple(context_frames.shape[2:]) == tuple(model.frame_shape)
         space = model.action_space
@@ -240,7 +271,8 @@ class WorldModelPredictor:
             )
         if model.has_actions and isinstance(space, spaces.Box):
             actions = np.clip(actions, space.low, space.high)  # scenario actions beyond the trained range
-        return model.rollout(context_frames, actions, list(text), horizon, seed=self.seed, sampling=self.sampling)
+        return model.rollout(context_frames, actions, list(text), horizon, seed=self.seed, sampling=self.sampling,
+                             return_latents=return_latents)
 
 
 def reference_predictor(**kwargs: Any) -> WorldModelPredictor:

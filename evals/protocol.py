@@ -18,12 +18,17 @@ A predictor may also define ``supports(scenario) -> bool``; suites skip it on wo
 (a model trained on one world), and the report shows n/a there instead of a meaningless score.
 One that sets ``text_to_video = True`` accepts T0 = 0 (no context frames: a world imagined from
 the caption and actions alone); the conditioning suite's text probe scores only those.
+
+A predictor that also predicts what the world pays defines ``predict_rewards`` with the same
+arguments, returning a :class:`RewardPrediction`: the frames ``predict`` would give, and per future
+frame the reward of the transition into it and whether the episode ends there. The reward suite
+scores only predictors that have it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -37,6 +42,14 @@ class Predictor(Protocol):
     def predict(
         self, context_frames: np.ndarray, actions: np.ndarray, text: list[str], horizon: int
     ) -> np.ndarray: ...
+
+
+class RewardPrediction(NamedTuple):
+    """What ``predict_rewards`` returns: the future frames, and what each transition into them pays."""
+
+    frames: np.ndarray  # (B, H, height, width, 3) uint8, as predict returns them
+    rewards: np.ndarray  # (B, H) float: the reward of the transition into each predicted frame
+    terminated: np.ndarray  # (B, H) bool: the episode ends with the transition into that frame
 
 
 @dataclass
@@ -90,3 +103,21 @@ def check_prediction(frames: Any, batch: int, horizon: int, frame_shape: tuple[i
             f"{expected} (batch, horizon, height, width, 3)"
         )
     return array
+
+
+def check_reward_prediction(prediction: Any, batch: int, horizon: int, frame_shape: tuple[int, ...],
+                            name: str) -> RewardPrediction:
+    """Validate what ``predict_rewards`` returned, with a message that says what was expected."""
+    try:
+        frames, rewards, terminated = prediction
+    except (TypeError, ValueError):
+        raise ValueError(f"predictor {name!r}: predict_rewards returned {type(prediction).__name__}; expected "
+                         "RewardPrediction(frames, rewards, terminated)") from None
+    frames = check_prediction(frames, batch, horizon, frame_shape, name)
+    rewards, terminated = np.asarray(rewards, np.float64), np.asarray(terminated)
+    if rewards.shape != (batch, horizon) or terminated.shape != (batch, horizon) or terminated.dtype != bool:
+        raise ValueError(
+            f"predictor {name!r}: predict_rewards gave rewards {rewards.shape} and terminated {terminated.dtype} "
+            f"{terminated.shape}; expected ({batch}, {horizon}) floats and ({batch}, {horizon}) bools (batch, horizon)"
+        )
+    return RewardPrediction(frames, rewards, terminated)

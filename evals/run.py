@@ -35,6 +35,8 @@ class SuiteSpec:
     higher_is_better: tuple[str, ...] = ()  # used when the module names none
     no_best: tuple[str, ...] = ()  # reference metrics a table should not bold
     probe: bool = False  # score(scenarios, predictor, batch_size) calls the predictor itself, with altered inputs
+    requires: tuple[str, ...] = ()  # predictor methods the suite calls beside predict; predictors without them are skipped
+    on_request: bool = False  # left out of the default suites: runs only when suites= names it
 
 
 SUITES: dict[str, SuiteSpec] = {
@@ -69,13 +71,19 @@ SUITES: dict[str, SuiteSpec] = {
         (("worldsim/Push-v0", 4, 16), ("worldsim/Physics-v0", 4, 12)), probe=True,
         no_best=("psnr_shuffled_db", "pusher_error_shuffled_px"),
     ),
+    # Whole episodes replayed one by one: minutes per model on a CPU, so only when asked for. Its
+    # scenarios give only the episodes' reset seeds and split: it records its own (evals/reward.py).
+    "reward": SuiteSpec(
+        "worldsim.evals.reward", "score_reward", (("worldsim/Push-v0", 1, 1),), probe=True,
+        requires=("predict_rewards",), on_request=True,
+    ),
 }
 
 
 @dataclass
 class EvalConfig:
     checkpoint: Optional[str] = None  # worldsim model file, or a directory of them (one per world), scored as the predictor `model`
-    suites: list[str] = field(default_factory=lambda: list(SUITES))  # physics (position/velocity error, gravity fit, bounce timing, interpenetration, size, miss/hallucination) | permanence (reappearance, position/identity after reappearance, flicker) | consistency (psnr_db, ssim, loop_closure_mae, sampson_px beside sampson_floor_px, matches_kept) | action (push_accuracy, push_angle_deg, push_magnitude_error, orbit_yaw_error_deg, orbit_yaw_sign_accuracy) | rollout (per horizon on Physics and Push: psnr_db, psnr_gain_db over copy-last, mse and mse_reduction against copy-last (pooled PSNR), centroid_error_px, miss_rate, hallucination_rate) | reconstruction (the model's autoencoder round trip on every world: psnr_db, object_kept_1px, object_color_error, object_area_ratio) | conditioning (true vs shuffled actions: psnr_true_db, psnr_shuffled_db, action_gain_db, pusher error; caption-only: text_color_dominant, text_color_present)
+    suites: list[str] = field(default_factory=lambda: [s for s, spec in SUITES.items() if not spec.on_request])  # physics (position/velocity error, gravity fit, bounce timing, interpenetration, size, miss/hallucination) | permanence (reappearance, position/identity after reappearance, flicker) | consistency (psnr_db, ssim, loop_closure_mae, sampson_px beside sampson_floor_px, matches_kept) | action (push_accuracy, push_angle_deg, push_magnitude_error, orbit_yaw_error_deg, orbit_yaw_sign_accuracy) | rollout (per horizon on Physics and Push: psnr_db, psnr_gain_db over copy-last, mse and mse_reduction against copy-last (pooled PSNR), centroid_error_px, miss_rate, hallucination_rate) | reconstruction (the model's autoencoder round trip on every world: psnr_db, object_kept_1px, object_color_error, object_area_ratio) | conditioning (true vs shuffled actions: psnr_true_db, psnr_shuffled_db, action_gain_db, pusher error; caption-only: text_color_dominant, text_color_present) | reward (only when named: real Push episodes of five policies replayed open loop, predicted against real return, return_abs_error, where the tracker finds target and pusher in the last frame; predictors with predict_rewards)
     predictors: list[str] = field(default_factory=lambda: ["copy_last", "optical_flow", "truth"])  # copy_last | optical_flow | truth | perturbed_truth | model (needs checkpoint) | reference (the models shipped with worldsim) | module:callable | path/file.py:callable
     n: int = 32  # scenarios per suite, world and split
     split: list[str] = field(default_factory=lambda: ["id", "ood"])  # id (training parameter ranges) and/or ood (outside them)
@@ -134,7 +142,7 @@ def metric_info(suites: list[str]) -> tuple[MetricInfo, dict[str, list[str]]]:
     for name in suites:
         spec, module = SUITES[name], _suite_module(name)
         info.higher_is_better |= set(getattr(module, "HIGHER_IS_BETTER", spec.higher_is_better))
-        info.no_best |= set(spec.no_best)
+        info.no_best |= set(spec.no_best) | set(getattr(module, "NO_BEST", ()))
         metrics = getattr(module, "METRICS", ())
         if isinstance(metrics, dict):
             info.descriptions.update(metrics)
@@ -156,6 +164,7 @@ def evaluate(cfg: EvalConfig) -> Path:
     examples: list[Example] = []
     tasks = [(suite, split) for suite in cfg.suites for split in cfg.split]
     skipped: set[str] = set()
+    unable: set[str] = set()  # predictors without a method a suite calls
     bar = tqdm(total=len(tasks) * len(predictors), desc="eval", unit="run", disable=not cfg.progress)
     for suite, split in tasks:
         spec = SUITES[suite]
@@ -167,6 +176,10 @@ def evaluate(cfg: EvalConfig) -> Path:
         for predictor in predictors:
             bar.set_postfix_str(f"{suite}/{split}/{predictor.name}")
             for scenarios in worlds:
+                lacks = [method for method in spec.requires if not callable(getattr(predictor, method, None))]
+                if lacks:
+                    unable.add(f"{predictor.name} on {suite} (no {', '.join(lacks)})")
+                    continue
                 if not all(getattr(predictor, "supports", lambda _: True)(s) for s in scenarios):
                     skipped.add(f"{predictor.name} on {scenarios[0].env_id}")
                     continue
@@ -183,6 +196,8 @@ def evaluate(cfg: EvalConfig) -> Path:
     bar.close()
     if skipped:
         print(f"skipped (the predictor does not support that world): {', '.join(sorted(skipped))}")
+    if unable:
+        print(f"skipped (the suite needs what the predictor lacks): {', '.join(sorted(unable))}")
 
     out = Path(cfg.out)
     config = dataclasses.asdict(cfg)

@@ -135,17 +135,31 @@ def replay(scenario: Scenario, env: Any = None, perturbation: Perturbation | Non
     ``perturbation(env, rng)`` runs after the last context frame was rendered (so the context a
     predictor saw is untouched) with an rng seeded by the scenario seed. Pass ``env`` to reuse one.
     """
+    return replay_rewards(scenario, env, perturbation)[0]
+
+
+def replay_rewards(
+    scenario: Scenario, env: Any = None, perturbation: Perturbation | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``replay``, with what the env paid: future frames (H, h, w, 3), rewards (H,) and terminated (H,).
+
+    ``rewards[h]`` and ``terminated[h]`` belong to the transition into future frame h.
+    """
     own = env is None
     env = make_env(scenario.env_id, scenario.env_kwargs) if own else env
     try:
         observation, _ = env.reset(seed=scenario.seed, options={"split": scenario.split})
-        frames = [observation]
+        frames, rewards, terminations = [observation], [], []
         for t, action in enumerate(scenario.actions):
             if perturbation is not None and t == scenario.context - 1:
                 perturbation(env, np.random.default_rng(scenario.seed))
-            observation, *_ = env.step(action)
+            observation, reward, terminated, *_ = env.step(action)
             frames.append(observation)
-        return np.stack(frames[scenario.context :])
+            rewards.append(reward)
+            terminations.append(terminated)
+        future = slice(scenario.context - 1, None)  # transition t leads to frame t + 1
+        return (np.stack(frames[scenario.context :]), np.asarray(rewards[future], np.float64),
+                np.asarray(terminations[future], bool))
     finally:
         if own:
             env.close()

@@ -305,7 +305,7 @@ def test_worldsim_imagine_writes_the_table(push: Path, tmp_path: Path) -> None:
             curve = list(csv.DictReader(log))
         assert [int(row["time/total_timesteps"]) for row in curve] == [32, 64]  # one row per rollout
         assert all(np.isfinite(float(row["rollout/ep_rew_mean"])) for row in curve)  # 4-step episodes ended
-    assert not list(temp.iterdir())  # SB3's default logger would have left an SB3-<time> folder
+    assert not list(temp.glob("SB3-*"))  # SB3's default logger would have left an SB3-<time> folder
     imagined = rows["imagination"]["train"]
     assert imagined["real_frames"] == imagined["episodes"] * WINDOW  # only the contexts touch the real env
     assert set(report["ratios"]) == {"imagination_over_real", "imagination_over_real_above_random"}
@@ -313,13 +313,26 @@ def test_worldsim_imagine_writes_the_table(push: Path, tmp_path: Path) -> None:
     assert all(f"| {label} |" in table for label in LABELS.values())
     assert table.splitlines()[0] in result.stdout
 
-    rescore = Path(__file__).parents[1] / "benchmarks" / "imagine_rescore.py"
-    result = subprocess.run([sys.executable, str(rescore), str(out / "imagine.json"), "--episodes", "3",
-                             "--out", str(tmp_path / "rescored.json")], cwd=tmp_path, capture_output=True, text=True)
+    rescored = tmp_path / "rescored"
+    result = subprocess.run([sys.executable, "-m", "worldsim.cli", "imagine", f"rescore={out}", "eval_episodes=3",
+                             "threads=1", f"out={rescored}"], cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    rescored = json.loads((tmp_path / "rescored.json").read_text())
-    assert [row["policy"] for row in rescored["rows"]] == ["imagination", "real"]
-    for row in rescored["rows"]:
+    again = json.loads((rescored / "imagine.json").read_text())
+    assert [row["policy"] for row in again["rows"]] == ["imagination", "real"]
+    for row in again["rows"]:
         assert row["n"] == 3 and row["returns"][:2] == rows[row["policy"]]["returns"]  # the run's episodes again
         assert row["train"] == rows[row["policy"]]["train"]
-    assert rescored["facts"]["eval_seeds"] == [1_000_000, 1_000_001, 1_000_002]
+    assert again["facts"]["eval_seeds"] == [1_000_000, 1_000_001, 1_000_002]
+    assert again["config"]["horizon"] == 4 and again["config"]["env_kwargs"] == {"start": "behind"}  # the run's
+
+    with pytest.raises(ValueError, match=r"rescore takes only .* \['horizon'\] were set"):
+        imagine(ImagineConfig(rescore=str(out), horizon=8, out=str(rescored)))
+    with pytest.raises(ValueError, match="out=.* is the run's own folder"):
+        imagine(ImagineConfig(rescore=str(out), out=str(out)))
+    with pytest.raises(ValueError, match="eval_episodes=1 is fewer than the 2 the run played"):
+        imagine(ImagineConfig(rescore=str(out), eval_episodes=1, out=str(rescored)))
+    tampered = json.loads((out / "imagine.json").read_text())
+    tampered["rows"][0]["returns"][0] += 0.5
+    (out / "imagine.json").write_text(json.dumps(tampered))
+    with pytest.raises(ValueError, match="earns other returns on the run's own episodes"):
+        imagine(ImagineConfig(rescore=str(out), eval_episodes=2, out=str(rescored)))

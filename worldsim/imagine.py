@@ -16,6 +16,12 @@ CPU. Imagined episodes start from real frames of the world left alone (``context
 they begin where real episodes do. ``env_kwargs`` configures every real env alike, e.g.
 ``+env_kwargs.start=behind`` for Push's start behind the target. Needs the ``rl`` extra:
 ``pip install -e ".[rl]"``.
+
+Two more modes train nothing. ``rescore=<run>`` plays a finished run's saved policies again on
+``eval_episodes`` real episodes, the run's own first (reproduced exactly, as a check), and writes a
+report of the same shape into ``out``. ``pool.imagination=[...] pool.real=[...]`` pools the reports
+of several seeds into one imagination/real return ratio with two intervals
+(``worldsim.imagine_pool``).
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import os
 import platform
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -35,10 +41,10 @@ import gymnasium
 import numpy as np
 import torch
 from gymnasium import spaces
-from omegaconf import MISSING
 
 from worldsim.envs import WORLD_MODEL_ID
 from worldsim.evals.results import Z95
+from worldsim.imagine_pool import PoolConfig, markdown as pool_markdown, pool
 from worldsim.sampling import SamplingConfig
 from worldsim.world_model import WorldModel
 
@@ -64,7 +70,7 @@ class PPOConfig:
 
 @dataclass
 class ImagineConfig:
-    checkpoint: str = MISSING  # exported model file of a Push world model (<run>/model.pt of `worldsim train`)
+    checkpoint: Optional[str] = None  # exported model file of a Push world model (<run>/model.pt of `worldsim train`); required to train; rescore: the run's own unless given
     timesteps: int = 20000  # env steps of each PPO run, the same budget in imagination and in the real env
     max_seconds: Optional[float] = None  # wall-time limit of each PPO run (None: none); one cut short reports the steps it took
     n_envs: int = 16  # sub-envs: one batched model pass per step in imagination; real envs as real_vec says
@@ -83,7 +89,40 @@ class ImagineConfig:
     threads: int = 0  # torch intra-op threads; 0 keeps torch's default
     verbose: int = 0  # Stable-Baselines3 verbosity (1: PPO's table after every rollout on stdout, as in ppo_<name>.csv)
     init_policy: Optional[str] = None  # a saved ppo_<name>.zip whose weights both PPO runs start from (hyperparameters: ppo's)
-    out: str = "imagine"  # folder for imagine.json, imagine.md, the trained policies (ppo_<name>.zip) and their curves (.csv)
+    out: str = "imagine"  # folder for imagine.json, imagine.md, the trained policies (ppo_<name>.zip) and their curves (.csv); pool: pool.json, pool.md
+    rescore: Optional[str] = None  # a finished run (its folder or imagine.json, ppo_<name>.zip beside it): play its policies again on eval_episodes real episodes, its own first, into out; trains nothing
+    pool: PoolConfig = field(default_factory=PoolConfig)  # pool.imagination=[reports] pool.real=[reports] (files, run folders or globs): the imagination/real return ratio over their seeds with a bootstrap and a t interval, into out; pool.draws, pool.seed: the bootstrap's; trains nothing
+
+
+#: What each mode reads from the command line; every other field keeps its default there.
+MODE_FIELDS = {
+    "rescore": ("rescore", "eval_episodes", "checkpoint", "device", "threads", "out"),
+    "pool": ("pool", "out"),
+}
+
+
+def mode(cfg: ImagineConfig) -> str:
+    """``train``, or ``rescore`` or ``pool``, which take only their fields (MODE_FIELDS)."""
+    modes = [name for name, on in (("rescore", cfg.rescore is not None),
+                                    ("pool", bool(cfg.pool.imagination or cfg.pool.real))) if on]
+    if len(modes) > 1:
+        raise ValueError("rescore= and pool.* are two modes: run one at a time")
+    if not modes:
+        if cfg.checkpoint is None:
+            raise ValueError("checkpoint= is required to train: give a Push model file (<run>/model.pt of "
+                             "`worldsim train`), or rescore=<run> or pool.imagination=[...] pool.real=[...]")
+        return "train"
+    name, default = modes[0], ImagineConfig()
+    ignored = [f.name for f in fields(cfg)
+               if f.name not in MODE_FIELDS[name] and getattr(cfg, f.name) != getattr(default, f.name)]
+    if ignored:
+        raise ValueError(f"{name} takes only {list(MODE_FIELDS[name])}, but {ignored} were set: "
+                         + ("rescoring plays the policies as the run did, with its own settings" if name == "rescore"
+                            else "pooling reads finished reports") + "; leave them out")
+    if name == "pool" and not (cfg.pool.imagination and cfg.pool.real):
+        raise ValueError(f"pool.imagination={cfg.pool.imagination} and pool.real={cfg.pool.real}: pooling needs "
+                         "reports of both kinds")
+    return name
 
 
 def _check(cfg: ImagineConfig) -> None:
@@ -454,9 +493,31 @@ def markdown(rows: list[dict[str, Any]], ratios: dict[str, Optional[float]], fac
 
 
 def imagine(cfg: ImagineConfig) -> dict[str, Any]:
-    _check(cfg)
+    """Train and score (or, with rescore= or pool.*, re-score or pool); returns the report it wrote."""
+    chosen = mode(cfg)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    if chosen == "pool":
+        result = pool(cfg.pool)
+        table = pool_markdown(result)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "pool.json").write_text(json.dumps(result, indent=2) + "\n")
+        (out / "pool.md").write_text(table)
+        print(table, end="", flush=True)
+        return result
+    report = rescore(cfg) if chosen == "rescore" else train_and_score(cfg)
+    table = markdown(report["rows"], report["ratios"], report["facts"])
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "imagine.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "imagine.md").write_text(table)
+    print(table, flush=True)
+    return report
+
+
+def train_and_score(cfg: ImagineConfig) -> dict[str, Any]:
+    """PPO trained in imagination and in the real env, then every policy in ``cfg.policies`` scored."""
+    _check(cfg)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     out = Path(cfg.out)
@@ -490,9 +551,57 @@ def imagine(cfg: ImagineConfig) -> dict[str, Any]:
              "context_policy": cfg.context_policy, "sampling": sampling_words(model, cfg), "env_kwargs": dict(cfg.env_kwargs),
              "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
                         f"{torch.get_num_threads()} torch threads, device {cfg.device}"}
-    report = {"config": asdict(cfg), "env_id": model.env_id, "rows": ordered, "ratios": ratios, "facts": facts}
-    table = markdown(ordered, ratios, facts)
-    (out / "imagine.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / "imagine.md").write_text(table)
-    print(table, flush=True)
-    return report
+    return {"config": asdict(cfg), "env_id": model.env_id, "rows": ordered, "ratios": ratios, "facts": facts}
+
+
+def rescore(cfg: ImagineConfig) -> dict[str, Any]:
+    """The report of run ``cfg.rescore`` with its trained policies played again on ``cfg.eval_episodes``.
+
+    Each saved ``ppo_<name>.zip`` plays exactly as the run evaluated it (its horizon, env kwargs,
+    observation and evaluation seeds from the run's report), on the run's episodes first: their
+    returns must come out as the run reported them, or the model seen through is not the run's. The
+    rows keep the run's training figures, so the report reads like a run's.
+    """
+    from stable_baselines3 import PPO
+
+    path = Path(cfg.rescore)
+    path = path / "imagine.json" if path.is_dir() else path
+    if not path.is_file():
+        raise ValueError(f"rescore={cfg.rescore!r}: no imagine.json there; give a finished `worldsim imagine` run's "
+                         "folder or its imagine.json")
+    if Path(cfg.out).resolve() == path.parent.resolve():
+        raise ValueError(f"out={cfg.out!r} is the run's own folder: write the re-scored report elsewhere, so the "
+                         "run's stays")
+    report = json.loads(path.read_text())
+    run, facts = report["config"], report["facts"]
+    played = len(facts["eval_seeds"])
+    if cfg.eval_episodes < played:
+        raise ValueError(f"eval_episodes={cfg.eval_episodes} is fewer than the {played} the run played: re-scoring "
+                         "replays those first")
+    checkpoint = cfg.checkpoint or run["checkpoint"]
+    if not Path(checkpoint).is_file():
+        raise ValueError(f"{checkpoint} (the model the run saw the real env through) is no file: pass checkpoint=<its "
+                         "model file>, or one with the same autoencoder")
+    model = WorldModel.from_checkpoint(checkpoint, cfg.device)
+    seeds = [run["eval_seed"] + i for i in range(cfg.eval_episodes)]
+    rows = []
+    for row in report["rows"]:
+        if "train" not in row:
+            continue
+        policy = path.parent / f"ppo_{row['policy']}.zip"
+        if not policy.is_file():
+            raise ValueError(f"{policy} is missing: re-scoring needs the policies the run saved beside its report")
+        print(f"imagine: re-scoring {policy} on {len(seeds)} real episodes", flush=True)
+        agent = PPO.load(policy, device=cfg.device)
+        scored = summarize(row["policy"], evaluate_agent(agent, model, facts["horizon"], run["env_kwargs"],
+                                                         run["observation"], seeds), None)
+        again = np.asarray(scored["returns"][:played])
+        if not np.allclose(again, row["returns"], atol=2e-4):  # the reports round returns to 4 decimals
+            raise ValueError(f"{policy} earns other returns on the run's own episodes than the run reported (largest "
+                             f"gap {np.abs(again - row['returns']).max():.4f}): is {checkpoint} the model it used?")
+        rows.append({**scored, "train": row["train"]})
+    if not rows:
+        raise ValueError(f"{path} has no trained policy to re-score (its rows: {[r['policy'] for r in report['rows']]})")
+    return {**report, "config": {**run, "eval_episodes": cfg.eval_episodes}, "rows": rows,
+            "ratios": return_ratios({row["policy"]: row for row in rows}),
+            "facts": {**facts, "eval_seeds": seeds, "rescored_from": str(path), "rescored_with": checkpoint}}
