@@ -138,6 +138,7 @@ def test_a_tiny_model_overfits_a_handful_of_clips(overfit) -> None:
     assert int(model.ema.updates) == STEPS
 
 
+@pytest.mark.slow  # trains the module-scoped overfit model
 def test_validation_reports_rollouts_beside_copy_last(data, overfit, tmp_path: Path) -> None:
     datamodule, ae = data
     model, _, _ = overfit
@@ -166,6 +167,7 @@ def test_validation_reports_rollouts_beside_copy_last(data, overfit, tmp_path: P
     assert "val/rollout" in events.Tags()["images"]
 
 
+@pytest.mark.slow  # trains the module-scoped overfit model
 def test_checkpoints_load_with_weights_only(data, overfit, tmp_path: Path) -> None:
     datamodule, _ = data
     model, batch, _ = overfit
