@@ -71,8 +71,9 @@ def attention_alone(args, device: torch.device, dtype: torch.dtype) -> None:
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     S, hd = args.frames * args.tokens, args.width // args.heads
-    q, k, v = (torch.randn(args.batch, args.heads, S, hd, device=device, dtype=dtype, requires_grad=True)
-               for _ in range(3))
+    q, k, v = (
+        torch.randn(args.batch, args.heads, S, hd, device=device, dtype=dtype, requires_grad=True) for _ in range(3)
+    )
     mask = block_causal(args.frames, args.tokens, device)
 
     def run(attend: Callable[[], torch.Tensor]) -> Callable[[], None]:
@@ -82,14 +83,20 @@ def attention_alone(args, device: torch.device, dtype: torch.dtype) -> None:
         "sdpa, bool mask, default pick": run(lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=mask)),
         "sdpa, no mask (full attention)": run(lambda: F.scaled_dot_product_attention(q, k, v)),
     }
-    for name, backend in [("efficient", SDPBackend.EFFICIENT_ATTENTION), ("cudnn", SDPBackend.CUDNN_ATTENTION),
-                          ("math", SDPBackend.MATH)]:
+    for name, backend in [
+        ("efficient", SDPBackend.EFFICIENT_ATTENTION),
+        ("cudnn", SDPBackend.CUDNN_ATTENTION),
+        ("math", SDPBackend.MATH),
+    ]:
+
         def attend(backend=backend) -> torch.Tensor:
             with sdpa_kernel(backend):
                 return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
         variants[f"sdpa, bool mask, {name} only"] = run(attend)
     try:
         from torch.nn.attention.flex_attention import flex_attention
+
         compiled = torch.compile(flex_attention)
         block_mask = flex_block_causal(args.frames, args.tokens, device)
         variants["flex_attention, block mask (compiled)"] = run(lambda: compiled(q, k, v, block_mask=block_mask))
@@ -112,6 +119,7 @@ def self_attention_as(kind: str, args, device: torch.device) -> Iterator[None]:
         return
     if kind == "flex":
         from torch.nn.attention.flex_attention import flex_attention
+
         compiled = torch.compile(flex_attention)
         block_mask = flex_block_causal(args.frames, args.tokens, device)
 
@@ -130,8 +138,11 @@ def self_attention_as(kind: str, args, device: torch.device) -> Iterator[None]:
 
 
 def training_steps(args, device: torch.device) -> None:
-    meta = {"latent_channels": args.channels, "latent_size": args.latent_size,
-            "action_space": {"type": "Box", "shape": [2], "low": -1.0, "high": 1.0}}
+    meta = {
+        "latent_channels": args.channels,
+        "latent_size": args.latent_size,
+        "action_space": {"type": "Box", "shape": [2], "low": -1.0, "high": 1.0},
+    }
     cfg = DynamicsConfig(preset=args.preset, dit=args.overrides, clip_length=args.frames, flow=FlowMatchingConfig())
     module = DynamicsModule(cfg, OptimConfig(), max_steps=1000, meta=meta).to(device)
     optimizer = module.configure_optimizers()["optimizer"]
@@ -145,8 +156,10 @@ def training_steps(args, device: torch.device) -> None:
     }
     autocast = torch.autocast(device.type, torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
     dit_params = sum(p.numel() for p in module.networks["dit"].parameters())
-    print(f"training step: {args.preset} preset{f' with {args.overrides}' if args.overrides else ''}, "
-          f"DiT {dit_params / 1e6:.2f}M, batch {B} of {T}-frame clips")
+    print(
+        f"training step: {args.preset} preset{f' with {args.overrides}' if args.overrides else ''}, "
+        f"DiT {dit_params / 1e6:.2f}M, batch {B} of {T}-frame clips"
+    )
 
     def step() -> None:
         with autocast:
@@ -171,6 +184,7 @@ def training_steps(args, device: torch.device) -> None:
     if device.type != "cuda" or args.rows == 0:
         return
     from torch.profiler import ProfilerActivity, profile
+
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
         for _ in range(3):
             step()
@@ -195,8 +209,13 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="also time the step with the DiT compiled")
     parser.add_argument("--no-attention", dest="attention", action="store_false", help="skip attention alone")
     args = parser.parse_args()
-    given = {"width": args.width, "depth": args.depth, "heads": args.heads, "text_width": args.text_width,
-             "head_width": args.text_width}
+    given = {
+        "width": args.width,
+        "depth": args.depth,
+        "heads": args.heads,
+        "text_width": args.text_width,
+        "head_width": args.text_width,
+    }
     args.overrides = {key: value for key, value in given.items() if value is not None}
     dit = {**DIT_PRESETS[args.preset], **args.overrides}
     args.width, args.heads = dit["width"], dit["heads"]  # the shape of attention alone

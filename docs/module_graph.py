@@ -54,8 +54,12 @@ def imports(path: Path, module: str) -> list[tuple[str, bool]]:
     """(imported module, at module level?) for every import statement of one file."""
     tree = ast.parse(path.read_text(), str(path))
     top_level = {id(node) for node in tree.body}
-    typing_only = {id(inner) for node in tree.body if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
-                   for inner in ast.walk(node)}
+    typing_only = {
+        id(inner)
+        for node in tree.body
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+        for inner in ast.walk(node)
+    }
     is_package = path.name == "__init__.py"
     found = []
     for node in ast.walk(tree):
@@ -94,8 +98,11 @@ def graph() -> tuple[dict[tuple[str, str], bool], set[str], set[str]]:
 
 def dot_source() -> str:
     edges, parts, lightning = graph()
-    lines = ["digraph worldsim {", '  rankdir=BT; node [shape=box, fontname="Helvetica", fontsize=11];',
-             '  edge [color="#555555", arrowsize=0.6];']
+    lines = [
+        "digraph worldsim {",
+        '  rankdir=BT; node [shape=box, fontname="Helvetica", fontsize=11];',
+        '  edge [color="#555555", arrowsize=0.6];',
+    ]
     for name in sorted(parts):
         label = name.removeprefix("worldsim.") if name != "worldsim" else "worldsim (package)"
         fill = ', style=filled, fillcolor="#cccccc"' if name in lightning else ""

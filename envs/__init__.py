@@ -31,9 +31,7 @@ def register_envs() -> None:
     """Register every ground-truth world with Gymnasium; calling it twice is harmless."""
     for env_id, (entry_point, max_episode_steps) in WORLDS.items():
         if env_id not in gymnasium.registry:
-            gymnasium.register(
-                id=env_id, entry_point=entry_point, max_episode_steps=max_episode_steps
-            )
+            gymnasium.register(id=env_id, entry_point=entry_point, max_episode_steps=max_episode_steps)
     if WORLD_MODEL_ID not in gymnasium.registry:
         gymnasium.register(
             id=WORLD_MODEL_ID,

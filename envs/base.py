@@ -209,9 +209,7 @@ class SceneEnv(gymnasium.Env[np.ndarray, np.ndarray]):
         # therefore every frame a pure function of the seed.
         c = self.client
         c.resetSimulation()
-        c.setPhysicsEngineParameter(
-            fixedTimeStep=1.0 / PHYSICS_HZ, numSubSteps=0, deterministicOverlappingPairs=1
-        )
+        c.setPhysicsEngineParameter(fixedTimeStep=1.0 / PHYSICS_HZ, numSubSteps=0, deterministicOverlappingPairs=1)
         c.setGravity(0, 0, -9.81)
         self._bodies, self._shapes, self._colors, self._sizes, self._masses = [], [], [], [], []
         if self.ground:

@@ -25,9 +25,16 @@ class ContextSource:
     or None, caption, source name).
     """
 
-    def __init__(self, model: WorldModel, context: str, context_frames: int, context_policy: str,
-                 dataset: Optional[Union[str, Path]], text: Optional[str],
-                 env_kwargs: Optional[dict[str, Any]] = None) -> None:
+    def __init__(
+        self,
+        model: WorldModel,
+        context: str,
+        context_frames: int,
+        context_policy: str,
+        dataset: Optional[Union[str, Path]],
+        text: Optional[str],
+        env_kwargs: Optional[dict[str, Any]] = None,
+    ) -> None:
         if context not in CONTEXTS:
             raise ValueError(f"context={context!r} is not one of {CONTEXTS}")
         if context_frames < 1:
@@ -61,15 +68,21 @@ class ContextSource:
 
         if self._recorder is None:
             env = make_env(CollectConfig(env=self.model.env_id, env_kwargs=self.env_kwargs))
-            policy = (ZeroPolicy(env.action_space) if self.context_policy == "zero"
-                      else make_policy(self.context_policy, env))
-            self._recorder = EpisodeRecorder(env, policy, frame_size=tuple(self.model.frame_shape[:2]),
-                                             max_steps=max(self.k - 1, 1), record_images=False,
-                                             env_id=self.model.env_id)
+            policy = (
+                ZeroPolicy(env.action_space) if self.context_policy == "zero" else make_policy(self.context_policy, env)
+            )
+            self._recorder = EpisodeRecorder(
+                env,
+                policy,
+                frame_size=tuple(self.model.frame_shape[:2]),
+                max_steps=max(self.k - 1, 1),
+                record_images=False,
+                env_id=self.model.env_id,
+            )
         for _ in range(16):  # an episode that ends before k frames is redrawn
             episode = self._recorder.record(int(rng.integers(2**31 - 1)))
             if len(episode.frames) >= self.k:
-                return episode.frames[:self.k], episode.actions[:self.k - 1], episode.caption, "env"
+                return episode.frames[: self.k], episode.actions[: self.k - 1], episode.caption, "env"
         raise RuntimeError(f"{self.model.env_id} episodes end before {self.k} frames: lower context_frames")
 
     def _from_dataset(self, rng: np.random.Generator, options: dict[str, Any]):
@@ -82,15 +95,16 @@ class ContextSource:
         index = int(options["episode"]) if "episode" in options else int(rng.integers(len(data)))
         frames_in_episode = data.frame_count(index)
         if frames_in_episode < self.k:
-            raise ValueError(f"episode {index} of {root} has {frames_in_episode} frames, fewer than "
-                             f"context_frames={self.k}")
+            raise ValueError(
+                f"episode {index} of {root} has {frames_in_episode} frames, fewer than context_frames={self.k}"
+            )
         last_start = frames_in_episode - self.k
         start = int(options["start"]) if "start" in options else int(rng.integers(last_start + 1))
         clip = data.clip(index, start, self.k, names=["frames", "actions"])
         frames = np.array(clip["frames"])
         if frames.shape[1:] != tuple(self.model.frame_shape):
             raise ValueError(f"{root} holds {frames.shape[1:]} frames; the model reads {self.model.frame_shape}")
-        return frames, np.array(clip["actions"][:self.k - 1]), data.caption(index), "dataset"
+        return frames, np.array(clip["actions"][: self.k - 1]), data.caption(index), "dataset"
 
     def close(self) -> None:
         if self._recorder is not None:

@@ -66,8 +66,10 @@ class OcclusionEnv(SceneEnv):
         "mode": Choice(id=["pass_behind", "occluder_slides", "camera_pan"]),
         "shape": Choice(id=["sphere", "box", "cylinder"], per_object=True),
         "color": Choice(
-            id=["red", "green", "blue", "yellow"], ood=["orange", "cyan", "purple", "magenta"],
-            per_object=True, distinct=True,
+            id=["red", "green", "blue", "yellow"],
+            ood=["orange", "cyan", "purple", "magenta"],
+            per_object=True,
+            distinct=True,
         ),
         "size": Uniform(id=(0.1, 0.13), ood=[(0.075, 0.1)], per_object=True),
         "speed": Uniform(id=(0.7, 0.9), ood=[(0.9, 1.1)]),
@@ -90,8 +92,14 @@ class OcclusionEnv(SceneEnv):
             else:
                 position, velocity = (params["x"][i], 0.35 * i, size), (0.0, 0.0, 0.0)
             self.add_object(
-                params["shape"][i], size, params["color"][i], position,
-                mass=1.0, velocity=velocity, friction=0.0, restitution=0.0,
+                params["shape"][i],
+                size,
+                params["color"][i],
+                position,
+                mass=1.0,
+                velocity=velocity,
+                friction=0.0,
+                restitution=0.0,
             )
         # The wall hides the lane center in pass_behind, waits out of view to slide in, or stands
         # aside as a landmark while the camera pans.
@@ -101,9 +109,12 @@ class OcclusionEnv(SceneEnv):
         self.yaw = 0.0
 
     def caption(self, params: dict[str, Any]) -> str:
-        objects = join_words([
-            with_article(f"{color} {SHAPE_WORDS[SHAPES[shape]]}") for color, shape in zip(params["color"], params["shape"])
-        ])
+        objects = join_words(
+            [
+                with_article(f"{color} {SHAPE_WORDS[SHAPES[shape]]}")
+                for color, shape in zip(params["color"], params["shape"])
+            ]
+        )
         mode = params["mode"]
         if mode == "pass_behind":
             verb = "passes" if params["count"] == 1 else "pass"
@@ -120,7 +131,9 @@ class OcclusionEnv(SceneEnv):
 
     def apply_action(self, action: np.ndarray) -> None:
         if action[0] != 0.0:
-            self.wall_position[0] = np.clip(self.wall_position[0] + float(action[0]) * WALL_STEP, -WALL_LIMIT, WALL_LIMIT)
+            self.wall_position[0] = np.clip(
+                self.wall_position[0] + float(action[0]) * WALL_STEP, -WALL_LIMIT, WALL_LIMIT
+            )
             self.client.resetBasePositionAndOrientation(self.wall, self.wall_position.tolist(), [0, 0, 0, 1])
         self.yaw = min(max(self.yaw + float(action[1]) * YAW_STEP, -YAW_LIMIT), YAW_LIMIT)
 

@@ -79,7 +79,9 @@ class OrbitEnv(SceneEnv):
             row, column = divmod(params["cell"][i], 3)
             size = params["size"][i]
             # mass 0: static bodies cannot settle or jitter, so equal poses give equal frames.
-            self.add_object(params["shape"][i], size, params["color"][i], ((column - 1) * GRID, (row - 1) * GRID, size), mass=0.0)
+            self.add_object(
+                params["shape"][i], size, params["color"][i], ((column - 1) * GRID, (row - 1) * GRID, size), mass=0.0
+            )
         self.base_pose = np.array([params["yaw"], params["pitch"], params["distance"]])
         self.offset = np.zeros(3)
         low = np.array([-np.inf, PITCH_RANGE[0], DISTANCE_RANGE[0]]) - self.base_pose
@@ -87,7 +89,9 @@ class OrbitEnv(SceneEnv):
         self.offset_bounds = (low, high)
 
     def caption(self, params: dict[str, Any]) -> str:
-        objects = [with_article(f"{color} {SHAPE_NAMES[shape]}") for color, shape in zip(params["color"], params["shape"])]
+        objects = [
+            with_article(f"{color} {SHAPE_NAMES[shape]}") for color, shape in zip(params["color"], params["shape"])
+        ]
         return f"the camera circles a still scene of {join_words(objects)}"
 
     def pose(self) -> np.ndarray:

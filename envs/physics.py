@@ -55,8 +55,10 @@ class PhysicsEnv(SceneEnv):
         "motion": Choice(id=["drop", "throw", "roll"]),
         "shape": Choice(id=["sphere", "box", "cylinder"], per_object=True),
         "color": Choice(
-            id=["red", "green", "blue", "yellow"], ood=["orange", "cyan", "purple", "magenta"],
-            per_object=True, distinct=True,
+            id=["red", "green", "blue", "yellow"],
+            ood=["orange", "cyan", "purple", "magenta"],
+            per_object=True,
+            distinct=True,
         ),
         "size": Uniform(id=(0.1, 0.14), ood=[(0.07, 0.1), (0.14, 0.17)], per_object=True),
         "mass": Uniform(id=(0.5, 2.0), ood=[(0.2, 0.5), (2.0, 4.0)], per_object=True),
@@ -92,9 +94,15 @@ class PhysicsEnv(SceneEnv):
                     velocity = (sign * speed, 0.0, params["lift"])
                 spin = (0.0, 0.0, 0.0)
             self.add_object(
-                params["shape"][i], size, params["color"][i], position,
-                mass=params["mass"][i], velocity=velocity, angular_velocity=spin,
-                restitution=params["restitution"][i], friction=params["friction"][i],
+                params["shape"][i],
+                size,
+                params["color"][i],
+                position,
+                mass=params["mass"][i],
+                velocity=velocity,
+                angular_velocity=spin,
+                restitution=params["restitution"][i],
+                friction=params["friction"][i],
                 rolling_friction=0.001,
             )
 

@@ -28,8 +28,11 @@ class ZeroPolicy:
     the world left alone while a model env records its context."""
 
     def __init__(self, action_space: gymnasium.Space) -> None:
-        self.action = (np.zeros(action_space.shape, action_space.dtype) if not isinstance(action_space, spaces.Discrete)
-                       else action_space.start)
+        self.action = (
+            np.zeros(action_space.shape, action_space.dtype)
+            if not isinstance(action_space, spaces.Discrete)
+            else action_space.start
+        )
 
     def reset(self, seed: int) -> None:
         pass

@@ -85,8 +85,10 @@ class PushEnv(SceneEnv):
 
     def __init__(self, *args: Any, start: str = "random", **kwargs: Any) -> None:
         if start not in STARTS:
-            raise ValueError(f"start={start!r} is not one of {STARTS}: 'random' puts the pusher in a random "
-                             "direction from the target, 'behind' on its far side from the goal")
+            raise ValueError(
+                f"start={start!r} is not one of {STARTS}: 'random' puts the pusher in a random "
+                "direction from the target, 'behind' on its far side from the goal"
+            )
         super().__init__(*args, **kwargs)
         self.start = start
 
@@ -95,7 +97,9 @@ class PushEnv(SceneEnv):
         self.client.changeDynamics(table, -1, lateralFriction=1.0)
         self.add_scenery((3.0, 3.0, 0.05), FLOOR, (0.0, 0.0, -0.85))
         target = np.array([params["target_x"], params["target_y"]])
-        goal = target + params["goal_distance"] * np.array([math.cos(params["goal_angle"]), math.sin(params["goal_angle"])])
+        goal = target + params["goal_distance"] * np.array(
+            [math.cos(params["goal_angle"]), math.sin(params["goal_angle"])]
+        )
         self.goal = np.clip(goal, -TABLE_HALF + 0.12, TABLE_HALF - 0.12)
         if self.start == "behind":
             away = target - self.goal
@@ -108,11 +112,18 @@ class PushEnv(SceneEnv):
         self.add_scenery((GOAL_RADIUS, GOAL_RADIUS, 0.001), GOAL, (*self.goal, 0.001), collide=False)
         size = params["size"]
         self.add_object(
-            params["shape"], size, params["color"], (*target, size),
-            mass=params["mass"], friction=params["friction"], restitution=0.0,
+            params["shape"],
+            size,
+            params["color"],
+            (*target, size),
+            mass=params["mass"],
+            friction=params["friction"],
+            restitution=0.0,
         )
         # A frictionless pusher glides at the commanded velocity; its constraint supplies the force.
-        self.add_object("cylinder", PUSHER_RADIUS, "blue", (*pusher, PUSHER_RADIUS), mass=1.0, friction=0.0, restitution=0.0)
+        self.add_object(
+            "cylinder", PUSHER_RADIUS, "blue", (*pusher, PUSHER_RADIUS), mass=1.0, friction=0.0, restitution=0.0
+        )
         self.pivot = np.array([*pusher, PUSHER_RADIUS])
         self.grip = self.client.createConstraint(
             self.object_body(PUSHER), -1, -1, -1, pybullet.JOINT_FIXED, [0, 0, 0], [0, 0, 0], self.pivot.tolist()

@@ -35,26 +35,49 @@ OBSERVATIONS = ("rgb", "latent", "both")
 class _WorldModelBase:
     """What the single and the vector env share: the model, its batch, the spaces and the context source."""
 
-    def _setup(self, checkpoint: Union[str, Path, WorldModel], observation: str, horizon: int, context: str,
-               context_frames: Optional[int], context_policy: str, dataset: Optional[str], text: Optional[str],
-               sampling: SamplingLike, device: Optional[str], env_kwargs: Optional[dict[str, Any]]) -> None:
+    def _setup(
+        self,
+        checkpoint: Union[str, Path, WorldModel],
+        observation: str,
+        horizon: int,
+        context: str,
+        context_frames: Optional[int],
+        context_policy: str,
+        dataset: Optional[str],
+        text: Optional[str],
+        sampling: SamplingLike,
+        device: Optional[str],
+        env_kwargs: Optional[dict[str, Any]],
+    ) -> None:
         if observation not in OBSERVATIONS:
             raise ValueError(f"observation={observation!r} is not one of {OBSERVATIONS}")
         if horizon < 1:
             raise ValueError(f"horizon={horizon}: episodes need at least 1 step")
-        self.model = checkpoint if isinstance(checkpoint, WorldModel) else WorldModel.from_checkpoint(checkpoint, device)
+        self.model = (
+            checkpoint if isinstance(checkpoint, WorldModel) else WorldModel.from_checkpoint(checkpoint, device)
+        )
         if self.model.action_space is None:
             raise ValueError("the checkpoint records no action space: it cannot be stepped as an env")
         self.batch = WorldBatch(self.model, SamplingConfig.of(sampling))
         self.observation, self.horizon = observation, int(horizon)
-        self.source = ContextSource(self.model, context, self.batch.window if context_frames is None else context_frames,
-                                    context_policy, dataset, text, env_kwargs)
+        self.source = ContextSource(
+            self.model,
+            context,
+            self.batch.window if context_frames is None else context_frames,
+            context_policy,
+            dataset,
+            text,
+            env_kwargs,
+        )
         self._decode = observation != "latent"
         H, W, _ = self.model.frame_shape
         rgb = spaces.Box(0, 255, (H, W, 3), np.uint8)
         latent = spaces.Box(-np.inf, np.inf, self.model.latent_shape, np.float32)
-        self._single_observation_space = {"rgb": rgb, "latent": latent,
-                                          "both": spaces.Dict({"rgb": rgb, "latent": latent})}[observation]
+        self._single_observation_space = {
+            "rgb": rgb,
+            "latent": latent,
+            "both": spaces.Dict({"rgb": rgb, "latent": latent}),
+        }[observation]
         self._single_action_space = self.model.action_space
 
     def _observations(self, out: StepOutput) -> Any:
@@ -119,15 +142,36 @@ class WorldModelEnv(_WorldModelBase, gymnasium.Env):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 30}
 
-    def __init__(self, checkpoint: Union[str, Path, WorldModel], observation: str = "rgb", horizon: int = 64,
-                 context: str = "env", context_frames: Optional[int] = None, context_policy: str = "scripted",
-                 dataset: Optional[str] = None, text: Optional[str] = None, sampling: SamplingLike = None,
-                 device: Optional[str] = None, render_mode: Optional[str] = "rgb_array",
-                 env_kwargs: Optional[dict[str, Any]] = None) -> None:
+    def __init__(
+        self,
+        checkpoint: Union[str, Path, WorldModel],
+        observation: str = "rgb",
+        horizon: int = 64,
+        context: str = "env",
+        context_frames: Optional[int] = None,
+        context_policy: str = "scripted",
+        dataset: Optional[str] = None,
+        text: Optional[str] = None,
+        sampling: SamplingLike = None,
+        device: Optional[str] = None,
+        render_mode: Optional[str] = "rgb_array",
+        env_kwargs: Optional[dict[str, Any]] = None,
+    ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode={render_mode!r}: use 'rgb_array' or None")
-        self._setup(checkpoint, observation, horizon, context, context_frames, context_policy, dataset, text,
-                    sampling, device, env_kwargs)
+        self._setup(
+            checkpoint,
+            observation,
+            horizon,
+            context,
+            context_frames,
+            context_policy,
+            dataset,
+            text,
+            sampling,
+            device,
+            env_kwargs,
+        )
         self.observation_space = self._single_observation_space
         self.action_space = self._single_action_space
         self.render_mode = render_mode
@@ -137,9 +181,14 @@ class WorldModelEnv(_WorldModelBase, gymnasium.Env):
     def reset(self, *, seed: Optional[int] = None, options: Optional[dict[str, Any]] = None):
         super().reset(seed=seed)
         frames, actions, caption, source = self.source.draw(self.np_random, dict(options or {}))
-        out = self.batch.start(None if frames is None else frames[None], None if actions is None else actions[None],
-                               [caption], imagine=self.source.k, seed=self._seed_stream(self.np_random),
-                               decode=self._decode)
+        out = self.batch.start(
+            None if frames is None else frames[None],
+            None if actions is None else actions[None],
+            [caption],
+            imagine=self.source.k,
+            seed=self._seed_stream(self.np_random),
+            decode=self._decode,
+        )
         self.elapsed = 0
         self._frame = None if out.frames is None else out.frames[0]
         return self._first(self._observations(out)), {"caption": caption, "context": source}
@@ -152,8 +201,13 @@ class WorldModelEnv(_WorldModelBase, gymnasium.Env):
         self.elapsed += 1
         self._frame = None if out.frames is None else out.frames[0]
         info = {"termination_probability": float(out.termination_probability[0])}
-        return (self._first(self._observations(out)), float(out.reward[0]), bool(out.terminated[0]),
-                self.elapsed >= self.horizon, info)
+        return (
+            self._first(self._observations(out)),
+            float(out.reward[0]),
+            bool(out.terminated[0]),
+            self.elapsed >= self.horizon,
+            info,
+        )
 
     def _first(self, observation: Any) -> Any:
         if isinstance(observation, dict):
@@ -186,15 +240,37 @@ class WorldModelVectorEnv(_WorldModelBase, VectorEnv):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 30, "autoreset_mode": AutoresetMode.NEXT_STEP}
 
-    def __init__(self, num_envs: int, checkpoint: Union[str, Path, WorldModel], observation: str = "rgb",
-                 horizon: int = 64, context: str = "env", context_frames: Optional[int] = None,
-                 context_policy: str = "scripted", dataset: Optional[str] = None, text: Optional[str] = None,
-                 sampling: SamplingLike = None, device: Optional[str] = None, render_mode: Optional[str] = "rgb_array",
-                 env_kwargs: Optional[dict[str, Any]] = None) -> None:
+    def __init__(
+        self,
+        num_envs: int,
+        checkpoint: Union[str, Path, WorldModel],
+        observation: str = "rgb",
+        horizon: int = 64,
+        context: str = "env",
+        context_frames: Optional[int] = None,
+        context_policy: str = "scripted",
+        dataset: Optional[str] = None,
+        text: Optional[str] = None,
+        sampling: SamplingLike = None,
+        device: Optional[str] = None,
+        render_mode: Optional[str] = "rgb_array",
+        env_kwargs: Optional[dict[str, Any]] = None,
+    ) -> None:
         if num_envs < 1:
             raise ValueError(f"num_envs={num_envs}: run at least 1 sub-env")
-        self._setup(checkpoint, observation, horizon, context, context_frames, context_policy, dataset, text,
-                    sampling, device, env_kwargs)
+        self._setup(
+            checkpoint,
+            observation,
+            horizon,
+            context,
+            context_frames,
+            context_policy,
+            dataset,
+            text,
+            sampling,
+            device,
+            env_kwargs,
+        )
         self.num_envs = int(num_envs)
         self.single_observation_space = self._single_observation_space
         self.single_action_space = self._single_action_space
@@ -215,12 +291,15 @@ class WorldModelVectorEnv(_WorldModelBase, VectorEnv):
 
     def reset(self, *, seed: Optional[int] = None, options: Optional[dict[str, Any]] = None):
         if seed is not None and not isinstance(seed, (int, np.integer)):
-            raise ValueError(f"reset(seed={seed!r}): this vector env seeds the whole batch from one int (its sub-envs "
-                             "share one batched model pass and one noise stream): pass reset(seed=<int>)")
+            raise ValueError(
+                f"reset(seed={seed!r}): this vector env seeds the whole batch from one int (its sub-envs "
+                "share one batched model pass and one noise stream): pass reset(seed=<int>)"
+            )
         options = dict(options or {})
         mask = options.pop("reset_mask", None)
-        if mask is not None and (not isinstance(mask, np.ndarray) or mask.dtype != bool
-                                 or mask.shape != (self.num_envs,)):
+        if mask is not None and (
+            not isinstance(mask, np.ndarray) or mask.dtype != bool or mask.shape != (self.num_envs,)
+        ):
             raise ValueError(f"options['reset_mask'] must be a bool numpy array of shape ({self.num_envs},)")
         if mask is not None and self.batch.cache is not None and not mask.all():
             if seed is not None:
@@ -230,8 +309,14 @@ class WorldModelVectorEnv(_WorldModelBase, VectorEnv):
         if seed is not None or self._np_random is None:
             self._np_random, self._np_random_seed = seeding.np_random(seed)
         frames, actions, captions = self._draw(self.num_envs, options)
-        out = self.batch.start(frames, actions, captions, imagine=self.source.k, seed=self._seed_stream(self.np_random),
-                               decode=self._decode)
+        out = self.batch.start(
+            frames,
+            actions,
+            captions,
+            imagine=self.source.k,
+            seed=self._seed_stream(self.np_random),
+            decode=self._decode,
+        )
         self.elapsed[:] = 0
         self._autoreset[:] = False
         self._frames = out.frames
@@ -248,8 +333,13 @@ class WorldModelVectorEnv(_WorldModelBase, VectorEnv):
             self._frames[rows] = first.frames
         else:
             self._frames = None
-        return StepOutput(self._frames, self.batch.latents, np.zeros(self.num_envs, np.float32),
-                          np.zeros(self.num_envs, bool), np.zeros(self.num_envs, np.float32))
+        return StepOutput(
+            self._frames,
+            self.batch.latents,
+            np.zeros(self.num_envs, np.float32),
+            np.zeros(self.num_envs, bool),
+            np.zeros(self.num_envs, np.float32),
+        )
 
     def step(self, actions: Any):
         if self.batch.cache is None:
@@ -257,10 +347,13 @@ class WorldModelVectorEnv(_WorldModelBase, VectorEnv):
         actions = np.asarray(actions)
         expected = (self.num_envs, *self.single_action_space.shape)
         if actions.shape != expected:
-            raise ValueError(f"actions have shape {actions.shape}; {self.num_envs} sub-envs of "
-                             f"{self.single_action_space} take {expected}")
-        actions = np.stack([check_action(self.single_action_space, a, f"action of sub-env {i}")
-                            for i, a in enumerate(actions)])
+            raise ValueError(
+                f"actions have shape {actions.shape}; {self.num_envs} sub-envs of "
+                f"{self.single_action_space} take {expected}"
+            )
+        actions = np.stack(
+            [check_action(self.single_action_space, a, f"action of sub-env {i}") for i, a in enumerate(actions)]
+        )
         out = self.batch.step(actions, decode=self._decode)
         self._frames = out.frames
         self.elapsed += 1

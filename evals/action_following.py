@@ -97,7 +97,9 @@ def push_metrics(scenario: Scenario, predicted: np.ndarray) -> dict[str, np.ndar
     height, width = scenario.frames.shape[1:3]
     frame_skip = int(scenario.env_kwargs.get("frame_skip", 8))
     step_m = PUSHER_SPEED * frame_skip / PHYSICS_HZ
-    view_projection = state["camera_projection"][t0 - 1].astype(np.float64) @ state["camera_view"][t0 - 1].astype(np.float64)
+    view_projection = state["camera_projection"][t0 - 1].astype(np.float64) @ state["camera_view"][t0 - 1].astype(
+        np.float64
+    )
     start_world = state["object_position"][t0 - 1, PUSHER].astype(np.float64)
     moved = np.cumsum(scenario.actions[t0 - 1 :].astype(np.float64), axis=0) * step_m  # (H, 2)
     ends = start_world + np.c_[moved, np.zeros(horizon)]
@@ -160,5 +162,7 @@ def score_action_following(scenarios: list[Scenario], predictions: np.ndarray, p
             with np.errstate(all="ignore"):
                 overall = [np.nanmean(v) if np.any(~np.isnan(v)) else np.nan for v in values]
             rows.append(metric_row(SUITE, split, predictor, metric, overall))
-            rows += [metric_row(SUITE, split, predictor, metric, values[:, h], horizon=h + 1) for h in range(values.shape[1])]
+            rows += [
+                metric_row(SUITE, split, predictor, metric, values[:, h], horizon=h + 1) for h in range(values.shape[1])
+            ]
     return rows

@@ -38,16 +38,18 @@ class CopyLastPredictor:
         last = context_frames[:, -1:]  # (B, 1, h, w, 3)
         return np.repeat(last, horizon, axis=1)
 
-    def predict_rewards(self, context_frames: np.ndarray, actions: np.ndarray, text: list[str],
-                        horizon: int) -> RewardPrediction:
+    def predict_rewards(
+        self, context_frames: np.ndarray, actions: np.ndarray, text: list[str], horizon: int
+    ) -> RewardPrediction:
         """A world that stops pays nothing and never ends: the floor a reward head must beat.
 
         Zero is what Push pays when nothing moves (it pays the target's progress), so it is the
         consistent reward of this prediction, not an arbitrary constant.
         """
         B = len(context_frames)
-        return RewardPrediction(self.predict(context_frames, actions, text, horizon), np.zeros((B, horizon)),
-                                np.zeros((B, horizon), bool))
+        return RewardPrediction(
+            self.predict(context_frames, actions, text, horizon), np.zeros((B, horizon)), np.zeros((B, horizon), bool)
+        )
 
 
 class OpticalFlowPredictor:
@@ -121,8 +123,9 @@ class GroundTruthPredictor:
     def predict(self, context_frames: np.ndarray, actions: np.ndarray, text: list[str], horizon: int) -> np.ndarray:
         return self.predict_rewards(context_frames, actions, text, horizon).frames
 
-    def predict_rewards(self, context_frames: np.ndarray, actions: np.ndarray, text: list[str],
-                        horizon: int) -> RewardPrediction:
+    def predict_rewards(
+        self, context_frames: np.ndarray, actions: np.ndarray, text: list[str], horizon: int
+    ) -> RewardPrediction:
         """The replayed frames with what the simulator paid for each step: the real rewards exactly."""
         if len(self.scenarios) != len(context_frames) or not all(
             np.array_equal(s.context_frames, c) for s, c in zip(self.scenarios, context_frames)
@@ -205,23 +208,29 @@ class WorldModelPredictor:
 
     text_to_video = True  # imagines from the caption alone when given no context frames
 
-    def __init__(self, checkpoint: str, device: str | None = None, seed: int = 0, name: str = "model",
-                 sampling: Any = None) -> None:
+    def __init__(
+        self, checkpoint: str, device: str | None = None, seed: int = 0, name: str = "model", sampling: Any = None
+    ) -> None:
         from worldsim.sampling import SamplingConfig  # torch only when the model is scored
         from worldsim.world_model import WorldModel
 
-        self.sampling = SamplingConfig.of(sampling)  # a misspelt or invalid setting fails now, not after the baselines ran
+        self.sampling = SamplingConfig.of(
+            sampling
+        )  # a misspelt or invalid setting fails now, not after the baselines ran
         path = Path(checkpoint)
         files = sorted(path.glob("*.pt")) if path.is_dir() else [path]
         if not files:
-            raise ValueError(f"predictor {name!r}: {path} holds no model files (*.pt): pass a <run>/model.pt "
-                             "or a directory of them")
+            raise ValueError(
+                f"predictor {name!r}: {path} holds no model files (*.pt): pass a <run>/model.pt or a directory of them"
+            )
         self.models = {}
         for file in files:
             model = WorldModel.from_checkpoint(file, device)
             if model.env_id in self.models:
-                raise ValueError(f"predictor {name!r}: {file} and {self.models[model.env_id][1]} are both models of "
-                                 f"{model.env_id or 'an unknown world'}: keep one per world in {path}")
+                raise ValueError(
+                    f"predictor {name!r}: {file} and {self.models[model.env_id][1]} are both models of "
+                    f"{model.env_id or 'an unknown world'}: keep one per world in {path}"
+                )
             self.models[model.env_id] = (model, file)
         self.name, self.checkpoint, self.seed = name, str(checkpoint), seed
         self.model, self.file = next(iter(self.models.values()))
@@ -236,8 +245,10 @@ class WorldModelPredictor:
     def prepare(self, scenarios: list[Scenario]) -> None:
         entry = self._entry(scenarios[0].env_id)
         if entry is None:
-            raise ValueError(f"predictor {self.name!r} has no model of {scenarios[0].env_id} (it has "
-                             f"{sorted(self.models)}): leave that suite out")
+            raise ValueError(
+                f"predictor {self.name!r} has no model of {scenarios[0].env_id} (it has "
+                f"{sorted(self.models)}): leave that suite out"
+            )
         self.model, self.file = entry
 
     def round_trip(self, frames: np.ndarray) -> np.ndarray:
@@ -247,18 +258,26 @@ class WorldModelPredictor:
     def predict(self, context_frames: np.ndarray, actions: np.ndarray, text: list[str], horizon: int) -> np.ndarray:
         return self._rollout(context_frames, actions, text, horizon)
 
-    def predict_rewards(self, context_frames: np.ndarray, actions: np.ndarray, text: list[str],
-                        horizon: int) -> RewardPrediction:
+    def predict_rewards(
+        self, context_frames: np.ndarray, actions: np.ndarray, text: list[str], horizon: int
+    ) -> RewardPrediction:
         """The rollout's frames with its reward head's rewards; an episode ends where the termination
         head's probability passes 0.5, as ``WorldBatch.step`` decides it."""
         import torch
 
         frames, out = self._rollout(context_frames, actions, text, horizon, return_latents=True)
-        return RewardPrediction(frames, out.reward.float().cpu().numpy(),
-                                (torch.sigmoid(out.termination_logit.float()) > 0.5).cpu().numpy())
+        return RewardPrediction(
+            frames, out.reward.float().cpu().numpy(), (torch.sigmoid(out.termination_logit.float()) > 0.5).cpu().numpy()
+        )
 
-    def _rollout(self, context_frames: np.ndarray, actions: np.ndarray, text: list[str], horizon: int,
-                 return_latents: bool = False) -> Any:
+    def _rollout(
+        self,
+        context_frames: np.ndarray,
+        actions: np.ndarray,
+        text: list[str],
+        horizon: int,
+        return_latents: bool = False,
+    ) -> Any:
         model = self.model
         frames_fit = tuple(context_frames.shape[2:]) == tuple(model.frame_shape)
         space = model.action_space
@@ -271,8 +290,15 @@ class WorldModelPredictor:
             )
         if model.has_actions and isinstance(space, spaces.Box):
             actions = np.clip(actions, space.low, space.high)  # scenario actions beyond the trained range
-        return model.rollout(context_frames, actions, list(text), horizon, seed=self.seed, sampling=self.sampling,
-                             return_latents=return_latents)
+        return model.rollout(
+            context_frames,
+            actions,
+            list(text),
+            horizon,
+            seed=self.seed,
+            sampling=self.sampling,
+            return_latents=return_latents,
+        )
 
 
 def reference_predictor(**kwargs: Any) -> WorldModelPredictor:
@@ -316,7 +342,9 @@ def load_predictor(spec: str, **kwargs: Any) -> Predictor:
     if inspect.isclass(obj) or (callable(obj) and not hasattr(obj, "predict")):
         obj = obj(**kwargs)
     elif kwargs:
-        raise ValueError(f"predictor {spec!r} is an object, not a class or factory: it takes no arguments {sorted(kwargs)}")
+        raise ValueError(
+            f"predictor {spec!r} is an object, not a class or factory: it takes no arguments {sorted(kwargs)}"
+        )
     if not callable(getattr(obj, "predict", None)):
         raise ValueError(
             f"predictor {spec!r} gave {type(obj).__name__}, which has no predict(context_frames, actions, "

@@ -85,7 +85,7 @@ def shuffled(scenarios: list[Scenario]) -> list[Scenario]:
     for i, scenario in enumerate(scenarios):
         donor = scenarios[(i + 1) % len(scenarios)]
         actions = scenario.actions.copy()
-        actions[scenario.context - 1:] = donor.actions[scenario.context - 1:]
+        actions[scenario.context - 1 :] = donor.actions[scenario.context - 1 :]
         out.append(dataclasses.replace(scenario, actions=actions))
     return out
 
@@ -120,7 +120,9 @@ def action_rows(predictor: Predictor, scenarios: list[Scenario], batch_size: int
         return []  # no other scenario to take actions from: nothing to measure
     true = predict_scenarios(predictor, scenarios, batch_size)
     other = predict_scenarios(predictor, shuffled(scenarios), batch_size)
-    per = {name: [] for name in ("psnr_true_db", "psnr_shuffled_db", "pusher_error_true_px", "pusher_error_shuffled_px")}
+    per = {
+        name: [] for name in ("psnr_true_db", "psnr_shuffled_db", "pusher_error_true_px", "pusher_error_shuffled_px")
+    }
     for scenario, a, b in zip(scenarios, true, other):
         per["psnr_true_db"].append(scenario_psnr_db(a, scenario.future_frames))
         per["psnr_shuffled_db"].append(scenario_psnr_db(b, scenario.future_frames))
@@ -139,8 +141,10 @@ def text_rows(predictor: Predictor, scenarios: list[Scenario], batch_size: int) 
     frames = predict_scenarios(predictor, captioned, batch_size)
     matches = np.array([text_match(s.caption, f) for s, f in zip(scenarios, frames)])
     split = scenarios[0].split
-    return [metric_row(SUITE, split, predictor.name, "text_color_dominant", matches[:, 0]),
-            metric_row(SUITE, split, predictor.name, "text_color_present", matches[:, 1])]
+    return [
+        metric_row(SUITE, split, predictor.name, "text_color_dominant", matches[:, 0]),
+        metric_row(SUITE, split, predictor.name, "text_color_present", matches[:, 1]),
+    ]
 
 
 def score_conditioning(scenarios: list[Scenario], predictor: Predictor, batch_size: int = 16) -> list[dict[str, Any]]:
@@ -150,5 +154,6 @@ def score_conditioning(scenarios: list[Scenario], predictor: Predictor, batch_si
         return action_rows(predictor, scenarios, batch_size)
     if env_id == PHYSICS_ENV_ID:
         return text_rows(predictor, scenarios, batch_size)
-    raise ValueError(f"the conditioning suite probes {PUSH_ENV_ID} (actions) and {PHYSICS_ENV_ID} (text), "
-                     f"not {env_id!r}")
+    raise ValueError(
+        f"the conditioning suite probes {PUSH_ENV_ID} (actions) and {PHYSICS_ENV_ID} (text), not {env_id!r}"
+    )

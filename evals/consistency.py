@@ -77,11 +77,13 @@ def ssim(predicted: np.ndarray, truth: np.ndarray) -> float:
 def intrinsics(projection: np.ndarray, width: int, height: int) -> np.ndarray:
     """OpenCV K (3, 3) of an OpenGL projection, in the pixel convention of ``envs.camera.project``."""
     p = np.asarray(projection, np.float64)
-    return np.array([
-        [width / 2 * p[0, 0], 0.0, width / 2 * (1 - p[0, 2])],
-        [0.0, height / 2 * p[1, 1], height / 2 * (1 + p[1, 2]) - 1.0],  # TinyRenderer's row offset
-        [0.0, 0.0, 1.0],
-    ])
+    return np.array(
+        [
+            [width / 2 * p[0, 0], 0.0, width / 2 * (1 - p[0, 2])],
+            [0.0, height / 2 * p[1, 1], height / 2 * (1 + p[1, 2]) - 1.0],  # TinyRenderer's row offset
+            [0.0, 0.0, 1.0],
+        ]
+    )
 
 
 def relative_pose(view_from: np.ndarray, view_to: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -189,7 +191,9 @@ def scenario_metrics(scenario: Scenario, predicted: np.ndarray) -> dict[str, np.
     views = scenario.state["camera_view"]
     k = intrinsics(scenario.state["camera_projection"][0], width, height)
     anchor = scenario.frames[t0 - 1]
-    out = {name: np.full(horizon, np.nan) for name in ("psnr_db", "ssim", "sampson_px", "sampson_floor_px", "matches_kept")}
+    out = {
+        name: np.full(horizon, np.nan) for name in ("psnr_db", "ssim", "sampson_px", "sampson_floor_px", "matches_kept")
+    }
     for h in range(horizon):
         out["psnr_db"][h] = metrics.pooled_psnr(predicted[h], truth[h])  # one frame: its PSNR
         out["ssim"][h] = ssim(predicted[h], truth[h])
@@ -225,5 +229,8 @@ def score_consistency(scenarios: list[Scenario], predictions: np.ndarray, predic
                 overall = [np.nanmean(v) if np.any(~np.isnan(v)) else np.nan for v in values]
             rows.append(metric_row(SUITE, split, predictor, metric, overall))
             if values.shape[1] > 1:
-                rows += [metric_row(SUITE, split, predictor, metric, values[:, h], horizon=h + 1) for h in range(values.shape[1])]
+                rows += [
+                    metric_row(SUITE, split, predictor, metric, values[:, h], horizon=h + 1)
+                    for h in range(values.shape[1])
+                ]
     return rows

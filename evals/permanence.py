@@ -41,8 +41,16 @@ AFTER = 4  # frames scored once the object is whole again
 WHOLE = 0.8  # an object is whole again at this fraction of its largest truth area
 COLOR_TOLERANCE = 0.15
 METRICS = (
-    "reappearance_rate", "position_error_px", "color_error", "size_error", "identity_kept", "flicker_rate",
-    "visible_while_hidden", "hidden_while_visible", "miss_rate", "hallucination_rate",
+    "reappearance_rate",
+    "position_error_px",
+    "color_error",
+    "size_error",
+    "identity_kept",
+    "flicker_rate",
+    "visible_while_hidden",
+    "hidden_while_visible",
+    "miss_rate",
+    "hallucination_rate",
 )
 
 
@@ -79,7 +87,9 @@ def scenario_metrics(scenario: Scenario, predicted: Tracks, truth: Tracks) -> di
     reappeared, position, color, size, kept = [], [], [], [], []
     for slot, r in reappearances(shown, hidden, t0):
         # Score from when the object is whole again, not the sliver at the occluder's edge.
-        whole = np.flatnonzero(shown[r : t0 + horizon, slot] & (truth.area[r : t0 + horizon, slot] >= WHOLE * truth.area[:, slot].max()))
+        whole = np.flatnonzero(
+            shown[r : t0 + horizon, slot] & (truth.area[r : t0 + horizon, slot] >= WHOLE * truth.area[:, slot].max())
+        )
         back = r + (int(whole[0]) if len(whole) else 0)
         reappeared.append(float(predicted.found[r - t0 : back + AFTER - t0, slot].any()))
         window = np.arange(back, min(back + AFTER, t0 + horizon))
@@ -96,7 +106,10 @@ def scenario_metrics(scenario: Scenario, predicted: Tracks, truth: Tracks) -> di
             ok = predicted.found[p, slot]
             if ok:
                 ratio = predicted.area[p, slot] / truth.area[q, slot]
-                ok = np.linalg.norm(predicted.color[p, slot] - truth.color[q, slot]) < COLOR_TOLERANCE and 0.5 <= ratio <= 2.0
+                ok = (
+                    np.linalg.norm(predicted.color[p, slot] - truth.color[q, slot]) < COLOR_TOLERANCE
+                    and 0.5 <= ratio <= 2.0
+                )
             kept.append(float(ok))
 
     # The step into the first future frame starts from the last context frame, where the
@@ -131,6 +144,8 @@ def score_permanence(
     return score_tracked(SUITE, METRICS, scenario_metrics, scenarios, predictions, predictor, truth)
 
 
-def run_permanence(predictors: Sequence[Predictor], scenarios: Sequence[Scenario], batch_size: int = 32) -> list[dict[str, Any]]:
+def run_permanence(
+    predictors: Sequence[Predictor], scenarios: Sequence[Scenario], batch_size: int = 32
+) -> list[dict[str, Any]]:
     """Score every predictor on the same Occlusion scenarios."""
     return run_tracked(score_permanence, predictors, scenarios, batch_size)

@@ -48,9 +48,18 @@ REVERSAL_PX = 0.3  # px/frame of row motion that counts as falling or rising
 MIN_SIZE_AREA = 6  # px; smaller truth areas are slivers whose ratio means nothing
 PER_STEP = ("position_error_px", "position_error_m")
 METRICS = (
-    "position_error_px", "position_error_m", "velocity_error_px", "gravity_fit_ms2", "gravity_error_ms2",
-    "bounce_timing_error", "bounce_detected", "interpenetration_px", "ground_penetration_m", "size_error",
-    "miss_rate", "hallucination_rate",
+    "position_error_px",
+    "position_error_m",
+    "velocity_error_px",
+    "gravity_fit_ms2",
+    "gravity_error_ms2",
+    "bounce_timing_error",
+    "bounce_detected",
+    "interpenetration_px",
+    "ground_penetration_m",
+    "size_error",
+    "miss_rate",
+    "hallucination_rate",
 )
 
 
@@ -166,7 +175,10 @@ def scenario_metrics(scenario: Scenario, predicted: Tracks, truth: Tracks) -> di
     focal = state["camera_projection"][future, 1, 1].astype(np.float64) * height / 2  # (H,) px
     dt = frame_dt(scenario)
     # Tracks of the prediction with the last context frame in front, so steps start from what it saw.
-    joined = {name: np.concatenate([getattr(truth, name)[t0 - 1 : t0], getattr(predicted, name)]) for name in ("found", "centroid")}
+    joined = {
+        name: np.concatenate([getattr(truth, name)[t0 - 1 : t0], getattr(predicted, name)])
+        for name in ("found", "centroid")
+    }
     truth_future = truth.centroid[t0 - 1 :]
 
     px, meters = np.full((horizon, len(slots)), np.nan), np.full((horizon, len(slots)), np.nan)
@@ -174,7 +186,9 @@ def scenario_metrics(scenario: Scenario, predicted: Tracks, truth: Tracks) -> di
     for j, slot in enumerate(slots):
         both = truth.found[future, slot] & predicted.found[:, slot]
         error = np.linalg.norm(predicted.centroid[:, slot] - truth.centroid[future, slot], axis=-1)
-        depth = camera_depth(state["camera_view"][future].astype(np.float64), state["object_position"][future, slot].astype(np.float64))
+        depth = camera_depth(
+            state["camera_view"][future].astype(np.float64), state["object_position"][future, slot].astype(np.float64)
+        )
         px[both, j] = error[both]
         meters[both, j] = (error * depth / focal)[both]
 
@@ -208,7 +222,9 @@ def scenario_metrics(scenario: Scenario, predicted: Tracks, truth: Tracks) -> di
         whole = both & (truth.area[future, slot] >= MIN_SIZE_AREA)
         size += list(np.abs(predicted.area[whole, slot] / truth.area[future][whole, slot] - 1.0))
 
-    counts = count_detections(predicted, Tracks(**{n: getattr(truth, n)[future] for n in ("found", "centroid", "area", "color", "extra")}))
+    counts = count_detections(
+        predicted, Tracks(**{n: getattr(truth, n)[future] for n in ("found", "centroid", "area", "color", "extra")})
+    )
     return {
         "position_error_px": np.array([mean_ignoring_nan(step) for step in px]),
         "position_error_m": np.array([mean_ignoring_nan(step) for step in meters]),
@@ -235,7 +251,9 @@ def interpenetration(scenario: Scenario, predicted: Tracks, truth: Tracks) -> fl
     state, future = scenario.state, np.arange(scenario.context, scenario.context + horizon)
     slots = np.flatnonzero(state["object_present"][0])
     radius = np.sqrt(truth.area.max(axis=0) / np.pi)  # (K,)
-    depth = camera_depth(state["camera_view"][future, None].astype(np.float64), state["object_position"][future].astype(np.float64))
+    depth = camera_depth(
+        state["camera_view"][future, None].astype(np.float64), state["object_position"][future].astype(np.float64)
+    )
     excess = []
     for a in slots:
         for b in slots[slots > a]:
@@ -291,7 +309,9 @@ def score_physics(
 
 
 def run_tracked(
-    score: Callable[..., list[dict[str, Any]]], predictors: Sequence[Predictor], scenarios: Sequence[Scenario],
+    score: Callable[..., list[dict[str, Any]]],
+    predictors: Sequence[Predictor],
+    scenarios: Sequence[Scenario],
     batch_size: int = 32,
 ) -> list[dict[str, Any]]:
     """Score every predictor on the same scenarios, tracking the truth frames once."""
@@ -303,7 +323,11 @@ def run_tracked(
 
 
 def summarize(
-    suite: str, scenarios: Sequence[Scenario], per_scenario: list[dict[str, np.ndarray]], predictor: str, metrics: Sequence[str]
+    suite: str,
+    scenarios: Sequence[Scenario],
+    per_scenario: list[dict[str, np.ndarray]],
+    predictor: str,
+    metrics: Sequence[str],
 ) -> list[dict[str, Any]]:
     """Rows per split and metric: the mean over scenarios, plus one row per step for per-step arrays."""
     rows = []
@@ -314,10 +338,15 @@ def summarize(
             overall = [mean_ignoring_nan(v) for v in values]
             rows.append(metric_row(suite, split, predictor, metric, overall))
             if values.shape[1] > 1:
-                rows += [metric_row(suite, split, predictor, metric, values[:, h], horizon=h + 1) for h in range(values.shape[1])]
+                rows += [
+                    metric_row(suite, split, predictor, metric, values[:, h], horizon=h + 1)
+                    for h in range(values.shape[1])
+                ]
     return rows
 
 
-def run_physics(predictors: Sequence[Predictor], scenarios: Sequence[Scenario], batch_size: int = 32) -> list[dict[str, Any]]:
+def run_physics(
+    predictors: Sequence[Predictor], scenarios: Sequence[Scenario], batch_size: int = 32
+) -> list[dict[str, Any]]:
     """Score every predictor on the same scenarios (ID and OOD rows come from each scenario's split)."""
     return run_tracked(score_physics, predictors, scenarios, batch_size)

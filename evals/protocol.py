@@ -39,9 +39,7 @@ class Predictor(Protocol):
 
     name: str  # shown in tables and plots
 
-    def predict(
-        self, context_frames: np.ndarray, actions: np.ndarray, text: list[str], horizon: int
-    ) -> np.ndarray: ...
+    def predict(self, context_frames: np.ndarray, actions: np.ndarray, text: list[str], horizon: int) -> np.ndarray: ...
 
 
 class RewardPrediction(NamedTuple):
@@ -105,14 +103,17 @@ def check_prediction(frames: Any, batch: int, horizon: int, frame_shape: tuple[i
     return array
 
 
-def check_reward_prediction(prediction: Any, batch: int, horizon: int, frame_shape: tuple[int, ...],
-                            name: str) -> RewardPrediction:
+def check_reward_prediction(
+    prediction: Any, batch: int, horizon: int, frame_shape: tuple[int, ...], name: str
+) -> RewardPrediction:
     """Validate what ``predict_rewards`` returned, with a message that says what was expected."""
     try:
         frames, rewards, terminated = prediction
     except (TypeError, ValueError):
-        raise ValueError(f"predictor {name!r}: predict_rewards returned {type(prediction).__name__}; expected "
-                         "RewardPrediction(frames, rewards, terminated)") from None
+        raise ValueError(
+            f"predictor {name!r}: predict_rewards returned {type(prediction).__name__}; expected "
+            "RewardPrediction(frames, rewards, terminated)"
+        ) from None
     frames = check_prediction(frames, batch, horizon, frame_shape, name)
     rewards, terminated = np.asarray(rewards, np.float64), np.asarray(terminated)
     if rewards.shape != (batch, horizon) or terminated.shape != (batch, horizon) or terminated.dtype != bool:

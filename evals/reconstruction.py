@@ -20,7 +20,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from worldsim import metrics
-from worldsim.envs import WORLDS as ENVS, world_name
+from worldsim.envs import WORLDS as ENVS
+from worldsim.envs import world_name
 from worldsim.evals.protocol import Scenario
 from worldsim.evals.results import metric_row, per_world
 from worldsim.evals.tracking import track_scenario_frames
@@ -28,12 +29,15 @@ from worldsim.evals.tracking import track_scenario_frames
 SUITE = "reconstruction"
 #: Every world: each has objects to keep. As a ``worldsim eval`` suite, metric names carry the world.
 WORLDS = {env_id: world_name(env_id) for env_id in ENVS}
-METRICS = per_world({
-    "psnr_db": "PSNR (dB) of the autoencoder's round trip of every frame",
-    "object_kept_1px": "share of objects found in the round trip at the same color within 1 px",
-    "object_color_error": "mean |RGB| difference (0..1) of an object's color after the round trip",
-    "object_area_ratio": "object area after the round trip over its true area",
-}, WORLDS)
+METRICS = per_world(
+    {
+        "psnr_db": "PSNR (dB) of the autoencoder's round trip of every frame",
+        "object_kept_1px": "share of objects found in the round trip at the same color within 1 px",
+        "object_color_error": "mean |RGB| difference (0..1) of an object's color after the round trip",
+        "object_area_ratio": "object area after the round trip over its true area",
+    },
+    WORLDS,
+)
 HEADLINE = [f"{world}_{metric}" for world in WORLDS.values() for metric in ("psnr_db", "object_kept_1px")]
 HIGHER_IS_BETTER = set(HEADLINE)
 
@@ -65,9 +69,7 @@ def score_reconstruction(
     samples: dict[str, dict[str, list[np.ndarray]]] = {}
     for scenario in scenarios:
         frames = scenario.frames
-        rebuilt = np.concatenate(
-            [round_trip(frames[i : i + batch_size]) for i in range(0, len(frames), batch_size)]
-        )
+        rebuilt = np.concatenate([round_trip(frames[i : i + batch_size]) for i in range(0, len(frames), batch_size)])
         if rebuilt.shape != frames.shape or rebuilt.dtype != np.uint8:
             raise ValueError(
                 f"round trip of {name!r} returned {rebuilt.dtype} {rebuilt.shape}; expected uint8 {frames.shape}"

@@ -21,7 +21,16 @@ import numpy as np
 
 from worldsim.viz import frame_strip, labelled_rows
 
-PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75), (227, 119, 194), (127, 127, 127)]
+PALETTE = [
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (127, 127, 127),
+]
 CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px;color:#222}
 table{border-collapse:collapse;margin:0.5em 0 1.5em}th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}
 th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}.ci{color:#888;font-size:85%}
@@ -64,7 +73,9 @@ def _best(values: dict[str, float], higher: bool) -> set[str]:
     return {p for p, v in finite.items() if v == target}
 
 
-def suite_tables(rows: list[dict[str, Any]]) -> dict[tuple[str, str], tuple[list[str], dict[str, dict[str, dict[str, Any]]]]]:
+def suite_tables(
+    rows: list[dict[str, Any]],
+) -> dict[tuple[str, str], tuple[list[str], dict[str, dict[str, dict[str, Any]]]]]:
     """(suite, split) -> (predictors in order, metric -> predictor -> overall row)."""
     tables: dict[tuple[str, str], tuple[list[str], dict[str, dict[str, dict[str, Any]]]]] = {}
     for row in rows:
@@ -77,7 +88,9 @@ def suite_tables(rows: list[dict[str, Any]]) -> dict[tuple[str, str], tuple[list
     return tables
 
 
-def _table_cells(metrics: dict[str, dict[str, dict[str, Any]]], predictors: list[str], info: MetricInfo, markdown: bool) -> list[list[str]]:
+def _table_cells(
+    metrics: dict[str, dict[str, dict[str, Any]]], predictors: list[str], info: MetricInfo, markdown: bool
+) -> list[list[str]]:
     lines = []
     for metric, by_predictor in metrics.items():
         values = {p: by_predictor[p]["value"] for p in predictors if p in by_predictor}
@@ -105,7 +118,10 @@ def score_table(scores: list[dict[str, Any]]) -> tuple[list[str], list[list[str]
     predictors = list(dict.fromkeys(s["predictor"] for s in scores))
     suite_scores = {(s["suite"], s["split"], s["predictor"]): s["score"] for s in scores if s["metric"] == "suite"}
     keys = list(dict.fromkeys((suite, split) for suite, split, _ in suite_scores))
-    body = [[f"{suite} ({split})", *(_format(suite_scores.get((suite, split, p), math.nan)) for p in predictors)] for suite, split in keys]
+    body = [
+        [f"{suite} ({split})", *(_format(suite_scores.get((suite, split, p), math.nan)) for p in predictors)]
+        for suite, split in keys
+    ]
     return predictors, body
 
 
@@ -130,11 +146,15 @@ def _gif(frames: list[np.ndarray]) -> str | None:
     return "data:image/gif;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def _text(image: np.ndarray, text: str, origin: tuple[int, int], scale: float = 0.4, color: tuple[int, int, int] = (0, 0, 0)) -> None:
+def _text(
+    image: np.ndarray, text: str, origin: tuple[int, int], scale: float = 0.4, color: tuple[int, int, int] = (0, 0, 0)
+) -> None:
     cv2.putText(image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, color, 1, cv2.LINE_AA)
 
 
-def line_plot(title: str, series: dict[str, list[tuple[int, float]]], width: int = 480, height: int = 300) -> np.ndarray:
+def line_plot(
+    title: str, series: dict[str, list[tuple[int, float]]], width: int = 480, height: int = 300
+) -> np.ndarray:
     """Value vs horizon step, one colored line per predictor, with a legend; RGB uint8."""
     image = np.full((height, width, 3), 255, np.uint8)
     left, right, top, bottom = 56, width - 120, 24, height - 34
@@ -176,7 +196,9 @@ def bar_chart(title: str, values: dict[str, float], width: int = 320, height: in
     for i, (name, value) in enumerate(values.items()):
         x0 = 8 + i * slot
         fraction = 1.0 if math.isinf(value) else 0.0 if math.isnan(value) else abs(value) / top
-        cv2.rectangle(image, (x0, base - int(fraction * (base - 34))), (x0 + slot - 8, base), PALETTE[i % len(PALETTE)], -1)
+        cv2.rectangle(
+            image, (x0, base - int(fraction * (base - 34))), (x0 + slot - 8, base), PALETTE[i % len(PALETTE)], -1
+        )
         _text(image, _format(value), (x0, base - int(fraction * (base - 34)) - 4), 0.33)
         _text(image, name[:10], (x0, height - 12), 0.32)
     return image
@@ -185,7 +207,10 @@ def bar_chart(title: str, values: dict[str, float], width: int = 320, height: in
 def example_rows(example: Example) -> np.ndarray:
     """Labelled frame strips: context, truth and each predictor, every other frame."""
     count = max(len(example.truth) // 2, 1)
-    rows = [("context", frame_strip(example.context, len(example.context), 1)), ("truth", frame_strip(example.truth, count, 2))]
+    rows = [
+        ("context", frame_strip(example.context, len(example.context), 1)),
+        ("truth", frame_strip(example.truth, count, 2)),
+    ]
     rows += [(name, frame_strip(frames, count, 2)) for name, frames in example.predictions.items()]
     return labelled_rows(rows)
 
@@ -195,7 +220,9 @@ def example_animation(example: Example) -> list[np.ndarray]:
     panels = [example.truth, *example.predictions.values()]
     movie = []
     for t in range(len(example.context) + len(example.truth)):
-        tiles = [example.context[t] if t < len(example.context) else panel[t - len(example.context)] for panel in panels]
+        tiles = [
+            example.context[t] if t < len(example.context) else panel[t - len(example.context)] for panel in panels
+        ]
         row = np.concatenate([np.pad(tile, ((1, 1), (1, 1), (0, 0))) for tile in tiles], axis=1)
         movie.append(cv2.resize(row, (row.shape[1] * 2, row.shape[0] * 2), interpolation=cv2.INTER_NEAREST))
     return movie
@@ -226,12 +253,26 @@ def write_report(
     tables = suite_tables(rows)
     score_header, score_body = score_table(scores)
     title = f"worldsim eval — {document.get('created', '')}"
-    md = [f"# {title}", "", f"worldsim {document.get('worldsim_version', '?')}; config: `{document.get('config', {})}`", ""]
-    page = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{CSS}</style></head><body>",
-            f"<h1>{html.escape(title)}</h1><p>worldsim {html.escape(str(document.get('worldsim_version', '?')))}</p>"]
-    md += ["## Normalized scores", "", "copy_last = 0, perturbed_truth (physical variance) = 1; mean over each suite's headline metrics.", ""]
-    page.append("<h2>Normalized scores</h2><p>copy_last = 0, perturbed_truth (the physical variance) = 1; "
-                "mean over each suite's headline metrics; n/a where copy-last and the perturbed truth do not differ.</p>")
+    md = [
+        f"# {title}",
+        "",
+        f"worldsim {document.get('worldsim_version', '?')}; config: `{document.get('config', {})}`",
+        "",
+    ]
+    page = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{CSS}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1><p>worldsim {html.escape(str(document.get('worldsim_version', '?')))}</p>",
+    ]
+    md += [
+        "## Normalized scores",
+        "",
+        "copy_last = 0, perturbed_truth (physical variance) = 1; mean over each suite's headline metrics.",
+        "",
+    ]
+    page.append(
+        "<h2>Normalized scores</h2><p>copy_last = 0, perturbed_truth (the physical variance) = 1; "
+        "mean over each suite's headline metrics; n/a where copy-last and the perturbed truth do not differ.</p>"
+    )
     if score_body:
         md += [_md_table(["suite", *score_header], score_body), ""]
         page.append(_html_table(["suite", *score_header], score_body))
@@ -240,10 +281,19 @@ def write_report(
         page.append("<p>No scores: run copy_last and perturbed_truth too.</p>")
 
     for (suite, split), (predictors, metrics) in tables.items():
-        md += [f"## {suite} — {split}", "", _md_table(["metric", *predictors], _table_cells(metrics, predictors, info, True)), ""]
+        md += [
+            f"## {suite} — {split}",
+            "",
+            _md_table(["metric", *predictors], _table_cells(metrics, predictors, info, True)),
+            "",
+        ]
         page.append(f"<h2>{html.escape(suite)} — {html.escape(split)}</h2>")
         page.append(_html_table(["metric", *predictors], _table_cells(metrics, predictors, info, False)))
-        described = [f"<li><b>{html.escape(m)}</b>: {html.escape(info.descriptions[m])}</li>" for m in metrics if m in info.descriptions]
+        described = [
+            f"<li><b>{html.escape(m)}</b>: {html.escape(info.descriptions[m])}</li>"
+            for m in metrics
+            if m in info.descriptions
+        ]
         if described:
             page.append("<ul>" + "".join(described) + "</ul>")
         for metric in metrics:
@@ -252,14 +302,23 @@ def write_report(
                 if (row["suite"], row["split"], row["metric"]) == (suite, split, metric) and row["horizon"] is not None:
                     series.setdefault(row["predictor"], []).append((row["horizon"], row["value"]))
             if series:
-                page.append(f"<img alt='{html.escape(metric)} vs horizon' src='{_png(line_plot(f'{suite}/{split}: {metric}', series))}'>")
-        bars = [bar_chart(metric, {p: metrics[metric][p]["value"] for p in predictors if p in metrics[metric]}) for metric in metrics]
+                page.append(
+                    f"<img alt='{html.escape(metric)} vs horizon' src='{_png(line_plot(f'{suite}/{split}: {metric}', series))}'>"
+                )
+        bars = [
+            bar_chart(metric, {p: metrics[metric][p]["value"] for p in predictors if p in metrics[metric]})
+            for metric in metrics
+        ]
         page += [f"<img alt='bars' src='{_png(bar)}'>" for bar in bars]
         for example in (e for e in examples if (e.suite, e.split) == (suite, split)):
-            page.append(f"<h3>Example: context | truth | predictors</h3><img alt='strips' src='{_png(example_rows(example))}'>")
+            page.append(
+                f"<h3>Example: context | truth | predictors</h3><img alt='strips' src='{_png(example_rows(example))}'>"
+            )
             animation = _gif(example_animation(example))
             if animation:
-                page.append(f"<p>truth | {' | '.join(map(html.escape, example.predictions))}</p><img alt='animation' src='{animation}'>")
+                page.append(
+                    f"<p>truth | {' | '.join(map(html.escape, example.predictions))}</p><img alt='animation' src='{animation}'>"
+                )
     page.append("</body></html>")
     html_path, md_path = out / "report.html", out / "summary.md"
     html_path.write_text("\n".join(page))

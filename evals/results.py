@@ -40,8 +40,11 @@ TRACKED_WORLDS = {"worldsim/Physics-v0": "physics", "worldsim/Push-v0": "push"}
 
 def per_world(descriptions: dict[str, str], worlds: dict[str, str] = TRACKED_WORLDS) -> dict[str, str]:
     """Metric descriptions renamed ``<world>_<metric>``, for a suite that scores several worlds."""
-    return {f"{world}_{metric}": f"{world.capitalize()}: {description}"
-            for world in worlds.values() for metric, description in descriptions.items()}
+    return {
+        f"{world}_{metric}": f"{world.capitalize()}: {description}"
+        for world in worlds.values()
+        for metric, description in descriptions.items()
+    }
 
 
 def mean_ignoring_nan(values: Iterable[float]) -> float:
@@ -75,9 +78,15 @@ def metric_row(
         half = Z95 * float(array.std(ddof=1)) / math.sqrt(n) if n > 1 else 0.0
         low, high = value - half, value + half
     return {
-        "suite": suite, "split": split, "predictor": predictor, "metric": metric,
+        "suite": suite,
+        "split": split,
+        "predictor": predictor,
+        "metric": metric,
         "horizon": None if horizon is None else int(horizon),
-        "value": value, "n": n, "ci_low": low, "ci_high": high,
+        "value": value,
+        "n": n,
+        "ci_low": low,
+        "ci_high": high,
     }
 
 

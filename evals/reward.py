@@ -75,7 +75,11 @@ _PER_POLICY = {
 _POOLED = ("return_abs_error", "target_found", "pusher_found", "target_error_px", "pusher_error_px")
 METRICS = {
     **{metric: f"every policy's episodes: {_PER_POLICY[metric]}" for metric in _POOLED},
-    **{f"{policy}_{metric}": f"{policy} episodes: {text}" for policy in POLICIES for metric, text in _PER_POLICY.items()},
+    **{
+        f"{policy}_{metric}": f"{policy} episodes: {text}"
+        for policy in POLICIES
+        for metric, text in _PER_POLICY.items()
+    },
 }
 HEADLINE = ["return_abs_error", "pusher_error_px"]
 HIGHER_IS_BETTER = {metric for metric in METRICS if metric.endswith("_found")}
@@ -118,8 +122,16 @@ def record_episode(env: Any, policy: str, seed: int, split: str = "id") -> Rewar
         rewards.append(reward)
     state = {key: np.stack([np.asarray(i["state"][key]) for i in infos]) for key in infos[0]["state"]}
     scenario = Scenario(
-        env_id=ENV_ID, env_kwargs=dict(ENV_KWARGS), seed=seed, split=split, context=CONTEXT, horizon=len(rewards),
-        frames=np.stack(frames), actions=np.stack(actions), caption=infos[0]["caption"], state=state,
+        env_id=ENV_ID,
+        env_kwargs=dict(ENV_KWARGS),
+        seed=seed,
+        split=split,
+        context=CONTEXT,
+        horizon=len(rewards),
+        frames=np.stack(frames),
+        actions=np.stack(actions),
+        caption=infos[0]["caption"],
+        state=state,
         params=infos[0]["params"],
     )
     return RewardEpisode(policy, scenario, np.asarray(rewards, np.float64))
@@ -136,9 +148,14 @@ def score_episode(episode: RewardEpisode, predictor: Predictor) -> dict[str, Any
         predictor.prepare([scenario])
     name = getattr(predictor, "name", type(predictor).__name__)
     prediction = check_reward_prediction(
-        predictor.predict_rewards(scenario.context_frames[None], scenario.actions[None], [scenario.caption],
-                                  scenario.horizon),
-        1, scenario.horizon, scenario.frames.shape[1:], name)
+        predictor.predict_rewards(
+            scenario.context_frames[None], scenario.actions[None], [scenario.caption], scenario.horizon
+        ),
+        1,
+        scenario.horizon,
+        scenario.frames.shape[1:],
+        name,
+    )
     ends = np.flatnonzero(prediction.terminated[0])
     last = int(ends[0]) if ends.size else scenario.horizon - 1
     colors = scenario.state["object_color"][0][[TARGET, PUSHER]]
@@ -158,13 +175,17 @@ def score_reward(scenarios: list[Scenario], predictor: Predictor, batch_size: in
     the module docstring).
     """
     if not callable(getattr(predictor, "predict_rewards", None)):
-        raise ValueError(f"predictor {predictor.name!r} has no predict_rewards(context_frames, actions, text, "
-                         "horizon): the reward suite scores predicted rewards; leave it out of suites=[reward]")
+        raise ValueError(
+            f"predictor {predictor.name!r} has no predict_rewards(context_frames, actions, text, "
+            "horizon): the reward suite scores predicted rewards; leave it out of suites=[reward]"
+        )
     split = scenarios[0].split
     env = make_env(ENV_ID, ENV_KWARGS)
     try:
-        scores = {policy: [score_episode(record_episode(env, policy, s.seed, split), predictor) for s in scenarios]
-                  for policy in POLICIES}
+        scores = {
+            policy: [score_episode(record_episode(env, policy, s.seed, split), predictor) for s in scenarios]
+            for policy in POLICIES
+        }
     finally:
         env.close()
     rows = []
@@ -175,10 +196,14 @@ def score_reward(scenarios: list[Scenario], predictor: Predictor, batch_size: in
         found = np.array([e["found"] for e in episodes])  # (N, 2)
         error = np.array([e["error_px"] for e in episodes])  # (N, 2)
         values = {
-            "real_return": real, "predicted_return": predicted, "return_error": predicted - real,
+            "real_return": real,
+            "predicted_return": predicted,
+            "return_error": predicted - real,
             "return_abs_error": np.abs(predicted - real),
-            "target_found": found[:, 0], "pusher_found": found[:, 1],
-            "target_error_px": error[:, 0], "pusher_error_px": error[:, 1],
+            "target_found": found[:, 0],
+            "pusher_found": found[:, 1],
+            "target_error_px": error[:, 0],
+            "pusher_error_px": error[:, 1],
         }
         for metric, samples in values.items():
             if f"{prefix}{metric}" in METRICS:
@@ -188,4 +213,3 @@ def score_reward(scenarios: list[Scenario], predictor: Predictor, batch_size: in
     for policy, episodes in scores.items():
         add(f"{policy}_", episodes)
     return rows
-

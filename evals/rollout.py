@@ -41,21 +41,25 @@ from worldsim.evals.tracking import Tracks, count_detections
 SUITE = "rollout"
 WORLDS = TRACKED_WORLDS
 MEASURES = ("psnr_db", "psnr_gain_db", "mse", "mse_reduction", "centroid_error_px", "miss_rate", "hallucination_rate")
-METRICS = per_world({
-    "psnr_db": "PSNR (dB) of each predicted frame against the truth, per horizon step",
-    "psnr_gain_db": "PSNR (dB) minus copy-last's on the same scenario and step (a paired comparison)",
-    "mse": "mean squared pixel error (0-255 scale) per horizon step; 10 log10(255^2 / its mean) is the pooled PSNR",
-    "mse_reduction": "copy-last's squared error minus this one's on the same scenario and step (paired; > 0 is better)",
-    "centroid_error_px": "tracked object centroid error (px) against the truth's tracks, per horizon step",
-    "miss_rate": "share of objects the truth shows that the prediction lacks, per horizon step",
-    "hallucination_rate": "share of the prediction's objects the truth does not have, per horizon step",
-})
+METRICS = per_world(
+    {
+        "psnr_db": "PSNR (dB) of each predicted frame against the truth, per horizon step",
+        "psnr_gain_db": "PSNR (dB) minus copy-last's on the same scenario and step (a paired comparison)",
+        "mse": "mean squared pixel error (0-255 scale) per horizon step; 10 log10(255^2 / its mean) is the pooled PSNR",
+        "mse_reduction": "copy-last's squared error minus this one's on the same scenario and step (paired; > 0 is better)",
+        "centroid_error_px": "tracked object centroid error (px) against the truth's tracks, per horizon step",
+        "miss_rate": "share of objects the truth shows that the prediction lacks, per horizon step",
+        "hallucination_rate": "share of the prediction's objects the truth does not have, per horizon step",
+    }
+)
 HEADLINE = [f"{world}_{measure}" for world in WORLDS.values() for measure in ("psnr_db", "centroid_error_px")]
-HIGHER_IS_BETTER = {f"{world}_{measure}" for world in WORLDS.values() for measure in ("psnr_db", "psnr_gain_db", "mse_reduction")}
+HIGHER_IS_BETTER = {
+    f"{world}_{measure}" for world in WORLDS.values() for measure in ("psnr_db", "psnr_gain_db", "mse_reduction")
+}
 
 
 def step_tracks(tracks: Tracks, step: int) -> Tracks:
-    return Tracks(*(getattr(tracks, name)[step:step + 1] for name in ("found", "centroid", "area", "color", "extra")))
+    return Tracks(*(getattr(tracks, name)[step : step + 1] for name in ("found", "centroid", "area", "color", "extra")))
 
 
 def rollout_metrics(scenario: Scenario, predicted: Tracks, truth: Tracks, frames: np.ndarray) -> dict[str, np.ndarray]:

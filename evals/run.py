@@ -35,64 +35,103 @@ class SuiteSpec:
     higher_is_better: tuple[str, ...] = ()  # used when the module names none
     no_best: tuple[str, ...] = ()  # reference metrics a table should not bold
     probe: bool = False  # score(scenarios, predictor, batch_size) calls the predictor itself, with altered inputs
-    requires: tuple[str, ...] = ()  # predictor methods the suite calls beside predict; predictors without them are skipped
+    # predictor methods the suite calls beside predict; predictors without them are skipped
+    requires: tuple[str, ...] = ()
     on_request: bool = False  # left out of the default suites: runs only when suites= names it
 
 
 SUITES: dict[str, SuiteSpec] = {
     "physics": SuiteSpec(
-        "worldsim.evals.physics", "score_physics", (("worldsim/Physics-v0", 4, 16),),
+        "worldsim.evals.physics",
+        "score_physics",
+        (("worldsim/Physics-v0", 4, 16),),
         headline=("position_error_px", "velocity_error_px", "gravity_error_ms2", "size_error"),
-        higher_is_better=("bounce_detected",), no_best=("gravity_fit_ms2",),
+        higher_is_better=("bounce_detected",),
+        no_best=("gravity_fit_ms2",),
     ),
     "permanence": SuiteSpec(
-        "worldsim.evals.permanence", "score_permanence", (("worldsim/Occlusion-v0", 8, 48),),
+        "worldsim.evals.permanence",
+        "score_permanence",
+        (("worldsim/Occlusion-v0", 8, 48),),
         headline=("reappearance_rate", "position_error_px", "identity_kept", "flicker_rate"),
         higher_is_better=("reappearance_rate", "identity_kept"),
     ),
     "consistency": SuiteSpec(
-        "worldsim.evals.consistency", "score_consistency", (("worldsim/Orbit-v0", 4, 24),),
+        "worldsim.evals.consistency",
+        "score_consistency",
+        (("worldsim/Orbit-v0", 4, 24),),
         no_best=("sampson_floor_px", "loop_self_mae"),
     ),
     "action": SuiteSpec(
-        "worldsim.evals.action_following", "score_action_following",
+        "worldsim.evals.action_following",
+        "score_action_following",
         (("worldsim/Push-v0", 4, 16), ("worldsim/Orbit-v0", 4, 16)),
     ),
     "rollout": SuiteSpec(
-        "worldsim.evals.rollout", "score_rollout", (("worldsim/Physics-v0", 4, 16), ("worldsim/Push-v0", 4, 16)),
+        "worldsim.evals.rollout",
+        "score_rollout",
+        (("worldsim/Physics-v0", 4, 16), ("worldsim/Push-v0", 4, 16)),
     ),
     "reconstruction": SuiteSpec(
-        "worldsim.evals.reconstruction", "score_autoencoder",
-        (("worldsim/Physics-v0", 4, 16), ("worldsim/Push-v0", 4, 16), ("worldsim/Occlusion-v0", 4, 16),
-         ("worldsim/Orbit-v0", 4, 16)), probe=True,
+        "worldsim.evals.reconstruction",
+        "score_autoencoder",
+        (
+            ("worldsim/Physics-v0", 4, 16),
+            ("worldsim/Push-v0", 4, 16),
+            ("worldsim/Occlusion-v0", 4, 16),
+            ("worldsim/Orbit-v0", 4, 16),
+        ),
+        probe=True,
     ),
     "conditioning": SuiteSpec(
-        "worldsim.evals.conditioning", "score_conditioning",
-        (("worldsim/Push-v0", 4, 16), ("worldsim/Physics-v0", 4, 12)), probe=True,
+        "worldsim.evals.conditioning",
+        "score_conditioning",
+        (("worldsim/Push-v0", 4, 16), ("worldsim/Physics-v0", 4, 12)),
+        probe=True,
         no_best=("psnr_shuffled_db", "pusher_error_shuffled_px"),
     ),
     # Whole episodes replayed one by one: minutes per model on a CPU, so only when asked for. Its
     # scenarios give only the episodes' reset seeds and split: it records its own (evals/reward.py).
     "reward": SuiteSpec(
-        "worldsim.evals.reward", "score_reward", (("worldsim/Push-v0", 1, 1),), probe=True,
-        requires=("predict_rewards",), on_request=True,
+        "worldsim.evals.reward",
+        "score_reward",
+        (("worldsim/Push-v0", 1, 1),),
+        probe=True,
+        requires=("predict_rewards",),
+        on_request=True,
     ),
 }
 
 
 @dataclass
 class EvalConfig:
-    checkpoint: Optional[str] = None  # worldsim model file, or a directory of them (one per world), scored as the predictor `model`
-    suites: list[str] = field(default_factory=lambda: [s for s, spec in SUITES.items() if not spec.on_request])  # physics (position/velocity error, gravity fit, bounce timing, interpenetration, size, miss/hallucination) | permanence (reappearance, position/identity after reappearance, flicker) | consistency (psnr_db, ssim, loop_closure_mae, sampson_px beside sampson_floor_px, matches_kept) | action (push_accuracy, push_angle_deg, push_magnitude_error, orbit_yaw_error_deg, orbit_yaw_sign_accuracy) | rollout (per horizon on Physics and Push: psnr_db, psnr_gain_db over copy-last, mse and mse_reduction against copy-last (pooled PSNR), centroid_error_px, miss_rate, hallucination_rate) | reconstruction (the model's autoencoder round trip on every world: psnr_db, object_kept_1px, object_color_error, object_area_ratio) | conditioning (true vs shuffled actions: psnr_true_db, psnr_shuffled_db, action_gain_db, pusher error; caption-only: text_color_dominant, text_color_present) | reward (only when named: real Push episodes of five policies replayed open loop, predicted against real return, return_abs_error, where the tracker finds target and pusher in the last frame; predictors with predict_rewards)
-    predictors: list[str] = field(default_factory=lambda: ["copy_last", "optical_flow", "truth"])  # copy_last | optical_flow | truth | perturbed_truth | model (needs checkpoint) | reference (the models shipped with worldsim) | module:callable | path/file.py:callable
+    # worldsim model file, or a directory of them (one per world), scored as the predictor `model`
+    checkpoint: Optional[str] = None
+    # physics (position/velocity error, gravity fit, bounce timing, interpenetration, size, miss/hallucination) |
+    # permanence (reappearance, position/identity after reappearance, flicker) | consistency (psnr_db, ssim,
+    # loop_closure_mae, sampson_px beside sampson_floor_px, matches_kept) | action (push_accuracy, push_angle_deg,
+    # push_magnitude_error, orbit_yaw_error_deg, orbit_yaw_sign_accuracy) | rollout (per horizon on Physics and Push:
+    # psnr_db, psnr_gain_db over copy-last, mse and mse_reduction against copy-last (pooled PSNR), centroid_error_px,
+    # miss_rate, hallucination_rate) | reconstruction (the model's autoencoder round trip on every world: psnr_db,
+    # object_kept_1px, object_color_error, object_area_ratio) | conditioning (true vs shuffled actions: psnr_true_db,
+    # psnr_shuffled_db, action_gain_db, pusher error; caption-only: text_color_dominant, text_color_present) | reward
+    # (only when named: real Push episodes of five policies replayed open loop, predicted against real return,
+    # return_abs_error, where the tracker finds target and pusher in the last frame; predictors with predict_rewards)
+    suites: list[str] = field(default_factory=lambda: [s for s, spec in SUITES.items() if not spec.on_request])
+    # copy_last | optical_flow | truth | perturbed_truth | model (needs checkpoint) | reference (the models shipped with
+    # worldsim) | module:callable | path/file.py:callable
+    predictors: list[str] = field(default_factory=lambda: ["copy_last", "optical_flow", "truth"])
     n: int = 32  # scenarios per suite, world and split
-    split: list[str] = field(default_factory=lambda: ["id", "ood"])  # id (training parameter ranges) and/or ood (outside them)
+    # id (training parameter ranges) and/or ood (outside them)
+    split: list[str] = field(default_factory=lambda: ["id", "ood"])
     out: str = "eval"  # folder for results.json, report.html and summary.md
     seed: int = 0  # seeds the scenarios; same seed, same scenarios for every predictor
     batch_size: int = 16  # scenarios per predict call
     anchors: bool = True  # also run copy_last and perturbed_truth, the 0 and 1 of the normalized scores
     progress: bool = True  # show a progress bar over (suite, split, predictor)
-    sampling: SamplingConfig = field(default_factory=SamplingConfig)  # how the model and reference predictors sample, e.g. sampling.cfg_text=3 for text guidance; unset fields: each model file's default
+    # how the model and reference predictors sample, e.g. sampling.cfg_text=3 for text guidance; unset fields: each
+    # model file's default
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
 
 
 def _check(cfg: EvalConfig) -> None:
@@ -206,5 +245,7 @@ def evaluate(cfg: EvalConfig) -> Path:
     scores = score_rows(rows, info.higher_is_better, headline)
     html_path, md_path = write_report(out, document, scores, info, examples)
     finite = [s for s in scores if s["metric"] == "suite" and not math.isnan(s["score"])]
-    print(f"results: {results}\nsummary: {md_path}\nreport: {html_path}  ({len(rows)} rows, {len(finite)} suite scores)")
+    print(
+        f"results: {results}\nsummary: {md_path}\nreport: {html_path}  ({len(rows)} rows, {len(finite)} suite scores)"
+    )
     return html_path

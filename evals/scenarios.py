@@ -91,9 +91,17 @@ def make_scenario(
         infos.append(info)
         actions.append(action)
     return Scenario(
-        env_id=env_id, env_kwargs=dict(env_kwargs), seed=seed, split=split, context=context, horizon=horizon,
-        frames=np.stack(frames), actions=np.stack(actions).astype(np.float32), caption=infos[0]["caption"],
-        state=_stack(infos), params=infos[0]["params"],
+        env_id=env_id,
+        env_kwargs=dict(env_kwargs),
+        seed=seed,
+        split=split,
+        context=context,
+        horizon=horizon,
+        frames=np.stack(frames),
+        actions=np.stack(actions).astype(np.float32),
+        caption=infos[0]["caption"],
+        state=_stack(infos),
+        params=infos[0]["params"],
     )
 
 
@@ -158,8 +166,11 @@ def replay_rewards(
             rewards.append(reward)
             terminations.append(terminated)
         future = slice(scenario.context - 1, None)  # transition t leads to frame t + 1
-        return (np.stack(frames[scenario.context :]), np.asarray(rewards[future], np.float64),
-                np.asarray(terminations[future], bool))
+        return (
+            np.stack(frames[scenario.context :]),
+            np.asarray(rewards[future], np.float64),
+            np.asarray(terminations[future], bool),
+        )
     finally:
         if own:
             env.close()

@@ -65,15 +65,21 @@ def score_rows(
             if (suite, split, predictor, metric) in overall:
                 value = overall[(suite, split, predictor, metric)]
                 score = normalized_score(value, copy, perturbed, metric in higher_is_better)
-                scores.append({"suite": suite, "split": split, "predictor": predictor, "metric": metric, "score": score})
+                scores.append(
+                    {"suite": suite, "split": split, "predictor": predictor, "metric": metric, "score": score}
+                )
     for suite, split in sorted({(s["suite"], s["split"]) for s in scores}):
         for predictor in predictors:
             picked = [
-                s["score"] for s in scores
+                s["score"]
+                for s in scores
                 if (s["suite"], s["split"], s["predictor"]) == (suite, split, predictor)
-                and s["metric"] in headline.get(suite, []) and not math.isnan(s["score"])
+                and s["metric"] in headline.get(suite, [])
+                and not math.isnan(s["score"])
             ]
             if any(s["predictor"] == predictor and s["suite"] == suite and s["split"] == split for s in scores):
                 mean = sum(picked) / len(picked) if picked else math.nan  # +inf and -inf give NaN
-                scores.append({"suite": suite, "split": split, "predictor": predictor, "metric": "suite", "score": mean})
+                scores.append(
+                    {"suite": suite, "split": split, "predictor": predictor, "metric": "suite", "score": mean}
+                )
     return scores

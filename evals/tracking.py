@@ -95,8 +95,11 @@ def track(frames: np.ndarray, colors: np.ndarray, config: TrackerConfig = Tracke
     colors = np.asarray(colors, np.float64).reshape(-1, 3)
     t, k = frames.shape[0], len(colors)
     tracks = Tracks(
-        found=np.zeros((t, k), bool), centroid=np.full((t, k, 2), np.nan), area=np.zeros((t, k), np.int64),
-        color=np.full((t, k, 3), np.nan), extra=np.zeros((t, k), np.int64),
+        found=np.zeros((t, k), bool),
+        centroid=np.full((t, k, 2), np.nan),
+        area=np.zeros((t, k), np.int64),
+        color=np.full((t, k, 3), np.nan),
+        extra=np.zeros((t, k), np.int64),
     )
     if k == 0:
         return tracks
@@ -130,8 +133,10 @@ def track_scenario_frames(frames: np.ndarray, colors: np.ndarray, present: np.nd
     sub = track(frames, np.asarray(colors)[present])
     k = len(present)
     full = Tracks(
-        found=np.zeros((len(frames), k), bool), centroid=np.full((len(frames), k, 2), np.nan),
-        area=np.zeros((len(frames), k), np.int64), color=np.full((len(frames), k, 3), np.nan),
+        found=np.zeros((len(frames), k), bool),
+        centroid=np.full((len(frames), k, 2), np.nan),
+        area=np.zeros((len(frames), k), np.int64),
+        color=np.full((len(frames), k, 3), np.nan),
         extra=np.zeros((len(frames), k), np.int64),
     )
     for name in ("found", "centroid", "area", "color", "extra"):
@@ -171,6 +176,8 @@ def count_detections(predicted: Tracks, truth: Tracks, hidden: np.ndarray | None
     extra = np.maximum(predicted.extra - truth.extra, 0)
     invented = int((absent & predicted.found).sum()) + int(extra.sum())
     return DetectionCounts(
-        misses=misses, truth_objects=int(shown.sum()), hallucinations=invented,
+        misses=misses,
+        truth_objects=int(shown.sum()),
+        hallucinations=invented,
         predicted_objects=int(predicted.found.sum() + predicted.extra.sum()),
     )

@@ -19,8 +19,14 @@ from worldsim.models.autoencoder import (
 
 # Saturated object colors and gray/brown scenery, as in envs/colors.py.
 DISK_COLORS = torch.tensor(
-    [[0.90, 0.10, 0.10], [0.10, 0.80, 0.15], [0.10, 0.25, 0.95], [0.95, 0.90, 0.10],
-     [0.95, 0.15, 0.75], [0.10, 0.85, 0.90]]
+    [
+        [0.90, 0.10, 0.10],
+        [0.10, 0.80, 0.15],
+        [0.10, 0.25, 0.95],
+        [0.95, 0.90, 0.10],
+        [0.95, 0.15, 0.75],
+        [0.10, 0.85, 0.90],
+    ]
 )
 BACKGROUNDS = torch.tensor([[0.55, 0.55, 0.55], [0.45, 0.35, 0.25]])
 
@@ -155,9 +161,7 @@ def _disk_color_errors(model: FrameAutoencoder, frames: torch.Tensor, disks) -> 
     """Max-over-channels error of each disk's mean reconstructed color, in [0, 1] units."""
     with torch.no_grad():
         recon = (model.decode(model.encode(frames).mode()) + 1) / 2
-    return torch.tensor(
-        [(recon[i][:, d].mean(1) - c).abs().max().item() for i, fd in enumerate(disks) for d, c in fd]
-    )
+    return torch.tensor([(recon[i][:, d].mean(1) - c).abs().max().item() for i, fd in enumerate(disks) for d, c in fd])
 
 
 @pytest.mark.slow

@@ -8,9 +8,6 @@ import pytest
 import torch
 from test_train import config  # the tiny stage-1 run both files train (pytest puts tests/ on the path)
 
-from worldsim.data.collect import CollectConfig, collect
-from worldsim.models.autoencoder import uint8_to_unit
-from worldsim.training.autoencoder_module import AutoencoderModule
 from worldsim.checkpoint import (
     CHECKPOINT_SCHEMA,
     CheckpointError,
@@ -18,14 +15,16 @@ from worldsim.checkpoint import (
     load_autoencoder,
     load_checkpoint,
 )
+from worldsim.data.collect import CollectConfig, collect
+from worldsim.models.autoencoder import uint8_to_unit
+from worldsim.training.autoencoder_module import AutoencoderModule
 from worldsim.training.train import build_autoencoder_config, train
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("run")
-    collect(CollectConfig(env="worldsim/Physics-v0", episodes=3, max_steps=8, progress=False,
-                          out=str(root / "data")))
+    collect(CollectConfig(env="worldsim/Physics-v0", episodes=3, max_steps=8, progress=False, out=str(root / "data")))
     train(config(root / "data", root / "out", steps=6, every=3))
     return root / "out"
 
@@ -84,8 +83,11 @@ def test_incompatible_schema_is_refused_with_what_to_do(run: Path, tmp_path: Pat
     for schema, advice in ((CHECKPOINT_SCHEMA + 1, "upgrade worldsim"), (0, "re-train it")):
         raw["worldsim"]["schema"] = schema
         torch.save(raw, tmp_path / "other.pt")
-        with pytest.raises(CheckpointError, match=rf"was written by schema {schema}; this worldsim reads "
-                                                  rf"schema {CHECKPOINT_SCHEMA}: {advice}"):
+        with pytest.raises(
+            CheckpointError,
+            match=rf"was written by schema {schema}; this worldsim reads "
+            rf"schema {CHECKPOINT_SCHEMA}: {advice}",
+        ):
             load_autoencoder(tmp_path / "other.pt")
 
 

@@ -18,9 +18,7 @@ from worldsim.data.dataset import EpisodeDataset
 
 
 def worldsim(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "worldsim.cli", *args], cwd=cwd, capture_output=True, text=True
-    )
+    return subprocess.run([sys.executable, "-m", "worldsim.cli", *args], cwd=cwd, capture_output=True, text=True)
 
 
 def test_help_lists_every_subcommand(tmp_path: Path) -> None:
@@ -46,8 +44,12 @@ def test_progress_reaches_a_pipe_while_the_job_still_runs(tmp_path: Path) -> Non
     )
     buffered = {key: value for key, value in os.environ.items() if key != "PYTHONUNBUFFERED"}
     process = subprocess.Popen(
-        [sys.executable, "-c", job], cwd=tmp_path, env=buffered, stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE, text=True,
+        [sys.executable, "-c", job],
+        cwd=tmp_path,
+        env=buffered,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert process.stdout is not None and process.stdin is not None
@@ -119,7 +121,13 @@ def test_collect_overrides_and_multirun(tmp_path: Path) -> None:
 
 def test_quickstart_draws_one_strip_per_world(tmp_path: Path) -> None:
     result = worldsim(
-        "quickstart", "out=qs", "episodes=1", "workers=1", "strip_frames=3", "train=false", "eval=false",
+        "quickstart",
+        "out=qs",
+        "episodes=1",
+        "workers=1",
+        "strip_frames=3",
+        "train=false",
+        "eval=false",
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
@@ -134,16 +142,36 @@ def test_quickstart_draws_one_strip_per_world(tmp_path: Path) -> None:
 def test_quickstart_runs_the_whole_loop(tmp_path: Path) -> None:
     """Record, train both stages and evaluate every suite, at a size that only proves the wiring."""
     result = worldsim(
-        "quickstart", "out=qs", "worlds=[worldsim/Physics-v0]", "episodes=1", "workers=1", "train_episodes=3",
-        "ae_steps=2", "dynamics_steps=2", "eval_n=1", "reference=false", cwd=tmp_path,
+        "quickstart",
+        "out=qs",
+        "worlds=[worldsim/Physics-v0]",
+        "episodes=1",
+        "workers=1",
+        "train_episodes=3",
+        "ae_steps=2",
+        "dynamics_steps=2",
+        "eval_n=1",
+        "reference=false",
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "qs" / "run" / "model.pt").is_file()
     rows = json.loads((tmp_path / "qs" / "eval" / "results.json").read_text())["rows"]
-    assert {r["suite"] for r in rows} == {"physics", "permanence", "consistency", "action", "rollout", "reconstruction",
-                                         "conditioning"}
+    assert {r["suite"] for r in rows} == {
+        "physics",
+        "permanence",
+        "consistency",
+        "action",
+        "rollout",
+        "reconstruction",
+        "conditioning",
+    }
     # its own world only: physics, rollout and its autoencoder on Physics, the caption probe (one scenario: no
     # actions to shuffle)
-    assert {r["suite"] for r in rows if r["predictor"] == "model"} == {"physics", "rollout", "reconstruction",
-                                                                       "conditioning"}
+    assert {r["suite"] for r in rows if r["predictor"] == "model"} == {
+        "physics",
+        "rollout",
+        "reconstruction",
+        "conditioning",
+    }
     assert "quickstart finished" in result.stdout and "report.html" in result.stdout

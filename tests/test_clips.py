@@ -17,8 +17,9 @@ from worldsim.data.dataset import EpisodeDataset
 @pytest.fixture(scope="module")
 def cartpole_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("cartpole") / "data"
-    collect(CollectConfig(env="CartPole-v1", episodes=20, shard_episodes=5, out=str(root),
-                          size=[24, 32], progress=False))
+    collect(
+        CollectConfig(env="CartPole-v1", episodes=20, shard_episodes=5, out=str(root), size=[24, 32], progress=False)
+    )
     return root
 
 
@@ -34,9 +35,9 @@ def test_frame_clips_have_the_documented_shapes_and_align(cartpole_root: Path) -
         episode = episodes.episode(int(batch["episode"][k]))
         start, steps = int(batch["start"][k]), int(batch["steps"][k])
         assert 0 <= start <= episode.length + 1 - 6 and steps == min(6, episode.length - start)
-        expected = torch.from_numpy(episode.frames[start:start + 6]).permute(0, 3, 1, 2)
+        expected = torch.from_numpy(episode.frames[start : start + 6]).permute(0, 3, 1, 2)
         assert torch.equal(batch["frames"][k], expected)
-        assert batch["actions"][k, :steps].tolist() == episode.actions[start:start + steps].tolist()
+        assert batch["actions"][k, :steps].tolist() == episode.actions[start : start + steps].tolist()
         # A clip ending on the final frame has no transition out of it: padding the model never reads.
         assert torch.isnan(batch["rewards"][k, steps:]).all() and not batch["terminated"][k, steps:].any()
     assert int(batch["steps"][3]) == 5  # the last clip ends on the last episode's final frame
@@ -89,8 +90,11 @@ def test_two_workers_give_the_same_batches_as_none(cartpole_root: Path) -> None:
 def test_clip_longer_than_every_episode_is_a_clear_error(cartpole_root: Path) -> None:
     episodes = EpisodeDataset(cartpole_root)
     frames = int(episodes.lengths.max()) + 1
-    with pytest.raises(ValueError, match=rf"clip_length={frames + 1} needs episodes of at least "
-                                         rf"{frames + 1} frames, but the longest .* has {frames}"):
+    with pytest.raises(
+        ValueError,
+        match=rf"clip_length={frames + 1} needs episodes of at least "
+        rf"{frames + 1} frames, but the longest .* has {frames}",
+    ):
         ClipDataset(episodes, np.arange(len(episodes)), frames + 1, frames=True)
     with pytest.raises(ValueError, match="serves frames, latents or both"):
         ClipDataset(episodes, np.arange(len(episodes)), 2)

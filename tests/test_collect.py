@@ -101,8 +101,7 @@ def tiny_env_module(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 def cartpole(out: Path, **overrides) -> CollectConfig:
-    fields = dict(env="CartPole-v1", episodes=6, shard_episodes=2, out=str(out), size=[32, 32],
-                  progress=False)
+    fields = dict(env="CartPole-v1", episodes=6, shard_episodes=2, out=str(out), size=[32, 32], progress=False)
     return CollectConfig(**{**fields, **overrides})
 
 
@@ -144,8 +143,15 @@ def test_two_workers_write_the_same_bytes_as_one(tmp_path: Path) -> None:
 
 
 def test_tiny_world_stores_ground_truth_and_images(tmp_path: Path, tiny_env_module: str) -> None:
-    cfg = CollectConfig(env=f"{tiny_env_module}:TinyWorld-v0", episodes=3, shard_episodes=2,
-                        out=str(tmp_path / "data"), record_images=True, max_steps=7, progress=False)
+    cfg = CollectConfig(
+        env=f"{tiny_env_module}:TinyWorld-v0",
+        episodes=3,
+        shard_episodes=2,
+        out=str(tmp_path / "data"),
+        record_images=True,
+        max_steps=7,
+        progress=False,
+    )
     collect(cfg)
     episode = EpisodeDataset(tmp_path / "data").episode(2)
     assert episode.length == 7 and episode.truncated.tolist() == [False] * 6 + [True]
@@ -164,22 +170,29 @@ def test_tiny_world_stores_ground_truth_and_images(tmp_path: Path, tiny_env_modu
 
 def test_callable_policies(tmp_path: Path, tiny_env_module: str) -> None:
     env = f"{tiny_env_module}:TinyWorld-v0"
-    collect(CollectConfig(env=env, episodes=1, out=str(tmp_path / "f"), progress=False,
-                          policy=f"{tiny_env_module}:toward_center"))
+    collect(
+        CollectConfig(
+            env=env, episodes=1, out=str(tmp_path / "f"), progress=False, policy=f"{tiny_env_module}:toward_center"
+        )
+    )
     episode = EpisodeDataset(tmp_path / "f").episode(0)
     expected = np.sign(8 - episode.state["object_position"][:-1, 0])
     np.testing.assert_array_equal(episode.actions, expected)
 
     policy_file = tmp_path / "my_policy.py"
     policy_file.write_text("from tiny_world import ConstantPolicy\n")
-    collect(CollectConfig(env=env, episodes=1, out=str(tmp_path / "c"), progress=False,
-                          policy=f"{policy_file}:ConstantPolicy"))
+    collect(
+        CollectConfig(
+            env=env, episodes=1, out=str(tmp_path / "c"), progress=False, policy=f"{policy_file}:ConstantPolicy"
+        )
+    )
     assert (EpisodeDataset(tmp_path / "c").episode(0).actions == 0.5).all()
 
 
 def test_policy_kwargs_reach_a_policy_class(tmp_path: Path) -> None:
     policy_file = tmp_path / "kw_policies.py"
-    policy_file.write_text(textwrap.dedent("""
+    policy_file.write_text(
+        textwrap.dedent("""
         class Scaled:
             def __init__(self, action_space, scale=1.0):
                 self.action_space, self.scale = action_space, scale
@@ -191,7 +204,8 @@ def test_policy_kwargs_reach_a_policy_class(tmp_path: Path) -> None:
                 self.value = value
             def reset(self, seed): pass
             def __call__(self, observation, info): return self.value
-    """))
+    """)
+    )
     env = gymnasium.make("CartPole-v1")
     scaled = make_policy(f"{policy_file}:Scaled", env, {"scale": 0.5})
     assert scaled.action_space is env.action_space and scaled(None, {}) == 0.5
@@ -201,11 +215,16 @@ def test_policy_kwargs_reach_a_policy_class(tmp_path: Path) -> None:
     env.close()
 
 
-def test_a_dead_worker_stops_collection_with_a_clear_error(tmp_path: Path,
-                                                          tiny_env_module: str) -> None:
-    cfg = CollectConfig(env=f"{tiny_env_module}:TinyWorld-v0", episodes=4, shard_episodes=1,
-                        workers=2, out=str(tmp_path / "d"), progress=False,
-                        policy=f"{tiny_env_module}:DiesInWorkers")
+def test_a_dead_worker_stops_collection_with_a_clear_error(tmp_path: Path, tiny_env_module: str) -> None:
+    cfg = CollectConfig(
+        env=f"{tiny_env_module}:TinyWorld-v0",
+        episodes=4,
+        shard_episodes=1,
+        workers=2,
+        out=str(tmp_path / "d"),
+        progress=False,
+        policy=f"{tiny_env_module}:DiesInWorkers",
+    )
     with pytest.raises(RuntimeError, match="collection worker process died"):
         collect(cfg)
     with pytest.warns(UserWarning, match="did not finish"):
@@ -232,17 +251,19 @@ def test_a_dataset_recorded_before_a_config_field_existed_still_resumes(tmp_path
     assert again.recorded_episodes == 0 and again.episodes == 6
 
 
-@pytest.mark.parametrize("overrides, message", [
-    ({"env": "NoSuchEnv-v3"}, "env 'NoSuchEnv-v3' cannot be made"),
-    ({"episodes": 0}, "episodes=0: record at least 1 episode"),
-    ({"size": [32]}, r"size=\[32\]: give \[H, W\]"),
-    ({"policy": "scripted"}, "has no scripted_policy"),
-    ({"policy": "nowhere:act"}, "cannot import module 'nowhere'"),
-    ({"env_kwargs": {"render_mode": "human"}}, "render_mode='human': drop it"),
-    ({"record_images": True}, "puts no \\['segmentation', 'depth'\\] in info"),
-])
-def test_bad_input_is_refused_without_touching_data(tmp_path: Path, overrides: dict,
-                                                    message: str) -> None:
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"env": "NoSuchEnv-v3"}, "env 'NoSuchEnv-v3' cannot be made"),
+        ({"episodes": 0}, "episodes=0: record at least 1 episode"),
+        ({"size": [32]}, r"size=\[32\]: give \[H, W\]"),
+        ({"policy": "scripted"}, "has no scripted_policy"),
+        ({"policy": "nowhere:act"}, "cannot import module 'nowhere'"),
+        ({"env_kwargs": {"render_mode": "human"}}, "render_mode='human': drop it"),
+        ({"record_images": True}, "puts no \\['segmentation', 'depth'\\] in info"),
+    ],
+)
+def test_bad_input_is_refused_without_touching_data(tmp_path: Path, overrides: dict, message: str) -> None:
     collect(cartpole(tmp_path / "data"))
     before = shard_bytes(tmp_path / "data")
     with pytest.raises(ValueError, match=message):
@@ -253,19 +274,19 @@ def test_bad_input_is_refused_without_touching_data(tmp_path: Path, overrides: d
 
 def test_non_image_env_without_rgb_array_is_refused(tmp_path: Path, tiny_env_module: str) -> None:
     with pytest.raises(ValueError, match=r"not RGB frames, and cannot render rgb_array"):
-        collect(CollectConfig(env=f"{tiny_env_module}:Blind-v0", episodes=1, out=str(tmp_path / "d"),
-                              progress=False))
+        collect(CollectConfig(env=f"{tiny_env_module}:Blind-v0", episodes=1, out=str(tmp_path / "d"), progress=False))
     assert not (tmp_path / "d").exists()
 
 
 def test_killed_collection_resumes_to_the_same_bytes(tmp_path: Path, tiny_env_module: str) -> None:
     env = f"{tiny_env_module}:TinyWorld-v0"
-    kwargs = dict(env=env, env_kwargs={"delay": 0.004}, episodes=16, shard_episodes=2,
-                  progress=False)
+    kwargs = dict(env=env, env_kwargs={"delay": 0.004}, episodes=16, shard_episodes=2, progress=False)
     killed = tmp_path / "killed"
-    script = (f"import sys; sys.path.insert(0, {str(Path(sys.modules[tiny_env_module].__file__).parent)!r})\n"
-              "from worldsim.data.collect import CollectConfig, collect\n"
-              f"collect(CollectConfig(out={str(killed)!r}, **{kwargs!r}))\n")
+    script = (
+        f"import sys; sys.path.insert(0, {str(Path(sys.modules[tiny_env_module].__file__).parent)!r})\n"
+        "from worldsim.data.collect import CollectConfig, collect\n"
+        f"collect(CollectConfig(out={str(killed)!r}, **{kwargs!r}))\n"
+    )
     process = subprocess.Popen([sys.executable, "-c", script])
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -315,8 +336,17 @@ def physics_available() -> bool:
 
 @pytest.mark.skipif(not physics_available(), reason="worldsim/Physics-v0 is not built yet")
 def test_physics_world_collects_ground_truth(tmp_path: Path) -> None:
-    collect(CollectConfig(env="worldsim/Physics-v0", episodes=2, shard_episodes=1, max_steps=8,
-                          out=str(tmp_path), record_images=True, progress=False))
+    collect(
+        CollectConfig(
+            env="worldsim/Physics-v0",
+            episodes=2,
+            shard_episodes=1,
+            max_steps=8,
+            out=str(tmp_path),
+            record_images=True,
+            progress=False,
+        )
+    )
     episode = EpisodeDataset(tmp_path).episode(1)
     assert episode.frames.dtype == np.uint8 and episode.length == 8
     assert episode.caption and episode.split in ("id", "ood")

@@ -46,7 +46,7 @@ def write_dataset(root: Path, episodes: list[Episode], per_shard: int) -> None:
     root.mkdir(parents=True, exist_ok=True)
     manifest = new_manifest({"env_id": "test/Fake-v0", "episodes_planned": len(episodes)})
     for index, first in enumerate(range(0, len(episodes), per_shard)):
-        add_shard(manifest, write_shard(root, index, first, episodes[first:first + per_shard]))
+        add_shard(manifest, write_shard(root, index, first, episodes[first : first + per_shard]))
         write_manifest(root, manifest)
 
 
@@ -61,8 +61,7 @@ def test_round_trip_returns_identical_arrays(tmp_path: Path, episodes: list[Epis
     dataset = EpisodeDataset(tmp_path)
     assert len(dataset) == 5
     assert dataset.lengths.tolist() == [5, 9, 1, 7, 4]
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
-        MANIFEST_NAME, "shard-00000", "shard-00001", "shard-00002"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [MANIFEST_NAME, "shard-00000", "shard-00001", "shard-00002"]
     for index, written in enumerate(episodes):
         read = dataset.episode(index)
         for name in ("frames", "actions", "rewards", "terminated", "truncated", "segmentation", "depth"):
@@ -73,7 +72,11 @@ def test_round_trip_returns_identical_arrays(tmp_path: Path, episodes: list[Epis
             assert read.state[key].dtype == written.state[key].dtype
             np.testing.assert_array_equal(read.state[key], written.state[key])
         assert (read.caption, read.seed, read.params, read.split) == (
-            written.caption, written.seed, written.params, written.split)
+            written.caption,
+            written.seed,
+            written.params,
+            written.split,
+        )
         assert read.env_id == "test/Fake-v0"
 
 
@@ -134,16 +137,19 @@ def test_missing_shard_file_is_reported(tmp_path: Path, episodes: list[Episode])
         EpisodeDataset(tmp_path)
 
 
-@pytest.mark.parametrize("version, fix", [(SCHEMA_VERSION + 1, "upgrade worldsim"),
-                                          (SCHEMA_VERSION - 1, "re-record it")])
-def test_other_schema_version_is_refused(tmp_path: Path, episodes: list[Episode], version: int,
-                                         fix: str) -> None:
+@pytest.mark.parametrize(
+    "version, fix", [(SCHEMA_VERSION + 1, "upgrade worldsim"), (SCHEMA_VERSION - 1, "re-record it")]
+)
+def test_other_schema_version_is_refused(tmp_path: Path, episodes: list[Episode], version: int, fix: str) -> None:
     write_dataset(tmp_path, episodes[:2], per_shard=2)
     manifest = json.loads((tmp_path / MANIFEST_NAME).read_text())
     manifest["schema_version"] = version
     (tmp_path / MANIFEST_NAME).write_text(json.dumps(manifest))
-    with pytest.raises(DatasetError, match=rf"schema version {version}; this worldsim reads schema "
-                                           rf"version {SCHEMA_VERSION}: {fix}"):
+    with pytest.raises(
+        DatasetError,
+        match=rf"schema version {version}; this worldsim reads schema "
+        rf"version {SCHEMA_VERSION}: {fix}",
+    ):
         EpisodeDataset(tmp_path)
 
 

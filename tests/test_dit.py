@@ -10,8 +10,15 @@ from worldsim.models import DIT_PRESETS, TextCondition, VideoDiT, VideoDiTConfig
 
 def tiny_config(**overrides) -> VideoDiTConfig:
     base = dict(
-        latent_channels=4, latent_size=4, width=64, depth=2, heads=4, max_frames=8,
-        action_dim=3, text_width=32, head_width=32,
+        latent_channels=4,
+        latent_size=4,
+        width=64,
+        depth=2,
+        heads=4,
+        max_frames=8,
+        action_dim=3,
+        text_width=32,
+        head_width=32,
     )
     return VideoDiTConfig(**{**base, **overrides})
 
@@ -39,7 +46,9 @@ def inputs(cfg: VideoDiTConfig, B: int = 2, T: int = 5, seed: int = 1):
     action_mask[:, 0] = False
     L = 6
     text_mask = torch.arange(L)[None] < torch.tensor([[L], [3]])[:B]
-    text = TextCondition(torch.randn(B, L, cfg.text_width, generator=g), text_mask, torch.randn(B, cfg.text_width, generator=g))
+    text = TextCondition(
+        torch.randn(B, L, cfg.text_width, generator=g), text_mask, torch.randn(B, cfg.text_width, generator=g)
+    )
     return latents, noise_level, actions, action_mask, text
 
 
@@ -109,16 +118,23 @@ def test_kv_cache_equals_full_recompute() -> None:
     full, full_reward, full_term = model(latents, noise_level, actions, action_mask, text, return_heads=True)
     cache = model.new_cache()
     # Two context frames written at once, then one frame at a time, as a rollout does.
-    written = model(latents[:, :2], noise_level[:, :2], actions[:, :2], action_mask[:, :2], text,
-                    cache=cache, update_cache=True)
+    written = model(
+        latents[:, :2], noise_level[:, :2], actions[:, :2], action_mask[:, :2], text, cache=cache, update_cache=True
+    )
     torch.testing.assert_close(written, full[:, :2], rtol=0, atol=1e-5)
     for t in range(2, 6):
-        step = (latents[:, t:t + 1], noise_level[:, t:t + 1], actions[:, t:t + 1], action_mask[:, t:t + 1], text)
+        step = (
+            latents[:, t : t + 1],
+            noise_level[:, t : t + 1],
+            actions[:, t : t + 1],
+            action_mask[:, t : t + 1],
+            text,
+        )
         for _ in range(2):  # denoising steps read the cache without changing it
             velocity, reward, term = model(*step, cache=cache, return_heads=True)
-            torch.testing.assert_close(velocity, full[:, t:t + 1], rtol=0, atol=1e-5)
-            torch.testing.assert_close(reward, full_reward[:, t:t + 1], rtol=0, atol=1e-5)
-            torch.testing.assert_close(term, full_term[:, t:t + 1], rtol=0, atol=1e-5)
+            torch.testing.assert_close(velocity, full[:, t : t + 1], rtol=0, atol=1e-5)
+            torch.testing.assert_close(reward, full_reward[:, t : t + 1], rtol=0, atol=1e-5)
+            torch.testing.assert_close(term, full_term[:, t : t + 1], rtol=0, atol=1e-5)
         model(*step, cache=cache, update_cache=True)
         assert cache.frames == t + 1
 
@@ -131,11 +147,18 @@ def test_sliding_window_drops_old_frames_and_matches_recompute_over_window() -> 
     cache = model.new_cache(window=window)
     N = cfg.tokens_per_frame
     for t in range(T):
-        step = (latents[:, t:t + 1], noise_level[:, t:t + 1], actions[:, t:t + 1], action_mask[:, t:t + 1], text)
+        step = (
+            latents[:, t : t + 1],
+            noise_level[:, t : t + 1],
+            actions[:, t : t + 1],
+            action_mask[:, t : t + 1],
+            text,
+        )
         cached = model(*step, cache=cache, update_cache=True)
         lo = max(0, t - window)  # the frame and the `window` frames before it, recomputed from scratch
-        recomputed = model(latents[:, lo:t + 1], noise_level[:, lo:t + 1], actions[:, lo:t + 1],
-                           action_mask[:, lo:t + 1], text)[:, -1:]
+        recomputed = model(
+            latents[:, lo : t + 1], noise_level[:, lo : t + 1], actions[:, lo : t + 1], action_mask[:, lo : t + 1], text
+        )[:, -1:]
         torch.testing.assert_close(cached, recomputed, rtol=0, atol=1e-5)
         assert cache.keys[0].shape[2] == min(t + 1, window) * N  # memory bounded by the window
     # Writing the whole clip at once applies the same window frame by frame.
@@ -149,8 +172,13 @@ def test_sliding_window_drops_old_frames_and_matches_recompute_over_window() -> 
     long_cfg = tiny_config(max_frames=window + 1)
     long_model = randomized(long_cfg)
     full = long_model(latents, noise_level, actions, action_mask, text)
-    last = long_model(latents[:, -window - 1:], noise_level[:, -window - 1:], actions[:, -window - 1:],
-                      action_mask[:, -window - 1:], text)
+    last = long_model(
+        latents[:, -window - 1 :],
+        noise_level[:, -window - 1 :],
+        actions[:, -window - 1 :],
+        action_mask[:, -window - 1 :],
+        text,
+    )
     torch.testing.assert_close(full[:, -1], last[:, -1], rtol=0, atol=1e-5)
 
 

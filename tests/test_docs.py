@@ -74,7 +74,10 @@ def broken_links(page: Path) -> list[str]:
 
 def test_github_anchor_follows_githubs_rules() -> None:
     assert github_anchor("Step the learned world") == "step-the-learned-world"
-    assert github_anchor("`min_change`: faint changes keep the real pixel") == "min_change-faint-changes-keep-the-real-pixel"
+    assert (
+        github_anchor("`min_change`: faint changes keep the real pixel")
+        == "min_change-faint-changes-keep-the-real-pixel"
+    )
     assert github_anchor("Physics, Push: the GPU run (2,500 steps)") == "physics-push-the-gpu-run-2500-steps"
     assert github_anchor("Trained on an [H100](gpu-training.md)") == "trained-on-an-h100"
 
@@ -118,9 +121,21 @@ def test_mkdocs_nav_lists_every_docs_page_and_only_those() -> None:
 @pytest.mark.skipif(importlib.util.find_spec("mkdocs") is None, reason='needs mkdocs: pip install -e ".[docs]"')
 def test_mkdocs_site_builds_strict(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file", str(REPO / "mkdocs.yml"),
-         "--site-dir", str(tmp_path / "site")],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "mkdocs",
+            "build",
+            "--strict",
+            "--config-file",
+            str(REPO / "mkdocs.yml"),
+            "--site-dir",
+            str(tmp_path / "site"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, f"mkdocs build --strict failed:\n{result.stdout}\n{result.stderr}"
     assert (tmp_path / "site" / "index.html").is_file()

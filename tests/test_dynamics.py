@@ -22,15 +22,24 @@ from worldsim.training.datamodules import LatentClipDataConfig, LatentClipDataMo
 from worldsim.training.dynamics_module import DynamicsConfig, DynamicsModule, align_transitions
 from worldsim.training.optim import OptimConfig
 
-TINY = DynamicsConfig(dit=dict(width=64, depth=2, heads=2, text_width=64, head_width=64), text=dict(depth=1),
-                      clip_length=8, horizons=[1, 4, 16])
+TINY = DynamicsConfig(
+    dit=dict(width=64, depth=2, heads=2, text_width=64, head_width=64),
+    text=dict(depth=1),
+    clip_length=8,
+    horizons=[1, 4, 16],
+)
 STEPS = 200
 
 
 def trainer(tmp: Path | None = None, **kwargs) -> lightning.Trainer:
     return lightning.Trainer(
-        accelerator="cpu", logger=TensorBoardLogger(str(tmp)) if tmp else False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, **kwargs)
+        accelerator="cpu",
+        logger=TensorBoardLogger(str(tmp)) if tmp else False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        **kwargs,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -38,11 +47,20 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> tuple[LatentClipDataModule
     root = tmp_path_factory.mktemp("physics") / "data"
     collect(CollectConfig(env="worldsim/Physics-v0", episodes=4, max_steps=12, progress=False, out=str(root)))
     torch.manual_seed(0)
-    ae = FrameAutoencoder(AutoencoderConfig(base_channels=8, channel_multipliers=(1, 1, 2, 2), latent_channels=4,
-                                            num_groups=4)).eval()
-    module = LatentClipDataModule(LatentClipDataConfig(
-        root=str(root), latents=cache_latents(str(root), ae), clip_length=8, batch_size=4, val_fraction=0.25,
-        rollout_clips=1, rollout_length=13))
+    ae = FrameAutoencoder(
+        AutoencoderConfig(base_channels=8, channel_multipliers=(1, 1, 2, 2), latent_channels=4, num_groups=4)
+    ).eval()
+    module = LatentClipDataModule(
+        LatentClipDataConfig(
+            root=str(root),
+            latents=cache_latents(str(root), ae),
+            clip_length=8,
+            batch_size=4,
+            val_fraction=0.25,
+            rollout_clips=1,
+            rollout_length=13,
+        )
+    )
     module.setup("fit")
     return module, ae
 
@@ -64,8 +82,12 @@ def overfit(data) -> tuple[DynamicsModule, dict, float]:
 def fixed_noise_loss(model: DynamicsModule, batch: dict, networks=None) -> float:
     networks = networks if networks is not None else model.networks
     with torch.no_grad():
-        losses = [model.flow.loss(networks["dit"], *model._inputs(batch, networks["text"]),
-                                  generator=torch.Generator().manual_seed(i))[0].item() for i in range(8)]
+        losses = [
+            model.flow.loss(
+                networks["dit"], *model._inputs(batch, networks["text"]), generator=torch.Generator().manual_seed(i)
+            )[0].item()
+            for i in range(8)
+        ]
     return sum(losses) / len(losses)
 
 
@@ -85,7 +107,11 @@ def test_transitions_shift_right_by_one() -> None:
 
 
 def test_action_spaces_map_to_the_dit() -> None:
-    assert action_fields({"type": "Box", "shape": [3]}) == {"action_kind": "continuous", "action_dim": 3, "num_actions": 0}
+    assert action_fields({"type": "Box", "shape": [3]}) == {
+        "action_kind": "continuous",
+        "action_dim": 3,
+        "num_actions": 0,
+    }
     assert action_fields({"type": "Box", "shape": []})["action_dim"] == 1
     assert action_fields({"type": "Discrete", "n": 7, "start": 0})["num_actions"] == 7
     assert action_fields(None)["action_dim"] == 0
@@ -125,8 +151,8 @@ def test_comparison_grid_puts_each_prediction_under_its_truth() -> None:
     grid = rollout_metrics.comparison_grid(context, truth, prediction, gutter=2)
     assert grid.shape == (3, 2 * 2 * 6 + 6, 5 * 6 + 6) and grid.dtype == torch.uint8
     x = 2 * 6 + 6  # first future column, after the wider context gutter
-    assert (grid[:, 0:4, 0:4] == 10).all() and (grid[:, 0:4, x:x + 4] == 20).all()
-    assert (grid[:, 6:10, x:x + 4] == 30).all() and (grid[:, 6:10, 0:4] == 48).all()
+    assert (grid[:, 0:4, 0:4] == 10).all() and (grid[:, 0:4, x : x + 4] == 20).all()
+    assert (grid[:, 6:10, x : x + 4] == 30).all() and (grid[:, 6:10, 0:4] == 48).all()
 
 
 @pytest.mark.slow
@@ -147,9 +173,17 @@ def test_validation_reports_rollouts_beside_copy_last(data, overfit, tmp_path: P
     run = trainer(tmp_path)
     metrics = run.validate(model, datamodule, verbose=False)
     logged = {k: v for result in metrics for k, v in result.items()}
-    for name in ("val/loss", "val/loss_velocity", "val/latent_mse_h1", "val/latent_mse_h4",
-                 "val/copy_last_latent_mse_h1", "val/psnr_h1", "val/psnr_h4", "val/copy_last_psnr_h1",
-                 "val/copy_last_psnr_h4"):
+    for name in (
+        "val/loss",
+        "val/loss_velocity",
+        "val/latent_mse_h1",
+        "val/latent_mse_h4",
+        "val/copy_last_latent_mse_h1",
+        "val/psnr_h1",
+        "val/psnr_h4",
+        "val/copy_last_psnr_h1",
+        "val/copy_last_psnr_h4",
+    ):
         assert name in logged and np.isfinite(logged[name]), name
     assert "val/psnr_h16" not in logged  # 13-frame rollout clips hold 9 future frames
 
@@ -161,6 +195,7 @@ def test_validation_reports_rollouts_beside_copy_last(data, overfit, tmp_path: P
     assert logged["val/copy_last_latent_mse_h4"] == pytest.approx(expected_mse, rel=1e-5)
 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
     [event_file] = tmp_path.rglob("events.out.tfevents.*")
     events = EventAccumulator(str(event_file.parent))
     events.Reload()

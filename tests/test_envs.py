@@ -20,9 +20,21 @@ from worldsim.envs.push import GOAL_RADIUS, TABLE_HALF, PushEnv
 
 WORLDS = [PhysicsEnv, PushEnv, OcclusionEnv, OrbitEnv]
 COMMON_STATE_KEYS = {
-    "object_id", "object_present", "object_shape", "object_color", "object_size", "object_mass",
-    "object_position", "object_orientation", "object_linear_velocity", "object_angular_velocity",
-    "object_centroid", "object_pixels", "object_visible", "camera_view", "camera_projection",
+    "object_id",
+    "object_present",
+    "object_shape",
+    "object_color",
+    "object_size",
+    "object_mass",
+    "object_position",
+    "object_orientation",
+    "object_linear_velocity",
+    "object_angular_velocity",
+    "object_centroid",
+    "object_pixels",
+    "object_visible",
+    "camera_view",
+    "camera_projection",
     "camera_position",
 }
 
@@ -184,7 +196,11 @@ def test_other_captions_name_every_object_color(cls):
         for color in [colors] if isinstance(colors, str) else colors:
             assert color in info["caption"]
         if cls is OcclusionEnv:
-            phrase = {"pass_behind": "behind a gray wall", "occluder_slides": "wall slides", "camera_pan": "camera pans"}
+            phrase = {
+                "pass_behind": "behind a gray wall",
+                "occluder_slides": "wall slides",
+                "camera_pan": "camera pans",
+            }
             assert phrase[info["params"]["mode"]] in info["caption"]
     env.close()
 

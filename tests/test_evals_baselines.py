@@ -9,7 +9,11 @@ import numpy as np
 import pytest
 
 from worldsim.evals.baselines import (
-    CopyLastPredictor, GroundTruthPredictor, OpticalFlowPredictor, PerturbedGroundTruthPredictor, load_predictor,
+    CopyLastPredictor,
+    GroundTruthPredictor,
+    OpticalFlowPredictor,
+    PerturbedGroundTruthPredictor,
+    load_predictor,
     make_predictor,
 )
 from worldsim.evals.physics import run_physics
@@ -51,7 +55,9 @@ def test_truth_replays_exactly_and_refuses_unprepared_batches() -> None:
     out = predict_scenarios(GroundTruthPredictor(), scenarios)
     assert all(np.array_equal(o, s.future_frames) for o, s in zip(out, scenarios))
     with pytest.raises(ValueError, match="prepare"):
-        GroundTruthPredictor().predict(np.stack([s.context_frames for s in scenarios]), np.stack([s.actions for s in scenarios]), [""] * 3, 5)
+        GroundTruthPredictor().predict(
+            np.stack([s.context_frames for s in scenarios]), np.stack([s.actions for s in scenarios]), [""] * 3, 5
+        )
 
 
 def test_perturbed_truth_keeps_the_context_and_barely_moves_the_future() -> None:

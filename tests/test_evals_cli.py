@@ -19,15 +19,30 @@ def worldsim(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 def test_eval_help_lists_suites_and_metrics(tmp_path: Path) -> None:
     result = worldsim("eval", "--help", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    for word in ("physics", "permanence", "consistency", "action", "sampson_px", "push_accuracy", "orbit_yaw_error_deg", "copy_last"):
+    for word in (
+        "physics",
+        "permanence",
+        "consistency",
+        "action",
+        "sampson_px",
+        "push_accuracy",
+        "orbit_yaw_error_deg",
+        "copy_last",
+    ):
         assert word in result.stdout
 
 
 @pytest.mark.slow
 def test_eval_with_baselines_writes_results_report_and_summary(tmp_path: Path) -> None:
     result = worldsim(
-        "eval", "suites=[physics,consistency,action]", "predictors=[copy_last,optical_flow,truth]", "n=2",
-        "split=[id]", "out=run", "progress=false", cwd=tmp_path,
+        "eval",
+        "suites=[physics,consistency,action]",
+        "predictors=[copy_last,optical_flow,truth]",
+        "n=2",
+        "split=[id]",
+        "out=run",
+        "progress=false",
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
     report = tmp_path / "run" / "report.html"
@@ -50,8 +65,9 @@ def test_model_predictor_needs_a_checkpoint() -> None:
 
 
 def test_sampling_settings_reach_the_model_predictors_only() -> None:
-    reference, copy_last = make_predictors(EvalConfig(predictors=["reference", "copy_last"], anchors=False,
-                                                       sampling={"cfg_text": 3.0, "steps": 2}))
+    reference, copy_last = make_predictors(
+        EvalConfig(predictors=["reference", "copy_last"], anchors=False, sampling={"cfg_text": 3.0, "steps": 2})
+    )
     assert reference.sampling.given() == {"cfg_text": 3.0, "steps": 2}
     assert not hasattr(copy_last, "sampling")
     with pytest.raises(ValueError, match="cfg_txt"):  # a misspelt setting fails before anything is scored
@@ -75,8 +91,14 @@ def test_a_predictor_is_skipped_on_worlds_it_does_not_support(tmp_path: Path) ->
         "        return context_frames[:, -1:].repeat(horizon, axis=1)\n"
     )
     result = worldsim(
-        "eval", "suites=[physics,consistency]", "predictors=[physics_only.py:PhysicsOnly]", "n=1",
-        "split=[id]", "out=run", "progress=false", cwd=tmp_path,
+        "eval",
+        "suites=[physics,consistency]",
+        "predictors=[physics_only.py:PhysicsOnly]",
+        "n=1",
+        "split=[id]",
+        "out=run",
+        "progress=false",
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
     assert "skipped (the predictor does not support that world): physics_only on worldsim/Orbit-v0" in result.stdout

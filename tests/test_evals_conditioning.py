@@ -31,7 +31,7 @@ def test_shuffled_actions_change_only_the_future(push) -> None:
     other = shuffled(push)
     for i, (a, b) in enumerate(zip(push, other)):
         assert np.array_equal(b.actions[: a.context - 1], a.actions[: a.context - 1])
-        assert np.array_equal(b.actions[a.context - 1:], push[(i + 1) % len(push)].actions[a.context - 1:])
+        assert np.array_equal(b.actions[a.context - 1 :], push[(i + 1) % len(push)].actions[a.context - 1 :])
         assert np.array_equal(b.frames, a.frames)
     with pytest.raises(ValueError, match="at least 2 scenarios"):
         shuffled(push[:1])

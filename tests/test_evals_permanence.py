@@ -26,8 +26,16 @@ def test_truth_reappears_everywhere_without_flicker(occlusion: list[Scenario]) -
     values = table(run_permanence([GroundTruthPredictor()], occlusion))
     assert values[("truth", "reappearance_rate")] == 1.0
     assert values[("truth", "identity_kept")] == 1.0
-    for metric in ("flicker_rate", "position_error_px", "color_error", "size_error", "visible_while_hidden",
-                   "hidden_while_visible", "miss_rate", "hallucination_rate"):
+    for metric in (
+        "flicker_rate",
+        "position_error_px",
+        "color_error",
+        "size_error",
+        "visible_while_hidden",
+        "hidden_while_visible",
+        "miss_rate",
+        "hallucination_rate",
+    ):
         assert values[("truth", metric)] == 0.0, metric
 
 

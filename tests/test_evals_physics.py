@@ -13,8 +13,16 @@ from worldsim.evals.protocol import Scenario
 from worldsim.evals.scenarios import make_scenarios
 
 ZERO_FOR_TRUTH = (
-    "position_error_px", "position_error_m", "velocity_error_px", "gravity_error_ms2", "bounce_timing_error",
-    "interpenetration_px", "ground_penetration_m", "size_error", "miss_rate", "hallucination_rate",
+    "position_error_px",
+    "position_error_m",
+    "velocity_error_px",
+    "gravity_error_ms2",
+    "bounce_timing_error",
+    "interpenetration_px",
+    "ground_penetration_m",
+    "size_error",
+    "miss_rate",
+    "hallucination_rate",
 )
 
 
@@ -90,8 +98,16 @@ def moving_disk_scenario(speed: float, context: int = 3, horizon: int = 8, radiu
         "camera_projection": np.tile(projection, (total, 1, 1)).astype(np.float32),
     }
     return Scenario(
-        env_id="worldsim/Physics-v0", env_kwargs={}, seed=0, split="id", context=context, horizon=horizon,
-        frames=frames, actions=np.zeros((total - 1, 3), np.float32), caption="a red ball flies", state=state,
+        env_id="worldsim/Physics-v0",
+        env_kwargs={},
+        seed=0,
+        split="id",
+        context=context,
+        horizon=horizon,
+        frames=frames,
+        actions=np.zeros((total - 1, 3), np.float32),
+        caption="a red ball flies",
+        state=state,
     )
 
 
@@ -105,9 +121,13 @@ def test_copy_last_velocity_error_is_the_true_speed_on_uniform_motion(speed: flo
     for h in (1, 4, 8):
         by_step = table(rows, horizon=h)
         # Rasterizing a disk at a fractional center moves its pixel centroid by up to ~0.1 px.
-        assert by_step[("id", "copy_last", "position_error_px")]["value"] == pytest.approx(h * pixels_per_frame, abs=0.15)
+        assert by_step[("id", "copy_last", "position_error_px")]["value"] == pytest.approx(
+            h * pixels_per_frame, abs=0.15
+        )
         # Through the GT camera, pixels become the meters the ball really flew (0.15 px = 5 mm here).
-        assert by_step[("id", "copy_last", "position_error_m")]["value"] == pytest.approx(h * speed * 8 / 240, abs=0.005)
+        assert by_step[("id", "copy_last", "position_error_m")]["value"] == pytest.approx(
+            h * speed * 8 / 240, abs=0.005
+        )
     assert np.isnan(table(rows)[("id", "copy_last", "gravity_fit_ms2")]["value"])  # nothing falls
     assert table(rows)[("id", "copy_last", "ground_penetration_m")]["value"] == 0.0
 

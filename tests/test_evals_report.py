@@ -42,10 +42,20 @@ def test_normalized_score_anchors_and_mirror() -> None:
 
 
 def test_suite_score_is_the_mean_of_headline_scores() -> None:
-    rows = [row("copy_last", "err", 10), row("perturbed_truth", "err", 2), row("model", "err", 6),
-            row("copy_last", "acc", 0.2), row("perturbed_truth", "acc", 1.0), row("model", "acc", 1.0),
-            row("copy_last", "same", 1.0), row("perturbed_truth", "same", 1.0), row("model", "same", 5.0)]
-    scores = {(s["predictor"], s["metric"]): s["score"] for s in score_rows(rows, {"acc"}, {"s": ["err", "acc", "same"]})}
+    rows = [
+        row("copy_last", "err", 10),
+        row("perturbed_truth", "err", 2),
+        row("model", "err", 6),
+        row("copy_last", "acc", 0.2),
+        row("perturbed_truth", "acc", 1.0),
+        row("model", "acc", 1.0),
+        row("copy_last", "same", 1.0),
+        row("perturbed_truth", "same", 1.0),
+        row("model", "same", 5.0),
+    ]
+    scores = {
+        (s["predictor"], s["metric"]): s["score"] for s in score_rows(rows, {"acc"}, {"s": ["err", "acc", "same"]})
+    }
     assert scores[("model", "err")] == 0.5 and scores[("model", "acc")] == 1.0
     assert math.isnan(scores[("model", "same")])
     assert scores[("model", "suite")] == 0.75  # the degenerate metric is skipped
@@ -57,15 +67,21 @@ def test_scores_of_real_baselines_on_consistency() -> None:
     rows = []
     for name in ("copy_last", "perturbed_truth", "truth"):
         rows += score_consistency(scenarios, predict_scenarios(make_predictor(name), scenarios), name)
-    scores = {s["predictor"]: s["score"] for s in score_rows(rows, {"psnr_db", "ssim"}, {"consistency": ["psnr_db", "ssim", "loop_closure_mae"]}) if s["metric"] == "suite"}
+    scores = {
+        s["predictor"]: s["score"]
+        for s in score_rows(rows, {"psnr_db", "ssim"}, {"consistency": ["psnr_db", "ssim", "loop_closure_mae"]})
+        if s["metric"] == "suite"
+    }
     assert scores["copy_last"] == 0.0 and scores["perturbed_truth"] == pytest.approx(1.0)
     assert scores["truth"] >= 1.0
 
 
 def test_results_round_trip_and_schema_refusal(tmp_path: Path) -> None:
-    rows = [metric_row("consistency", "id", "truth", "psnr_db", [math.inf, 30.0]),
-            metric_row("consistency", "id", "copy_last", "sampson_px", [1.0, 2.0, 3.0], horizon=2),
-            metric_row("consistency", "ood", "copy_last", "loop_closure_mae", [])]
+    rows = [
+        metric_row("consistency", "id", "truth", "psnr_db", [math.inf, 30.0]),
+        metric_row("consistency", "id", "copy_last", "sampson_px", [1.0, 2.0, 3.0], horizon=2),
+        metric_row("consistency", "ood", "copy_last", "loop_closure_mae", []),
+    ]
     assert rows[1]["value"] == 2.0 and rows[1]["n"] == 3
     assert rows[1]["ci_low"] == pytest.approx(2.0 - 1.959964 / math.sqrt(3))
     path = write_results(tmp_path / "results.json", rows, {"n": 3}, "0.1.0")
@@ -81,7 +97,11 @@ def test_results_round_trip_and_schema_refusal(tmp_path: Path) -> None:
 
 
 def test_report_files_hold_the_tables(tmp_path: Path) -> None:
-    rows = [metric_row("consistency", "id", p, "psnr_db", [v, v + 1], horizon=h) for p, v in (("copy_last", 20.0), ("truth", 90.0)) for h in (None, 1, 2)]
+    rows = [
+        metric_row("consistency", "id", p, "psnr_db", [v, v + 1], horizon=h)
+        for p, v in (("copy_last", 20.0), ("truth", 90.0))
+        for h in (None, 1, 2)
+    ]
     rows += [metric_row("consistency", "id", "perturbed_truth", "psnr_db", [60.0])]
     path = write_results(tmp_path / "results.json", rows, {}, "0.1.0")
     frames = np.zeros((4, 64, 64, 3), np.uint8)

@@ -31,8 +31,9 @@ def push_env():
 def push_model(tmp_path_factory: pytest.TempPathFactory, one_thread) -> Path:  # noqa: F811
     """A tiny random-weight model file of worldsim/Push-v0."""
     root = tmp_path_factory.mktemp("world") / "push"
-    collect(CollectConfig(env="worldsim/Push-v0", episodes=2, max_steps=8, policy="scripted", progress=False,
-                          out=str(root)))
+    collect(
+        CollectConfig(env="worldsim/Push-v0", episodes=2, max_steps=8, policy="scripted", progress=False, out=str(root))
+    )
     return build_model_file(root, root.parent / "model.pt")
 
 
@@ -46,7 +47,9 @@ def test_episodes_start_with_the_world_left_alone_and_end_with_the_real_episode(
     distance = scenario.state["target_goal_distance"]  # Push pays 10 per meter of progress, 5 on success
     success = 5.0 if distance[-1] < GOAL_RADIUS else 0.0
     assert success and scenario.horizon < reward.HORIZON  # the scripted push succeeds, and the episode ends there
-    assert episode.real_return == pytest.approx(10.0 * (distance[reward.CONTEXT - 1] - distance[-1]) + success, abs=1e-5)
+    assert episode.real_return == pytest.approx(
+        10.0 * (distance[reward.CONTEXT - 1] - distance[-1]) + success, abs=1e-5
+    )
 
 
 def test_the_simulator_predicts_the_real_return_exactly_and_copy_last_predicts_nothing(push_env) -> None:
@@ -69,7 +72,9 @@ def test_a_model_predicts_finite_returns_for_every_policy(push_model: Path) -> N
         assert values[f"{policy}_predicted_return"]["n"] == 2
         assert math.isfinite(values[f"{policy}_predicted_return"]["value"])
         error = values[f"{policy}_return_error"]["value"]
-        assert error == pytest.approx(values[f"{policy}_predicted_return"]["value"] - values[f"{policy}_real_return"]["value"])
+        assert error == pytest.approx(
+            values[f"{policy}_predicted_return"]["value"] - values[f"{policy}_real_return"]["value"]
+        )
         assert 0.0 <= values[f"{policy}_pusher_found"]["value"] <= 1.0
     assert values["return_abs_error"]["n"] == 2 * len(reward.POLICIES)
 
@@ -77,10 +82,27 @@ def test_a_model_predicts_finite_returns_for_every_policy(push_model: Path) -> N
 def test_reward_runs_only_when_named_and_skips_predictors_without_rewards(tmp_path: Path) -> None:
     assert "reward" not in EvalConfig().suites
     result = subprocess.run(
-        [sys.executable, "-m", "worldsim.cli", "eval", "suites=[reward]", "predictors=[copy_last,optical_flow,truth]",
-         "n=1", "split=[id]", "progress=false", "out=run"], cwd=tmp_path, capture_output=True, text=True)
+        [
+            sys.executable,
+            "-m",
+            "worldsim.cli",
+            "eval",
+            "suites=[reward]",
+            "predictors=[copy_last,optical_flow,truth]",
+            "n=1",
+            "split=[id]",
+            "progress=false",
+            "out=run",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr
-    assert "skipped (the suite needs what the predictor lacks): optical_flow on reward (no predict_rewards)" in result.stdout
+    assert (
+        "skipped (the suite needs what the predictor lacks): optical_flow on reward (no predict_rewards)"
+        in result.stdout
+    )
     rows = read_results(tmp_path / "run" / "results.json")["rows"]
     value = {(r["predictor"], r["metric"]): r["value"] for r in rows}
     assert {p for p, _ in value} == {"copy_last", "truth", "perturbed_truth"}

@@ -46,9 +46,13 @@ def test_tracker_finds_projected_centers_of_fully_visible_objects_within_one_pix
                         if fully_visible(state["segmentation"][t], state["depth"][t], slot):
                             found = tracks.found[t, slot]
                             centroid = tracks.centroid[t, slot]
-                            errors.append(np.linalg.norm(centroid - state["object_centroid"][t, slot]) if found else np.inf)
+                            errors.append(
+                                np.linalg.norm(centroid - state["object_centroid"][t, slot]) if found else np.inf
+                            )
                             rows, cols = np.nonzero(state["segmentation"][t] == slot + 1)
-                            mask_errors.append(np.linalg.norm(centroid - (cols.mean(), rows.mean())) if found else np.inf)
+                            mask_errors.append(
+                                np.linalg.norm(centroid - (cols.mean(), rows.mean())) if found else np.inf
+                            )
     errors, mask_errors = np.array(errors), np.array(mask_errors)
     assert len(errors) > 1000
     rate = float(np.mean(errors <= 1.0))

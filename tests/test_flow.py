@@ -21,8 +21,16 @@ from worldsim.models import TextCondition, VideoDiT, VideoDiTConfig
 
 def tiny_model(seed: int = 0, random_weights: bool = True, **overrides) -> VideoDiT:
     base = dict(
-        latent_channels=4, latent_size=4, width=64, depth=2, heads=4, max_frames=8,
-        action_kind="discrete", num_actions=16, text_width=32, head_width=32,
+        latent_channels=4,
+        latent_size=4,
+        width=64,
+        depth=2,
+        heads=4,
+        max_frames=8,
+        action_kind="discrete",
+        num_actions=16,
+        text_width=32,
+        head_width=32,
     )
     torch.manual_seed(seed)
     model = VideoDiT(VideoDiTConfig(**{**base, **overrides}))
@@ -35,8 +43,9 @@ def tiny_model(seed: int = 0, random_weights: bool = True, **overrides) -> Video
 
 def some_text(B: int, width: int = 32, seed: int = 0) -> TextCondition:
     g = torch.Generator().manual_seed(seed)
-    return TextCondition(torch.randn(B, 5, width, generator=g), torch.ones(B, 5, dtype=torch.bool),
-                torch.randn(B, width, generator=g))
+    return TextCondition(
+        torch.randn(B, 5, width, generator=g), torch.ones(B, 5, dtype=torch.bool), torch.randn(B, width, generator=g)
+    )
 
 
 def test_noise_levels_context_and_future() -> None:
@@ -68,8 +77,9 @@ def test_loss_ignores_context_frames_and_unknown_rewards() -> None:
     flow = FlowMatching(FlowMatchingConfig(context_prob=1.0))
     g = torch.Generator().manual_seed(0)
     rewards = torch.tensor([[1.0, float("nan"), 2.0, 3.0]] * 2)
-    loss, logs = flow.loss(model, torch.randn(2, 4, 4, 4, 4), rewards=rewards,
-                           terminated=torch.zeros(2, 4, dtype=torch.bool), generator=g)
+    loss, logs = flow.loss(
+        model, torch.randn(2, 4, 4, 4, 4), rewards=rewards, terminated=torch.zeros(2, 4, dtype=torch.bool), generator=g
+    )
     loss.backward()
     g = torch.Generator().manual_seed(0)
     _, context = flow.noise_levels(2, 4, "cpu", g)
@@ -88,14 +98,24 @@ def test_rollout_context_is_the_models_own_warm_started_rollout_from_the_first_r
     tau = torch.rand(B, T)
     context = torch.ones(B, T, dtype=torch.bool)  # every row a context clip, so every row may be rolled
     flow = FlowMatching(FlowMatchingConfig(rollout_prob=1.0, context_noise=0.93))
-    out, out_tau, out_context, rolled = flow.rollout_context(model, latents, tau, context, actions, text,
-                                                             torch.Generator().manual_seed(0))
+    out, out_tau, out_context, rolled = flow.rollout_context(
+        model, latents, tau, context, actions, text, torch.Generator().manual_seed(0)
+    )
     g = torch.Generator().manual_seed(0)  # the same draws, in the documented order: rows, k, r, rollout
     torch.rand(B, generator=g)
     k = int(torch.randint(2, T, (1,), generator=g))
     r = int(torch.randint(1, k, (1,), generator=g))
-    expected = rollout(model, latents[:, :r], actions[:, 1:k], text, k - r, steps=1, context_noise=0.93,
-                       generator=g, warm_start=WARM_START).latents
+    expected = rollout(
+        model,
+        latents[:, :r],
+        actions[:, 1:k],
+        text,
+        k - r,
+        steps=1,
+        context_noise=0.93,
+        generator=g,
+        warm_start=WARM_START,
+    ).latents
     assert rolled.all()
     assert torch.equal(out[:, :r], latents[:, :r]) and torch.equal(out[:, k:], latents[:, k:])
     assert torch.allclose(out[:, r:k], expected, atol=1e-6)
@@ -105,12 +125,23 @@ def test_rollout_context_is_the_models_own_warm_started_rollout_from_the_first_r
 
 def test_rollout_context_is_off_by_default_and_in_validation() -> None:
     model = tiny_model()
-    latents, actions, mask = torch.randn(2, 6, 4, 4, 4), torch.randint(0, 16, (2, 6)), torch.ones(2, 6, dtype=torch.bool)
+    latents, actions, mask = (
+        torch.randn(2, 6, 4, 4, 4),
+        torch.randint(0, 16, (2, 6)),
+        torch.ones(2, 6, dtype=torch.bool),
+    )
     losses = []
     for prob, self_rollout in ((0.0, True), (1.0, False)):
         flow = FlowMatching(FlowMatchingConfig(rollout_prob=prob, context_prob=1.0))
-        loss, logs = flow.loss(model, latents, actions, mask, some_text(2), generator=torch.Generator().manual_seed(0),
-                               self_rollout=self_rollout)
+        loss, logs = flow.loss(
+            model,
+            latents,
+            actions,
+            mask,
+            some_text(2),
+            generator=torch.Generator().manual_seed(0),
+            self_rollout=self_rollout,
+        )
         assert "rollout_fraction" not in logs
         losses.append(loss)
     assert torch.equal(losses[0], losses[1])
@@ -201,8 +232,18 @@ def test_warm_start_samples_from_the_previous_frame_noised_to_its_level() -> Non
     write_frames(model, cache, context, actions[:, :T0], action_mask[:, :T0], text, passes, context_noise=1.0)
 
     def sample(**kwargs) -> torch.Tensor:
-        return sample_next_frame(model, cache, B, actions[:, T0:], action_mask[:, T0:], text, passes, steps=1,
-                                 generator=torch.Generator().manual_seed(7), **kwargs)
+        return sample_next_frame(
+            model,
+            cache,
+            B,
+            actions[:, T0:],
+            action_mask[:, T0:],
+            text,
+            passes,
+            steps=1,
+            generator=torch.Generator().manual_seed(7),
+            **kwargs,
+        )
 
     warm = sample(previous=context[:, -1], warm_start=w)
     start = w * context[:, -1:] + (1 - w) * torch.randn(B, 1, 4, 4, 4, generator=torch.Generator().manual_seed(7))
@@ -238,8 +279,17 @@ def test_guided_cached_step_equals_the_formula_over_full_recomputes(cfg_text: fl
     passes = guidance_passes(cfg_text, cfg_action, True, True)
     cache = model.new_cache()
     write_frames(model, cache, context, actions[:, :T0], action_mask[:, :T0], text, passes, context_noise=1.0)
-    guided = sample_next_frame(model, cache, B, actions[:, T0:], action_mask[:, T0:], text, passes, steps=1,
-                               generator=torch.Generator().manual_seed(7))
+    guided = sample_next_frame(
+        model,
+        cache,
+        B,
+        actions[:, T0:],
+        action_mask[:, T0:],
+        text,
+        passes,
+        steps=1,
+        generator=torch.Generator().manual_seed(7),
+    )
     noise = torch.randn(B, 1, 4, 4, 4, generator=torch.Generator().manual_seed(7))
     clip = torch.cat([context, noise], 1)
     tau = torch.cat([torch.ones(B, T0), torch.zeros(B, 1)], 1)
@@ -264,8 +314,20 @@ def test_rollout_shapes_and_determinism_under_a_seed() -> None:
     text = some_text(2)
 
     def run(seed: int, **kwargs):
-        return rollout(model, context, actions, text, horizon=5, steps=2, sampler="heun", cfg_text=2.0,
-                       cfg_action=1.5, window=4, generator=torch.Generator().manual_seed(seed), **kwargs)
+        return rollout(
+            model,
+            context,
+            actions,
+            text,
+            horizon=5,
+            steps=2,
+            sampler="heun",
+            cfg_text=2.0,
+            cfg_action=1.5,
+            window=4,
+            generator=torch.Generator().manual_seed(seed),
+            **kwargs,
+        )
 
     first, again, other = run(0), run(0), run(1)
     assert first.latents.shape == (2, 5, 4, 4, 4) and first.reward.shape == first.termination_logit.shape == (2, 5)
@@ -275,8 +337,15 @@ def test_rollout_shapes_and_determinism_under_a_seed() -> None:
     assert not torch.equal(run(0, warm_start=WARM_START).latents, first.latents)
     # Text to video: no context frames, no actions.
     for warm_start in (0.0, WARM_START):  # the first frame has no previous one and starts from noise
-        video = rollout(model, context[:, :0], None, text, horizon=3, generator=torch.Generator().manual_seed(0),
-                        warm_start=warm_start)
+        video = rollout(
+            model,
+            context[:, :0],
+            None,
+            text,
+            horizon=3,
+            generator=torch.Generator().manual_seed(0),
+            warm_start=warm_start,
+        )
         assert video.latents.shape == (2, 3, 4, 4, 4) and torch.isfinite(video.latents).all()
     passes: list[float] = []  # noise level of the new frame in every network pass
     model.register_forward_hook(lambda module, args, output: passes.append(round(float(args[1][0, -1]), 6)))

@@ -31,8 +31,18 @@ import worldsim  # noqa: E402, F401  (registers the ids)
 from worldsim.data.collect import CollectConfig, collect  # noqa: E402
 from worldsim.data.dataset import EpisodeDataset  # noqa: E402
 from worldsim.envs import WORLD_MODEL_ID  # noqa: E402
-from worldsim.imagine import (LABELS, REAL_VECS, ImagineConfig, ModelObservation, PPOConfig,  # noqa: E402
-                              imagine, make_agent, make_real_env, real_venv, train_ppo)
+from worldsim.imagine import (  # noqa: E402
+    LABELS,
+    REAL_VECS,
+    ImagineConfig,
+    ModelObservation,
+    PPOConfig,
+    imagine,
+    make_agent,
+    make_real_env,
+    real_venv,
+    train_ppo,
+)
 from worldsim.rl import GymnasiumVecEnv  # noqa: E402
 from worldsim.world_model import WorldModel  # noqa: E402
 
@@ -44,14 +54,23 @@ TINY_PPO = dict(n_steps=32, batch_size=32, n_epochs=1, seed=0, device="cpu")
 def push(tmp_path_factory: pytest.TempPathFactory, one_thread) -> Path:
     """A tiny random-weight model file of worldsim/Push-v0."""
     root = tmp_path_factory.mktemp("world") / "push"
-    collect(CollectConfig(env="worldsim/Push-v0", episodes=2, max_steps=8, policy="scripted", progress=False,
-                          out=str(root)))
+    collect(
+        CollectConfig(env="worldsim/Push-v0", episodes=2, max_steps=8, policy="scripted", progress=False, out=str(root))
+    )
     return build_model_file(root, root.parent / "model.pt")
 
 
 def make_vec(push: Path, num_envs: int, **kwargs) -> gymnasium.vector.VectorEnv:
-    return gymnasium.make_vec(WORLD_MODEL_ID, num_envs=num_envs, vectorization_mode="vector_entry_point",
-                              checkpoint=str(push), observation="latent", horizon=HORIZON, device="cpu", **kwargs)
+    return gymnasium.make_vec(
+        WORLD_MODEL_ID,
+        num_envs=num_envs,
+        vectorization_mode="vector_entry_point",
+        checkpoint=str(push),
+        observation="latent",
+        horizon=HORIZON,
+        device="cpu",
+        **kwargs,
+    )
 
 
 def fewer_terminations(envs: gymnasium.vector.VectorEnv, logit: float = 0.25) -> gymnasium.vector.VectorEnv:
@@ -68,8 +87,7 @@ def parameters(agent: PPO) -> torch.Tensor:
 @pytest.mark.slow
 def test_ppo_runs_unmodified_on_the_single_model_env(push: Path) -> None:
     def make() -> gymnasium.Env:
-        return gymnasium.make(WORLD_MODEL_ID, checkpoint=str(push), observation="latent", horizon=HORIZON,
-                              device="cpu")
+        return gymnasium.make(WORLD_MODEL_ID, checkpoint=str(push), observation="latent", horizon=HORIZON, device="cpu")
 
     env = make()
     check_env(env.unwrapped, warn=False)  # SB3's own checks, beside Gymnasium's in test_world_model_env
@@ -195,13 +213,23 @@ def test_collect_records_a_saved_ppo_policy_in_the_real_env(push: Path, tmp_path
 
     def record(out: str, **extra) -> EpisodeDataset:
         kwargs = {"path": str(tmp_path / "ppo.zip"), "checkpoint": str(push), **extra}
-        collect(CollectConfig(env="worldsim/Push-v0", episodes=2, max_steps=6, progress=False, out=str(tmp_path / out),
-                              policy="worldsim.imagine:SavedPPOPolicy", policy_kwargs=kwargs))
+        collect(
+            CollectConfig(
+                env="worldsim/Push-v0",
+                episodes=2,
+                max_steps=6,
+                progress=False,
+                out=str(tmp_path / out),
+                policy="worldsim.imagine:SavedPPOPolicy",
+                policy_kwargs=kwargs,
+            )
+        )
         return EpisodeDataset(tmp_path / out)
 
     episode = record("greedy").episode(1)
-    expected = np.stack([agent.predict(model.encode(frame).numpy(), deterministic=True)[0]
-                         for frame in episode.frames[:-1]])
+    expected = np.stack(
+        [agent.predict(model.encode(frame).numpy(), deterministic=True)[0] for frame in episode.frames[:-1]]
+    )
     np.testing.assert_allclose(episode.actions, expected, atol=1e-5)
     assert np.ptp(episode.actions, axis=0).min() > 0
     noisy, again = record("noisy", random_prob=1.0), record("again", random_prob=1.0)
@@ -210,8 +238,15 @@ def test_collect_records_a_saved_ppo_policy_in_the_real_env(push: Path, tmp_path
     with pytest.raises(ValueError, match="pass the checkpoint and observation the policy was trained with"):
         record("rgb", observation="rgb")
     with pytest.raises(ValueError, match=r"policy_kwargs \['path'\] given to policy 'random'"):
-        collect(CollectConfig(env="worldsim/Push-v0", episodes=1, policy="random", policy_kwargs={"path": "x"},
-                              out=str(tmp_path / "bad")))
+        collect(
+            CollectConfig(
+                env="worldsim/Push-v0",
+                episodes=1,
+                policy="random",
+                policy_kwargs={"path": "x"},
+                out=str(tmp_path / "bad"),
+            )
+        )
     assert not (tmp_path / "rgb").exists() and not (tmp_path / "bad").exists()
 
 
@@ -232,20 +267,29 @@ def test_env_kwargs_configure_the_imagined_contexts_and_the_real_env_alike(push:
 
 
 def test_max_seconds_cuts_a_ppo_run_short_and_reports_the_steps_it_took(push: Path) -> None:
-    cfg = ImagineConfig(checkpoint=str(push), timesteps=100_000, n_envs=2, max_seconds=1e-3,
-                        ppo=PPOConfig(n_steps=16, batch_size=16, n_epochs=1))
+    cfg = ImagineConfig(
+        checkpoint=str(push),
+        timesteps=100_000,
+        n_envs=2,
+        max_seconds=1e-3,
+        ppo=PPOConfig(n_steps=16, batch_size=16, n_epochs=1),
+    )
     model = WorldModel.from_checkpoint(push, device="cpu")
     agent, stats = train_ppo(cfg, real_venv(cfg, model, 4), context_frames=0)
     assert stats.timesteps == agent.num_timesteps == 2  # the first vector step passed the deadline
 
 
 def test_init_policy_starts_ppo_from_a_saved_policy(push: Path, tmp_path: Path) -> None:
-    cfg = ImagineConfig(checkpoint=str(push), timesteps=32, n_envs=2, ppo=PPOConfig(n_steps=16, batch_size=16, n_epochs=1))
+    cfg = ImagineConfig(
+        checkpoint=str(push), timesteps=32, n_envs=2, ppo=PPOConfig(n_steps=16, batch_size=16, n_epochs=1)
+    )
     model = WorldModel.from_checkpoint(push, device="cpu")
     trained, _ = train_ppo(cfg, real_venv(cfg, model, 4), context_frames=0)
     trained.save(tmp_path / "ppo.zip")
     fresh = make_agent(dataclasses.replace(cfg, seed=1), real_venv(cfg, model, 4))
-    resumed = make_agent(dataclasses.replace(cfg, seed=1, init_policy=str(tmp_path / "ppo.zip")), real_venv(cfg, model, 4))
+    resumed = make_agent(
+        dataclasses.replace(cfg, seed=1, init_policy=str(tmp_path / "ppo.zip")), real_venv(cfg, model, 4)
+    )
     assert torch.equal(parameters(resumed), parameters(trained))
     assert not torch.equal(parameters(fresh), parameters(trained))
     wider = dataclasses.replace(cfg, init_policy=str(tmp_path / "ppo.zip"), ppo=PPOConfig(net_arch=[32]))
@@ -285,10 +329,28 @@ def test_worldsim_imagine_writes_the_table(push: Path, tmp_path: Path) -> None:
     out, temp = tmp_path / "imagine", tmp_path / "temp"
     temp.mkdir()
     result = subprocess.run(
-        [sys.executable, "-m", "worldsim.cli", "imagine", f"checkpoint={push}", "timesteps=64", "n_envs=2",
-         "ppo.n_steps=16", "ppo.batch_size=16", "ppo.n_epochs=1", "eval_episodes=2", "horizon=4", "threads=1",
-         "+env_kwargs.start=behind", f"out={out}"],
-        cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "TMPDIR": str(temp)})
+        [
+            sys.executable,
+            "-m",
+            "worldsim.cli",
+            "imagine",
+            f"checkpoint={push}",
+            "timesteps=64",
+            "n_envs=2",
+            "ppo.n_steps=16",
+            "ppo.batch_size=16",
+            "ppo.n_epochs=1",
+            "eval_episodes=2",
+            "horizon=4",
+            "threads=1",
+            "+env_kwargs.start=behind",
+            f"out={out}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TMPDIR": str(temp)},
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads((out / "imagine.json").read_text())
     rows = {row["policy"]: row for row in report["rows"]}
@@ -314,8 +376,21 @@ def test_worldsim_imagine_writes_the_table(push: Path, tmp_path: Path) -> None:
     assert table.splitlines()[0] in result.stdout
 
     rescored = tmp_path / "rescored"
-    result = subprocess.run([sys.executable, "-m", "worldsim.cli", "imagine", f"rescore={out}", "eval_episodes=3",
-                             "threads=1", f"out={rescored}"], cwd=tmp_path, capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "worldsim.cli",
+            "imagine",
+            f"rescore={out}",
+            "eval_episodes=3",
+            "threads=1",
+            f"out={rescored}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr
     again = json.loads((rescored / "imagine.json").read_text())
     assert [row["policy"] for row in again["rows"]] == ["imagination", "real"]

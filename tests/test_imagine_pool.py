@@ -39,18 +39,44 @@ def test_the_t_interval_from_seed_means_widens_with_their_spread() -> None:
 
 def test_the_committed_reports_give_the_agents_page_figures(tmp_path: Path) -> None:
     """docs/agents.md: 1.45 [0.93, 2.20] bootstrap, [0.86, 2.43] t on 256 episodes; 1.24 [0.61, 2.60], [0.74, 2.07] on 32."""
-    rescored = pool(PoolConfig(imagination=[str(REPORTS / "rescored-256" / "imagination-s*.json")],
-                               real=[str(REPORTS / "rescored-256" / "real-s*.json")]))
+    rescored = pool(
+        PoolConfig(
+            imagination=[str(REPORTS / "rescored-256" / "imagination-s*.json")],
+            real=[str(REPORTS / "rescored-256" / "real-s*.json")],
+        )
+    )
     assert (rescored["imagination_seeds"], rescored["real_seeds"], rescored["episodes"]) == (5, 9, 256)
-    assert [round(v, 2) for v in (rescored["ratio"], *rescored["bootstrap_ci95"], *rescored["t_ci95"])] == \
-        [1.45, 0.93, 2.20, 0.86, 2.43]
+    assert [round(v, 2) for v in (rescored["ratio"], *rescored["bootstrap_ci95"], *rescored["t_ci95"])] == [
+        1.45,
+        0.93,
+        2.20,
+        0.86,
+        2.43,
+    ]
     result = subprocess.run(
-        [sys.executable, "-m", "worldsim.cli", "imagine", f"pool.imagination=[{REPORTS}/imagination-all-tuned-s?.json]",
-         f"pool.real=[{REPORTS}/real-63k-s?.json]", "out=pooled"], cwd=tmp_path, capture_output=True, text=True)
+        [
+            sys.executable,
+            "-m",
+            "worldsim.cli",
+            "imagine",
+            f"pool.imagination=[{REPORTS}/imagination-all-tuned-s?.json]",
+            f"pool.real=[{REPORTS}/real-63k-s?.json]",
+            "out=pooled",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr
     own = json.loads((tmp_path / "pooled" / "pool.json").read_text())
     assert (own["imagination_seeds"], own["real_seeds"], own["episodes"]) == (9, 9, 32)
-    assert [round(v, 2) for v in (own["ratio"], *own["bootstrap_ci95"], *own["t_ci95"])] == [1.24, 0.61, 2.60, 0.74, 2.07]
+    assert [round(v, 2) for v in (own["ratio"], *own["bootstrap_ci95"], *own["t_ci95"])] == [
+        1.24,
+        0.61,
+        2.60,
+        0.74,
+        2.07,
+    ]
     assert "imagination / real: 1.24, 95% bootstrap interval [0.61, 2.60]" in result.stdout
     assert (tmp_path / "pooled" / "pool.md").read_text() in result.stdout
 
@@ -61,11 +87,19 @@ def test_pooling_refuses_what_it_cannot_pool(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"pool takes only \['pool', 'out'\], but \['eval_episodes'\] were set"):
         imagine(ImagineConfig(eval_episodes=256, pool=PoolConfig(imagination=["a"], real=["b"])))
     with pytest.raises(ValueError, match="different numbers of evaluation episodes"):
-        pool(PoolConfig(imagination=[str(REPORTS / "imagination-all-tuned-s0.json")],
-                        real=[str(REPORTS / "real-63k-s0.json"), str(REPORTS / "rescored-256" / "real-s1.json")]))
+        pool(
+            PoolConfig(
+                imagination=[str(REPORTS / "imagination-all-tuned-s0.json")],
+                real=[str(REPORTS / "real-63k-s0.json"), str(REPORTS / "rescored-256" / "real-s1.json")],
+            )
+        )
     with pytest.raises(ValueError, match="has no 'real' row"):
-        pool(PoolConfig(imagination=[str(REPORTS / "imagination-all-tuned-s0.json")],
-                        real=[str(REPORTS / "imagination-all-tuned-s1.json")]))
+        pool(
+            PoolConfig(
+                imagination=[str(REPORTS / "imagination-all-tuned-s0.json")],
+                real=[str(REPORTS / "imagination-all-tuned-s1.json")],
+            )
+        )
     with pytest.raises(ValueError, match="matches nothing"):
         pool(PoolConfig(imagination=[str(tmp_path / "runs-s*")], real=[str(REPORTS / "real-63k-s0.json")]))
     with pytest.raises(ValueError, match="checkpoint= is required to train"):

@@ -23,8 +23,9 @@ STEPS = 12  # steps per episode: 13 frames
 
 def tiny_autoencoder(seed: int, dataset: Path) -> FrameAutoencoder:
     torch.manual_seed(seed)
-    ae = FrameAutoencoder(AutoencoderConfig(base_channels=8, channel_multipliers=(1, 1, 2, 2),
-                                            latent_channels=4, num_groups=4)).eval()
+    ae = FrameAutoencoder(
+        AutoencoderConfig(base_channels=8, channel_multipliers=(1, 1, 2, 2), latent_channels=4, num_groups=4)
+    ).eval()
     frames = torch.from_numpy(np.array(EpisodeDataset(dataset).episode(0).frames)).permute(0, 3, 1, 2)
     with torch.no_grad():
         ae.set_latent_statistics(ae.encode(frames.float() / 127.5 - 1).mean)
@@ -32,8 +33,16 @@ def tiny_autoencoder(seed: int, dataset: Path) -> FrameAutoencoder:
 
 
 def record(out: Path, episodes: int) -> Path:
-    collect(CollectConfig(env="worldsim/Physics-v0", episodes=episodes, max_steps=STEPS, shard_episodes=2,
-                          progress=False, out=str(out)))
+    collect(
+        CollectConfig(
+            env="worldsim/Physics-v0",
+            episodes=episodes,
+            max_steps=STEPS,
+            shard_episodes=2,
+            progress=False,
+            out=str(out),
+        )
+    )
     return out
 
 
@@ -139,8 +148,15 @@ def test_a_foreign_directory_is_refused(dataset: Path, tmp_path: Path) -> None:
 
 def test_clips_have_latents_the_autoencoder_stage_split_and_aligned_steps(dataset: Path) -> None:
     ae = tiny_autoencoder(0, dataset)
-    cfg = LatentClipDataConfig(root=str(dataset), latents=cache_latents(str(dataset), ae), clip_length=6,
-                               batch_size=4, val_fraction=0.25, rollout_clips=2, rollout_length=20)
+    cfg = LatentClipDataConfig(
+        root=str(dataset),
+        latents=cache_latents(str(dataset), ae),
+        clip_length=6,
+        batch_size=4,
+        val_fraction=0.25,
+        rollout_clips=2,
+        rollout_length=20,
+    )
     module = LatentClipDataModule(cfg)
     module.setup("fit")
     frames_module = FrameDataModule(str(dataset), AutoencoderStageConfig(val_fraction=0.25), seed=0)
@@ -160,8 +176,8 @@ def test_clips_have_latents_the_autoencoder_stage_split_and_aligned_steps(datase
         steps = episodes.episode(episode)
         assert episode in module.train_set.indices
         n = min(6, STEPS - start)
-        assert np.array_equal(batch["actions"][k, :n].numpy(), steps.actions[start:start + n])
-        assert np.array_equal(batch["rewards"][k, :n].numpy(), steps.rewards[start:start + n])
+        assert np.array_equal(batch["actions"][k, :n].numpy(), steps.actions[start : start + n])
+        assert np.array_equal(batch["rewards"][k, :n].numpy(), steps.rewards[start : start + n])
         assert torch.isnan(batch["rewards"][k, n:]).all() and not batch["terminated"][k, n:].any()
 
     loaders = module.val_dataloader()

@@ -97,4 +97,3 @@ def test_weighted_mse_and_psnr_match_a_hand_computation() -> None:
     assert autoencoder_psnr(prediction, truth, weight).item() == pytest.approx(6.9224, abs=1e-4)
     assert autoencoder_psnr(torch.full_like(truth, 3.0), torch.ones_like(truth)).item() == MAX_PSNR_DB  # 3 clamps to 1
     assert weighted_mse(prediction, truth, torch.zeros_like(weight)).item() == 0.0  # no weight: nothing counted
-

@@ -50,7 +50,7 @@ def test_one_action_steps_both_worlds_and_the_gif_shows_them_side_by_side(physic
     assert len(frames) == STEPS + 1  # the last context frame, then one per step
     assert frames[0].shape == (BAND + PANEL, 2 * PANEL + 2, 3)  # model | 2-px gutter | real
     # Both start from the same real context frame.
-    assert np.array_equal(frames[0][BAND:, :PANEL], frames[0][BAND:, PANEL + 2:])
+    assert np.array_equal(frames[0][BAND:, :PANEL], frames[0][BAND:, PANEL + 2 :])
     assert np.array_equal(result.model_frames[0], result.real_frames[0])
 
     # The real half is the env replayed with the recorded actions...
@@ -104,8 +104,7 @@ def test_mp4_holds_one_frame_per_step(physics, tmp_path: Path) -> None:
 
 
 def test_the_same_seed_plays_the_same_game(physics, tmp_path: Path) -> None:
-    logs = [run(physics, tmp_path / name, seed=seed).log.read_text() for name, seed in
-            (("a", 3), ("b", 3), ("c", 4))]
+    logs = [run(physics, tmp_path / name, seed=seed).log.read_text() for name, seed in (("a", 3), ("b", 3), ("c", 4))]
     assert logs[0] == logs[1]
     assert logs[0] != logs[2]
 
@@ -146,8 +145,9 @@ def test_a_dataset_context_plays_the_model_without_a_real_env(physics, tmp_path:
     assert gif_frames(result.video)[0].shape == (BAND + PANEL, PANEL, 3)
     assert np.array_equal(result.actions, np.tile(np.float32([0.5, 0.0, -0.5]), (STEPS, 1)))
     episodes = EpisodeDataset(root, verify=False)
-    assert any((episodes.episode(i).frames == result.model_frames[0]).all(axis=(1, 2, 3)).any()
-               for i in range(len(episodes)))  # the context ends on a real dataset frame
+    assert any(
+        (episodes.episode(i).frames == result.model_frames[0]).all(axis=(1, 2, 3)).any() for i in range(len(episodes))
+    )  # the context ends on a real dataset frame
     record = json.loads(result.log.read_text())
     assert record["context"] == "dataset" and record["summary"]["mean_psnr_db"] is None
     assert all(s["real_reward"] is None for s in record["per_step"])
@@ -158,8 +158,13 @@ def test_a_dataset_context_plays_the_model_without_a_real_env(physics, tmp_path:
 
 def test_keys_map_to_actions_of_the_space() -> None:
     box = spaces.Box(-1.0, 1.0, (3,), np.float32)
-    for key, expected in [(ARROW_CODES["right"][0], [1, 0, 0]), (ord("a"), [-1, 0, 0]), (ord("W"), [0, 1, 0]),
-                          (ARROW_CODES["down"][1], [0, -1, 0]), (ord(" "), [0, 0, 0])]:
+    for key, expected in [
+        (ARROW_CODES["right"][0], [1, 0, 0]),
+        (ord("a"), [-1, 0, 0]),
+        (ord("W"), [0, 1, 0]),
+        (ARROW_CODES["down"][1], [0, -1, 0]),
+        (ord(" "), [0, 0, 0]),
+    ]:
         action = key_action(key, box)
         assert action.dtype == np.float32 and action.tolist() == expected
     assert key_action(ord("x"), box) is None and key_action(ord("5"), box) is None
@@ -173,8 +178,9 @@ def test_keys_map_to_actions_of_the_space() -> None:
         key_action(ord(" "), spaces.MultiDiscrete([2, 2]))
 
 
-def test_keyboard_without_a_window_is_refused_with_the_fix(physics, tmp_path: Path,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_keyboard_without_a_window_is_refused_with_the_fix(
+    physics, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     if sys.platform.startswith("linux"):
         monkeypatch.delenv("DISPLAY", raising=False)
         monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
@@ -202,13 +208,16 @@ def test_keyboard_keys_drive_both_worlds_until_q(physics, tmp_path: Path, monkey
     assert len(gif_frames(result.video)) == 4
 
 
-@pytest.mark.parametrize("overrides, message", [
-    ({"checkpoint": "missing/model.pt"}, "checkpoint missing/model.pt does not exist"),
-    ({"policy": "greedy"}, "policy='greedy' is unknown: use random, scripted, mixed, keyboard or module:callable"),
-    ({"steps": 0}, "steps=0: play at least 1 step"),
-    ({"format": "avi"}, r"format='avi': use one of \['gif', 'mp4'\]"),
-    ({"sampling": {"warm_start": 1.0}}, r"warm_start=1.0 is not in \[0, 1\)"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"checkpoint": "missing/model.pt"}, "checkpoint missing/model.pt does not exist"),
+        ({"policy": "greedy"}, "policy='greedy' is unknown: use random, scripted, mixed, keyboard or module:callable"),
+        ({"steps": 0}, "steps=0: play at least 1 step"),
+        ({"format": "avi"}, r"format='avi': use one of \['gif', 'mp4'\]"),
+        ({"sampling": {"warm_start": 1.0}}, r"warm_start=1.0 is not in \[0, 1\)"),
+    ],
+)
 def test_bad_settings_are_refused_before_any_work(physics, tmp_path: Path, overrides, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         run(physics, tmp_path / "play", **overrides)
@@ -217,8 +226,9 @@ def test_bad_settings_are_refused_before_any_work(physics, tmp_path: Path, overr
 
 @pytest.mark.slow
 def test_play_help_lists_every_option(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, "-m", "worldsim.cli", "play", "--help"], cwd=tmp_path,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "worldsim.cli", "play", "--help"], cwd=tmp_path, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr
     assert "worldsim play:" in result.stdout
     for field in dataclasses.fields(PlayConfig):

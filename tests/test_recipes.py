@@ -17,10 +17,10 @@ import torch
 from test_train import config
 
 import worldsim
+from worldsim.checkpoint import load_checkpoint, part_state_dict, plain
 from worldsim.data.collect import CollectConfig, collect, content_config
 from worldsim.models.dit import DIT_PRESETS, VideoDiT, VideoDiTConfig
 from worldsim.models.text import TEXT_ENCODER_PRESETS, TextEncoder
-from worldsim.checkpoint import load_checkpoint, part_state_dict, plain
 from worldsim.training.dynamics_module import DynamicsConfig, build_networks, networks_of
 from worldsim.training.harness import TrainerConfig
 from worldsim.training.optim import OptimConfig
@@ -52,9 +52,23 @@ def record(world: str) -> dict[str, Any]:
 
 @pytest.mark.slow
 def test_the_cli_composes_a_recipe_with_the_shipped_file_it_names(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, "-m", "worldsim.cli", "train", "experiment=push_reference",
-                             "data=data/mine", "--cfg", "job", "--resolve"],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "worldsim.cli",
+            "train",
+            "experiment=push_reference",
+            "data=data/mine",
+            "--cfg",
+            "job",
+            "--resolve",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert f"autoencoder: {worldsim.reference_checkpoint('push')}\n" in result.stdout
     assert "  out: data/mine\n" in result.stdout and "  seed: 11\n" in result.stdout  # collect's
@@ -84,11 +98,19 @@ def test_model_mid_builds_the_physics_and_push_references_networks(world: str) -
 
 RECIPES = sorted(path.stem for path in (REPO / "configs" / "experiment").glob("*.yaml"))
 #: recipe -> the shipped file whose every recorded training setting it must reproduce
-SHIPPED = {"physics_reference": "physics", "push_reference": "push",
-           "occlusion_reference": "occlusion", "orbit_reference": "orbit"}
+SHIPPED = {
+    "physics_reference": "physics",
+    "push_reference": "push",
+    "occlusion_reference": "occlusion",
+    "orbit_reference": "orbit",
+}
 #: recipe -> the shipped file that holds the autoencoder it trains
-AUTOENCODERS = {"physics_autoencoder": "physics", "push_autoencoder": "push",
-                "occlusion_reference": "occlusion", "orbit_reference": "orbit"}
+AUTOENCODERS = {
+    "physics_autoencoder": "physics",
+    "push_autoencoder": "push",
+    "occlusion_reference": "occlusion",
+    "orbit_reference": "orbit",
+}
 #: DynamicsConfig fields that spell the size; the built networks are compared instead
 SIZE_FIELDS = ("preset", "dit", "text")
 #: How validation rollouts sampled, recorded in the dynamics config of files older than the one
@@ -124,8 +146,11 @@ def test_recipe_composes_to_the_settings_its_shipped_model_records(recipe: str, 
     configs = shipped["configs"]
     dit, text = build_networks(cfg.dynamics, shipped["data"])
     assert plain(dit) == configs["dit"] and plain(text) == configs["text"]
-    assert_as_recorded(without(plain(cfg.dynamics), SIZE_FIELDS),
-                       without(configs["dynamics"], (*SIZE_FIELDS, *VALIDATION_SAMPLING)), plain(DynamicsConfig()))
+    assert_as_recorded(
+        without(plain(cfg.dynamics), SIZE_FIELDS),
+        without(configs["dynamics"], (*SIZE_FIELDS, *VALIDATION_SAMPLING)),
+        plain(DynamicsConfig()),
+    )
     assert_as_recorded(plain(cfg.optim), configs["optim"], plain(OptimConfig()))
     assert_as_recorded(plain(cfg.trainer), configs["trainer"], plain(TrainerConfig()))
     assert cfg.seed == configs["seed"]
@@ -135,11 +160,15 @@ def test_recipe_composes_to_the_settings_its_shipped_model_records(recipe: str, 
     else:  # over the shipped file's own autoencoder
         assert cfg.stage == "dynamics" and Path(cfg.autoencoder) == worldsim.reference_checkpoint(world)
     weights = load_checkpoint(worldsim.reference_checkpoint(world))["weights"]
-    assert cfg.export_dtype == "float16" and {t.dtype for part in weights.values() for t in part.values()
-                                               if t.is_floating_point()} == {torch.float16}
+    assert cfg.export_dtype == "float16" and {
+        t.dtype for part in weights.values() for t in part.values() if t.is_floating_point()
+    } == {torch.float16}
     data = shipped["data"]
     assert (cfg.collect.env, cfg.collect.env_kwargs, cfg.collect.episodes) == (
-        data["env_id"], data["env_kwargs"], data["episodes"])
+        data["env_id"],
+        data["env_kwargs"],
+        data["episodes"],
+    )
 
 
 @pytest.mark.parametrize("recipe,world", sorted(AUTOENCODERS.items()))
@@ -164,22 +193,28 @@ def test_the_fine_tune_recipe_tunes_the_push_reference_on_sticky_drives_from_beh
 LOGS = REPO / "docs" / "reference-logs"
 FINETUNE_LOGS = REPO / "benchmarks" / "results" / "imagine-push-behind"
 #: recipe -> (the log of the run it repeats, the stages of that run the recipe trains)
-RUN_LOGS = {"physics_autoencoder": ("physics-cpu-train.log", ["autoencoder"]),
-            "push_autoencoder": ("push-cpu-train.log", ["autoencoder"]),
-            "occlusion_reference": ("occlusion-train.log", ["autoencoder", "dynamics"]),
-            "orbit_reference": ("orbit-train.log", ["autoencoder", "dynamics"]),
-            "physics_reference": ("physics-train.log", ["dynamics"]),
-            "push_reference": ("push-train.log", ["dynamics"])}
+RUN_LOGS = {
+    "physics_autoencoder": ("physics-cpu-train.log", ["autoencoder"]),
+    "push_autoencoder": ("push-cpu-train.log", ["autoencoder"]),
+    "occlusion_reference": ("occlusion-train.log", ["autoencoder", "dynamics"]),
+    "orbit_reference": ("orbit-train.log", ["autoencoder", "dynamics"]),
+    "physics_reference": ("physics-train.log", ["dynamics"]),
+    "push_reference": ("push-train.log", ["dynamics"]),
+}
 #: (recipe, Lightning CSV log of one of its stages, that stage)
-CSV_LOGS = [(recipe, LOGS / f"{world}-{stage}-metrics.csv", stage)
-            for recipe, world, stage in [("physics_autoencoder", "physics", "autoencoder"),
-                                         ("push_autoencoder", "push", "autoencoder"),
-                                         ("occlusion_reference", "occlusion", "autoencoder"),
-                                         ("occlusion_reference", "occlusion", "dynamics"),
-                                         ("orbit_reference", "orbit", "autoencoder"),
-                                         ("orbit_reference", "orbit", "dynamics"),
-                                         ("physics_reference", "physics", "dynamics"),
-                                         ("push_reference", "push", "dynamics")]]
+CSV_LOGS = [
+    (recipe, LOGS / f"{world}-{stage}-metrics.csv", stage)
+    for recipe, world, stage in [
+        ("physics_autoencoder", "physics", "autoencoder"),
+        ("push_autoencoder", "push", "autoencoder"),
+        ("occlusion_reference", "occlusion", "autoencoder"),
+        ("occlusion_reference", "occlusion", "dynamics"),
+        ("orbit_reference", "orbit", "autoencoder"),
+        ("orbit_reference", "orbit", "dynamics"),
+        ("physics_reference", "physics", "dynamics"),
+        ("push_reference", "push", "dynamics"),
+    ]
+]
 CSV_LOGS.append(("push_imagine_finetune", FINETUNE_LOGS / "all-finetune-metrics.csv", "dynamics"))
 
 
@@ -200,13 +235,30 @@ def stage_settings(cfg: TrainConfig, stage: str, meta: dict[str, Any]) -> dict[s
     """Everything stage ``stage`` of ``cfg`` reads, paths aside."""
     if stage == "autoencoder":
         trainer = dataclasses.replace(cfg.trainer, max_steps=cfg.ae.max_steps or cfg.trainer.max_steps)
-        return plain({"network": build_autoencoder_config(cfg.autoencoder_model), "ae": cfg.ae, "optim": cfg.optim,
-                      "trainer": trainer, "seed": cfg.seed, "split_seed": cfg.dynamics_data.split_seed,
-                      "export_dtype": cfg.export_dtype})
+        return plain(
+            {
+                "network": build_autoencoder_config(cfg.autoencoder_model),
+                "ae": cfg.ae,
+                "optim": cfg.optim,
+                "trainer": trainer,
+                "seed": cfg.seed,
+                "split_seed": cfg.dynamics_data.split_seed,
+                "export_dtype": cfg.export_dtype,
+            }
+        )
     dit, text = build_networks(cfg.dynamics, meta)
-    return plain({"dit": dit, "text": text, "dynamics": without(plain(cfg.dynamics), SIZE_FIELDS),
-                  "dynamics_data": cfg.dynamics_data, "optim": cfg.optim, "trainer": cfg.trainer, "seed": cfg.seed,
-                  "export_dtype": cfg.export_dtype})
+    return plain(
+        {
+            "dit": dit,
+            "text": text,
+            "dynamics": without(plain(cfg.dynamics), SIZE_FIELDS),
+            "dynamics_data": cfg.dynamics_data,
+            "optim": cfg.optim,
+            "trainer": cfg.trainer,
+            "seed": cfg.seed,
+            "export_dtype": cfg.export_dtype,
+        }
+    )
 
 
 @pytest.mark.parametrize("recipe", sorted(RUN_LOGS))
@@ -240,11 +292,13 @@ def test_recipe_agrees_with_its_runs_csv_log(recipe: str, path: Path, stage: str
     else:  # the time limit ended it early
         assert steps[-1] < max_steps - 1
     validated = {int(row["step"]) for row in rows if any(v for k, v in row.items() if k.startswith("val/"))}
-    assert validated and all((step + 1) % cfg.trainer.val_every_n_steps == 0 or step == steps[-1]
-                             for step in validated)
+    assert validated and all((step + 1) % cfg.trainer.val_every_n_steps == 0 or step == steps[-1] for step in validated)
     batch = cfg.ae.batch_size if stage == "autoencoder" else cfg.dynamics_data.batch_size
-    sizes = {float(row["train/device/samples_per_sec"]) / float(row["train/device/batches_per_sec"])
-             for row in rows if row.get("train/device/samples_per_sec")}  # logged since the GPU runs
+    sizes = {
+        float(row["train/device/samples_per_sec"]) / float(row["train/device/batches_per_sec"])
+        for row in rows
+        if row.get("train/device/samples_per_sec")
+    }  # logged since the GPU runs
     assert all(size == pytest.approx(batch) for size in sizes)
 
 
@@ -254,10 +308,12 @@ def cached_frames(log: Path) -> int:
 
 
 #: recipe -> how many frames its run's dataset held: the shipped file's record, or its log
-DATA_FRAMES = {**{recipe: lambda world=world: record(world)["data"]["frames"] for recipe, world in SHIPPED.items()},
-               "physics_autoencoder": lambda: cached_frames(LOGS / "physics-cpu-train.log"),
-               "push_autoencoder": lambda: cached_frames(LOGS / "push-cpu-train.log"),
-               "push_imagine_finetune": lambda: cached_frames(FINETUNE_LOGS / "all-finetune.log")}
+DATA_FRAMES = {
+    **{recipe: lambda world=world: record(world)["data"]["frames"] for recipe, world in SHIPPED.items()},
+    "physics_autoencoder": lambda: cached_frames(LOGS / "physics-cpu-train.log"),
+    "push_autoencoder": lambda: cached_frames(LOGS / "push-cpu-train.log"),
+    "push_imagine_finetune": lambda: cached_frames(FINETUNE_LOGS / "all-finetune.log"),
+}
 
 
 @pytest.mark.long
@@ -283,10 +339,13 @@ def assert_as_recorded(composed: dict[str, Any], recorded: dict[str, Any], defau
 
 @pytest.mark.slow
 def test_collect_records_the_data_then_trains_and_a_second_run_records_nothing(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     data = tmp_path / "data"
-    cfg = dataclasses.replace(config(data, tmp_path / "run", steps=2), collect=CollectConfig(
-        env="worldsim/Physics-v0", episodes=4, max_steps=12, progress=False, out=str(data)))
+    cfg = dataclasses.replace(
+        config(data, tmp_path / "run", steps=2),
+        collect=CollectConfig(env="worldsim/Physics-v0", episodes=4, max_steps=12, progress=False, out=str(data)),
+    )
     assert train(cfg)["autoencoder"].is_file()
     manifest = (data / "manifest.json").read_bytes()
     assert json.loads(manifest)["episodes"] == 4

@@ -13,8 +13,7 @@ import yaml
 from worldsim.data.collect import CollectConfig, collect
 from worldsim.training.autoencoder_module import AutoencoderStageConfig
 from worldsim.training.guards import NonFiniteLossError
-from worldsim.training.harness import (TrainerConfig, counted_step, resolve_precision, resolve_resume,
-                                       strategy_argument)
+from worldsim.training.harness import TrainerConfig, counted_step, resolve_precision, resolve_resume, strategy_argument
 from worldsim.training.optim import OptimConfig
 from worldsim.training.train import AutoencoderModelConfig, TrainConfig, build_autoencoder_config, train
 
@@ -32,10 +31,20 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def config(data: Path, out: Path, steps: int, every: int = 1000, lr: float = 3e-3, **trainer) -> TrainConfig:
     return TrainConfig(
-        stage="autoencoder", data=str(data), out=str(out), seed=0,
-        trainer=TrainerConfig(accelerator="cpu", devices="1", max_steps=steps, val_every_n_steps=every,
-                              checkpoint_every_n_steps=every, log_every_n_steps=1, progress_bar=False,
-                              **trainer),
+        stage="autoencoder",
+        data=str(data),
+        out=str(out),
+        seed=0,
+        trainer=TrainerConfig(
+            accelerator="cpu",
+            devices="1",
+            max_steps=steps,
+            val_every_n_steps=every,
+            checkpoint_every_n_steps=every,
+            log_every_n_steps=1,
+            progress_bar=False,
+            **trainer,
+        ),
         optim=OptimConfig(lr=lr, warmup_steps=3, ema_decay=0.9),
         autoencoder_model=AutoencoderModelConfig(overrides=dict(NARROW)),
         ae=AutoencoderStageConfig(batch_size=8, val_frames=8, statistics_frames=32, verify=False),
@@ -63,7 +72,10 @@ def test_autoencoder_loss_falls_and_validation_is_logged(dataset: Path, tmp_path
     events = EventAccumulator(str(tmp_path / "autoencoder" / "tensorboard")).Reload()
     assert "val/reconstruction" in events.Tags()["images"]
     # Throughput: 8 frames a batch, and the FLOPs counted on the first step at every logged window.
-    batches, samples = logged(tmp_path, "train/device/batches_per_sec"), logged(tmp_path, "train/device/samples_per_sec")
+    batches, samples = (
+        logged(tmp_path, "train/device/batches_per_sec"),
+        logged(tmp_path, "train/device/samples_per_sec"),
+    )
     flops = logged(tmp_path, "train/device/flops_per_sec")
     assert len(batches) == len(samples) == len(flops) >= 30
     assert all(s / b == pytest.approx(8) for s, b in zip(samples, batches))
@@ -90,8 +102,8 @@ def test_counted_step_counts_three_forward_passes_once() -> None:
 
 
 def test_latent_statistics_make_latents_unit_variance(dataset: Path, tmp_path: Path) -> None:
-    from worldsim.data.dataset import EpisodeDataset
     from worldsim.checkpoint import load_autoencoder
+    from worldsim.data.dataset import EpisodeDataset
 
     train(config(dataset, tmp_path, steps=10))
     model = load_autoencoder(tmp_path / "autoencoder.pt")
@@ -141,8 +153,11 @@ def test_non_finite_loss_stops_without_writing_a_checkpoint(dataset: Path, tmp_p
     # lr 1e30: after the first Adam step the weights are ~1e30 and the next loss overflows.
     cfg = config(dataset, tmp_path, steps=20, every=1, lr=1e30)
     cfg = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, warmup_steps=1, grad_clip=0.0))
-    with pytest.raises(NonFiniteLossError, match=r"training loss is (nan|inf) at step (\d+).*stopping before"
-                                                 r" a broken checkpoint is saved") as failure:
+    with pytest.raises(
+        NonFiniteLossError,
+        match=r"training loss is (nan|inf) at step (\d+).*stopping before"
+        r" a broken checkpoint is saved",
+    ) as failure:
         train(cfg)
     failed_at = int(failure.value.args[0].split(" at step ")[1].split()[0])
     checkpoints = tmp_path / "autoencoder" / "checkpoints"
@@ -167,7 +182,9 @@ def test_throughput_covers_whole_logging_intervals(dataset: Path, tmp_path: Path
     assert len(every) == 8 and len(fourth) == 2
     assert fourth == pytest.approx([every[0]] * 2)
     samples = logged(tmp_path / "fourth", "train/device/samples_per_sec")
-    assert [s / b for s, b in zip(samples, logged(tmp_path / "fourth", "train/device/batches_per_sec"))] == pytest.approx([8, 8])
+    assert [
+        s / b for s, b in zip(samples, logged(tmp_path / "fourth", "train/device/batches_per_sec"))
+    ] == pytest.approx([8, 8])
 
 
 @pytest.mark.slow
@@ -189,8 +206,7 @@ def test_precision_follows_the_hardware() -> None:
 
 
 def group_options() -> list[tuple[str, str]]:
-    return [(group, path.stem) for group in ("model", "trainer")
-            for path in sorted((CONFIGS / group).glob("*.yaml"))]
+    return [(group, path.stem) for group in ("model", "trainer") for path in sorted((CONFIGS / group).glob("*.yaml"))]
 
 
 @pytest.mark.parametrize("group,option", group_options())
@@ -223,4 +239,3 @@ def test_slurm_launcher_config_targets_submitit() -> None:
     launcher = yaml.safe_load(text)
     assert launcher["defaults"] == ["submitit_slurm"]
     assert launcher["nodes"] == "${trainer.num_nodes}"
-

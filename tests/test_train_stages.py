@@ -17,18 +17,31 @@ from worldsim.training.train import TrainConfig, train
 
 
 def worldsim(*args: str, cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "worldsim.cli", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "worldsim.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.mark.slow
 def test_two_process_cpu_ddp_run_completes(dataset: Path, tmp_path: Path) -> None:
     result = worldsim(
-        "train", "stage=autoencoder", f"data={dataset}", f"out={tmp_path / 'run'}", "trainer=ddp", "trainer.accelerator=cpu",
-        "trainer.devices=2", "trainer.max_steps=3", "trainer.progress_bar=false", "ae.batch_size=4",
-        "ae.val_frames=4", "ae.statistics_frames=16", "optim.warmup_steps=1",
-        "+autoencoder_model.overrides.base_channels=8", "+autoencoder_model.overrides.num_groups=4",
-        cwd=tmp_path)
+        "train",
+        "stage=autoencoder",
+        f"data={dataset}",
+        f"out={tmp_path / 'run'}",
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "trainer.max_steps=3",
+        "trainer.progress_bar=false",
+        "ae.batch_size=4",
+        "ae.val_frames=4",
+        "ae.statistics_frames=16",
+        "optim.warmup_steps=1",
+        "+autoencoder_model.overrides.base_channels=8",
+        "+autoencoder_model.overrides.num_groups=4",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "distributed_backend=gloo" in result.stderr + result.stdout
     assert "All distributed processes registered" in result.stderr + result.stdout
@@ -71,8 +84,10 @@ def test_stage_all_trains_both_stages_exports_one_file_and_resumes_from_the_run_
     load_autoencoder(results["dynamics"])  # one file serves inference
     with open(tmp_path / "run" / "dynamics" / "csv" / "version_0" / "metrics.csv") as handle:
         rows = [row for row in csv.DictReader(handle) if row.get("train/device/samples_per_sec")]
-    assert rows and all(float(r["train/device/samples_per_sec"]) / float(r["train/device/batches_per_sec"])
-                        == pytest.approx(4) for r in rows)  # clips per batch
+    assert rows and all(
+        float(r["train/device/samples_per_sec"]) / float(r["train/device/batches_per_sec"]) == pytest.approx(4)
+        for r in rows
+    )  # clips per batch
     assert all(float(r["train/device/flops_per_sec"]) > 0 for r in rows)
     last = tmp_path / "run" / "dynamics" / "checkpoints" / "last.ckpt"
     DynamicsModule.from_checkpoint(str(last))
@@ -81,8 +96,10 @@ def test_stage_all_trains_both_stages_exports_one_file_and_resumes_from_the_run_
     train(cfg)
     assert torch.load(last, weights_only=True)["global_step"] == 6
     assert (tmp_path / "run" / "dynamics" / "csv" / "version_1" / "metrics.csv").is_file()  # logs kept
-    assert torch.load(tmp_path / "run" / "autoencoder" / "checkpoints" / "last.ckpt",
-                      weights_only=True)["global_step"] == 4
+    assert (
+        torch.load(tmp_path / "run" / "autoencoder" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
+        == 4
+    )
 
 
 @pytest.mark.slow
@@ -99,8 +116,12 @@ def test_dynamics_resume_from_a_mid_run_checkpoint_equals_an_uninterrupted_run(t
     checkpoints = tmp_path / "whole" / "dynamics" / "checkpoints"
     # A run killed after step 3 leaves this file; a new process continues from it.
     resumed = dataclasses.replace(
-        cfg, stage="dynamics", out=str(tmp_path / "resumed"),
-        autoencoder=str(tmp_path / "whole" / "autoencoder.pt"), resume=str(checkpoints / "step=000003.ckpt"))
+        cfg,
+        stage="dynamics",
+        out=str(tmp_path / "resumed"),
+        autoencoder=str(tmp_path / "whole" / "autoencoder.pt"),
+        resume=str(checkpoints / "step=000003.ckpt"),
+    )
     train(resumed)
     a = state(checkpoints / "last.ckpt")
     b = state(tmp_path / "resumed" / "dynamics" / "checkpoints" / "last.ckpt")
@@ -124,10 +145,22 @@ def test_fine_tuning_only_the_heads_keeps_every_frame_and_moves_the_reward(tmp_p
     from worldsim.world_model import WorldModel
 
     base_data, new_data = tmp_path / "push", tmp_path / "push-sticky"
-    collect(CollectConfig(env="worldsim/Push-v0", episodes=5, max_steps=10, policy="scripted", progress=False,
-                          out=str(base_data)))
-    collect(CollectConfig(env="worldsim/Push-v0", env_kwargs={"start": "behind"}, episodes=5, max_steps=10,
-                          policy="sticky", progress=False, out=str(new_data)))
+    collect(
+        CollectConfig(
+            env="worldsim/Push-v0", episodes=5, max_steps=10, policy="scripted", progress=False, out=str(base_data)
+        )
+    )
+    collect(
+        CollectConfig(
+            env="worldsim/Push-v0",
+            env_kwargs={"start": "behind"},
+            episodes=5,
+            max_steps=10,
+            policy="sticky",
+            progress=False,
+            out=str(new_data),
+        )
+    )
     cfg = config(base_data, tmp_path / "base", steps=3, every=3)
     cfg.stage, cfg.ae.max_steps = "all", 2
     cfg.dynamics.clip_length, cfg.dynamics.context_frames, cfg.dynamics.horizons = 4, 2, [1, 2]
@@ -135,8 +168,14 @@ def test_fine_tuning_only_the_heads_keeps_every_frame_and_moves_the_reward(tmp_p
     cfg.dynamics_data.batch_size, cfg.dynamics_data.rollout_length, cfg.dynamics_data.rollout_clips = 4, 4, 1
     base = train(cfg)["dynamics"]
     set_default_sampling(base, steps=2, warm_start=0.0)
-    tune = dataclasses.replace(cfg, stage="dynamics", data=str(new_data), out=str(tmp_path / "tuned"), init=str(base),
-                               dynamics=dataclasses.replace(cfg.dynamics, trainable="heads", dit={}))
+    tune = dataclasses.replace(
+        cfg,
+        stage="dynamics",
+        data=str(new_data),
+        out=str(tmp_path / "tuned"),
+        init=str(base),
+        dynamics=dataclasses.replace(cfg.dynamics, trainable="heads", dit={}),
+    )
     tune.trainer.max_steps = 6
     tuned = train(tune)["dynamics"]
 
@@ -151,16 +190,20 @@ def test_fine_tuning_only_the_heads_keeps_every_frame_and_moves_the_reward(tmp_p
     assert b.default_sampling == a.default_sampling  # recorded with init, kept
     frames = np.zeros((1, 2, 64, 64, 3), np.uint8)
     actions = np.full((1, 4, 2), 0.5, np.float32)
-    assert np.array_equal(a.rollout(frames, actions, "a push", horizon=3, seed=1),
-                          b.rollout(frames, actions, "a push", horizon=3, seed=1))  # the same world
+    assert np.array_equal(
+        a.rollout(frames, actions, "a push", horizon=3, seed=1), b.rollout(frames, actions, "a push", horizon=3, seed=1)
+    )  # the same world
     stepped = [WorldBatch(model) for model in (a, b)]
     for batch in stepped:
         batch.start(frames, actions[:, :1], "a push", seed=1)
     assert stepped[0].step(actions[:, 1]).reward != stepped[1].step(actions[:, 1]).reward  # new heads
 
     with pytest.raises(ValueError, match="set dynamics.clip_length=4"):
-        train(dataclasses.replace(tune, out=str(tmp_path / "bad"),
-                                  dynamics=dataclasses.replace(tune.dynamics, clip_length=8)))
+        train(
+            dataclasses.replace(
+                tune, out=str(tmp_path / "bad"), dynamics=dataclasses.replace(tune.dynamics, clip_length=8)
+            )
+        )
     with pytest.raises(ValueError, match="run it with stage=dynamics"):
         dataclasses.replace(tune, stage="all")
     with pytest.raises(ValueError, match="drop the dynamics.dit"):

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
+from worldsim.checkpoint import CheckpointError, dataset_meta, export_modules
 from worldsim.data.collect import CollectConfig, collect
 from worldsim.data.dataset import EpisodeDataset
 from worldsim.models.autoencoder import AutoencoderConfig, FrameAutoencoder
 from worldsim.models.dit import VideoDiT, VideoDiTConfig
 from worldsim.models.text import TextEncoder, TextEncoderConfig
-from worldsim.checkpoint import CheckpointError, dataset_meta, export_modules
 from worldsim.sampling import SamplingConfig
 from worldsim.world_batch import WorldBatch
 from worldsim.world_model import ResidualAnchor, WorldModel
@@ -30,8 +30,19 @@ def build_model_file(root: Path, out: Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     meta = dataset_meta(root)
     autoencoder = FrameAutoencoder(AutoencoderConfig(base_channels=8, num_groups=4, latent_channels=4))
-    dit = VideoDiT(VideoDiTConfig(latent_channels=4, latent_size=8, width=32, depth=1, heads=2, text_width=32,
-                                  head_width=32, max_frames=WINDOW + 1, action_dim=meta["action_space"]["shape"][0]))
+    dit = VideoDiT(
+        VideoDiTConfig(
+            latent_channels=4,
+            latent_size=8,
+            width=32,
+            depth=1,
+            heads=2,
+            text_width=32,
+            head_width=32,
+            max_frames=WINDOW + 1,
+            action_dim=meta["action_space"]["shape"][0],
+        )
+    )
     text = TextEncoder(TextEncoderConfig(width=32, depth=1, heads=2, max_length=32))
     with torch.no_grad():
         for parameter in dit.parameters():
@@ -52,8 +63,11 @@ def one_thread():
 def physics(tmp_path_factory: pytest.TempPathFactory, one_thread) -> tuple[Path, Path]:
     """(dataset, model file) of worldsim/Physics-v0."""
     root = tmp_path_factory.mktemp("world") / "physics"
-    collect(CollectConfig(env="worldsim/Physics-v0", episodes=2, max_steps=8, policy="scripted", progress=False,
-                          out=str(root)))
+    collect(
+        CollectConfig(
+            env="worldsim/Physics-v0", episodes=2, max_steps=8, policy="scripted", progress=False, out=str(root)
+        )
+    )
     return root, build_model_file(root, root.parent / "model.pt")
 
 
@@ -64,7 +78,7 @@ def model(physics: tuple[Path, Path]) -> WorldModel:
 
 def clip(root: Path, frames: int) -> tuple[np.ndarray, np.ndarray, str]:
     episode = EpisodeDataset(root, verify=False).episode(0)
-    return episode.frames[None, :frames], episode.actions[None, :frames - 1], episode.caption
+    return episode.frames[None, :frames], episode.actions[None, : frames - 1], episode.caption
 
 
 def test_from_checkpoint_rebuilds_the_world_and_refuses_other_files(physics, model, tmp_path: Path) -> None:
@@ -81,8 +95,13 @@ def test_from_checkpoint_rebuilds_the_world_and_refuses_other_files(physics, mod
     torch.save(no_dit, tmp_path / "no_dit.pt")
     with pytest.raises(CheckpointError, match=r"holding parts \['autoencoder', 'text'\].*pass the <run>/model.pt"):
         WorldModel.from_checkpoint(tmp_path / "no_dit.pt")
-    wider = {**export, "worldsim": {**export["worldsim"], "configs": {
-        **export["worldsim"]["configs"], "dit": {**export["worldsim"]["configs"]["dit"], "width": 64}}}}
+    wider = {
+        **export,
+        "worldsim": {
+            **export["worldsim"],
+            "configs": {**export["worldsim"]["configs"], "dit": {**export["worldsim"]["configs"]["dit"], "width": 64}},
+        },
+    }
     torch.save(wider, tmp_path / "wider.pt")
     with pytest.raises(CheckpointError, match="do not fit this worldsim's networks"):
         WorldModel.from_checkpoint(tmp_path / "wider.pt")
@@ -112,7 +131,7 @@ def test_stepping_with_the_kv_cache_equals_a_rollout_with_the_same_seed(physics,
     assert expected.shape == (1, horizon, 64, 64, 3) and expected.dtype == np.uint8
 
     batch = WorldBatch(model)
-    first = batch.start(frames, actions[:, :context - 1], caption, seed=7)
+    first = batch.start(frames, actions[:, : context - 1], caption, seed=7)
     assert np.array_equal(first.frames, frames[:, -1])
     stepped = [batch.step(actions[:, context - 1 + h]) for h in range(horizon)]
     latents = torch.stack([s.latents for s in stepped], dim=1)
@@ -128,8 +147,9 @@ def test_residual_decoding_keeps_the_real_pixels_the_model_leaves_unchanged(phys
     context, horizon = 2, 3
     frames, _, caption = clip(physics[0], context)
     actions = np.zeros((1, context + horizon - 1, 3), np.float32)
-    direct, out = model.rollout(frames, actions, caption, horizon, seed=3, sampling={"residual": False},
-                                return_latents=True)
+    direct, out = model.rollout(
+        frames, actions, caption, horizon, seed=3, sampling={"residual": False}, return_latents=True
+    )
     assert np.array_equal(direct, model.decode(out.latents))
     residual = model.rollout(frames, actions, caption, horizon, seed=3)
     last = frames[:, -1].astype(int)
@@ -237,10 +257,14 @@ def test_a_model_file_can_carry_the_sampling_it_is_stepped_with(physics, model, 
 
     frames, actions, caption = clip(physics[0], 6)
     context, actions = frames[:, :3], actions[:, :5]
-    assert np.array_equal(carrying.rollout(context, actions, caption, 3, seed=0),
-                          model.rollout(context, actions, caption, 3, seed=0, sampling={"steps": 2, "warm_start": 0.0}))
-    assert np.array_equal(carrying.rollout(context, actions, caption, 3, seed=0, sampling={"steps": 1, "warm_start": 0.3}),
-                          model.rollout(context, actions, caption, 3, seed=0))  # what a caller sets wins
+    assert np.array_equal(
+        carrying.rollout(context, actions, caption, 3, seed=0),
+        model.rollout(context, actions, caption, 3, seed=0, sampling={"steps": 2, "warm_start": 0.0}),
+    )
+    assert np.array_equal(
+        carrying.rollout(context, actions, caption, 3, seed=0, sampling={"steps": 1, "warm_start": 0.3}),
+        model.rollout(context, actions, caption, 3, seed=0),
+    )  # what a caller sets wins
     assert WorldModelEnv(carrying).batch.sampling.steps == 2
     assert WorldModelEnv(carrying, sampling={"steps": 1}).batch.sampling.steps == 1
 
@@ -277,7 +301,9 @@ def test_sampling_settings_are_checked_once_with_the_rule() -> None:
         SamplingConfig(steps=0, warm_start=1.0)
     with pytest.raises(ValueError, match=r"sampling has no fields \['stepz'\]"):
         SamplingConfig.of({"stepz": 2})
-    assert SamplingConfig(steps=2).over(SamplingConfig(steps=1, sampler="heun")) == SamplingConfig(steps=2, sampler="heun")
+    assert SamplingConfig(steps=2).over(SamplingConfig(steps=1, sampler="heun")) == SamplingConfig(
+        steps=2, sampler="heun"
+    )
     assert SamplingConfig(steps=2, cfg_text=3.0).given() == {"steps": 2, "cfg_text": 3.0}
 
 
@@ -286,7 +312,9 @@ def test_inference_imports_no_lightning_and_no_training_code() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, worldsim; worldsim.WorldModel; worldsim.WorldBatch; import worldsim.envs.world_model; "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'lightning' or m.startswith('worldsim.training')))")
+    code = (
+        "import sys, worldsim; worldsim.WorldModel; worldsim.WorldBatch; import worldsim.envs.world_model; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'lightning' or m.startswith('worldsim.training')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

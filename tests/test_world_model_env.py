@@ -26,8 +26,14 @@ def make(physics, **kwargs) -> WorldModelEnv:
 
 
 def make_vec(physics, num_envs: int, **kwargs) -> WorldModelVectorEnv:
-    return gymnasium.make_vec(ENV_ID, num_envs=num_envs, vectorization_mode="vector_entry_point",
-                              checkpoint=str(physics[1]), device="cpu", **kwargs)
+    return gymnasium.make_vec(
+        ENV_ID,
+        num_envs=num_envs,
+        vectorization_mode="vector_entry_point",
+        checkpoint=str(physics[1]),
+        device="cpu",
+        **kwargs,
+    )
 
 
 @pytest.mark.parametrize("observation", ["rgb", "latent", "both"])
@@ -88,8 +94,11 @@ def test_truncation_at_the_horizon_and_invalid_actions_raise(physics) -> None:
     env.reset(seed=0)
     assert env.step(np.zeros(3, np.float32))[3] is False
     assert env.step([0.5, -0.5, 0.0])[3] is True
-    for action, rule in (([0.3, np.nan, 0.0], "must be finite"), ([1.5, 0.0, 0.0], r"must lie in \[-1.0, 1.0\]"),
-                         ([0.1, 0.2], r"must have shape \(3,\), not \(2,\)")):
+    for action, rule in (
+        ([0.3, np.nan, 0.0], "must be finite"),
+        ([1.5, 0.0, 0.0], r"must lie in \[-1.0, 1.0\]"),
+        ([0.1, 0.2], r"must have shape \(3,\), not \(2,\)"),
+    ):
         with pytest.raises(ValueError, match=rf"is not in Box\(-1.0, 1.0, \(3,\), float32\): actions {rule}"):
             env.step(np.array(action, np.float32))
     vector = make_vec(physics, 2, horizon=2)
@@ -100,10 +109,15 @@ def test_truncation_at_the_horizon_and_invalid_actions_raise(physics) -> None:
         vector.reset(seed=[1, 2])
 
 
-@pytest.mark.parametrize("setting,message", [({"steps": 0}, r"steps=0 is not in \[1, 64\]"),
-                                             ({"warm_start": 1.0}, r"warm_start=1.0 is not in \[0, 1\)"),
-                                             ({"sampler": "rk4"}, r"sampler='rk4' is not one of \('euler', 'heun'\)"),
-                                             ({"stepz": 2}, r"sampling has no fields \['stepz'\]")])
+@pytest.mark.parametrize(
+    "setting,message",
+    [
+        ({"steps": 0}, r"steps=0 is not in \[1, 64\]"),
+        ({"warm_start": 1.0}, r"warm_start=1.0 is not in \[0, 1\)"),
+        ({"sampler": "rk4"}, r"sampler='rk4' is not one of \('euler', 'heun'\)"),
+        ({"stepz": 2}, r"sampling has no fields \['stepz'\]"),
+    ],
+)
 def test_sampling_settings_are_checked_when_the_env_is_made(physics, setting, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         make(physics, sampling=setting)
@@ -175,8 +189,17 @@ def test_model_predictor_runs_through_the_eval(physics, tmp_path: Path) -> None:
     from worldsim.evals.run import EvalConfig, evaluate
 
     assert BASELINES["model"] is WorldModelPredictor
-    evaluate(EvalConfig(checkpoint=str(physics[1]), predictors=["model", "copy_last"], suites=["physics"], n=2,
-                        split=["id"], out=str(tmp_path), progress=False))
+    evaluate(
+        EvalConfig(
+            checkpoint=str(physics[1]),
+            predictors=["model", "copy_last"],
+            suites=["physics"],
+            n=2,
+            split=["id"],
+            out=str(tmp_path),
+            progress=False,
+        )
+    )
     rows = json.loads((tmp_path / "results.json").read_text())["rows"]
     assert {"model", "copy_last"} <= {row["predictor"] for row in rows}
     predictor = make_predictor("model", checkpoint=str(physics[1]))
@@ -219,12 +242,24 @@ def test_model_predictor_over_a_directory_picks_each_scenario_worlds_model(physi
 def test_probe_suites_audit_the_models_autoencoder_and_conditioning(physics, tmp_path: Path) -> None:
     from worldsim.evals.run import EvalConfig, evaluate
 
-    evaluate(EvalConfig(checkpoint=str(physics[1]), predictors=["model"], suites=["reconstruction", "conditioning"],
-                        n=2, split=["id"], out=str(tmp_path), progress=False))
+    evaluate(
+        EvalConfig(
+            checkpoint=str(physics[1]),
+            predictors=["model"],
+            suites=["reconstruction", "conditioning"],
+            n=2,
+            split=["id"],
+            out=str(tmp_path),
+            progress=False,
+        )
+    )
     rows = json.loads((tmp_path / "results.json").read_text())["rows"]
     model = {(r["suite"], r["metric"]) for r in rows if r["predictor"] == "model"}
-    assert {("reconstruction", "physics_psnr_db"), ("reconstruction", "physics_object_kept_1px"),
-            ("conditioning", "text_color_dominant")} <= model
+    assert {
+        ("reconstruction", "physics_psnr_db"),
+        ("reconstruction", "physics_object_kept_1px"),
+        ("conditioning", "text_color_dominant"),
+    } <= model
     assert not any(m.startswith("push_") for _, m in model)  # a Physics model is not audited on Push
     copy_last = {(r["suite"], r["metric"]) for r in rows if r["predictor"] == "copy_last"}
     assert ("conditioning", "action_gain_db") in copy_last and not any(s == "reconstruction" for s, _ in copy_last)

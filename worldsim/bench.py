@@ -35,10 +35,13 @@ class CollectBenchConfig:
 
 @dataclass
 class BenchConfig:
-    suites: list[str] = field(default_factory=lambda: list(SUITES))  # collect (frames/s recording each world) | env (world-model env latency, throughput, KV cache, memory)
+    # collect (frames/s recording each world) | env (world-model env latency, throughput, KV cache, memory)
+    suites: list[str] = field(default_factory=lambda: list(SUITES))
     collect: CollectBenchConfig = field(default_factory=CollectBenchConfig)  # what the collect suite records
-    env: EnvBenchConfig = field(default_factory=EnvBenchConfig)  # what the env suite steps (checkpoint=None: tiny, random weights)
-    sampling: SamplingConfig = field(default_factory=SamplingConfig)  # how the env suite's model samples (sampling.steps=2 ...); unset fields: the model file's default
+    # what the env suite steps (checkpoint=None: tiny, random weights)
+    env: EnvBenchConfig = field(default_factory=EnvBenchConfig)
+    # how the env suite's model samples (sampling.steps=2 ...); unset fields: the model file's default
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
     out: str = ""  # also write the JSON report here (empty: print only)
 
 

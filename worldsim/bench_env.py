@@ -40,20 +40,25 @@ class EnvBenchConfig:
 
 def tiny_model_file(path: Path) -> Path:
     """The tiny presets with random weights (never terminating) as an exported model file for Push-v0's spaces."""
+    from worldsim.checkpoint import export_modules
     from worldsim.models.autoencoder import AUTOENCODER_PRESETS, FrameAutoencoder
     from worldsim.models.dit import VideoDiT, VideoDiTConfig
     from worldsim.models.text import TEXT_ENCODER_PRESETS, TextEncoder
-    from worldsim.checkpoint import export_modules
 
     torch.manual_seed(0)
     autoencoder = FrameAutoencoder(AUTOENCODER_PRESETS["tiny"])
-    dit = VideoDiT(VideoDiTConfig.preset("tiny", latent_channels=autoencoder.config.latent_channels, latent_size=8,
-                                         action_dim=2))
+    dit = VideoDiT(
+        VideoDiTConfig.preset("tiny", latent_channels=autoencoder.config.latent_channels, latent_size=8, action_dim=2)
+    )
     with torch.no_grad():  # random heads would end episodes at random, timing resets instead of steps
         dit.heads.termination[-1].bias.fill_(-10.0)
-    data = {"env_id": "worldsim/Push-v0", "env_kwargs": {}, "frame_shape": [64, 64, 3],
-            "observation_space": {"type": "Box", "shape": [64, 64, 3], "dtype": "uint8"},
-            "action_space": {"type": "Box", "shape": [2], "dtype": "float32", "low": [-1.0, -1.0], "high": [1.0, 1.0]}}
+    data = {
+        "env_id": "worldsim/Push-v0",
+        "env_kwargs": {},
+        "frame_shape": [64, 64, 3],
+        "observation_space": {"type": "Box", "shape": [64, 64, 3], "dtype": "uint8"},
+        "action_space": {"type": "Box", "shape": [2], "dtype": "float32", "low": [-1.0, -1.0], "high": [1.0, 1.0]},
+    }
     return export_modules(path, dit, TextEncoder(TEXT_ENCODER_PRESETS["tiny"]), autoencoder, data)
 
 
@@ -91,13 +96,20 @@ def bench_env(cfg: EnvBenchConfig, sampling: Optional[SamplingConfig] = None) ->
     sampling = SamplingConfig.of(sampling)
     effective = model.sampling_for(sampling)
     report: dict[str, Any] = {
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                    "torch_threads": torch.get_num_threads(), "device": str(model.device),
-                    "gpu": torch.cuda.get_device_name() if model.device.type == "cuda" else None},
-        "model": {"checkpoint": str(cfg.checkpoint or "tiny presets, random weights"),
-                  "dit_parameters": model.dit.num_params(trainable_only=False), "window": model.window(effective),
-                  "sampling": effective.given(),
-                  "observation": cfg.observation},
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "device": str(model.device),
+            "gpu": torch.cuda.get_device_name() if model.device.type == "cuda" else None,
+        },
+        "model": {
+            "checkpoint": str(cfg.checkpoint or "tiny presets, random weights"),
+            "dit_parameters": model.dit.num_params(trainable_only=False),
+            "window": model.window(effective),
+            "sampling": effective.given(),
+            "observation": cfg.observation,
+        },
     }
 
     def sync() -> None:
@@ -108,8 +120,10 @@ def bench_env(cfg: EnvBenchConfig, sampling: Optional[SamplingConfig] = None) ->
     env.reset(seed=0)
     action = np.zeros(env.action_space.shape, env.action_space.dtype)
     times = _timed(lambda: (env.step(action), sync()), cfg.seconds)
-    report["env_step_ms_batch1"] = {"median": round(1e3 * statistics.median(times), 2),
-                                    "p90": round(1e3 * sorted(times)[int(0.9 * (len(times) - 1))], 2)}
+    report["env_step_ms_batch1"] = {
+        "median": round(1e3 * statistics.median(times), 2),
+        "p90": round(1e3 * sorted(times)[int(0.9 * (len(times) - 1))], 2),
+    }
     print(json.dumps({"env_step_ms_batch1": report["env_step_ms_batch1"]}), flush=True)
 
     throughput = []
@@ -133,8 +147,11 @@ def bench_env(cfg: EnvBenchConfig, sampling: Optional[SamplingConfig] = None) ->
 
     times = _timed(real_step, cfg.seconds)
     real.close()
-    report["real_env"] = {"env": cfg.real_env, "frames_per_s": round(1 / statistics.median(times), 1),
-                          "step_ms": round(1e3 * statistics.median(times), 2)}
+    report["real_env"] = {
+        "env": cfg.real_env,
+        "frames_per_s": round(1 / statistics.median(times), 1),
+        "step_ms": round(1e3 * statistics.median(times), 2),
+    }
     print(json.dumps({"real_env": report["real_env"]}), flush=True)
 
     rng = np.random.default_rng(0)
@@ -148,10 +165,17 @@ def bench_env(cfg: EnvBenchConfig, sampling: Optional[SamplingConfig] = None) ->
         latents = torch.zeros(1, window + 1, *model.latent_shape, device=model.device)
         tau = torch.ones(1, window + 1, device=model.device)
         with torch.inference_mode():  # the same new frame without a cache: every pass re-reads the window
-            recompute = _timed(lambda: ([model.dit(latents, tau) for _ in range(effective.steps + 1)], sync()), cfg.seconds)
-        cache_rows.append({"context": window, "cached_step_ms": round(1e3 * statistics.median(times), 2),
-                           "recompute_step_ms": round(1e3 * statistics.median(recompute), 2),
-                           "cache_mb": round(batch.cache_bytes() / 2**20, 3)})
+            recompute = _timed(
+                lambda: ([model.dit(latents, tau) for _ in range(effective.steps + 1)], sync()), cfg.seconds
+            )
+        cache_rows.append(
+            {
+                "context": window,
+                "cached_step_ms": round(1e3 * statistics.median(times), 2),
+                "recompute_step_ms": round(1e3 * statistics.median(recompute), 2),
+                "cache_mb": round(batch.cache_bytes() / 2**20, 3),
+            }
+        )
         print(json.dumps(cache_rows[-1]), flush=True)
     report["kv_cache"] = cache_rows
 
@@ -165,9 +189,13 @@ def bench_env(cfg: EnvBenchConfig, sampling: Optional[SamplingConfig] = None) ->
             if model.device.type == "cuda":
                 sample["gpu_allocated_mb"] = round(torch.cuda.memory_allocated(model.device) / 2**20, 1)
             samples.append(sample)
-    report["memory"] = {"steps": cfg.memory_steps, "samples": samples,
-                        "cache_mb_first_last": [samples[0]["cache_mb"], samples[-1]["cache_mb"]],
-                        "rss_mb_growth_after_first_10pct": round(samples[-1]["rss_mb"] - samples[1]["rss_mb"], 1)
-                        if len(samples) > 1 else 0.0}
+    report["memory"] = {
+        "steps": cfg.memory_steps,
+        "samples": samples,
+        "cache_mb_first_last": [samples[0]["cache_mb"], samples[-1]["cache_mb"]],
+        "rss_mb_growth_after_first_10pct": round(samples[-1]["rss_mb"] - samples[1]["rss_mb"], 1)
+        if len(samples) > 1
+        else 0.0,
+    }
     tmp.cleanup()
     return report

@@ -64,27 +64,32 @@ def plain(value: Any) -> Any:
         return str(value)
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
-    raise TypeError(f"{value!r} of type {type(value).__name__} cannot be stored in a checkpoint "
-                    "record: use dataclasses, dicts, lists, strings and numbers")
+    raise TypeError(
+        f"{value!r} of type {type(value).__name__} cannot be stored in a checkpoint "
+        "record: use dataclasses, dicts, lists, strings and numbers"
+    )
 
 
 def dataset_meta(root: Union[str, Path]) -> dict[str, Any]:
     """What a checkpoint records about the data it was trained on, from the dataset manifest."""
     manifest = read_manifest(Path(root))
-    return plain({
-        "dataset": str(Path(root).resolve()),
-        "env_id": manifest.get("env_id", ""),
-        "env_kwargs": manifest.get("env_kwargs", {}),
-        "observation_space": manifest.get("observation_space"),
-        "action_space": manifest.get("action_space"),
-        "frame_shape": manifest.get("frame_shape"),
-        "episodes": manifest.get("episodes"),
-        "frames": manifest.get("frames"),
-    })
+    return plain(
+        {
+            "dataset": str(Path(root).resolve()),
+            "env_id": manifest.get("env_id", ""),
+            "env_kwargs": manifest.get("env_kwargs", {}),
+            "observation_space": manifest.get("observation_space"),
+            "action_space": manifest.get("action_space"),
+            "frame_shape": manifest.get("frame_shape"),
+            "episodes": manifest.get("episodes"),
+            "frames": manifest.get("frames"),
+        }
+    )
 
 
-def worldsim_record(stage: str, configs: Mapping[str, Any], data: Mapping[str, Any],
-                    parts: Mapping[str, str], kind: str = "lightning") -> dict[str, Any]:
+def worldsim_record(
+    stage: str, configs: Mapping[str, Any], data: Mapping[str, Any], parts: Mapping[str, str], kind: str = "lightning"
+) -> dict[str, Any]:
     return {
         "schema": CHECKPOINT_SCHEMA,
         "worldsim_version": worldsim.__version__,
@@ -100,30 +105,42 @@ def load_checkpoint(path: Union[str, Path], map_location: Union[str, torch.devic
     """A worldsim checkpoint (training or exported) read with ``weights_only=True``, its record checked."""
     path = Path(path)
     if not path.is_file():
-        hint = (f"; a run directory holds them under <stage>/checkpoints/, e.g. "
-                f"{path / 'autoencoder' / 'checkpoints' / 'last.ckpt'}" if path.is_dir() else "")
-        raise CheckpointError(f"checkpoint {path} does not exist{hint}: pass the path of a .ckpt "
-                              "written by `worldsim train` or a file written by export_checkpoint")
+        hint = (
+            f"; a run directory holds them under <stage>/checkpoints/, e.g. "
+            f"{path / 'autoencoder' / 'checkpoints' / 'last.ckpt'}"
+            if path.is_dir()
+            else ""
+        )
+        raise CheckpointError(
+            f"checkpoint {path} does not exist{hint}: pass the path of a .ckpt "
+            "written by `worldsim train` or a file written by export_checkpoint"
+        )
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # unpickling errors come in many types
         raise CheckpointError(
             f"checkpoint {path} cannot be read with torch.load(weights_only=True) ({error}): it is "
             "not a worldsim checkpoint, or it holds pickled objects; worldsim never unpickles code, "
-            "so re-train or re-export it with this worldsim") from None
+            "so re-train or re-export it with this worldsim"
+        ) from None
     record = checkpoint.get("worldsim") if isinstance(checkpoint, dict) else None
     if not isinstance(record, dict):
         raise CheckpointError(
             f"checkpoint {path} has no 'worldsim' record: it was not written by `worldsim train` or "
-            "export_checkpoint; train one with `worldsim train`")
+            "export_checkpoint; train one with `worldsim train`"
+        )
     schema = record.get("schema")
     if schema != CHECKPOINT_SCHEMA:
         newer = isinstance(schema, int) and schema > CHECKPOINT_SCHEMA
-        fix = ("upgrade worldsim to read it" if newer else
-               "re-train it with this worldsim, or load it with the worldsim "
-               f"{record.get('worldsim_version', '?')} that wrote it and re-export it")
-        raise CheckpointError(f"checkpoint {path} was written by schema {schema}; this worldsim reads "
-                              f"schema {CHECKPOINT_SCHEMA}: {fix}")
+        fix = (
+            "upgrade worldsim to read it"
+            if newer
+            else "re-train it with this worldsim, or load it with the worldsim "
+            f"{record.get('worldsim_version', '?')} that wrote it and re-export it"
+        )
+        raise CheckpointError(
+            f"checkpoint {path} was written by schema {schema}; this worldsim reads schema {CHECKPOINT_SCHEMA}: {fix}"
+        )
     return checkpoint
 
 
@@ -133,24 +150,32 @@ def part_state_dict(checkpoint: Mapping[str, Any], part: str) -> dict[str, torch
     if record.get("kind") == "export":
         weights = checkpoint[EXPORT_KEY]
         if part not in weights:
-            raise CheckpointError(f"this exported checkpoint holds parts {sorted(weights)}, not "
-                                  f"{part!r}: export one from a run that trained {part!r}")
+            raise CheckpointError(
+                f"this exported checkpoint holds parts {sorted(weights)}, not "
+                f"{part!r}: export one from a run that trained {part!r}"
+            )
         return dict(weights[part])
     parts = record.get("parts", {})
     if part not in parts:
-        raise CheckpointError(f"this checkpoint (stage {record.get('stage')!r}) holds parts "
-                              f"{sorted(parts)}, not {part!r}: use a checkpoint of the stage that "
-                              f"trains {part!r}")
+        raise CheckpointError(
+            f"this checkpoint (stage {record.get('stage')!r}) holds parts "
+            f"{sorted(parts)}, not {part!r}: use a checkpoint of the stage that "
+            f"trains {part!r}"
+        )
     prefix = parts[part]
-    return {k[len(prefix):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
+    return {k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
 
 
 EXPORT_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
-def export_checkpoint(ckpt: Union[str, Path], out: Union[str, Path],
-                      extra_parts: Mapping[str, Mapping[str, torch.Tensor]] | None = None,
-                      extra_configs: Mapping[str, Any] | None = None, dtype: str = "float32") -> Path:
+def export_checkpoint(
+    ckpt: Union[str, Path],
+    out: Union[str, Path],
+    extra_parts: Mapping[str, Mapping[str, torch.Tensor]] | None = None,
+    extra_configs: Mapping[str, Any] | None = None,
+    dtype: str = "float32",
+) -> Path:
     """Write the small inference file of training checkpoint ``ckpt`` to ``out``.
 
     It holds each part's EMA weights, the configs and the data meta, and no optimizer state, so
@@ -165,15 +190,22 @@ def export_checkpoint(ckpt: Union[str, Path], out: Union[str, Path],
     store = EXPORT_DTYPES[dtype]
     checkpoint = load_checkpoint(ckpt)
     record = dict(checkpoint["worldsim"])
-    weights = {part: {k: v.detach().clone().contiguous() for k, v in part_state_dict(checkpoint, part).items()}
-               for part in record.get("parts", {})}
+    weights = {
+        part: {k: v.detach().clone().contiguous() for k, v in part_state_dict(checkpoint, part).items()}
+        for part in record.get("parts", {})
+    }
     weights.update({k: dict(v) for k, v in (extra_parts or {}).items()})
-    weights = {part: {k: v.to(store) if v.is_floating_point() else v for k, v in tensors.items()}
-               for part, tensors in weights.items()}
-    record.update(kind="export", parts={part: "" for part in weights},
-                  configs={**record["configs"], **plain(dict(extra_configs or {}))},
-                  global_step=int(checkpoint.get("global_step", record.get("global_step", 0))),
-                  source=str(Path(ckpt).resolve()))
+    weights = {
+        part: {k: v.to(store) if v.is_floating_point() else v for k, v in tensors.items()}
+        for part, tensors in weights.items()
+    }
+    record.update(
+        kind="export",
+        parts={part: "" for part in weights},
+        configs={**record["configs"], **plain(dict(extra_configs or {}))},
+        global_step=int(checkpoint.get("global_step", record.get("global_step", 0))),
+        source=str(Path(ckpt).resolve()),
+    )
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
@@ -193,8 +225,10 @@ def load_autoencoder(path: Union[str, Path], map_location: Union[str, torch.devi
     checkpoint = load_checkpoint(path, map_location)
     record = checkpoint["worldsim"]
     if "autoencoder" not in record.get("configs", {}):
-        raise CheckpointError(f"checkpoint {path} (stage {record.get('stage')!r}) records no "
-                              "autoencoder config: pass a stage-1 checkpoint or an exported file")
+        raise CheckpointError(
+            f"checkpoint {path} (stage {record.get('stage')!r}) records no "
+            "autoencoder config: pass a stage-1 checkpoint or an exported file"
+        )
     model = FrameAutoencoder(autoencoder_config(record))
     model.load_state_dict(part_state_dict(checkpoint, "autoencoder"))
     return model.eval().requires_grad_(False).to(map_location)
@@ -206,8 +240,10 @@ def recorded_sampling(record: Mapping[str, Any]) -> SamplingConfig:
     try:
         return SamplingConfig.of(fields).over(DEFAULT_SAMPLING)
     except (TypeError, ValueError) as error:
-        raise CheckpointError(f"the model file's default sampling {fields} is invalid ({error}): rewrite it with "
-                              "worldsim.checkpoint.set_default_sampling(path, ...)") from None
+        raise CheckpointError(
+            f"the model file's default sampling {fields} is invalid ({error}): rewrite it with "
+            "worldsim.checkpoint.set_default_sampling(path, ...)"
+        ) from None
 
 
 def set_default_sampling(path: Union[str, Path], **fields: Any) -> Path:
@@ -223,8 +259,9 @@ def set_default_sampling(path: Union[str, Path], **fields: Any) -> Path:
     path = Path(path)
     checkpoint = load_checkpoint(path)
     if checkpoint["worldsim"].get("kind") != "export":
-        raise CheckpointError(f"{path} is not an exported model file: set the sampling of the model.pt "
-                              "that `worldsim train` exports")
+        raise CheckpointError(
+            f"{path} is not an exported model file: set the sampling of the model.pt that `worldsim train` exports"
+        )
     checkpoint["worldsim"] = {**checkpoint["worldsim"], "sampling": dict(fields)}
     tmp = path.with_name(f"{path.name}.tmp-sampling")
     torch.save(checkpoint, tmp)
@@ -232,8 +269,14 @@ def set_default_sampling(path: Union[str, Path], **fields: Any) -> Path:
     return path
 
 
-def export_modules(path: Union[str, Path], dit: VideoDiT, text_encoder: TextEncoder, autoencoder: FrameAutoencoder,
-                   data: Mapping[str, Any], dynamics: Optional[Mapping[str, Any]] = None) -> Path:
+def export_modules(
+    path: Union[str, Path],
+    dit: VideoDiT,
+    text_encoder: TextEncoder,
+    autoencoder: FrameAutoencoder,
+    data: Mapping[str, Any],
+    dynamics: Optional[Mapping[str, Any]] = None,
+) -> Path:
     """Write networks (e.g. freshly built ones, for benchmarks and tests) as an exported model file.
 
     Goes through ``export_checkpoint`` from a minimal training-checkpoint layout, so the file is the
@@ -241,11 +284,17 @@ def export_modules(path: Union[str, Path], dit: VideoDiT, text_encoder: TextEnco
     ``env_kwargs``, ``action_space``, ``frame_shape``, ...).
     """
     configs = {"dit": dit.cfg, "text": text_encoder.config, "dynamics": dict(dynamics or {})}
-    state = {**{f"dit.{k}": v for k, v in dit.state_dict().items()},
-             **{f"text.{k}": v for k, v in text_encoder.state_dict().items()}}
+    state = {
+        **{f"dit.{k}": v for k, v in dit.state_dict().items()},
+        **{f"text.{k}": v for k, v in text_encoder.state_dict().items()},
+    }
     record = worldsim_record("dynamics", configs, data, parts={"dit": "dit.", "text": "text."})
     with tempfile.TemporaryDirectory(prefix="worldsim-export-") as tmp:
         ckpt = Path(tmp) / "modules.ckpt"
         torch.save({"worldsim": record, "state_dict": state, "global_step": 0}, ckpt)
-        return export_checkpoint(ckpt, path, extra_parts={"autoencoder": autoencoder.state_dict()},
-                                 extra_configs={"autoencoder": autoencoder.config})
+        return export_checkpoint(
+            ckpt,
+            path,
+            extra_parts={"autoencoder": autoencoder.state_dict()},
+            extra_configs={"autoencoder": autoencoder.config},
+        )

@@ -7,11 +7,13 @@ any Hydra app, and a misspelt key is an error rather than a silent default.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import importlib
 import inspect
 import io
 import sys
+import textwrap
 import tokenize
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -88,20 +90,32 @@ def usage() -> str:
 
 
 def field_docs(schema: type) -> dict[str, str]:
-    """The trailing ``# comment`` of each field in a config dataclass's source: its CLI help."""
-    docs: dict[str, str] = {}
+    """Each field's comment in a config dataclass's source, its CLI help: the comment at the end of
+    the field's line, or else the block of comment lines right above it (for help too long for one line)."""
     source = inspect.getsource(schema)
-    field_names = {field.name for field in dataclasses.fields(schema)}
-    line_tokens: list[tokenize.TokenInfo] = []
+    comments: dict[int, tuple[str, bool]] = {}  # line -> (text, alone on its line)
     for token in tokenize.generate_tokens(io.StringIO(source).readline):
-        if token.type in (tokenize.NEWLINE, tokenize.NL):
-            if line_tokens and line_tokens[-1].type == tokenize.COMMENT:
-                first = line_tokens[0]
-                if first.type == tokenize.NAME and first.string in field_names:
-                    docs[first.string] = line_tokens[-1].string.lstrip("#").strip()
-            line_tokens = []
-        elif token.type not in (tokenize.INDENT, tokenize.DEDENT):
-            line_tokens.append(token)
+        if token.type == tokenize.COMMENT:
+            alone = not token.line[: token.start[1]].strip()
+            comments[token.start[0]] = (token.string.lstrip("#").strip(), alone)
+    docs: dict[str, str] = {}
+    field_names = {field.name for field in dataclasses.fields(schema)}
+    for node in ast.parse(textwrap.dedent(source)).body[0].body:
+        if (
+            not (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name))
+            or node.target.id not in field_names
+        ):
+            continue
+        trailing = comments.get(node.end_lineno)
+        if trailing is not None and not trailing[1]:
+            docs[node.target.id] = trailing[0]
+            continue
+        above, line = [], node.lineno - 1
+        while line in comments and comments[line][1]:
+            above.insert(0, comments[line][0])
+            line -= 1
+        if above:
+            docs[node.target.id] = " ".join(above)
     return docs
 
 
@@ -170,8 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if reconfigure is not None:
         reconfigure(line_buffering=True)
     if name not in COMMANDS:
-        print(f"worldsim: unknown command {name!r}; choose one of: {', '.join(COMMANDS)}\n",
-              file=sys.stderr)
+        print(f"worldsim: unknown command {name!r}; choose one of: {', '.join(COMMANDS)}\n", file=sys.stderr)
         print(usage(), file=sys.stderr)
         return 2
     # Hydra names the job (and its log file) after the calling script unless told otherwise. The

@@ -102,8 +102,17 @@ class FlowMatching:
         index = rows.nonzero()[:, 0]
         rolled_actions = None if actions is None else actions[index, 1:k]  # actions[:, t] led to frame t
         rolled_text = None if text is None else text.select(index)
-        generated = rollout(model, latents[index, :r], rolled_actions, rolled_text, k - r, steps=1,
-                            context_noise=cfg.context_noise, generator=generator, warm_start=WARM_START).latents
+        generated = rollout(
+            model,
+            latents[index, :r],
+            rolled_actions,
+            rolled_text,
+            k - r,
+            steps=1,
+            context_noise=cfg.context_noise,
+            generator=generator,
+            warm_start=WARM_START,
+        ).latents
         latents = latents.clone()
         latents[index, r:k] = generated.to(latents.dtype)
         context = context.clone()
@@ -200,7 +209,10 @@ def guidance_passes(cfg_text: float, cfg_action: float, has_text: bool, has_acti
 
 
 def integrate(
-    velocity: Callable[[torch.Tensor, float], torch.Tensor], x: torch.Tensor, steps: int, sampler: str = "euler",
+    velocity: Callable[[torch.Tensor, float], torch.Tensor],
+    x: torch.Tensor,
+    steps: int,
+    sampler: str = "euler",
     start: float = 0.0,
 ) -> torch.Tensor:
     """Integrate dx/dtau = velocity(x, tau) from tau = start (x at that noise level) to 1 in `steps` uniform steps.
@@ -253,16 +265,32 @@ def write_frames(
     G = len(passes)
     tau = torch.full((G * B, T), context_noise, device=latents.device)
     _, reward, termination_logit = model(
-        noisy.repeat(G, 1, 1, 1, 1), tau, actions, action_mask, text,
-        cache=cache, update_cache=True, return_heads=True,
+        noisy.repeat(G, 1, 1, 1, 1),
+        tau,
+        actions,
+        action_mask,
+        text,
+        cache=cache,
+        update_cache=True,
+        return_heads=True,
     )
     return reward[:B], termination_logit[:B]
 
 
 @torch.no_grad()
 def sample_next_frame(
-    model, cache, batch: int, actions, action_mask, text, passes, steps: int = 4, sampler: str = "euler",
-    generator=None, previous: torch.Tensor | None = None, warm_start: float = 0.0,
+    model,
+    cache,
+    batch: int,
+    actions,
+    action_mask,
+    text,
+    passes,
+    steps: int = 4,
+    sampler: str = "euler",
+    generator=None,
+    previous: torch.Tensor | None = None,
+    warm_start: float = 0.0,
 ) -> torch.Tensor:
     """The next latent frame (batch, C, H, W), integrated from noise while reading the cache.
 
@@ -342,8 +370,9 @@ def rollout(
     previous = context_latents[:, -1] if T0 else None
     for t in range(T0, total):
         n = steps if previous is not None or first_steps is None else first_steps
-        x = sample_next_frame(model, cache, B, *frame_slice(t, t + 1), text, passes, n, sampler, generator,
-                              previous, warm_start)
+        x = sample_next_frame(
+            model, cache, B, *frame_slice(t, t + 1), text, passes, n, sampler, generator, previous, warm_start
+        )
         previous = x
         reward, termination_logit = write_frames(
             model, cache, x[:, None], *frame_slice(t, t + 1), text, passes, context_noise, generator

@@ -44,15 +44,20 @@ from gymnasium import spaces
 
 from worldsim.envs import WORLD_MODEL_ID
 from worldsim.evals.results import Z95
-from worldsim.imagine_pool import PoolConfig, markdown as pool_markdown, pool
+from worldsim.imagine_pool import PoolConfig, pool
+from worldsim.imagine_pool import markdown as pool_markdown
 from worldsim.sampling import SamplingConfig
 from worldsim.world_model import WorldModel
 
 OBSERVATIONS = {"latent": "MlpPolicy", "rgb": "CnnPolicy"}  # observation -> the SB3 policy that reads it
 POLICIES = ("imagination", "real", "random", "scripted")
 REAL_VECS = ("dummy", "subproc")  # how the real-env PPO run steps its envs: SB3's DummyVecEnv or SubprocVecEnv
-LABELS = {"imagination": "PPO trained in imagination", "real": "PPO trained in the real env",
-          "random": "random", "scripted": "scripted (reference ceiling)"}
+LABELS = {
+    "imagination": "PPO trained in imagination",
+    "real": "PPO trained in the real env",
+    "random": "random",
+    "scripted": "scripted (reference ceiling)",
+}
 
 
 @dataclass
@@ -70,9 +75,12 @@ class PPOConfig:
 
 @dataclass
 class ImagineConfig:
-    checkpoint: Optional[str] = None  # exported model file of a Push world model (<run>/model.pt of `worldsim train`); required to train; rescore: the run's own unless given
+    # exported model file of a Push world model (<run>/model.pt of `worldsim train`); required to train; rescore: the
+    # run's own unless given
+    checkpoint: Optional[str] = None
     timesteps: int = 20000  # env steps of each PPO run, the same budget in imagination and in the real env
-    max_seconds: Optional[float] = None  # wall-time limit of each PPO run (None: none); one cut short reports the steps it took
+    # wall-time limit of each PPO run (None: none); one cut short reports the steps it took
+    max_seconds: Optional[float] = None
     n_envs: int = 16  # sub-envs: one batched model pass per step in imagination; real envs as real_vec says
     real_vec: str = "dummy"  # dummy: real envs stepped in turn in this process | subproc: one process each (many cores)
     eval_episodes: int = 32  # real-env episodes per policy, the same seeds for every policy
@@ -80,18 +88,30 @@ class ImagineConfig:
     seed: int = 0  # seeds torch, numpy, PPO and the training envs
     observation: str = "latent"  # latent (the model's autoencoder latents, MlpPolicy) | rgb (frames, CnnPolicy)
     horizon: Optional[int] = None  # steps per episode, imagined and real; None: the real env's limit (128 for Push)
-    env_kwargs: dict[str, Any] = field(default_factory=dict)  # for every real env (training, contexts, scoring), over the checkpoint's: e.g. {start: behind}
-    context_policy: str = "zero"  # rolls the real context frames of each imagined episode; zero: it starts where a real one does
-    sampling: SamplingConfig = field(default_factory=SamplingConfig)  # how imagined frames are sampled (sampling.steps=1 ...); unset fields: the model file's default
-    policies: list[str] = field(default_factory=lambda: list(POLICIES))  # rows to run: imagination | real | random | scripted
+    # for every real env (training, contexts, scoring), over the checkpoint's: e.g. {start: behind}
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    # rolls the real context frames of each imagined episode; zero: it starts where a real one does
+    context_policy: str = "zero"
+    # how imagined frames are sampled (sampling.steps=1 ...); unset fields: the model file's default
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    # rows to run: imagination | real | random | scripted
+    policies: list[str] = field(default_factory=lambda: list(POLICIES))
     ppo: PPOConfig = field(default_factory=PPOConfig)  # PPO hyperparameters, shared by both training runs
     device: str = "cpu"  # torch device of the world model and of PPO
     threads: int = 0  # torch intra-op threads; 0 keeps torch's default
     verbose: int = 0  # Stable-Baselines3 verbosity (1: PPO's table after every rollout on stdout, as in ppo_<name>.csv)
-    init_policy: Optional[str] = None  # a saved ppo_<name>.zip whose weights both PPO runs start from (hyperparameters: ppo's)
-    out: str = "imagine"  # folder for imagine.json, imagine.md, the trained policies (ppo_<name>.zip) and their curves (.csv); pool: pool.json, pool.md
-    rescore: Optional[str] = None  # a finished run (its folder or imagine.json, ppo_<name>.zip beside it): play its policies again on eval_episodes real episodes, its own first, into out; trains nothing
-    pool: PoolConfig = field(default_factory=PoolConfig)  # pool.imagination=[reports] pool.real=[reports] (files, run folders or globs): the imagination/real return ratio over their seeds with a bootstrap and a t interval, into out; pool.draws, pool.seed: the bootstrap's; trains nothing
+    # a saved ppo_<name>.zip whose weights both PPO runs start from (hyperparameters: ppo's)
+    init_policy: Optional[str] = None
+    # folder for imagine.json, imagine.md, the trained policies (ppo_<name>.zip) and their curves (.csv); pool:
+    # pool.json, pool.md
+    out: str = "imagine"
+    # a finished run (its folder or imagine.json, ppo_<name>.zip beside it): play its policies again on eval_episodes
+    # real episodes, its own first, into out; trains nothing
+    rescore: Optional[str] = None
+    # pool.imagination=[reports] pool.real=[reports] (files, run folders or globs): the imagination/real return ratio
+    # over their seeds with a bootstrap and a t interval, into out; pool.draws, pool.seed: the bootstrap's; trains
+    # nothing
+    pool: PoolConfig = field(default_factory=PoolConfig)
 
 
 #: What each mode reads from the command line; every other field keeps its default there.
@@ -103,43 +123,68 @@ MODE_FIELDS = {
 
 def mode(cfg: ImagineConfig) -> str:
     """``train``, or ``rescore`` or ``pool``, which take only their fields (MODE_FIELDS)."""
-    modes = [name for name, on in (("rescore", cfg.rescore is not None),
-                                    ("pool", bool(cfg.pool.imagination or cfg.pool.real))) if on]
+    modes = [
+        name
+        for name, on in (("rescore", cfg.rescore is not None), ("pool", bool(cfg.pool.imagination or cfg.pool.real)))
+        if on
+    ]
     if len(modes) > 1:
         raise ValueError("rescore= and pool.* are two modes: run one at a time")
     if not modes:
         if cfg.checkpoint is None:
-            raise ValueError("checkpoint= is required to train: give a Push model file (<run>/model.pt of "
-                             "`worldsim train`), or rescore=<run> or pool.imagination=[...] pool.real=[...]")
+            raise ValueError(
+                "checkpoint= is required to train: give a Push model file (<run>/model.pt of "
+                "`worldsim train`), or rescore=<run> or pool.imagination=[...] pool.real=[...]"
+            )
         return "train"
     name, default = modes[0], ImagineConfig()
-    ignored = [f.name for f in fields(cfg)
-               if f.name not in MODE_FIELDS[name] and getattr(cfg, f.name) != getattr(default, f.name)]
+    ignored = [
+        f.name
+        for f in fields(cfg)
+        if f.name not in MODE_FIELDS[name] and getattr(cfg, f.name) != getattr(default, f.name)
+    ]
     if ignored:
-        raise ValueError(f"{name} takes only {list(MODE_FIELDS[name])}, but {ignored} were set: "
-                         + ("rescoring plays the policies as the run did, with its own settings" if name == "rescore"
-                            else "pooling reads finished reports") + "; leave them out")
+        raise ValueError(
+            f"{name} takes only {list(MODE_FIELDS[name])}, but {ignored} were set: "
+            + (
+                "rescoring plays the policies as the run did, with its own settings"
+                if name == "rescore"
+                else "pooling reads finished reports"
+            )
+            + "; leave them out"
+        )
     if name == "pool" and not (cfg.pool.imagination and cfg.pool.real):
-        raise ValueError(f"pool.imagination={cfg.pool.imagination} and pool.real={cfg.pool.real}: pooling needs "
-                         "reports of both kinds")
+        raise ValueError(
+            f"pool.imagination={cfg.pool.imagination} and pool.real={cfg.pool.real}: pooling needs "
+            "reports of both kinds"
+        )
     return name
 
 
 def _check(cfg: ImagineConfig) -> None:
     checks = [
         (cfg.observation in OBSERVATIONS, f"observation={cfg.observation!r}: use one of {list(OBSERVATIONS)}"),
-        (set(cfg.policies) <= set(POLICIES) and bool(cfg.policies),
-         f"policies={cfg.policies}: choose a non-empty subset of {list(POLICIES)}"),
+        (
+            set(cfg.policies) <= set(POLICIES) and bool(cfg.policies),
+            f"policies={cfg.policies}: choose a non-empty subset of {list(POLICIES)}",
+        ),
         (cfg.timesteps >= 1, f"timesteps={cfg.timesteps}: train for at least 1 step"),
-        (cfg.max_seconds is None or cfg.max_seconds > 0, f"max_seconds={cfg.max_seconds}: give a positive limit or null"),
+        (
+            cfg.max_seconds is None or cfg.max_seconds > 0,
+            f"max_seconds={cfg.max_seconds}: give a positive limit or null",
+        ),
         (cfg.n_envs >= 1, f"n_envs={cfg.n_envs}: run at least 1 sub-env"),
         (cfg.real_vec in REAL_VECS, f"real_vec={cfg.real_vec!r}: use one of {list(REAL_VECS)}"),
         (cfg.eval_episodes >= 2, f"eval_episodes={cfg.eval_episodes}: a confidence interval needs at least 2"),
         (cfg.horizon is None or cfg.horizon >= 1, f"horizon={cfg.horizon}: episodes need at least 1 step"),
-        (cfg.init_policy is None or Path(cfg.init_policy).is_file(),
-         f"init_policy={cfg.init_policy!r} is no file: give a policy `worldsim imagine` saved (<out>/ppo_<name>.zip)"),
-        (cfg.ppo.n_steps * cfg.n_envs > 1,
-         f"ppo.n_steps * n_envs = {cfg.ppo.n_steps * cfg.n_envs}: PPO's advantage normalisation needs 2 or more"),
+        (
+            cfg.init_policy is None or Path(cfg.init_policy).is_file(),
+            f"init_policy={cfg.init_policy!r} is no file: give a policy `worldsim imagine` saved (<out>/ppo_<name>.zip)",
+        ),
+        (
+            cfg.ppo.n_steps * cfg.n_envs > 1,
+            f"ppo.n_steps * n_envs = {cfg.ppo.n_steps * cfg.n_envs}: PPO's advantage normalisation needs 2 or more",
+        ),
     ]
     for ok, message in checks:
         if not ok:
@@ -161,10 +206,13 @@ class ModelObservation(gymnasium.ObservationWrapper):
     def __init__(self, env: gymnasium.Env, model: WorldModel, observation: str = "latent") -> None:
         super().__init__(env)
         space = env.observation_space
-        if not (isinstance(space, spaces.Box) and space.dtype == np.uint8 and len(space.shape) == 3
-                and space.shape[-1] == 3):
-            raise ValueError(f"{env.spec.id if env.spec else env} observes {space}; ModelObservation reads "
-                             "RGB frames: Box(0, 255, (H, W, 3), uint8)")
+        if not (
+            isinstance(space, spaces.Box) and space.dtype == np.uint8 and len(space.shape) == 3 and space.shape[-1] == 3
+        ):
+            raise ValueError(
+                f"{env.spec.id if env.spec else env} observes {space}; ModelObservation reads "
+                "RGB frames: Box(0, 255, (H, W, 3), uint8)"
+            )
         if observation not in OBSERVATIONS:
             raise ValueError(f"observation={observation!r}: use one of {list(OBSERVATIONS)}")
         self.model, self.mode = model, observation
@@ -177,8 +225,11 @@ class ModelObservation(gymnasium.ObservationWrapper):
 def model_observation_space(model: WorldModel, observation: str) -> spaces.Box:
     """What ``model_observation`` gives: ``Box`` of the latent (C, h, w) float32, or of the frame at the model's size."""
     height, width, _ = model.frame_shape
-    return (spaces.Box(-np.inf, np.inf, model.latent_shape, np.float32) if observation == "latent"
-            else spaces.Box(0, 255, (height, width, 3), np.uint8))
+    return (
+        spaces.Box(-np.inf, np.inf, model.latent_shape, np.float32)
+        if observation == "latent"
+        else spaces.Box(0, 255, (height, width, 3), np.uint8)
+    )
 
 
 def model_observation(model: WorldModel, frame: np.ndarray, observation: str) -> np.ndarray:
@@ -232,10 +283,19 @@ def imagination_venv(cfg: ImagineConfig, horizon: int) -> Any:
     """The batched world-model env of ``cfg.checkpoint`` as an SB3 VecEnv."""
     from worldsim.rl import GymnasiumVecEnv
 
-    envs = gymnasium.make_vec(WORLD_MODEL_ID, num_envs=cfg.n_envs, vectorization_mode="vector_entry_point",
-                              checkpoint=cfg.checkpoint, observation=cfg.observation, horizon=horizon,
-                              context="env", context_policy=cfg.context_policy, sampling=cfg.sampling,
-                              device=cfg.device, env_kwargs=dict(cfg.env_kwargs))
+    envs = gymnasium.make_vec(
+        WORLD_MODEL_ID,
+        num_envs=cfg.n_envs,
+        vectorization_mode="vector_entry_point",
+        checkpoint=cfg.checkpoint,
+        observation=cfg.observation,
+        horizon=horizon,
+        context="env",
+        context_policy=cfg.context_policy,
+        sampling=cfg.sampling,
+        device=cfg.device,
+        env_kwargs=dict(cfg.env_kwargs),
+    )
     return GymnasiumVecEnv(envs)
 
 
@@ -249,6 +309,7 @@ def real_venv(cfg: ImagineConfig, model: WorldModel, horizon: int) -> Any:
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
     if cfg.real_vec == "dummy":
+
         def make() -> gymnasium.Env:
             return ModelObservation(make_real_env(model, horizon, cfg.env_kwargs), model, cfg.observation)
 
@@ -263,8 +324,7 @@ def real_venv(cfg: ImagineConfig, model: WorldModel, horizon: int) -> Any:
     return SubprocVecEnv([make_in_process] * cfg.n_envs)
 
 
-def train_ppo(cfg: ImagineConfig, venv: Any, context_frames: int,
-              log: Optional[Path] = None) -> tuple[Any, TrainStats]:
+def train_ppo(cfg: ImagineConfig, venv: Any, context_frames: int, log: Optional[Path] = None) -> tuple[Any, TrainStats]:
     """PPO from Stable-Baselines3 trained for ``cfg.timesteps`` on ``venv``, as shipped.
 
     PPO's table after every rollout (returns, losses, frames/s) goes to the CSV file ``log`` and,
@@ -278,8 +338,13 @@ def train_ppo(cfg: ImagineConfig, venv: Any, context_frames: int,
 
     clock = StepClock(venv)
     agent = make_agent(cfg, VecMonitor(clock))
-    logger = Logger(folder=None, output_formats=[*([CSVOutputFormat(str(log))] if log else []),
-                                                 *([HumanOutputFormat(sys.stdout)] if cfg.verbose else [])])
+    logger = Logger(
+        folder=None,
+        output_formats=[
+            *([CSVOutputFormat(str(log))] if log else []),
+            *([HumanOutputFormat(sys.stdout)] if cfg.verbose else []),
+        ],
+    )
     agent.set_logger(logger)
     start = time.perf_counter()
     try:
@@ -290,8 +355,14 @@ def train_ppo(cfg: ImagineConfig, venv: Any, context_frames: int,
     real_frames = clock.episodes * context_frames if context_frames else agent.num_timesteps + clock.episodes
     returns = [episode["r"] for episode in agent.ep_info_buffer]  # VecMonitor's, what PPO's logs call ep_rew_mean
     venv.close()
-    return agent, TrainStats(int(agent.num_timesteps), wall, clock.seconds, clock.episodes, int(real_frames),
-                             float(np.mean(returns)) if returns else None)
+    return agent, TrainStats(
+        int(agent.num_timesteps),
+        wall,
+        clock.seconds,
+        clock.episodes,
+        int(real_frames),
+        float(np.mean(returns)) if returns else None,
+    )
 
 
 def make_agent(cfg: ImagineConfig, venv: Any) -> Any:
@@ -299,21 +370,37 @@ def make_agent(cfg: ImagineConfig, venv: Any) -> Any:
     from stable_baselines3 import PPO
 
     p = cfg.ppo
-    agent = PPO(OBSERVATIONS[cfg.observation], venv, n_steps=p.n_steps, batch_size=p.batch_size,
-                n_epochs=p.n_epochs, learning_rate=p.learning_rate, gamma=p.gamma, gae_lambda=p.gae_lambda,
-                clip_range=p.clip_range, ent_coef=p.ent_coef, policy_kwargs={"net_arch": list(p.net_arch)},
-                seed=cfg.seed, device=cfg.device, verbose=cfg.verbose)
+    agent = PPO(
+        OBSERVATIONS[cfg.observation],
+        venv,
+        n_steps=p.n_steps,
+        batch_size=p.batch_size,
+        n_epochs=p.n_epochs,
+        learning_rate=p.learning_rate,
+        gamma=p.gamma,
+        gae_lambda=p.gae_lambda,
+        clip_range=p.clip_range,
+        ent_coef=p.ent_coef,
+        policy_kwargs={"net_arch": list(p.net_arch)},
+        seed=cfg.seed,
+        device=cfg.device,
+        verbose=cfg.verbose,
+    )
     if cfg.init_policy is not None:
         saved = PPO.load(cfg.init_policy, device=cfg.device)
         if saved.observation_space != agent.observation_space or saved.action_space != agent.action_space:
-            raise ValueError(f"init_policy={cfg.init_policy!r} observes {saved.observation_space} and acts in "
-                             f"{saved.action_space}; this run has {agent.observation_space} and {agent.action_space}: "
-                             "start from a policy trained with the same checkpoint's autoencoder and observation")
+            raise ValueError(
+                f"init_policy={cfg.init_policy!r} observes {saved.observation_space} and acts in "
+                f"{saved.action_space}; this run has {agent.observation_space} and {agent.action_space}: "
+                "start from a policy trained with the same checkpoint's autoencoder and observation"
+            )
         try:
             agent.policy.load_state_dict(saved.policy.state_dict())
         except RuntimeError as error:
-            raise ValueError(f"init_policy={cfg.init_policy!r} has another network than ppo.net_arch="
-                             f"{list(p.net_arch)}: set ppo.net_arch to the one it was trained with ({error})") from None
+            raise ValueError(
+                f"init_policy={cfg.init_policy!r} has another network than ppo.net_arch="
+                f"{list(p.net_arch)}: set ppo.net_arch to the one it was trained with ({error})"
+            ) from None
     return agent
 
 
@@ -358,8 +445,15 @@ class SavedPPOPolicy:
     action instead, drawn from a generator reseeded every episode, so recordings are reproducible.
     """
 
-    def __init__(self, action_space: gymnasium.Space, path: str, checkpoint: str, observation: str = "latent",
-                 random_prob: float = 0.0, device: str = "cpu") -> None:
+    def __init__(
+        self,
+        action_space: gymnasium.Space,
+        path: str,
+        checkpoint: str,
+        observation: str = "latent",
+        random_prob: float = 0.0,
+        device: str = "cpu",
+    ) -> None:
         from stable_baselines3 import PPO
 
         if observation not in OBSERVATIONS:
@@ -372,9 +466,11 @@ class SavedPPOPolicy:
         self.agent = PPO.load(path, device=device)
         expected = model_observation_space(self.model, observation).shape
         if tuple(self.agent.observation_space.shape) != expected:
-            raise ValueError(f"{path} observes {self.agent.observation_space.shape}, but {checkpoint} with "
-                             f"observation={observation!r} gives {expected}: pass the checkpoint and observation "
-                             "the policy was trained with")
+            raise ValueError(
+                f"{path} observes {self.agent.observation_space.shape}, but {checkpoint} with "
+                f"observation={observation!r} gives {expected}: pass the checkpoint and observation "
+                "the policy was trained with"
+            )
         self.action_space, self.observation, self.random_prob = action_space, observation, random_prob
         self.rng = np.random.default_rng(0)
 
@@ -418,11 +514,13 @@ def evaluate(make_env: Callable[[], gymnasium.Env], policy: Any, seeds: list[int
         env.close()
 
 
-def evaluate_agent(agent: Any, model: WorldModel, horizon: int, env_kwargs: dict[str, Any], observation: str,
-                   seeds: list[int]) -> list[Episode]:
+def evaluate_agent(
+    agent: Any, model: WorldModel, horizon: int, env_kwargs: dict[str, Any], observation: str, seeds: list[int]
+) -> list[Episode]:
     """A trained SB3 agent's episodes in the real env, which it sees through ``model`` as it did in training."""
-    return evaluate(lambda: ModelObservation(make_real_env(model, horizon, env_kwargs), model, observation),
-                    PPOPolicy(agent), seeds)
+    return evaluate(
+        lambda: ModelObservation(make_real_env(model, horizon, env_kwargs), model, observation), PPOPolicy(agent), seeds
+    )
 
 
 def summarize(name: str, episodes: list[Episode], stats: Optional[TrainStats]) -> dict[str, Any]:
@@ -439,8 +537,11 @@ def summarize(name: str, episodes: list[Episode], stats: Optional[TrainStats]) -
         "returns": [round(float(r), 4) for r in returns],
     }
     if stats is not None:
-        row["train"] = {**asdict(stats), "frames_per_s": stats.timesteps / stats.wall_s,
-                        "env_frames_per_s": stats.timesteps / max(stats.env_s, 1e-9)}
+        row["train"] = {
+            **asdict(stats),
+            "frames_per_s": stats.timesteps / stats.wall_s,
+            "env_frames_per_s": stats.timesteps / max(stats.env_s, 1e-9),
+        }
     return row
 
 
@@ -473,8 +574,10 @@ def markdown(rows: list[dict[str, Any]], ratios: dict[str, Optional[float]], fac
         real = f"{train['real_frames']:,}" if train else "-"
         trained_in = "-" if not train or train["train_return"] is None else f"{train['train_return']:.2f}"
         steps = f"{train['timesteps']:,}" if train else "-"
-        lines.append(f"| {row['label']} | {row['return_mean']:.2f} ± {row['return_ci95']:.2f} | {success} "
-                     f"| {row['n']} | {trained_in} | {steps} | {wall} | {speed} | {real} |")
+        lines.append(
+            f"| {row['label']} | {row['return_mean']:.2f} ± {row['return_ci95']:.2f} | {success} "
+            f"| {row['n']} | {trained_in} | {steps} | {wall} | {speed} | {real} |"
+        )
     ratio_lines = (
         ("imagination_over_real", "return of imagination-trained / real-trained PPO (goal: >= 0.80)", "0"),
         ("imagination_over_real_above_random", "the same, both minus the random policy's return", "random's"),
@@ -482,13 +585,17 @@ def markdown(rows: list[dict[str, Any]], ratios: dict[str, Optional[float]], fac
     for key, text, floor in ratio_lines:
         if key in ratios:
             value = ratios[key]
-            lines.append(f"\n{text}: " + (f"undefined (the real-trained return is not above {floor})"
-                                           if value is None else f"{value:.2f}"))
-    lines.append(f"\n{facts['checkpoint']}; {facts['observation']} observations; a budget of {facts['timesteps']} PPO "
-                 f"steps per training run on {facts['n_envs']} sub-envs; imagined episodes start from {facts['context_frames']} "
-                 f"real frames rolled by the {facts['context_policy']} policy, {facts['sampling']}; "
-                 f"horizon {facts['horizon']}; real env kwargs {facts['env_kwargs']}; evaluation seeds {facts['eval_seeds'][0]}..{facts['eval_seeds'][-1]}; "
-                 f"{facts['machine']}.")
+            lines.append(
+                f"\n{text}: "
+                + (f"undefined (the real-trained return is not above {floor})" if value is None else f"{value:.2f}")
+            )
+    lines.append(
+        f"\n{facts['checkpoint']}; {facts['observation']} observations; a budget of {facts['timesteps']} PPO "
+        f"steps per training run on {facts['n_envs']} sub-envs; imagined episodes start from {facts['context_frames']} "
+        f"real frames rolled by the {facts['context_policy']} policy, {facts['sampling']}; "
+        f"horizon {facts['horizon']}; real env kwargs {facts['env_kwargs']}; evaluation seeds {facts['eval_seeds'][0]}..{facts['eval_seeds'][-1]}; "
+        f"{facts['machine']}."
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -531,13 +638,18 @@ def train_and_score(cfg: ImagineConfig) -> dict[str, Any]:
     for name in ("imagination", "real"):
         if name not in cfg.policies:
             continue
-        print(f"imagine: training PPO {'in imagination' if name == 'imagination' else 'in the real env'} "
-              f"({cfg.timesteps} steps, {cfg.n_envs} sub-envs)", flush=True)
+        print(
+            f"imagine: training PPO {'in imagination' if name == 'imagination' else 'in the real env'} "
+            f"({cfg.timesteps} steps, {cfg.n_envs} sub-envs)",
+            flush=True,
+        )
         venv = imagination_venv(cfg, horizon) if name == "imagination" else real_venv(cfg, model, horizon)
         agent, stats = train_ppo(cfg, venv, context_frames if name == "imagination" else 0, log=out / f"ppo_{name}.csv")
         agent.save(out / f"ppo_{name}.zip")
         print(f"imagine: {name}: {stats.timesteps} steps in {stats.wall_s:.0f} s; evaluating", flush=True)
-        rows[name] = summarize(name, evaluate_agent(agent, model, horizon, cfg.env_kwargs, cfg.observation, seeds), stats)
+        rows[name] = summarize(
+            name, evaluate_agent(agent, model, horizon, cfg.env_kwargs, cfg.observation, seeds), stats
+        )
     from worldsim.data.policies import make_policy
 
     for name in ("random", "scripted"):
@@ -546,11 +658,20 @@ def train_and_score(cfg: ImagineConfig) -> dict[str, Any]:
             rows[name] = summarize(name, evaluate(lambda: env, make_policy(name, env), seeds), None)
     ordered = [rows[name] for name in POLICIES if name in rows]
     ratios = return_ratios(rows)
-    facts = {"checkpoint": cfg.checkpoint, "observation": cfg.observation, "timesteps": cfg.timesteps,
-             "n_envs": cfg.n_envs, "horizon": horizon, "eval_seeds": seeds, "context_frames": context_frames,
-             "context_policy": cfg.context_policy, "sampling": sampling_words(model, cfg), "env_kwargs": dict(cfg.env_kwargs),
-             "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-                        f"{torch.get_num_threads()} torch threads, device {cfg.device}"}
+    facts = {
+        "checkpoint": cfg.checkpoint,
+        "observation": cfg.observation,
+        "timesteps": cfg.timesteps,
+        "n_envs": cfg.n_envs,
+        "horizon": horizon,
+        "eval_seeds": seeds,
+        "context_frames": context_frames,
+        "context_policy": cfg.context_policy,
+        "sampling": sampling_words(model, cfg),
+        "env_kwargs": dict(cfg.env_kwargs),
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"{torch.get_num_threads()} torch threads, device {cfg.device}",
+    }
     return {"config": asdict(cfg), "env_id": model.env_id, "rows": ordered, "ratios": ratios, "facts": facts}
 
 
@@ -567,21 +688,28 @@ def rescore(cfg: ImagineConfig) -> dict[str, Any]:
     path = Path(cfg.rescore)
     path = path / "imagine.json" if path.is_dir() else path
     if not path.is_file():
-        raise ValueError(f"rescore={cfg.rescore!r}: no imagine.json there; give a finished `worldsim imagine` run's "
-                         "folder or its imagine.json")
+        raise ValueError(
+            f"rescore={cfg.rescore!r}: no imagine.json there; give a finished `worldsim imagine` run's "
+            "folder or its imagine.json"
+        )
     if Path(cfg.out).resolve() == path.parent.resolve():
-        raise ValueError(f"out={cfg.out!r} is the run's own folder: write the re-scored report elsewhere, so the "
-                         "run's stays")
+        raise ValueError(
+            f"out={cfg.out!r} is the run's own folder: write the re-scored report elsewhere, so the run's stays"
+        )
     report = json.loads(path.read_text())
     run, facts = report["config"], report["facts"]
     played = len(facts["eval_seeds"])
     if cfg.eval_episodes < played:
-        raise ValueError(f"eval_episodes={cfg.eval_episodes} is fewer than the {played} the run played: re-scoring "
-                         "replays those first")
+        raise ValueError(
+            f"eval_episodes={cfg.eval_episodes} is fewer than the {played} the run played: re-scoring "
+            "replays those first"
+        )
     checkpoint = cfg.checkpoint or run["checkpoint"]
     if not Path(checkpoint).is_file():
-        raise ValueError(f"{checkpoint} (the model the run saw the real env through) is no file: pass checkpoint=<its "
-                         "model file>, or one with the same autoencoder")
+        raise ValueError(
+            f"{checkpoint} (the model the run saw the real env through) is no file: pass checkpoint=<its "
+            "model file>, or one with the same autoencoder"
+        )
     model = WorldModel.from_checkpoint(checkpoint, cfg.device)
     seeds = [run["eval_seed"] + i for i in range(cfg.eval_episodes)]
     rows = []
@@ -593,15 +721,26 @@ def rescore(cfg: ImagineConfig) -> dict[str, Any]:
             raise ValueError(f"{policy} is missing: re-scoring needs the policies the run saved beside its report")
         print(f"imagine: re-scoring {policy} on {len(seeds)} real episodes", flush=True)
         agent = PPO.load(policy, device=cfg.device)
-        scored = summarize(row["policy"], evaluate_agent(agent, model, facts["horizon"], run["env_kwargs"],
-                                                         run["observation"], seeds), None)
+        scored = summarize(
+            row["policy"],
+            evaluate_agent(agent, model, facts["horizon"], run["env_kwargs"], run["observation"], seeds),
+            None,
+        )
         again = np.asarray(scored["returns"][:played])
         if not np.allclose(again, row["returns"], atol=2e-4):  # the reports round returns to 4 decimals
-            raise ValueError(f"{policy} earns other returns on the run's own episodes than the run reported (largest "
-                             f"gap {np.abs(again - row['returns']).max():.4f}): is {checkpoint} the model it used?")
+            raise ValueError(
+                f"{policy} earns other returns on the run's own episodes than the run reported (largest "
+                f"gap {np.abs(again - row['returns']).max():.4f}): is {checkpoint} the model it used?"
+            )
         rows.append({**scored, "train": row["train"]})
     if not rows:
-        raise ValueError(f"{path} has no trained policy to re-score (its rows: {[r['policy'] for r in report['rows']]})")
-    return {**report, "config": {**run, "eval_episodes": cfg.eval_episodes}, "rows": rows,
-            "ratios": return_ratios({row["policy"]: row for row in rows}),
-            "facts": {**facts, "eval_seeds": seeds, "rescored_from": str(path), "rescored_with": checkpoint}}
+        raise ValueError(
+            f"{path} has no trained policy to re-score (its rows: {[r['policy'] for r in report['rows']]})"
+        )
+    return {
+        **report,
+        "config": {**run, "eval_episodes": cfg.eval_episodes},
+        "rows": rows,
+        "ratios": return_ratios({row["policy"]: row for row in rows}),
+        "facts": {**facts, "eval_seeds": seeds, "rescored_from": str(path), "rescored_with": checkpoint},
+    }

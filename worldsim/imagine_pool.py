@@ -30,8 +30,10 @@ GOAL = 0.8  # the ratio worldsim's agents page sets as the goal: imagination ear
 
 @dataclass
 class PoolConfig:
-    imagination: list[str] = field(default_factory=list)  # reports of runs with an imagination row: imagine.json files, their folders, or globs of either
-    real: list[str] = field(default_factory=list)  # reports of runs with a real row, played on the same evaluation episodes
+    # reports of runs with an imagination row: imagine.json files, their folders, or globs of either
+    imagination: list[str] = field(default_factory=list)
+    # reports of runs with a real row, played on the same evaluation episodes
+    real: list[str] = field(default_factory=list)
     draws: int = 10000  # bootstrap resamples
     seed: int = 0  # seeds the bootstrap
 
@@ -42,12 +44,15 @@ def report_paths(entries: list[str], kind: str) -> list[Path]:
     for entry in entries:
         matches = sorted(glob.glob(entry)) if glob.has_magic(entry) else [entry]
         if not matches:
-            raise ValueError(f"pool.{kind} entry {entry!r} matches nothing: give imagine.json files, run folders or globs")
+            raise ValueError(
+                f"pool.{kind} entry {entry!r} matches nothing: give imagine.json files, run folders or globs"
+            )
         for match in map(Path, matches):
             path = match / "imagine.json" if match.is_dir() else match
             if not path.is_file():
-                raise ValueError(f"pool.{kind}: {path} is no file: give the imagine.json of a `worldsim imagine` run "
-                                 "(or its folder)")
+                raise ValueError(
+                    f"pool.{kind}: {path} is no file: give the imagine.json of a `worldsim imagine` run (or its folder)"
+                )
             paths.append(path)
     return paths
 
@@ -59,14 +64,18 @@ def load_returns(paths: list[Path], policy: str) -> tuple[np.ndarray, list[dict[
         report = json.loads(path.read_text())
         row = next((r for r in report["rows"] if r["policy"] == policy), None)
         if row is None:
-            raise ValueError(f"{path} has no {policy!r} row (its rows: {[r['policy'] for r in report['rows']]}): "
-                             f"pool.{policy} takes reports of runs with policies=[{policy}, ...]")
+            raise ValueError(
+                f"{path} has no {policy!r} row (its rows: {[r['policy'] for r in report['rows']]}): "
+                f"pool.{policy} takes reports of runs with policies=[{policy}, ...]"
+            )
         rows.append({"path": str(path), "seed": report["config"]["seed"], **row})
         returns.append(row["returns"])
     lengths = sorted({len(r) for r in returns})
     if len(lengths) != 1:
-        raise ValueError(f"the {policy} reports hold different numbers of evaluation episodes ({lengths}): pool "
-                         "reports of the same episodes, e.g. all re-scored with the same eval_episodes")
+        raise ValueError(
+            f"the {policy} reports hold different numbers of evaluation episodes ({lengths}): pool "
+            "reports of the same episodes, e.g. all re-scored with the same eval_episodes"
+        )
     return np.asarray(returns, dtype=np.float64), rows
 
 
@@ -77,8 +86,10 @@ def bootstrap_ratio(imagined: np.ndarray, real: np.ndarray, draws: int, seed: in
     is not positive.
     """
     if imagined.shape[1] != real.shape[1]:
-        raise ValueError(f"imagination reports have {imagined.shape[1]} evaluation episodes, real ones "
-                         f"{real.shape[1]}: pool reports of the same episodes")
+        raise ValueError(
+            f"imagination reports have {imagined.shape[1]} evaluation episodes, real ones "
+            f"{real.shape[1]}: pool reports of the same episodes"
+        )
     rng = np.random.default_rng(seed)
     episodes = imagined.shape[1]
     ratios = np.empty(draws)
@@ -133,17 +144,32 @@ def pool(cfg: PoolConfig) -> dict[str, Any]:
     ratios = bootstrap_ratio(imagined, real, cfg.draws, cfg.seed)
     finite = ratios[np.isfinite(ratios)]
     result: dict[str, Any] = {
-        "imagination_return": float(imagined.mean()), "imagination_seeds": len(imagined),
-        "real_return": float(real.mean()), "real_seeds": len(real), "episodes": int(real.shape[1]),
+        "imagination_return": float(imagined.mean()),
+        "imagination_seeds": len(imagined),
+        "real_return": float(real.mean()),
+        "real_seeds": len(real),
+        "episodes": int(real.shape[1]),
         "ratio": float(imagined.mean() / real.mean()),
         "bootstrap_ci95": [float(v) for v in np.percentile(finite, [2.5, 97.5])],
-        "bootstrap_draws": cfg.draws, "bootstrap_undefined": int(len(ratios) - len(finite)),
-        "p_ratio_at_least_goal": float(np.mean(finite >= GOAL)), "goal": GOAL,
-        "t_ci95": None, "t_df": None,
-        "runs": [{"kind": kind, "path": row["path"], "seed": row["seed"], "return_mean": row["return_mean"],
-                  "return_ci95": row["return_ci95"], "success_rate": row["success_rate"],
-                  "timesteps": row.get("train", {}).get("timesteps")}
-                 for kind, rows in (("imagination", imagined_rows), ("real", real_rows)) for row in rows],
+        "bootstrap_draws": cfg.draws,
+        "bootstrap_undefined": int(len(ratios) - len(finite)),
+        "p_ratio_at_least_goal": float(np.mean(finite >= GOAL)),
+        "goal": GOAL,
+        "t_ci95": None,
+        "t_df": None,
+        "runs": [
+            {
+                "kind": kind,
+                "path": row["path"],
+                "seed": row["seed"],
+                "return_mean": row["return_mean"],
+                "return_ci95": row["return_ci95"],
+                "success_rate": row["success_rate"],
+                "timesteps": row.get("train", {}).get("timesteps"),
+            }
+            for kind, rows in (("imagination", imagined_rows), ("real", real_rows))
+            for row in rows
+        ],
     }
     if len(imagined) > 1 and len(real) > 1 and imagined.mean() > 0:
         low, high, df = seed_interval(imagined, real)
@@ -157,8 +183,10 @@ def markdown(result: dict[str, Any]) -> str:
     for run in result["runs"]:
         steps = "-" if run["timesteps"] is None else f"{run['timesteps']:,}"
         success = "n/a" if run["success_rate"] is None else f"{run['success_rate']:.0%}"
-        lines.append(f"| {run['kind']} | {run['seed']} | {steps} | {run['return_mean']:.2f} ± {run['return_ci95']:.2f} "
-                     f"| {success} |")
+        lines.append(
+            f"| {run['kind']} | {run['seed']} | {steps} | {run['return_mean']:.2f} ± {run['return_ci95']:.2f} "
+            f"| {success} |"
+        )
     low, high = result["bootstrap_ci95"]
     lines += [
         "",
@@ -170,9 +198,13 @@ def markdown(result: dict[str, Any]) -> str:
     ]
     if result["t_ci95"] is not None:
         low, high = result["t_ci95"]
-        lines.append(f"from the seed means alone (delta method on the log ratio, Student's t, {result['t_df']:.1f} "
-                     f"degrees of freedom): 95% interval [{low:.2f}, {high:.2f}]")
+        lines.append(
+            f"from the seed means alone (delta method on the log ratio, Student's t, {result['t_df']:.1f} "
+            f"degrees of freedom): 95% interval [{low:.2f}, {high:.2f}]"
+        )
     else:
-        lines.append("from the seed means alone: no interval (it needs 2 or more seeds of each kind and a positive "
-                     "imagination return)")
+        lines.append(
+            "from the seed means alone: no interval (it needs 2 or more seeds of each kind and a positive "
+            "imagination return)"
+        )
     return "\n".join(lines) + "\n"

@@ -65,17 +65,21 @@ SPACE_KEY = ord(" ")
 @dataclass
 class PlayConfig:
     checkpoint: str = "runs/default/model.pt"  # exported model file (<run>/model.pt of `worldsim train`)
-    policy: str = "random"  # random | scripted | mixed (scripted with random bursts) | keyboard (OpenCV window) | module:callable
+    # random | scripted | mixed (scripted with random bursts) | keyboard (OpenCV window) | module:callable
+    policy: str = "random"
     steps: int = 64  # model steps to play after the context (keyboard: q or Esc stops sooner)
     seed: int = 0  # seeds the real env's reset, the policy and the model's sampling noise
     out: str = "play"  # folder for play.gif or play.mp4 and play.json
     context_frames: Optional[int] = None  # real frames the model starts from; None: the model's window
-    dataset: Optional[str] = None  # take the context from an episode of this dataset instead (no real env beside the model)
+    # take the context from an episode of this dataset instead (no real env beside the model)
+    dataset: Optional[str] = None
     fps: int = 10  # frames per second of the video and of keyboard play
     scale: int = 4  # enlarge frames this many times (nearest neighbour) in the video and the window
     format: str = "gif"  # gif (needs Pillow) | mp4 (OpenCV, mp4v codec)
-    side_by_side: bool = True  # show the real env beside the model (false: the model alone; the real env is still scored)
-    sampling: SamplingConfig = field(default_factory=SamplingConfig)  # how the model samples (sampling.steps=2 ...); unset fields: the model file's default
+    # show the real env beside the model (false: the model alone; the real env is still scored)
+    side_by_side: bool = True
+    # how the model samples (sampling.steps=2 ...); unset fields: the model file's default
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
     device: Optional[str] = None  # cpu | cuda; None: CUDA when present
 
 
@@ -92,20 +96,27 @@ class PlayResult:
 
 # -- configuration --------------------------------------------------------------------------------
 
+
 def validate_config(cfg: PlayConfig) -> None:
     """Raise for settings that can never play, before loading anything."""
     checks = [
-        (Path(cfg.checkpoint).is_file(),
-         f"checkpoint {cfg.checkpoint} does not exist: pass checkpoint=path/to/model.pt, the file "
-         "`worldsim train` exports"),
-        (cfg.policy in (*HEADLESS_POLICIES, "keyboard") or ":" in cfg.policy,
-         f"policy={cfg.policy!r} is unknown: use random, scripted, mixed, keyboard or module:callable"),
+        (
+            Path(cfg.checkpoint).is_file(),
+            f"checkpoint {cfg.checkpoint} does not exist: pass checkpoint=path/to/model.pt, the file "
+            "`worldsim train` exports",
+        ),
+        (
+            cfg.policy in (*HEADLESS_POLICIES, "keyboard") or ":" in cfg.policy,
+            f"policy={cfg.policy!r} is unknown: use random, scripted, mixed, keyboard or module:callable",
+        ),
         (cfg.steps >= 1, f"steps={cfg.steps}: play at least 1 step"),
         (cfg.format in FORMATS, f"format={cfg.format!r}: use one of {list(FORMATS)}"),
         (cfg.fps >= 1, f"fps={cfg.fps}: use at least 1 frame per second"),
         (cfg.scale >= 1, f"scale={cfg.scale}: frames are enlarged by a whole factor of at least 1"),
-        (cfg.context_frames is None or cfg.context_frames >= 1,
-         f"context_frames={cfg.context_frames}: the model needs at least 1 frame (or null for its window)"),
+        (
+            cfg.context_frames is None or cfg.context_frames >= 1,
+            f"context_frames={cfg.context_frames}: the model needs at least 1 frame (or null for its window)",
+        ),
         (bool(cfg.out), "out is empty: name the folder for the video, e.g. out=play"),
     ]
     for ok, message in checks:
@@ -116,10 +127,12 @@ def validate_config(cfg: PlayConfig) -> None:
         raise RuntimeError(
             "policy=keyboard needs an OpenCV window, and none can open here (no display, or the headless "
             "OpenCV build worldsim installs): on a desktop run `pip uninstall -y opencv-python-headless && "
-            "pip install opencv-python`; headless, use policy=random, scripted or mixed")
+            "pip install opencv-python`; headless, use policy=random, scripted or mixed"
+        )
 
 
 # -- keyboard -------------------------------------------------------------------------------------
+
 
 def gui_available() -> bool:
     """Whether OpenCV can open a window: a GUI build of cv2 and, on Linux, a display."""
@@ -134,7 +147,7 @@ def gui_available() -> bool:
 
 
 def key_direction(key: int) -> Optional[str]:
-    """"left" | "right" | "up" | "down" for an arrow or WASD key code, else None."""
+    """ "left" | "right" | "up" | "down" for an arrow or WASD key code, else None."""
     for direction, codes in ARROW_CODES.items():
         if key in codes:
             return direction
@@ -166,8 +179,10 @@ def key_action(key: int, space: gymnasium.Space) -> Optional[np.ndarray]:
             return np.array(space.start, np.int64)
         digit = key - ord("0")
         return np.array(space.start + digit, np.int64) if 0 <= digit <= 9 and digit < space.n else None
-    raise ValueError(f"policy=keyboard drives Box and Discrete actions; this model takes {space}: "
-                     "use policy=random or module:callable")
+    raise ValueError(
+        f"policy=keyboard drives Box and Discrete actions; this model takes {space}: "
+        "use policy=random or module:callable"
+    )
 
 
 def key_help(space: gymnasium.Space) -> str:
@@ -200,6 +215,7 @@ class KeyboardController:
 
 # -- the real world -------------------------------------------------------------------------------
 
+
 class RealWorld:
     """The ground-truth env a model learned, stepped with the model's actions, seen at the model's frame size."""
 
@@ -207,17 +223,22 @@ class RealWorld:
         from worldsim.data.collect import CollectConfig, make_env
 
         if not model.env_id:
-            raise ValueError("the checkpoint records no env id, so there is no real world to play beside: pass "
-                             "dataset=path/to/episodes to start the model from a dataset episode")
+            raise ValueError(
+                "the checkpoint records no env id, so there is no real world to play beside: pass "
+                "dataset=path/to/episodes to start the model from a dataset episode"
+            )
         try:
             self.env = make_env(CollectConfig(env=model.env_id, env_kwargs=model.env_kwargs))
         except ValueError as error:
             raise ValueError(f"{error}; or pass dataset=path/to/episodes to play the model alone") from None
         if self.env.action_space.shape != model.action_space.shape or type(self.env.action_space) is not type(
-                model.action_space):
+            model.action_space
+        ):
             self.env.close()
-            raise ValueError(f"{model.env_id} takes actions of {self.env.action_space} but the model "
-                             f"{model.action_space}: the checkpoint was trained on another version of the env")
+            raise ValueError(
+                f"{model.env_id} takes actions of {self.env.action_space} but the model "
+                f"{model.action_space}: the checkpoint was trained on another version of the env"
+            )
         self.frame_shape = model.frame_shape
         self.from_observation = is_image_space(self.env.observation_space)
         self.to_env = action_codec(self.env.action_space)[1]
@@ -265,15 +286,18 @@ def headless_policy(spec: str, model: WorldModel, real: Optional[RealWorld]) -> 
     if real is not None:
         return make_policy(spec, real.env)
     if spec in REAL_ONLY_POLICIES:
-        raise ValueError(f"policy={spec} reads the real env's state, and with dataset= there is none: use "
-                         "policy=random, keyboard or module:callable")
+        raise ValueError(
+            f"policy={spec} reads the real env's state, and with dataset= there is none: use "
+            "policy=random, keyboard or module:callable"
+        )
     if spec == "random":
         return RandomPolicy(model.action_space)
     return make_policy(spec, _ActionSpaceOnly(model.action_space))
 
 
-def env_context(real: RealWorld, policy: Policy, frames: int, seed: int,
-                to_stored: Callable[[Any], np.ndarray]) -> tuple[np.ndarray, np.ndarray, str]:
+def env_context(
+    real: RealWorld, policy: Policy, frames: int, seed: int, to_stored: Callable[[Any], np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, str]:
     """(frames (k, H, W, 3), actions (k - 1, *A), caption) of the real env reset with ``seed``."""
     real.reset(seed)
     caption = str(real.info.get("caption", ""))
@@ -284,9 +308,11 @@ def env_context(real: RealWorld, policy: Policy, frames: int, seed: int,
         seen.append(real.frame)
         actions.append(action)
         if real.ended:
-            raise RuntimeError(f"the {real.env.spec.id if real.env.spec else 'real'} episode of seed {seed} ended "
-                               f"after {len(seen)} frames, within context_frames={frames}: lower context_frames "
-                               "or pick another seed")
+            raise RuntimeError(
+                f"the {real.env.spec.id if real.env.spec else 'real'} episode of seed {seed} ended "
+                f"after {len(seen)} frames, within context_frames={frames}: lower context_frames "
+                "or pick another seed"
+            )
     no_actions = np.zeros((0, *real.env.action_space.shape), np.float32)
     return np.stack(seen), np.stack(actions) if actions else no_actions, caption
 
@@ -302,19 +328,29 @@ def dataset_context(model: WorldModel, dataset: str, frames: int, seed: int) -> 
 
 # -- pictures and video ---------------------------------------------------------------------------
 
+
 def title_band(width: int, panel_width: int, titles: list[str], scale: int) -> np.ndarray:
     """A white band with one black title over each panel (panels ``panel_width`` apart by a 2-px gutter)."""
     height = 12 + 4 * scale
     band = np.full((height, width, 3), 255, np.uint8)
     font_scale = min(0.3 + 0.1 * scale, 0.8)
     for i, title in enumerate(titles):
-        cv2.putText(band, title, (i * (panel_width + 2) + 3, height - 4 - scale), cv2.FONT_HERSHEY_SIMPLEX,
-                    font_scale, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(
+            band,
+            title,
+            (i * (panel_width + 2) + 3, height - 4 - scale),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            font_scale,
+            (0, 0, 0),
+            1,
+            cv2.LINE_AA,
+        )
     return band
 
 
-def compose(model_frame: np.ndarray, real_frame: Optional[np.ndarray], step: int, scale: int,
-            real_ended: bool = False) -> np.ndarray:
+def compose(
+    model_frame: np.ndarray, real_frame: Optional[np.ndarray], step: int, scale: int, real_ended: bool = False
+) -> np.ndarray:
     """One video frame: the model (and the real env beside it) enlarged ``scale`` times under titles."""
     panels = np.stack([model_frame] if real_frame is None else [model_frame, real_frame])
     strip = frame_strip(panels, count=len(panels), stride=1, scale=scale)
@@ -348,6 +384,7 @@ def write_mp4(path: Path, pictures: list[np.ndarray], fps: int) -> None:
 
 # -- play -----------------------------------------------------------------------------------------
 
+
 def play(cfg: PlayConfig) -> PlayResult:
     """Play the model for ``cfg.steps`` steps; write the video and play.json; print where they are."""
     validate_config(cfg)
@@ -365,14 +402,17 @@ def play(cfg: PlayConfig) -> PlayResult:
             keyboard.close()
         if real is not None:
             real.close()
-    print(f"play: {result.video} ({len(result.model_frames)} frames, "
-          f"{'model | real' if result.real_frames is not None and cfg.side_by_side else 'model'}), {result.log}")
+    print(
+        f"play: {result.video} ({len(result.model_frames)} frames, "
+        f"{'model | real' if result.real_frames is not None and cfg.side_by_side else 'model'}), {result.log}"
+    )
     print(f"play: {summary_line(result.summary, cfg, model)}", flush=True)
     return result
 
 
-def _play(cfg: PlayConfig, model: WorldModel, keyboard: Optional[KeyboardController],
-          real: Optional[RealWorld]) -> PlayResult:
+def _play(
+    cfg: PlayConfig, model: WorldModel, keyboard: Optional[KeyboardController], real: Optional[RealWorld]
+) -> PlayResult:
     batch = WorldBatch(model, cfg.sampling)
     space, frames = model.action_space, cfg.context_frames or batch.window
     to_stored = action_codec(space)[0]
@@ -390,8 +430,15 @@ def _play(cfg: PlayConfig, model: WorldModel, keyboard: Optional[KeyboardControl
     ended_at: Optional[int] = None
     for step in range(1, cfg.steps + 1):
         if keyboard is not None:
-            chosen = keyboard(compose(model_frames[-1], real_frames[-1] if shown_real else None, step - 1,
-                                      cfg.scale, ended_at is not None and step - 1 > ended_at))
+            chosen = keyboard(
+                compose(
+                    model_frames[-1],
+                    real_frames[-1] if shown_real else None,
+                    step - 1,
+                    cfg.scale,
+                    ended_at is not None and step - 1 > ended_at,
+                )
+            )
             if chosen is None:
                 break
         elif real is not None:
@@ -407,20 +454,34 @@ def _play(cfg: PlayConfig, model: WorldModel, keyboard: Optional[KeyboardControl
             ended_at = step if real.ended else None
         if real is not None:
             real_frames.append(real.frame)
-        steps.append({"step": step, "action": action, "model_reward": float(out.reward[0]),
-                      "model_termination_probability": float(out.termination_probability[0]),
-                      "real_reward": real_reward, "psnr_db": None})
+        steps.append(
+            {
+                "step": step,
+                "action": action,
+                "model_reward": float(out.reward[0]),
+                "model_termination_probability": float(out.termination_probability[0]),
+                "real_reward": real_reward,
+                "psnr_db": None,
+            }
+        )
 
     model_stack = np.stack(model_frames)
     real_stack = np.stack(real_frames) if real is not None else None
     compared = sum(s["real_reward"] is not None for s in steps)
     if compared:
-        psnr = frame_psnr(model_stack[1:compared + 1], real_stack[1:compared + 1])  # (compared,)
+        psnr = frame_psnr(model_stack[1 : compared + 1], real_stack[1 : compared + 1])  # (compared,)
         for s, value in zip(steps, psnr.tolist()):
             s["psnr_db"] = value
     actions = np.stack([s["action"] for s in steps]) if steps else np.zeros((0, *space.shape), space.dtype)
-    result = PlayResult(Path(cfg.out) / f"play.{cfg.format}", Path(cfg.out) / "play.json", model_stack, real_stack,
-                        context_actions, actions, summarize(steps, ended_at))
+    result = PlayResult(
+        Path(cfg.out) / f"play.{cfg.format}",
+        Path(cfg.out) / "play.json",
+        model_stack,
+        real_stack,
+        context_actions,
+        actions,
+        summarize(steps, ended_at),
+    )
     save(cfg, model, result, steps, caption, frames, batch.sampling)
     return result
 
@@ -439,14 +500,25 @@ def summarize(steps: list[dict[str, Any]], ended_at: Optional[int]) -> dict[str,
     }
 
 
-def save(cfg: PlayConfig, model: WorldModel, result: PlayResult, steps: list[dict[str, Any]], caption: str,
-         context_frames: int, sampling: SamplingConfig) -> None:
+def save(
+    cfg: PlayConfig,
+    model: WorldModel,
+    result: PlayResult,
+    steps: list[dict[str, Any]],
+    caption: str,
+    context_frames: int,
+    sampling: SamplingConfig,
+) -> None:
     """Write ``result.video`` (model | real per frame) and ``result.log`` (play.json)."""
     result.video.parent.mkdir(parents=True, exist_ok=True)
     ended_at = result.summary["real_ended_at"]
     shown_real = result.real_frames is not None and cfg.side_by_side
-    pictures = [compose(frame, result.real_frames[t] if shown_real else None, t, cfg.scale,
-                        ended_at is not None and t > ended_at) for t, frame in enumerate(result.model_frames)]
+    pictures = [
+        compose(
+            frame, result.real_frames[t] if shown_real else None, t, cfg.scale, ended_at is not None and t > ended_at
+        )
+        for t, frame in enumerate(result.model_frames)
+    ]
     (write_gif if cfg.format == "gif" else write_mp4)(result.video, pictures, cfg.fps)
     record = {
         "checkpoint": str(cfg.checkpoint),
@@ -474,5 +546,7 @@ def summary_line(summary: dict[str, Any], cfg: PlayConfig, model: WorldModel) ->
     if not summary["compared_steps"]:
         return f"{head}: quit before the first step"
     ended = "" if summary["real_ended_at"] is None else f", real episode ended at step {summary['real_ended_at']}"
-    return (f"{head}: PSNR model vs real {summary['mean_psnr_db']:.2f} dB (mean of {summary['compared_steps']} steps); "
-            f"reward model {summary['model_return_compared']:.3f} vs real {summary['real_return']:.3f}{ended}")
+    return (
+        f"{head}: PSNR model vs real {summary['mean_psnr_db']:.2f} dB (mean of {summary['compared_steps']} steps); "
+        f"reward model {summary['model_return_compared']:.3f} vs real {summary['real_return']:.3f}{ended}"
+    )

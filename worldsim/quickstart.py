@@ -48,8 +48,14 @@ def draw_worlds(cfg: QuickstartConfig, out: Path) -> Path:
     for env_id in cfg.worlds:
         name = world_name(env_id)
         summary = collect(
-            CollectConfig(env=env_id, policy=cfg.policy, episodes=cfg.episodes,
-                          out=str(out / "data" / name), workers=cfg.workers, seed=cfg.seed)
+            CollectConfig(
+                env=env_id,
+                policy=cfg.policy,
+                episodes=cfg.episodes,
+                out=str(out / "data" / name),
+                workers=cfg.workers,
+                seed=cfg.seed,
+            )
         )
         frames = EpisodeDataset(summary.root).episode(0).frames
         rows.append((name, frame_strip(frames, cfg.strip_frames, cfg.strip_stride)))
@@ -63,8 +69,14 @@ def train_tiny(cfg: QuickstartConfig, out: Path) -> Path:
     from worldsim.training.train import TrainConfig, train
 
     data = collect(
-        CollectConfig(env=cfg.train_world, policy=cfg.policy, episodes=cfg.train_episodes,
-                      out=str(out / "data" / "train"), workers=cfg.workers, seed=cfg.seed + 1)
+        CollectConfig(
+            env=cfg.train_world,
+            policy=cfg.policy,
+            episodes=cfg.train_episodes,
+            out=str(out / "data" / "train"),
+            workers=cfg.workers,
+            seed=cfg.seed + 1,
+        )
     )
     run = TrainConfig(stage="all", data=data.root, out=str(out / "run"), seed=cfg.seed)
     every = max(1, cfg.dynamics_steps // 2)
@@ -89,8 +101,13 @@ def evaluate_all(cfg: QuickstartConfig, out: Path, checkpoint: Path | None) -> P
     if checkpoint is not None:
         predictors.insert(0, "model")
     return evaluate(
-        EvalConfig(checkpoint=str(checkpoint) if checkpoint else None, predictors=predictors,
-                   n=cfg.eval_n, seed=cfg.seed, out=str(out / "eval"))
+        EvalConfig(
+            checkpoint=str(checkpoint) if checkpoint else None,
+            predictors=predictors,
+            n=cfg.eval_n,
+            seed=cfg.seed,
+            out=str(out / "eval"),
+        )
     )
 
 

@@ -25,12 +25,17 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 
 try:
-    from stable_baselines3.common.vec_env.base_vec_env import (VecEnv, VecEnvIndices, VecEnvObs, VecEnvStepReturn,
-                                                             VecEnvWrapper)
+    from stable_baselines3.common.vec_env.base_vec_env import (
+        VecEnv,
+        VecEnvIndices,
+        VecEnvObs,
+        VecEnvStepReturn,
+        VecEnvWrapper,
+    )
 except ImportError as error:
     raise ImportError(
-        "worldsim.rl needs Stable-Baselines3, an optional extra: pip install -e \".[rl]\" "
-        "(or pip install \"stable-baselines3>=2.4\")"
+        'worldsim.rl needs Stable-Baselines3, an optional extra: pip install -e ".[rl]" '
+        '(or pip install "stable-baselines3>=2.4")'
     ) from error
 
 
@@ -82,8 +87,10 @@ class GymnasiumVecEnv(VecEnv):
 
     def __init__(self, env: VectorEnv) -> None:
         if not isinstance(env, VectorEnv):
-            raise TypeError(f"GymnasiumVecEnv wraps a gymnasium.vector.VectorEnv, not {type(env).__name__}: "
-                            "wrap single envs in stable_baselines3's DummyVecEnv instead")
+            raise TypeError(
+                f"GymnasiumVecEnv wraps a gymnasium.vector.VectorEnv, not {type(env).__name__}: "
+                "wrap single envs in stable_baselines3's DummyVecEnv instead"
+            )
         self.env = env
         self.autoreset_mode = AutoresetMode(env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP))
         super().__init__(env.num_envs, env.single_observation_space, env.single_action_space)
@@ -128,16 +135,18 @@ class GymnasiumVecEnv(VecEnv):
             step_infos[i]["terminal_observation"] = last[i]
         return observations, np.asarray(rewards, np.float32), dones, step_infos
 
-    def _same_step_infos(self, infos: dict[str, Any],
-                         finished: np.ndarray) -> tuple[list[dict[str, Any]], dict[int, Any]]:
+    def _same_step_infos(
+        self, infos: dict[str, Any], finished: np.ndarray
+    ) -> tuple[list[dict[str, Any]], dict[int, Any]]:
         """SAME_STEP: per sub-env step infos and the finished sub-envs' last observations.
 
         Gymnasium puts a finished sub-env's step info under ``final_info`` and its reset info at the
         top level; SB3 wants the step info in ``infos`` and the reset info in ``reset_infos``.
         """
         if finished.size and "final_obs" not in infos:
-            raise KeyError(f"sub-envs {finished.tolist()} finished but the SAME_STEP vector env gave no "
-                           "infos['final_obs']")
+            raise KeyError(
+                f"sub-envs {finished.tolist()} finished but the SAME_STEP vector env gave no infos['final_obs']"
+            )
         final_info = unbatch_infos(infos.get("final_info", {}), self.num_envs)
         own = {k: v for k, v in infos.items() if k.lstrip("_") not in ("final_obs", "final_info")}
         step_infos = unbatch_infos(own, self.num_envs)
@@ -159,15 +168,15 @@ class GymnasiumVecEnv(VecEnv):
     def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
         setattr(self.env, attr_name, value)
 
-    def env_method(self, method_name: str, *method_args: Any, indices: VecEnvIndices = None,
-                   **method_kwargs: Any) -> list[Any]:
+    def env_method(
+        self, method_name: str, *method_args: Any, indices: VecEnvIndices = None, **method_kwargs: Any
+    ) -> list[Any]:
         result = getattr(self.env, method_name)(*method_args, **method_kwargs)
         return [result for _ in self._get_indices(indices)]
 
     def env_is_wrapped(self, wrapper_class: type[gymnasium.Wrapper], indices: VecEnvIndices = None) -> list[bool]:
         # A vector env is not made of gymnasium.Wrapper-wrapped single envs SB3 could look into.
         return [False for _ in self._get_indices(indices)]
-
 
 
 class StepClock(VecEnvWrapper):

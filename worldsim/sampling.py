@@ -32,10 +32,10 @@ class SamplingConfig:
     cfg_text: Optional[float] = None  # text guidance scale; 1 is none and costs no extra pass (default 1)
     cfg_action: Optional[float] = None  # action guidance scale; 1 is none (default 1)
     window: Optional[int] = None  # past frames the KV cache holds; None: the DiT's max_frames - 1, as trained
-    residual: Optional[bool] = None  # frames = last real context frame + decoded change; False: decode directly (default true)
-    min_change: Optional[int] = None  # residual: keep the real pixel where the decoded change is <= this (0-255) in every channel (default 0)
-    warm_start: Optional[float] = None  # tau where a frame starts from the previous one; 0: from pure noise (default 0.3)
-    first_steps: Optional[int] = None  # steps of a frame with nothing before it (imagined from text alone), from noise (default 4)
+    residual: Optional[bool] = None  # last real frame + decoded change; False: decode directly (default true)
+    min_change: Optional[int] = None  # residual: keep the real pixel where no channel changes more (default 0)
+    warm_start: Optional[float] = None  # tau a frame starts at from the previous one; 0: pure noise (default 0.3)
+    first_steps: Optional[int] = None  # steps of a frame with none before it (text alone), from noise (default 4)
 
     def __post_init__(self) -> None:
         problems = []
@@ -79,5 +79,14 @@ class SamplingConfig:
 
 #: What a model samples with when neither its file nor its caller says otherwise. The warm start
 #: suits the CPU-sized models (docs/sampling.md); larger models record their own default.
-DEFAULT_SAMPLING = SamplingConfig(steps=1, sampler="euler", cfg_text=1.0, cfg_action=1.0, window=None,
-                                  residual=True, min_change=0, warm_start=WARM_START, first_steps=4)
+DEFAULT_SAMPLING = SamplingConfig(
+    steps=1,
+    sampler="euler",
+    cfg_text=1.0,
+    cfg_action=1.0,
+    window=None,
+    residual=True,
+    min_change=0,
+    warm_start=WARM_START,
+    first_steps=4,
+)

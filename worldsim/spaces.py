@@ -17,8 +17,7 @@ from gymnasium import spaces
 
 def is_image_space(space: gymnasium.Space) -> bool:
     """Whether observations of ``space`` are RGB frames (H, W, 3) uint8."""
-    return (isinstance(space, spaces.Box) and space.dtype == np.uint8 and len(space.shape) == 3
-            and space.shape[-1] == 3)
+    return isinstance(space, spaces.Box) and space.dtype == np.uint8 and len(space.shape) == 3 and space.shape[-1] == 3
 
 
 def describe_space(space: gymnasium.Space) -> dict[str, Any]:
@@ -50,10 +49,11 @@ def action_codec(space: gymnasium.Space) -> tuple[Callable[[Any], np.ndarray], C
     if isinstance(space, spaces.Discrete):
         return (lambda a: np.array(a, dtype=np.int64).reshape(())), (lambda a: int(a))
     if isinstance(space, (spaces.MultiDiscrete, spaces.MultiBinary)):
-        return ((lambda a: np.array(a, dtype=np.int64).reshape(space.shape)),
-                (lambda a: a.astype(space.dtype)))
-    raise ValueError(f"action space {space} is not supported: worldsim stores Box, Discrete, "
-                     "MultiDiscrete and MultiBinary actions; flatten it with a wrapper first")
+        return ((lambda a: np.array(a, dtype=np.int64).reshape(space.shape)), (lambda a: a.astype(space.dtype)))
+    raise ValueError(
+        f"action space {space} is not supported: worldsim stores Box, Discrete, "
+        "MultiDiscrete and MultiBinary actions; flatten it with a wrapper first"
+    )
 
 
 def space_from_description(description: Optional[Mapping[str, Any]]) -> Optional[gymnasium.Space]:
@@ -76,8 +76,10 @@ def space_from_description(description: Optional[Mapping[str, Any]]) -> Optional
         return spaces.MultiDiscrete(np.asarray(description["nvec"], np.int64))
     if kind == "MultiBinary":
         return spaces.MultiBinary(description["n"])
-    raise ValueError(f"action space {dict(description)} cannot be rebuilt: worldsim models take Box, "
-                     "Discrete, MultiDiscrete or MultiBinary actions")
+    raise ValueError(
+        f"action space {dict(description)} cannot be rebuilt: worldsim models take Box, "
+        "Discrete, MultiDiscrete or MultiBinary actions"
+    )
 
 
 def check_action(space: gymnasium.Space, action: Any, where: str = "action") -> np.ndarray:
@@ -96,8 +98,10 @@ def check_action(space: gymnasium.Space, action: Any, where: str = "action") -> 
         return array.astype(space.dtype)
     if isinstance(space, spaces.Discrete):
         if array.shape != () or not np.issubdtype(array.dtype, np.integer) or not space.contains(np.int64(array)):
-            raise ValueError(f"{where} {array.tolist()} is not in {space}: actions must be one integer in "
-                             f"[{space.start}, {space.start + space.n - 1}]")
+            raise ValueError(
+                f"{where} {array.tolist()} is not in {space}: actions must be one integer in "
+                f"[{space.start}, {space.start + space.n - 1}]"
+            )
         return array.astype(np.int64)
     if not space.contains(array.astype(space.dtype) if array.shape == space.shape else array):
         raise ValueError(f"{where} {array.tolist()} is not in {space}")

@@ -15,9 +15,7 @@ def frame_strip(frames: np.ndarray, count: int = 8, stride: int = 4, scale: int 
     stay visible, and separated by a 2-pixel dark gutter (scenes may have a white sky).
     """
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-        raise ValueError(
-            f"frames must be uint8 (T, H, W, 3), got {frames.dtype} {tuple(frames.shape)}"
-        )
+        raise ValueError(f"frames must be uint8 (T, H, W, 3), got {frames.dtype} {tuple(frames.shape)}")
     picked = frames[: count * stride : stride]
     height, width = frames.shape[1] * scale, frames.shape[2] * scale
     strip = np.full((height, len(picked) * (width + 2) - 2, 3), 48, np.uint8)
@@ -35,8 +33,7 @@ def labelled_rows(rows: list[tuple[str, np.ndarray]], label_width: int = 96) -> 
         block = np.full((image.shape[0] + 4, label_width + width, 3), 255, np.uint8)
         block[2 : 2 + image.shape[0], label_width : label_width + image.shape[1]] = image
         baseline = block.shape[0] // 2 + 5
-        cv2.putText(block, label, (4, baseline), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1,
-                    cv2.LINE_AA)
+        cv2.putText(block, label, (4, baseline), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
         blocks.append(block)
     return np.concatenate(blocks, axis=0)
 

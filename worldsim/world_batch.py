@@ -73,9 +73,17 @@ class WorldBatch:
         self._passes = guidance_passes(1.0, 1.0, False, model.has_actions)
 
     @torch.inference_mode()
-    def start(self, context_frames: Optional[ArrayLike], context_actions: Optional[ArrayLike] = None,
-              text: Captions = None, *, imagine: int = 1, seed: Optional[int] = None,
-              generator: Optional[torch.Generator] = None, decode: bool = True) -> StepOutput:
+    def start(
+        self,
+        context_frames: Optional[ArrayLike],
+        context_actions: Optional[ArrayLike] = None,
+        text: Captions = None,
+        *,
+        imagine: int = 1,
+        seed: Optional[int] = None,
+        generator: Optional[torch.Generator] = None,
+        decode: bool = True,
+    ) -> StepOutput:
         """Begin every row; returns its latest frame.
 
         context_frames uint8 (B, T0, H, W, 3), or None / T0 = 0 to imagine ``imagine`` frames from
@@ -87,17 +95,28 @@ class WorldBatch:
         rows = self._rows(context_frames, text)
         condition = self.model.encode_text(text, rows)
         self._stream = self.model.generator(seed, generator)
-        self._passes = guidance_passes(self.sampling.cfg_text, self.sampling.cfg_action, condition is not None,
-                                       self.model.has_actions)
-        context = self._write(self.model.dit.new_cache(self.window), context_frames, context_actions, condition,
-                              imagine, decode)
-        self.cache, self.latents, self._anchor, self._text = context.cache, context.last.clone(), context.anchor, condition
+        self._passes = guidance_passes(
+            self.sampling.cfg_text, self.sampling.cfg_action, condition is not None, self.model.has_actions
+        )
+        context = self._write(
+            self.model.dit.new_cache(self.window), context_frames, context_actions, condition, imagine, decode
+        )
+        self.cache, self.latents, self._anchor = context.cache, context.last.clone(), context.anchor
+        self._text = condition
         self.size = rows
         return self._first(context)
 
     @torch.inference_mode()
-    def restart(self, rows: ArrayLike, context_frames: Optional[ArrayLike], context_actions: Optional[ArrayLike] = None,
-                text: Captions = None, *, imagine: int = 1, decode: bool = True) -> StepOutput:
+    def restart(
+        self,
+        rows: ArrayLike,
+        context_frames: Optional[ArrayLike],
+        context_actions: Optional[ArrayLike] = None,
+        text: Captions = None,
+        *,
+        imagine: int = 1,
+        decode: bool = True,
+    ) -> StepOutput:
         """Begin the rows ``rows`` (bool mask (B,) or R indices) again while the others keep going.
 
         Context and text as for ``start``, one row each for the R restarted rows; they keep the
@@ -111,9 +130,11 @@ class WorldBatch:
             raise ValueError(f"rows selects {len(index)} rows but the context holds {count}")
         condition = self.model.encode_text(text, count)
         if (condition is None) != (self._text is None):
-            raise ValueError("the batch was started with text=None; restarted rows must use text=None too"
-                             if self._text is None else "the batch has text: give the restarted rows captions "
-                             "('' for none)")
+            raise ValueError(
+                "the batch was started with text=None; restarted rows must use text=None too"
+                if self._text is None
+                else "the batch has text: give the restarted rows captions ('' for none)"
+            )
         fresh = self.model.dit.new_cache(self.window)
         T0 = int(context_frames.shape[1]) if context_frames is not None else 0
         fresh.next_position = self.cache.next_position - (T0 or imagine)  # the same time positions as the batch
@@ -121,7 +142,10 @@ class WorldBatch:
         if condition is not None:
             merged = TextCondition(self._text.tokens.clone(), self._text.mask.clone(), self._text.pooled.clone())
             merged.tokens[index], merged.mask[index], merged.pooled[index] = (
-                condition.tokens, condition.mask, condition.pooled)
+                condition.tokens,
+                condition.mask,
+                condition.pooled,
+            )
             self._text = merged
         self._splice(fresh, index)
         self.latents = self.latents.clone()
@@ -137,19 +161,36 @@ class WorldBatch:
         model, B, s = self.model, self.size, self.sampling
         a = None
         if model.has_actions:
-            batched = None if actions is None else (actions[:, None] if isinstance(actions, torch.Tensor)
-                                                    else np.asarray(actions)[:, None])
+            batched = (
+                None
+                if actions is None
+                else (actions[:, None] if isinstance(actions, torch.Tensor) else np.asarray(actions)[:, None])
+            )
             a = model.model_actions(batched, B, 1)  # (B, 1, A) or (B, 1)
         mask = torch.ones(B, 1, dtype=torch.bool, device=model.device) if a is not None else None
-        x = sample_next_frame(model.dit, self.cache, B, a, mask, self._text, self._passes, s.steps, s.sampler,
-                              self._stream, self.latents, s.warm_start)  # (B, C, h, w)
-        reward, logit = write_frames(model.dit, self.cache, x[:, None], a, mask, self._text, self._passes,
-                                     model.context_noise, self._stream)
+        x = sample_next_frame(
+            model.dit,
+            self.cache,
+            B,
+            a,
+            mask,
+            self._text,
+            self._passes,
+            s.steps,
+            s.sampler,
+            self._stream,
+            self.latents,
+            s.warm_start,
+        )  # (B, C, h, w)
+        reward, logit = write_frames(
+            model.dit, self.cache, x[:, None], a, mask, self._text, self._passes, model.context_noise, self._stream
+        )
         self.latents = x
         probability = torch.sigmoid(logit[:, 0].float())
         frames = self._anchor.frames(model.decode(x), s.min_change) if decode else None
-        return StepOutput(frames, x, reward[:, 0].float().cpu().numpy(),
-                          (probability > 0.5).cpu().numpy(), probability.cpu().numpy())
+        return StepOutput(
+            frames, x, reward[:, 0].float().cpu().numpy(), (probability > 0.5).cpu().numpy(), probability.cpu().numpy()
+        )
 
     def frames(self) -> np.ndarray:
         """The latest frame of every row (B, H, W, 3) uint8, decoded as ``step`` decodes it."""
@@ -173,8 +214,15 @@ class WorldBatch:
             return len(text)
         raise ValueError("a start needs context frames, or captions (one per row) to imagine from")
 
-    def _write(self, cache: KVCache, context_frames: Optional[ArrayLike], context_actions: Optional[ArrayLike],
-               condition: Optional[TextCondition], imagine: int, decode: bool) -> Context:
+    def _write(
+        self,
+        cache: KVCache,
+        context_frames: Optional[ArrayLike],
+        context_actions: Optional[ArrayLike],
+        condition: Optional[TextCondition],
+        imagine: int,
+        decode: bool,
+    ) -> Context:
         """Write R rows' context into ``cache`` (or imagine ``imagine`` frames from text alone)."""
         model, s = self.model, self.sampling
         R = len(condition) if context_frames is None else int(context_frames.shape[0])
@@ -185,10 +233,31 @@ class WorldBatch:
             last = None
             for _ in range(imagine):
                 steps = s.first_steps if last is None else s.steps
-                last = sample_next_frame(model.dit, cache, R, None, None, condition, self._passes, steps, s.sampler,
-                                         self._stream, last, s.warm_start)
-                write_frames(model.dit, cache, last[:, None], None, None, condition, self._passes,
-                             model.context_noise, self._stream)
+                last = sample_next_frame(
+                    model.dit,
+                    cache,
+                    R,
+                    None,
+                    None,
+                    condition,
+                    self._passes,
+                    steps,
+                    s.sampler,
+                    self._stream,
+                    last,
+                    s.warm_start,
+                )
+                write_frames(
+                    model.dit,
+                    cache,
+                    last[:, None],
+                    None,
+                    None,
+                    condition,
+                    self._passes,
+                    model.context_noise,
+                    self._stream,
+                )
             # Rows imagined from text have no real frame to anchor to: they decode directly.
             frames = model.decode(last) if decode else None
             return Context(cache, last, ResidualAnchor.direct(R, model.frame_shape), condition, frames)
@@ -201,13 +270,20 @@ class WorldBatch:
                 action_mask = (torch.arange(T0, device=model.device) > 0).expand(R, T0)
             else:  # unknown actions between the context frames: the learned null action
                 cfg = model.dit.cfg
-                actions = (torch.zeros(R, T0, dtype=torch.long, device=model.device) if cfg.action_kind == "discrete"
-                           else torch.zeros(R, T0, cfg.action_dim, device=model.device))
+                actions = (
+                    torch.zeros(R, T0, dtype=torch.long, device=model.device)
+                    if cfg.action_kind == "discrete"
+                    else torch.zeros(R, T0, cfg.action_dim, device=model.device)
+                )
                 action_mask = torch.zeros(R, T0, dtype=torch.bool, device=model.device)
-        write_frames(model.dit, cache, latents, actions, action_mask, condition, self._passes, model.context_noise,
-                     self._stream)
-        anchor = (model.residual_anchor(context_frames[:, -1], latents[:, -1]) if s.residual
-                  else ResidualAnchor.direct(R, model.frame_shape))
+        write_frames(
+            model.dit, cache, latents, actions, action_mask, condition, self._passes, model.context_noise, self._stream
+        )
+        anchor = (
+            model.residual_anchor(context_frames[:, -1], latents[:, -1])
+            if s.residual
+            else ResidualAnchor.direct(R, model.frame_shape)
+        )
         frames = None
         if decode:
             last_frames = context_frames[:, -1]

@@ -34,7 +34,8 @@ from worldsim.checkpoint import (
     part_state_dict,
     recorded_sampling,
 )
-from worldsim.flow import CONTEXT_NOISE, RolloutOutput, rollout as flow_rollout
+from worldsim.flow import CONTEXT_NOISE, RolloutOutput
+from worldsim.flow import rollout as flow_rollout
 from worldsim.models.actions import model_actions
 from worldsim.models.autoencoder import FrameAutoencoder
 from worldsim.models.dit import VideoDiT, VideoDiTConfig
@@ -58,8 +59,14 @@ class WorldModel:
     function of its arguments and seed, and ``WorldBatch`` keeps what stepping needs.
     """
 
-    def __init__(self, dit: VideoDiT, text_encoder: TextEncoder, autoencoder: FrameAutoencoder,
-                 record: Mapping[str, Any], device: Union[str, torch.device, None] = None) -> None:
+    def __init__(
+        self,
+        dit: VideoDiT,
+        text_encoder: TextEncoder,
+        autoencoder: FrameAutoencoder,
+        record: Mapping[str, Any],
+        device: Union[str, torch.device, None] = None,
+    ) -> None:
         self.device = torch.device(device or default_device())
         self.dit = dit.to(self.device).eval().requires_grad_(False)
         self.text_encoder = text_encoder.to(self.device).eval().requires_grad_(False)
@@ -85,25 +92,36 @@ class WorldModel:
         checkpoint = load_checkpoint(path, map_location=device)
         record = checkpoint["worldsim"]
         configs = record.get("configs", {})
-        held = sorted(checkpoint.get("weights", {})) if record.get("kind") == "export" else sorted(record.get("parts", {}))
+        held = (
+            sorted(checkpoint.get("weights", {})) if record.get("kind") == "export" else sorted(record.get("parts", {}))
+        )
         missing = [part for part in PARTS if part not in held or part not in configs]
         if record.get("kind") != "export" or missing:
             raise CheckpointError(
                 f"{path} is a {record.get('kind')!r} {record.get('stage')!r} checkpoint holding parts {held}; a "
                 f"WorldModel needs an exported file with {list(PARTS)} and their configs: pass the <run>/model.pt "
-                "that `worldsim train stage=all` (or stage=dynamics) writes")
+                "that `worldsim train stage=all` (or stage=dynamics) writes"
+            )
         try:
             dit_cfg = VideoDiTConfig(**configs["dit"])
             text_cfg = TextEncoderConfig(**configs["text"])
-            dit, text, autoencoder = VideoDiT(dit_cfg), TextEncoder(text_cfg), FrameAutoencoder(autoencoder_config(record))
+            dit, text, autoencoder = (
+                VideoDiT(dit_cfg),
+                TextEncoder(text_cfg),
+                FrameAutoencoder(autoencoder_config(record)),
+            )
             for name, module in (("dit", dit), ("text", text), ("autoencoder", autoencoder)):
                 module.load_state_dict(part_state_dict(checkpoint, name))
         except (TypeError, RuntimeError, AssertionError) as error:
-            raise CheckpointError(f"{path}: its weights or configs do not fit this worldsim's networks ({error}); "
-                                  "re-export it with this worldsim") from None
+            raise CheckpointError(
+                f"{path}: its weights or configs do not fit this worldsim's networks ({error}); "
+                "re-export it with this worldsim"
+            ) from None
         if autoencoder.config.latent_channels != dit_cfg.latent_channels:
-            raise CheckpointError(f"{path}: the autoencoder has {autoencoder.config.latent_channels} latent channels "
-                                  f"but the DiT {dit_cfg.latent_channels}: the parts come from different runs")
+            raise CheckpointError(
+                f"{path}: the autoencoder has {autoencoder.config.latent_channels} latent channels "
+                f"but the DiT {dit_cfg.latent_channels}: the parts come from different runs"
+            )
         try:
             return cls(dit, text, autoencoder, record, device)
         except ValueError as error:
@@ -144,8 +162,10 @@ class WorldModel:
         """uint8 frames (..., H, W, 3), numpy or torch -> normalized latents (..., C, h, w) on the device."""
         x = torch.as_tensor(np.asarray(frames) if not isinstance(frames, torch.Tensor) else frames)
         if x.dtype != torch.uint8 or x.ndim < 3 or tuple(x.shape[-3:]) != self.frame_shape:
-            raise ValueError(f"frames are {x.dtype} {tuple(x.shape)}; this model reads uint8 (..., "
-                             f"{', '.join(map(str, self.frame_shape))}) frames (height, width, RGB)")
+            raise ValueError(
+                f"frames are {x.dtype} {tuple(x.shape)}; this model reads uint8 (..., "
+                f"{', '.join(map(str, self.frame_shape))}) frames (height, width, RGB)"
+            )
         return self.autoencoder.encode_frames(x.to(self.device).movedim(-1, -3))  # (..., C, h, w)
 
     @torch.inference_mode()
@@ -175,8 +195,10 @@ class WorldModel:
         a = torch.as_tensor(np.asarray(actions) if not isinstance(actions, torch.Tensor) else actions)
         shape = tuple(self.action_space.shape) if self.action_space is not None else ()
         if tuple(a.shape) != (batch, frames, *shape):
-            raise ValueError(f"actions have shape {tuple(a.shape)}; expected (B, T, *A) = {(batch, frames, *shape)} "
-                             f"for actions of {self.action_space}")
+            raise ValueError(
+                f"actions have shape {tuple(a.shape)}; expected (B, T, *A) = {(batch, frames, *shape)} "
+                f"for actions of {self.action_space}"
+            )
         return model_actions(a.to(self.device), self.action_description)
 
     def generator(self, seed: Optional[int], generator: Optional[torch.Generator] = None) -> Optional[torch.Generator]:
@@ -187,10 +209,17 @@ class WorldModel:
 
     # -- rollout -------------------------------------------------------------------------------------
 
-    def rollout(self, context_frames: ArrayLike, actions: Optional[ArrayLike], text: Union[str, Sequence[str], None],
-                horizon: int, seed: Optional[int] = None, generator: Optional[torch.Generator] = None,
-                sampling: SamplingLike = None, return_latents: bool = False
-                ) -> Union[np.ndarray, tuple[np.ndarray, RolloutOutput]]:
+    def rollout(
+        self,
+        context_frames: ArrayLike,
+        actions: Optional[ArrayLike],
+        text: Union[str, Sequence[str], None],
+        horizon: int,
+        seed: Optional[int] = None,
+        generator: Optional[torch.Generator] = None,
+        sampling: SamplingLike = None,
+        return_latents: bool = False,
+    ) -> Union[np.ndarray, tuple[np.ndarray, RolloutOutput]]:
         """Frames uint8 (B, horizon, H, W, 3) after context_frames uint8 (B, T0, H, W, 3).
 
         actions (B, T0 + horizon - 1, *A): ``actions[:, t]`` taken at frame t (None for worlds without
@@ -204,9 +233,22 @@ class WorldModel:
         with torch.inference_mode():
             latents = self.encode(context_frames) if T0 else torch.zeros(B, 0, *self.latent_shape, device=self.device)
             dit_actions = self.model_actions(actions, B, T0 + horizon - 1)
-            out = flow_rollout(self.dit, latents, dit_actions, self.encode_text(text, B), horizon, s.steps, s.sampler,
-                               s.cfg_text, s.cfg_action, self.context_noise, self.window(s),
-                               self.generator(seed, generator), s.warm_start, s.first_steps)
+            out = flow_rollout(
+                self.dit,
+                latents,
+                dit_actions,
+                self.encode_text(text, B),
+                horizon,
+                s.steps,
+                s.sampler,
+                s.cfg_text,
+                s.cfg_action,
+                self.context_noise,
+                self.window(s),
+                self.generator(seed, generator),
+                s.warm_start,
+                s.first_steps,
+            )
         frames = self.decode(out.latents)
         if s.residual and T0:
             anchor = self.residual_anchor(context_frames[:, -1], latents[:, -1])

@@ -49,8 +49,16 @@ class ClipDataset(Dataset):
     search and the object stays small to pickle into DataLoader workers.
     """
 
-    def __init__(self, episodes: EpisodeDataset, indices: np.ndarray, clip_length: int, *,
-                 latents: Optional[LatentCache] = None, frames: bool = False, transitions: bool = True) -> None:
+    def __init__(
+        self,
+        episodes: EpisodeDataset,
+        indices: np.ndarray,
+        clip_length: int,
+        *,
+        latents: Optional[LatentCache] = None,
+        frames: bool = False,
+        transitions: bool = True,
+    ) -> None:
         if clip_length < 1:
             raise ValueError(f"clip_length={clip_length}: a clip needs at least 1 frame")
         if latents is None and not frames:
@@ -64,7 +72,8 @@ class ClipDataset(Dataset):
             raise ValueError(
                 f"clip_length={clip_length} needs episodes of at least {clip_length} frames, but the "
                 f"longest of these {len(indices)} episodes of {episodes.root} has {longest}: use a "
-                "shorter clip_length or collect longer episodes")
+                "shorter clip_length or collect longer episodes"
+            )
         self.indices = np.asarray(indices)[usable]
         self.first_clip = np.concatenate([[0], np.cumsum(frame_counts[usable] - clip_length + 1)])
 
@@ -81,8 +90,12 @@ class ClipDataset(Dataset):
         T = self.clip_length
         names = [*(TRANSITIONS if self.transitions else ()), *(("frames",) if self.frames else ())]
         clip = self.episodes.clip(episode, start, T, names=names) if names else {}
-        out: dict[str, Any] = {"caption": self.episodes.caption(episode), "episode": episode, "start": start,
-                               "steps": min(T, int(self.episodes.lengths[episode]) - start)}
+        out: dict[str, Any] = {
+            "caption": self.episodes.caption(episode),
+            "episode": episode,
+            "start": start,
+            "steps": min(T, int(self.episodes.lengths[episode]) - start),
+        }
         if self.frames:  # one copy out of the memory map, already in the CHW layout the networks want
             out["frames"] = torch.from_numpy(np.ascontiguousarray(clip["frames"].transpose(0, 3, 1, 2)))
         if self.latents is not None:
@@ -97,7 +110,7 @@ class ClipDataset(Dataset):
 def pad_rows(rows: np.ndarray, length: int, value: Any) -> np.ndarray:
     """``rows`` (n, ...) extended to ``length`` rows of ``value`` (a copy out of the memory map)."""
     out = np.full((length, *rows.shape[1:]), value, dtype=rows.dtype)
-    out[:len(rows)] = rows
+    out[: len(rows)] = rows
     return out
 
 

@@ -15,12 +15,12 @@ import dataclasses
 import fcntl
 import json
 import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 import os
 import queue
 import shutil
 import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -33,7 +33,6 @@ import worldsim
 from worldsim.data.atomic import TMP_MARK, remove_stale_temps
 from worldsim.data.policies import make_policy
 from worldsim.data.recorder import EpisodeRecorder
-from worldsim.spaces import describe_space, is_image_space
 from worldsim.data.storage import (
     MANIFEST_NAME,
     DatasetError,
@@ -45,14 +44,18 @@ from worldsim.data.storage import (
     write_manifest,
     write_shard,
 )
+from worldsim.spaces import describe_space, is_image_space
 
 
 @dataclass
 class CollectConfig:
     env: str = "worldsim/Physics-v0"  # Gymnasium env id: a worldsim world or any registered env
     env_kwargs: dict[str, Any] = field(default_factory=dict)  # keyword arguments for gymnasium.make
-    policy: str = "random"  # random | scripted | mixed (scripted with random bursts) | sticky (held random actions, scripted segments) | module:callable (Policy, Policy class or (obs, info) -> action)
-    policy_kwargs: dict[str, Any] = field(default_factory=dict)  # for a module:Class policy's constructor, e.g. worldsim.imagine:SavedPPOPolicy's path and checkpoint
+    # random | scripted | mixed (scripted with random bursts) | sticky (held random actions, scripted segments) |
+    # module:callable (Policy, Policy class or (obs, info) -> action)
+    policy: str = "random"
+    # for a module:Class policy's constructor, e.g. worldsim.imagine:SavedPPOPolicy's path and checkpoint
+    policy_kwargs: dict[str, Any] = field(default_factory=dict)
     episodes: int = 64  # episodes in the finished dataset
     out: str = "data/episodes"  # dataset directory; re-running the same command there resumes
     workers: int = 1  # processes recording shards in parallel (does not change the data)
@@ -96,10 +99,14 @@ def validate_config(cfg: CollectConfig) -> None:
         (cfg.episodes > 0, f"episodes={cfg.episodes}: record at least 1 episode"),
         (cfg.shard_episodes > 0, f"shard_episodes={cfg.shard_episodes}: a shard holds at least 1"),
         (cfg.workers > 0, f"workers={cfg.workers}: use at least 1 process"),
-        (cfg.max_steps is None or cfg.max_steps > 0,
-         f"max_steps={cfg.max_steps}: use a positive cap or null for the env's own limit"),
-        (cfg.size is None or (len(cfg.size) == 2 and all(int(v) > 0 for v in cfg.size)),
-         f"size={cfg.size}: give [H, W] with positive sides, or null to keep the env's frames"),
+        (
+            cfg.max_steps is None or cfg.max_steps > 0,
+            f"max_steps={cfg.max_steps}: use a positive cap or null for the env's own limit",
+        ),
+        (
+            cfg.size is None or (len(cfg.size) == 2 and all(int(v) > 0 for v in cfg.size)),
+            f"size={cfg.size}: give [H, W] with positive sides, or null to keep the env's frames",
+        ),
         (bool(cfg.out), "out is empty: name the dataset directory, e.g. out=data/cartpole"),
     ]
     for ok, message in checks:
@@ -109,13 +116,16 @@ def validate_config(cfg: CollectConfig) -> None:
 
 def make_env(cfg: CollectConfig) -> gymnasium.Env:
     """``gymnasium.make(cfg.env)``, with ``render_mode="rgb_array"`` when frames come from render()."""
+
     def make(**kwargs: Any) -> gymnasium.Env:
         try:
             return gymnasium.make(cfg.env, **kwargs)
         except gymnasium.error.Error as error:
-            raise ValueError(f"env {cfg.env!r} cannot be made ({error}): check the id; "
-                             "`python -c 'import worldsim, gymnasium; gymnasium.pprint_registry()'` "
-                             "lists the registered ones") from None
+            raise ValueError(
+                f"env {cfg.env!r} cannot be made ({error}): check the id; "
+                "`python -c 'import worldsim, gymnasium; gymnasium.pprint_registry()'` "
+                "lists the registered ones"
+            ) from None
 
     env = make(**cfg.env_kwargs)
     if is_image_space(env.observation_space) or env.render_mode == "rgb_array":
@@ -141,8 +151,12 @@ def make_recorder(cfg: CollectConfig) -> EpisodeRecorder:
     try:
         policy = make_policy(cfg.policy, env, cfg.policy_kwargs)
         return EpisodeRecorder(
-            env, policy, frame_size=tuple(cfg.size) if cfg.size else None, max_steps=cfg.max_steps,
-            record_images=cfg.record_images, env_id=cfg.env,
+            env,
+            policy,
+            frame_size=tuple(cfg.size) if cfg.size else None,
+            max_steps=cfg.max_steps,
+            record_images=cfg.record_images,
+            env_id=cfg.env,
         )
     except Exception:
         env.close()
@@ -170,8 +184,7 @@ def _exit_if_orphaned() -> None:
         os._exit(1)
 
 
-def record_shard(cfg: CollectConfig, index: int,
-                 on_episode: Optional[Callable[[int], None]] = None) -> dict[str, Any]:
+def record_shard(cfg: CollectConfig, index: int, on_episode: Optional[Callable[[int], None]] = None) -> dict[str, Any]:
     """Record and write shard ``index``; return its manifest record (not yet committed)."""
     key = json.dumps(content_config(cfg), sort_keys=True)
     if key not in _recorders:
@@ -198,6 +211,7 @@ def _close_recorders() -> None:
 
 # -- the dataset directory: create, check, resume ----------------------------------------------
 
+
 def _lock(root: Path) -> int:
     """Hold an exclusive lock on ``root`` so two collections never write one dataset."""
     fd = os.open(root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
@@ -205,8 +219,9 @@ def _lock(root: Path) -> int:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        raise RuntimeError(f"another `worldsim collect` is writing to {root}: wait for it to end, "
-                           "or choose another out directory") from None
+        raise RuntimeError(
+            f"another `worldsim collect` is writing to {root}: wait for it to end, or choose another out directory"
+        ) from None
     return fd
 
 
@@ -215,8 +230,10 @@ def _open_manifest(root: Path, cfg: CollectConfig, meta: dict[str, Any]) -> dict
     if not (root / MANIFEST_NAME).exists():
         others = [p.name for p in root.iterdir() if p.name != ".lock" and TMP_MARK not in p.name]
         if others:
-            raise ValueError(f"out={root} is not empty ({sorted(others)[:5]}) and has no "
-                             f"{MANIFEST_NAME}: choose a new or empty directory for the dataset")
+            raise ValueError(
+                f"out={root} is not empty ({sorted(others)[:5]}) and has no "
+                f"{MANIFEST_NAME}: choose a new or empty directory for the dataset"
+            )
         manifest = new_manifest(meta)
         write_manifest(root, manifest)
         return manifest
@@ -307,21 +324,32 @@ def collect(cfg: CollectConfig) -> CollectSummary:
 
     seconds = time.perf_counter() - start_time
     summary = CollectSummary(
-        root=str(root), episodes=manifest["episodes"], frames=manifest["frames"],
-        recorded_episodes=recorded_episodes, recorded_frames=recorded_frames,
-        seconds=seconds, frames_per_s=recorded_frames / seconds,
+        root=str(root),
+        episodes=manifest["episodes"],
+        frames=manifest["frames"],
+        recorded_episodes=recorded_episodes,
+        recorded_frames=recorded_frames,
+        seconds=seconds,
+        frames_per_s=recorded_frames / seconds,
     )
-    print(f"collected {recorded_episodes} episodes ({recorded_frames} frames) of {cfg.env} in "
-          f"{seconds:.1f} s with {cfg.workers} worker(s): {summary.frames_per_s:.0f} frames/s; "
-          f"{root} holds {summary.episodes} episodes, {summary.frames} frames")
+    print(
+        f"collected {recorded_episodes} episodes ({recorded_frames} frames) of {cfg.env} in "
+        f"{seconds:.1f} s with {cfg.workers} worker(s): {summary.frames_per_s:.0f} frames/s; "
+        f"{root} holds {summary.episodes} episodes, {summary.frames} frames"
+    )
     return summary
 
 
-def _record(cfg: CollectConfig, root: Path, manifest: dict[str, Any],
-            todo: list[int]) -> tuple[int, int]:
+def _record(cfg: CollectConfig, root: Path, manifest: dict[str, Any], todo: list[int]) -> tuple[int, int]:
     """Record shards ``todo``, committing each to the manifest as it finishes."""
-    bar = tqdm(total=cfg.episodes, initial=manifest["episodes"], unit="episode",
-               disable=not cfg.progress, desc=f"collect {cfg.env}", dynamic_ncols=True)
+    bar = tqdm(
+        total=cfg.episodes,
+        initial=manifest["episodes"],
+        unit="episode",
+        disable=not cfg.progress,
+        desc=f"collect {cfg.env}",
+        dynamic_ncols=True,
+    )
     counts = {"frames": 0, "episodes": 0}
     started = time.perf_counter()
 
@@ -347,8 +375,9 @@ def _record(cfg: CollectConfig, root: Path, manifest: dict[str, Any],
     return counts["frames"], counts["episodes"]
 
 
-def _record_in_pool(cfg: CollectConfig, todo: list[int], on_episode: Callable[[int], None],
-                    commit: Callable[[dict[str, Any]], None]) -> None:
+def _record_in_pool(
+    cfg: CollectConfig, todo: list[int], on_episode: Callable[[int], None], commit: Callable[[dict[str, Any]], None]
+) -> None:
     # "spawn" is safe where "fork" is not: PyBullet, pygame and torch threads do not survive a
     # fork, and it behaves the same on Linux and macOS.
     context = multiprocessing.get_context("spawn")
@@ -356,8 +385,9 @@ def _record_in_pool(cfg: CollectConfig, todo: list[int], on_episode: Callable[[i
     processes = min(cfg.workers, len(todo))
     # A process pool that raises when a worker dies (multiprocessing.Pool would silently start
     # a new one and wait forever for the lost shard).
-    with ProcessPoolExecutor(processes, mp_context=context, initializer=_init_worker,
-                             initargs=(progress, os.getpid())) as pool:
+    with ProcessPoolExecutor(
+        processes, mp_context=context, initializer=_init_worker, initargs=(progress, os.getpid())
+    ) as pool:
         pending = {pool.submit(record_shard, cfg, index) for index in todo}
         while pending:
             try:

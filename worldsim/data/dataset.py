@@ -38,14 +38,16 @@ class EpisodeDataset:
         # Per episode: shard position, position within the shard, first frame row, first step row.
         lengths = [np.asarray(s["lengths"], dtype=np.int64) for s in shards]
         self.lengths = np.concatenate(lengths) if lengths else np.zeros(0, np.int64)
-        self._shard_of = np.concatenate(
-            [np.full(len(steps), k, np.int64) for k, steps in enumerate(lengths)]) if lengths else self.lengths
-        self._frame_row = np.concatenate(
-            [np.cumsum(steps + 1) - (steps + 1) for steps in lengths]) if lengths else self.lengths
-        self._step_row = np.concatenate(
-            [np.cumsum(steps) - steps for steps in lengths]) if lengths else self.lengths
-        self._local = np.concatenate(
-            [np.arange(len(steps)) for steps in lengths]) if lengths else self.lengths
+        self._shard_of = (
+            np.concatenate([np.full(len(steps), k, np.int64) for k, steps in enumerate(lengths)])
+            if lengths
+            else self.lengths
+        )
+        self._frame_row = (
+            np.concatenate([np.cumsum(steps + 1) - (steps + 1) for steps in lengths]) if lengths else self.lengths
+        )
+        self._step_row = np.concatenate([np.cumsum(steps) - steps for steps in lengths]) if lengths else self.lengths
+        self._local = np.concatenate([np.arange(len(steps)) for steps in lengths]) if lengths else self.lengths
         planned = self.manifest.get("episodes_planned", len(self.lengths))
         if len(self.lengths) < planned:
             warnings.warn(
@@ -109,8 +111,10 @@ class EpisodeDataset:
             try:
                 self._maps[key] = np.load(path, mmap_mode="r")
             except ValueError as error:
-                raise DatasetError(f"{path} is not a readable .npy file ({error}): the shard is "
-                                   f"corrupt; delete {path.parent} and {RECOLLECT_HINT}") from None
+                raise DatasetError(
+                    f"{path} is not a readable .npy file ({error}): the shard is "
+                    f"corrupt; delete {path.parent} and {RECOLLECT_HINT}"
+                ) from None
         return self._maps[key]
 
     def _episode_meta(self, shard: int) -> dict[str, Any]:
@@ -133,8 +137,7 @@ class EpisodeDataset:
         index = self._check_index(index)
         return self._episode_meta(int(self._shard_of[index]))["captions"][int(self._local[index])]
 
-    def clip(self, index: int, start: int, length: int,
-             names: Optional[list[str]] = None) -> dict[str, np.ndarray]:
+    def clip(self, index: int, start: int, length: int, names: Optional[list[str]] = None) -> dict[str, np.ndarray]:
         """Frames ``start .. start+length-1`` of episode ``index`` and their per-step rows.
 
         Per-frame arrays (frames, state.*, segmentation, depth) give ``length`` rows from
@@ -155,18 +158,17 @@ class EpisodeDataset:
             spec = self.arrays[name]
             if spec["rows"] == "frame":
                 row = int(self._frame_row[index]) + start
-                out[name] = self._array(shard, name)[row:row + length]
+                out[name] = self._array(shard, name)[row : row + length]
             else:
                 row = int(self._step_row[index]) + start
                 stop = min(start + length, int(self.lengths[index]))
-                out[name] = self._array(shard, name)[row:row + max(stop - start, 0)]
+                out[name] = self._array(shard, name)[row : row + max(stop - start, 0)]
         return out
 
     def episode(self, index: int) -> Episode:
         """Episode ``index`` as an :class:`Episode` of in-memory copies."""
         index = self._check_index(index)
-        arrays = {name: np.array(a) for name, a in
-                  self.clip(index, 0, int(self.lengths[index]) + 1).items()}
+        arrays = {name: np.array(a) for name, a in self.clip(index, 0, int(self.lengths[index]) + 1).items()}
         meta = self._episode_meta(int(self._shard_of[index]))
         local = int(self._local[index])
         return Episode(

@@ -76,10 +76,10 @@ class Episode:
         expected = {"rewards": np.float32, "terminated": np.bool_, "truncated": np.bool_}
         for name, array in self.per_step_arrays().items():
             if len(array) != steps:
-                raise ValueError(f"{name} has {len(array)} rows but actions have {steps}: "
-                                 "per-step arrays need one row per action")
+                raise ValueError(
+                    f"{name} has {len(array)} rows but actions have {steps}: per-step arrays need one row per action"
+                )
             if name in expected and array.dtype != expected[name]:
                 raise ValueError(f"{name} has dtype {array.dtype}: it must be {np.dtype(expected[name])}")
         if self.actions.dtype not in (np.float32, np.int64):
-            raise ValueError(f"actions have dtype {self.actions.dtype}: store float32 (Box) or int64 "
-                             "(discrete spaces)")
+            raise ValueError(f"actions have dtype {self.actions.dtype}: store float32 (Box) or int64 (discrete spaces)")

@@ -90,15 +90,19 @@ def _read_cache_manifest(out: Path) -> Optional[dict[str, Any]]:
     try:
         manifest = json.loads(path.read_text())
     except json.JSONDecodeError as error:
-        raise LatentCacheError(f"{path} is not valid JSON ({error}): delete {out} and run "
-                               "cache_latents again") from None
+        raise LatentCacheError(
+            f"{path} is not valid JSON ({error}): delete {out} and run cache_latents again"
+        ) from None
     if manifest.get("format") != LATENT_FORMAT:
-        raise LatentCacheError(f"{path} has format {manifest.get('format')!r}, not {LATENT_FORMAT!r}: "
-                               f"{out} is not a latent cache; pass another out directory")
+        raise LatentCacheError(
+            f"{path} has format {manifest.get('format')!r}, not {LATENT_FORMAT!r}: "
+            f"{out} is not a latent cache; pass another out directory"
+        )
     if manifest.get("schema_version") != LATENT_SCHEMA_VERSION:
         raise LatentCacheError(
             f"{path} has latent-cache schema {manifest.get('schema_version')}; this worldsim reads "
-            f"schema {LATENT_SCHEMA_VERSION}: delete {out} and run cache_latents again to rebuild it")
+            f"schema {LATENT_SCHEMA_VERSION}: delete {out} and run cache_latents again to rebuild it"
+        )
     return manifest
 
 
@@ -108,11 +112,13 @@ def _check_own_directory(out: Path) -> None:
     if foreign:
         raise LatentCacheError(
             f"{out} holds {foreign[:5]}, which are not latent-cache files: refusing to write a cache "
-            "there; pass an empty or new out directory")
+            "there; pass an empty or new out directory"
+        )
 
 
-def _encode_shard(frames: np.ndarray, autoencoder: FrameAutoencoder, path: Path, batch_size: int,
-                  device: str) -> tuple[np.ndarray, np.ndarray]:
+def _encode_shard(
+    frames: np.ndarray, autoencoder: FrameAutoencoder, path: Path, batch_size: int, device: str
+) -> tuple[np.ndarray, np.ndarray]:
     """Encode frames (N, H, W, 3) uint8 into ``path`` as (N, C, h, w) float16; channel sum, sum of squares."""
     C = autoencoder.config.latent_channels
     f = autoencoder.config.downsample_factor
@@ -120,15 +126,16 @@ def _encode_shard(frames: np.ndarray, autoencoder: FrameAutoencoder, path: Path,
     out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=(N, C, H // f, W // f))
     total, squares = np.zeros(C, np.float64), np.zeros(C, np.float64)
     for lo in range(0, N, batch_size):
-        chunk = np.ascontiguousarray(frames[lo:lo + batch_size].transpose(0, 3, 1, 2))  # (B, 3, H, W)
+        chunk = np.ascontiguousarray(frames[lo : lo + batch_size].transpose(0, 3, 1, 2))  # (B, 3, H, W)
         z = autoencoder.encode_frames(torch.from_numpy(chunk).to(device)).float().cpu().numpy()
         if not np.isfinite(z).all() or np.abs(z).max() > 6e4:
             raise LatentCacheError(
                 f"the autoencoder produced latents with max |z| = {np.abs(z).max()} (non-finite or "
                 f"beyond float16's 65504) for frames {lo}..{lo + len(chunk) - 1} of {path.name}: "
                 "check that the autoencoder trained without diverging and that its latent "
-                "statistics were set (FrameAutoencoder.set_latent_statistics)")
-        out[lo:lo + len(chunk)] = z
+                "statistics were set (FrameAutoencoder.set_latent_statistics)"
+            )
+        out[lo : lo + len(chunk)] = z
         total += z.sum(axis=(0, 2, 3), dtype=np.float64)
         squares += np.square(z, dtype=np.float64).sum(axis=(0, 2, 3))
     out.flush()
@@ -139,8 +146,13 @@ def _encode_shard(frames: np.ndarray, autoencoder: FrameAutoencoder, path: Path,
 
 
 @torch.no_grad()
-def cache_latents(dataset_root: str, autoencoder: FrameAutoencoder, out: Optional[str] = None,
-                  batch_size: int = 256, device: str = "cpu") -> str:
+def cache_latents(
+    dataset_root: str,
+    autoencoder: FrameAutoencoder,
+    out: Optional[str] = None,
+    batch_size: int = 256,
+    device: str = "cpu",
+) -> str:
     """Encode every frame of the dataset at ``dataset_root`` once; return the cache directory.
 
     Latents are the posterior means normalized with the autoencoder's latent statistics (what
@@ -160,23 +172,32 @@ def cache_latents(dataset_root: str, autoencoder: FrameAutoencoder, out: Optiona
     frame_shape = source.get("frame_shape") or (source["arrays"] or {}).get("frames", {}).get("shape")
     f = autoencoder.config.downsample_factor
     if not frame_shape or frame_shape[0] % f or frame_shape[1] % f:
-        raise LatentCacheError(f"{root} has frames of shape {frame_shape}: the autoencoder needs H and W "
-                               f"divisible by {f}; re-collect with size=[64, 64]")
+        raise LatentCacheError(
+            f"{root} has frames of shape {frame_shape}: the autoencoder needs H and W "
+            f"divisible by {f}; re-collect with size=[64, 64]"
+        )
     latent_shape = [autoencoder.config.latent_channels, frame_shape[0] // f, frame_shape[1] // f]
 
     with _locked(out_dir):
         remove_stale_temps(out_dir)
         old = _read_cache_manifest(out_dir)
-        if (old is not None and old["complete"] and old["source_manifest_sha256"] == source_sha
-                and old["autoencoder_sha256"] == ae_sha and _sizes_ok(out_dir, old)):
+        if (
+            old is not None
+            and old["complete"]
+            and old["source_manifest_sha256"] == source_sha
+            and old["autoencoder_sha256"] == ae_sha
+            and _sizes_ok(out_dir, old)
+        ):
             return str(out_dir)
 
         reusable: dict[str, dict[str, Any]] = {}
         if old is not None:
             if old["autoencoder_sha256"] != ae_sha:
-                warnings.warn(f"{out_dir} was built with another autoencoder "
-                              f"({old['autoencoder_sha256'][:12]}, now {ae_sha[:12]}): re-encoding it",
-                              stacklevel=2)
+                warnings.warn(
+                    f"{out_dir} was built with another autoencoder "
+                    f"({old['autoencoder_sha256'][:12]}, now {ae_sha[:12]}): re-encoding it",
+                    stacklevel=2,
+                )
             elif old["source_manifest_sha256"] != source_sha:
                 log.info("%s: the dataset changed since the cache was built; updating changed shards", out_dir)
             if old["autoencoder_sha256"] == ae_sha and old["latent_shape"] == latent_shape:
@@ -203,8 +224,11 @@ def cache_latents(dataset_root: str, autoencoder: FrameAutoencoder, out: Optiona
             frames_info = shard["files"]["frames.npy"]
             previous = reusable.get(shard["name"])
             name = f"{shard['name']}.npy"
-            if (previous is not None and previous["source_frames_sha256"] == frames_info["sha256"]
-                    and _size_ok(out_dir / name, previous["bytes"])):
+            if (
+                previous is not None
+                and previous["source_frames_sha256"] == frames_info["sha256"]
+                and _size_ok(out_dir / name, previous["bytes"])
+            ):
                 kept.append(previous)
         # Commit the reusable subset before touching any file, so no manifest ever lists a shard
         # whose bytes are being replaced.
@@ -219,28 +243,31 @@ def cache_latents(dataset_root: str, autoencoder: FrameAutoencoder, out: Optiona
             frames_info = shard["files"]["frames.npy"]
             check_file_size(frames_path, frames_info["bytes"])
             if sha256_file(frames_path) != frames_info["sha256"]:
-                raise LatentCacheError(f"{frames_path} does not match the sha256 in {root / MANIFEST_NAME}: "
-                                       f"the shard is corrupt; delete {frames_path.parent} and re-run the "
-                                       "same `worldsim collect` command")
+                raise LatentCacheError(
+                    f"{frames_path} does not match the sha256 in {root / MANIFEST_NAME}: "
+                    f"the shard is corrupt; delete {frames_path.parent} and re-run the "
+                    "same `worldsim collect` command"
+                )
             final = out_dir / f"{shard['name']}.npy"
             tmp = tmp_path(final)
-            total, squares = _encode_shard(np.load(frames_path, mmap_mode="r"), autoencoder, tmp,
-                                           batch_size, device)
+            total, squares = _encode_shard(np.load(frames_path, mmap_mode="r"), autoencoder, tmp, batch_size, device)
             os.replace(tmp, final)
             fsync_dir(out_dir)
             rows = int(sum(shard["lengths"])) + len(shard["lengths"])
             encoded += rows
-            manifest["shards"].append({
-                "name": final.name,
-                "source_shard": shard["name"],
-                "source_frames_sha256": frames_info["sha256"],
-                "lengths": shard["lengths"],
-                "rows": rows,
-                "bytes": final.stat().st_size,
-                "sha256": sha256_file(final),
-                "channel_sum": total.tolist(),
-                "channel_sum_squares": squares.tolist(),
-            })
+            manifest["shards"].append(
+                {
+                    "name": final.name,
+                    "source_shard": shard["name"],
+                    "source_frames_sha256": frames_info["sha256"],
+                    "lengths": shard["lengths"],
+                    "rows": rows,
+                    "bytes": final.stat().st_size,
+                    "sha256": sha256_file(final),
+                    "channel_sum": total.tolist(),
+                    "channel_sum_squares": squares.tolist(),
+                }
+            )
             manifest["shards"].sort(key=lambda s: s["source_shard"])
             write_json_atomic(out_dir / MANIFEST_NAME, manifest)
 
@@ -258,8 +285,14 @@ def cache_latents(dataset_root: str, autoencoder: FrameAutoencoder, out: Optiona
         _warn_if_unnormalized(manifest, out_dir)
         if encoded:
             seconds = manifest["build_seconds"]
-            log.info("cached %d latent frames of %s in %.1f s (%.0f frames/s) at %s",
-                     encoded, root, seconds, encoded / max(seconds, 1e-9), out_dir)
+            log.info(
+                "cached %d latent frames of %s in %.1f s (%.0f frames/s) at %s",
+                encoded,
+                root,
+                seconds,
+                encoded / max(seconds, 1e-9),
+                out_dir,
+            )
     return str(out_dir)
 
 
@@ -289,7 +322,8 @@ def _warn_if_unnormalized(manifest: dict[str, Any], out: Path) -> None:
             f"latents in {out} have per-channel means up to {np.abs(mean).max():.2f} and stds "
             f"{std.min():.2f}..{std.max():.2f}, far from 0 and 1: the diffusion model expects "
             "normalized latents; call FrameAutoencoder.set_latent_statistics on data before caching",
-            stacklevel=3)
+            stacklevel=3,
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -306,24 +340,32 @@ class LatentCache:
         self.path = Path(path)
         manifest = _read_cache_manifest(self.path)
         if manifest is None:
-            raise LatentCacheError(f"{self.path} has no {MANIFEST_NAME}: it is not a latent cache; "
-                                   "build one with worldsim.data.latents.cache_latents")
+            raise LatentCacheError(
+                f"{self.path} has no {MANIFEST_NAME}: it is not a latent cache; "
+                "build one with worldsim.data.latents.cache_latents"
+            )
         if not manifest["complete"]:
-            raise LatentCacheError(f"{self.path} is an unfinished latent cache: run cache_latents again "
-                                   "to finish it")
+            raise LatentCacheError(f"{self.path} is an unfinished latent cache: run cache_latents again to finish it")
         self.manifest = manifest
         lengths = [np.asarray(s["lengths"], np.int64) for s in manifest["shards"]]
         self.lengths = np.concatenate(lengths) if lengths else np.zeros(0, np.int64)
-        self._shard_of = np.concatenate([np.full(len(steps), k) for k, steps in enumerate(lengths)]) if lengths else self.lengths
-        self._frame_row = np.concatenate([np.cumsum(steps + 1) - (steps + 1) for steps in lengths]) if lengths else self.lengths
+        self._shard_of = (
+            np.concatenate([np.full(len(steps), k) for k, steps in enumerate(lengths)]) if lengths else self.lengths
+        )
+        self._frame_row = (
+            np.concatenate([np.cumsum(steps + 1) - (steps + 1) for steps in lengths]) if lengths else self.lengths
+        )
         for shard in manifest["shards"]:
             path = self.path / shard["name"]
             if not _size_ok(path, shard["bytes"]):
-                raise LatentCacheError(f"{path} is missing or not {shard['bytes']} bytes: the cache is "
-                                       "damaged; run cache_latents again to rebuild it")
+                raise LatentCacheError(
+                    f"{path} is missing or not {shard['bytes']} bytes: the cache is "
+                    "damaged; run cache_latents again to rebuild it"
+                )
             if verify and sha256_file(path) != shard["sha256"]:
-                raise LatentCacheError(f"{path} does not match its sha256: the cache is corrupt; delete "
-                                       "it and run cache_latents again")
+                raise LatentCacheError(
+                    f"{path} does not match its sha256: the cache is corrupt; delete it and run cache_latents again"
+                )
         self._maps: dict[int, np.ndarray] = {}
 
     def __getstate__(self) -> dict[str, Any]:
@@ -342,26 +384,28 @@ class LatentCache:
         if sha256_file(root / MANIFEST_NAME) != self.manifest["source_manifest_sha256"]:
             raise LatentCacheError(
                 f"{self.path} was built from another version of {root} (its manifest changed since): "
-                f"the cache is stale; run cache_latents({str(root)!r}, autoencoder) again to update it")
+                f"the cache is stale; run cache_latents({str(root)!r}, autoencoder) again to update it"
+            )
 
     def clip(self, episode: int, start: int, length: int) -> np.ndarray:
         """Latents (length, C, h, w) float16 of frames start .. start+length-1 of ``episode``."""
         frames = int(self.lengths[episode]) + 1
         if start < 0 or start + length > frames:
-            raise IndexError(f"clip start={start} length={length} does not fit episode {episode} of "
-                             f"{frames} frames")
+            raise IndexError(f"clip start={start} length={length} does not fit episode {episode} of {frames} frames")
         shard = int(self._shard_of[episode])
         if shard not in self._maps:
             self._maps[shard] = np.load(self.path / self.manifest["shards"][shard]["name"], mmap_mode="r")
         row = int(self._frame_row[episode]) + start
-        return self._maps[shard][row:row + length]
+        return self._maps[shard][row : row + length]
 
     def meta(self) -> dict[str, Any]:
         """Data facts the dynamics model is built from (see ``DynamicsModule``'s ``meta``)."""
         C, h, w = self.latent_shape
         if h != w:
-            raise LatentCacheError(f"latent frames of {self.path} are {h}x{w}; the DiT needs square "
-                                   "latents: collect square frames (size=[64, 64])")
+            raise LatentCacheError(
+                f"latent frames of {self.path} are {h}x{w}; the DiT needs square "
+                "latents: collect square frames (size=[64, 64])"
+            )
         return {
             "env_id": self.manifest["env_id"],
             "action_space": self.manifest["action_space"],

@@ -63,8 +63,9 @@ class StickyPolicy:
     probability ``scripted_share`` (none without a scripted policy).
     """
 
-    def __init__(self, scripted: Optional[Policy], action_space: gymnasium.Space, max_hold: int = 16,
-                 scripted_share: float = 0.5) -> None:
+    def __init__(
+        self, scripted: Optional[Policy], action_space: gymnasium.Space, max_hold: int = 16, scripted_share: float = 0.5
+    ) -> None:
         if max_hold < 1:
             raise ValueError(f"max_hold={max_hold}: hold each action for at least 1 step")
         self.scripted, self.action_space, self.max_hold = scripted, action_space, int(max_hold)
@@ -114,8 +115,10 @@ def make_policy(spec: str, env: gymnasium.Env, kwargs: Optional[dict[str, Any]] 
     """
     kwargs = dict(kwargs or {})
     if kwargs and ":" not in spec:
-        raise ValueError(f"policy_kwargs {sorted(kwargs)} given to policy {spec!r}: they are for a "
-                         "'module:Class' policy's constructor; drop them or name such a class")
+        raise ValueError(
+            f"policy_kwargs {sorted(kwargs)} given to policy {spec!r}: they are for a "
+            "'module:Class' policy's constructor; drop them or name such a class"
+        )
     if spec == "random":
         return RandomPolicy(env.action_space)
     if spec == "sticky":
@@ -130,8 +133,9 @@ def make_policy(spec: str, env: gymnasium.Env, kwargs: Optional[dict[str, Any]] 
             )
         return factory() if spec == "scripted" else MixedPolicy(factory(), env.action_space)
     if ":" not in spec:
-        raise ValueError(f"policy {spec!r} is unknown: use 'random', 'scripted', 'mixed', 'sticky' or "
-                         "'module:callable'")
+        raise ValueError(
+            f"policy {spec!r} is unknown: use 'random', 'scripted', 'mixed', 'sticky' or 'module:callable'"
+        )
     target = load_target(spec, "policy")
     if inspect.isclass(target):
         names = list(inspect.signature(target).parameters)
@@ -141,11 +145,15 @@ def make_policy(spec: str, env: gymnasium.Env, kwargs: Optional[dict[str, Any]] 
         except TypeError as error:
             raise ValueError(f"policy {spec!r} cannot be built with policy_kwargs {kwargs}: {error}") from None
     elif kwargs:
-        raise ValueError(f"policy_kwargs {sorted(kwargs)} given to policy {spec!r}, which is not a class: "
-                         "only a policy class takes them")
+        raise ValueError(
+            f"policy_kwargs {sorted(kwargs)} given to policy {spec!r}, which is not a class: "
+            "only a policy class takes them"
+        )
     if isinstance(target, Policy):
         return target
     if callable(target):
         return FunctionPolicy(target)
-    raise ValueError(f"policy {spec!r} is a {type(target).__name__}: it must be a Policy "
-                     "(reset(seed) and __call__(observation, info)), a Policy class, or a function")
+    raise ValueError(
+        f"policy {spec!r} is a {type(target).__name__}: it must be a Policy "
+        "(reset(seed) and __call__(observation, info)), a Policy class, or a function"
+    )

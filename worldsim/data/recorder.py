@@ -16,8 +16,8 @@ import gymnasium
 import numpy as np
 
 from worldsim.data.episode import Episode
-from worldsim.spaces import action_codec, is_image_space
 from worldsim.envs.policy import Policy
+from worldsim.spaces import action_codec, is_image_space
 
 
 class EpisodeRecorder:
@@ -27,8 +27,16 @@ class EpisodeRecorder:
     max_steps: cap on steps per episode; a capped episode ends ``truncated`` like a TimeLimit.
     """
 
-    def __init__(self, env: gymnasium.Env, policy: Policy, *, frame_size: Optional[tuple[int, int]],
-                 max_steps: Optional[int], record_images: bool, env_id: str) -> None:
+    def __init__(
+        self,
+        env: gymnasium.Env,
+        policy: Policy,
+        *,
+        frame_size: Optional[tuple[int, int]],
+        max_steps: Optional[int],
+        record_images: bool,
+        env_id: str,
+    ) -> None:
         self.env, self.policy = env, policy
         self.frame_size, self.max_steps = frame_size, max_steps
         self.record_images, self.env_id = record_images, env_id
@@ -49,15 +57,19 @@ class EpisodeRecorder:
         frame = np.array(frame, order="C") if frame is not None else None
         if frame is None or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[-1] != 3:
             got = "None" if frame is None else f"{frame.dtype} {frame.shape}"
-            raise ValueError(f"{self.env_id} gave a frame of {got}: frames must be (H, W, 3) uint8 "
-                             "RGB; make the env with render_mode='rgb_array'")
+            raise ValueError(
+                f"{self.env_id} gave a frame of {got}: frames must be (H, W, 3) uint8 "
+                "RGB; make the env with render_mode='rgb_array'"
+            )
         return self._resize(frame, cv2.INTER_AREA)
 
     def _images(self, info: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
         missing = [key for key in ("segmentation", "depth") if key not in info]
         if missing:
-            raise ValueError(f"record_images=true but {self.env_id} puts no {missing} in info: only "
-                             "worldsim worlds provide them; set record_images=false")
+            raise ValueError(
+                f"record_images=true but {self.env_id} puts no {missing} in info: only "
+                "worldsim worlds provide them; set record_images=false"
+            )
         segmentation = self._resize(np.array(info["segmentation"], np.int16), cv2.INTER_NEAREST)
         depth = self._resize(np.array(info["depth"], np.float32), cv2.INTER_NEAREST)
         return segmentation, depth.astype(np.float16)
@@ -72,8 +84,10 @@ class EpisodeRecorder:
                         "mid-episode: state arrays need a fixed shape and dtype per env instance"
                     )
             if state.keys() != first.keys():
-                raise ValueError(f"{self.env_id} changed the keys of info['state'] from "
-                                 f"{sorted(first)} to {sorted(state)} mid-episode")
+                raise ValueError(
+                    f"{self.env_id} changed the keys of info['state'] from "
+                    f"{sorted(first)} to {sorted(state)} mid-episode"
+                )
         return state
 
     def check(self) -> tuple[int, ...]:

@@ -96,8 +96,10 @@ def _numpy_to_json(value: Any) -> Any:
     """Lets env ``info["params"]`` hold numpy scalars and arrays."""
     if isinstance(value, (np.generic, np.ndarray)):
         return value.tolist()
-    raise TypeError(f"{value!r} of type {type(value).__name__} in an episode's params or caption is "
-                    "not JSON-serializable: info['params'] must hold numbers, strings, lists, dicts")
+    raise TypeError(
+        f"{value!r} of type {type(value).__name__} in an episode's params or caption is "
+        "not JSON-serializable: info['params'] must hold numbers, strings, lists, dicts"
+    )
 
 
 def write_shard(root: Path, index: int, first_episode: int, episodes: list[Episode]) -> dict[str, Any]:
@@ -125,8 +127,9 @@ def write_shard(root: Path, index: int, first_episode: int, episodes: list[Episo
             try:
                 parts = [getter(e)[name] for e in episodes]
             except KeyError as missing:
-                raise ValueError(f"an episode of shard {index} lacks {missing}: every episode of a "
-                                 "dataset needs the same arrays") from None
+                raise ValueError(
+                    f"an episode of shard {index} lacks {missing}: every episode of a dataset needs the same arrays"
+                ) from None
             arrays[name] = {**_stack_spec(name, parts, seeds), "rows": rows}
             files[f"{name}.npy"] = _write_npy(tmp / f"{name}.npy", parts)
     meta = {
@@ -197,16 +200,21 @@ def read_manifest(root: Path) -> dict[str, Any]:
     try:
         manifest = json.loads(path.read_text())
     except json.JSONDecodeError as error:
-        raise DatasetError(f"{path} is not valid JSON ({error}): the manifest is corrupt; "
-                           f"delete {root} and {RECOLLECT_HINT}") from None
+        raise DatasetError(
+            f"{path} is not valid JSON ({error}): the manifest is corrupt; delete {root} and {RECOLLECT_HINT}"
+        ) from None
     if manifest.get("format") != FORMAT_NAME:
-        raise DatasetError(f"{path} has format {manifest.get('format')!r}, not {FORMAT_NAME!r}: "
-                           "it is not a worldsim episode dataset")
+        raise DatasetError(
+            f"{path} has format {manifest.get('format')!r}, not {FORMAT_NAME!r}: it is not a worldsim episode dataset"
+        )
     version = manifest.get("schema_version")
     if version != SCHEMA_VERSION:
         newer = isinstance(version, int) and version > SCHEMA_VERSION
-        fix = ("upgrade worldsim to read it" if newer else
-               "re-record it with this worldsim (`worldsim collect`, into a new out directory)")
+        fix = (
+            "upgrade worldsim to read it"
+            if newer
+            else "re-record it with this worldsim (`worldsim collect`, into a new out directory)"
+        )
         raise DatasetError(
             f"{path} was written with schema version {version}; this worldsim reads schema version "
             f"{SCHEMA_VERSION}: {fix}"
@@ -219,8 +227,10 @@ def check_file_size(path: Path, expected: int) -> None:
     try:
         size = os.stat(path).st_size
     except FileNotFoundError:
-        raise DatasetError(f"{path} is missing but the manifest lists it: the shard is incomplete; "
-                           f"delete {path.parent} and {RECOLLECT_HINT}") from None
+        raise DatasetError(
+            f"{path} is missing but the manifest lists it: the shard is incomplete; "
+            f"delete {path.parent} and {RECOLLECT_HINT}"
+        ) from None
     if size != expected:
         raise DatasetError(
             f"{path} is {size} bytes but the manifest says {expected}: the shard is truncated or "

@@ -1,8 +1,8 @@
 """Networks: the video diffusion transformer (and, beside it, the autoencoder and text encoder)."""
 
+from worldsim.models.autoencoder import AUTOENCODER_PRESETS, AutoencoderConfig, FrameAutoencoder, autoencoder_loss
 from worldsim.models.dit import DIT_PRESETS, VideoDiT, VideoDiTConfig
 from worldsim.models.kv_cache import KVCache
-from worldsim.models.autoencoder import AUTOENCODER_PRESETS, AutoencoderConfig, FrameAutoencoder, autoencoder_loss
 from worldsim.models.text import (
     TEXT_ENCODER_PRESETS,
     ByteTokenizer,
@@ -12,6 +12,17 @@ from worldsim.models.text import (
 )
 
 __all__ = [
-    "AUTOENCODER_PRESETS", "DIT_PRESETS", "TEXT_ENCODER_PRESETS", "AutoencoderConfig", "ByteTokenizer", "FrameAutoencoder",
-    "KVCache", "TextCondition", "TextEncoder", "TextEncoderConfig", "VideoDiT", "VideoDiTConfig", "autoencoder_loss",
+    "AUTOENCODER_PRESETS",
+    "DIT_PRESETS",
+    "TEXT_ENCODER_PRESETS",
+    "AutoencoderConfig",
+    "ByteTokenizer",
+    "FrameAutoencoder",
+    "KVCache",
+    "TextCondition",
+    "TextEncoder",
+    "TextEncoderConfig",
+    "VideoDiT",
+    "VideoDiTConfig",
+    "autoencoder_loss",
 ]

@@ -23,11 +23,21 @@ def action_fields(action_space: Optional[dict[str, Any]]) -> dict[str, Any]:
     if kind == "Box":
         return {"action_kind": "continuous", "action_dim": max(1, math.prod(action_space["shape"])), "num_actions": 0}
     if kind == "MultiDiscrete":  # embedded as a vector of numbers: fine for small counts (e.g. buttons)
-        return {"action_kind": "continuous", "action_dim": int(torch.tensor(action_space["nvec"]).numel()), "num_actions": 0}
+        return {
+            "action_kind": "continuous",
+            "action_dim": int(torch.tensor(action_space["nvec"]).numel()),
+            "num_actions": 0,
+        }
     if kind == "MultiBinary":
-        return {"action_kind": "continuous", "action_dim": int(torch.tensor(action_space["n"]).prod()), "num_actions": 0}
-    raise ValueError(f"action space {action_space} is not supported: the dynamics model takes Box, Discrete, "
-                     "MultiDiscrete or MultiBinary actions; wrap the env to use one of them")
+        return {
+            "action_kind": "continuous",
+            "action_dim": int(torch.tensor(action_space["n"]).prod()),
+            "num_actions": 0,
+        }
+    raise ValueError(
+        f"action space {action_space} is not supported: the dynamics model takes Box, Discrete, "
+        "MultiDiscrete or MultiBinary actions; wrap the env to use one of them"
+    )
 
 
 def model_actions(actions: torch.Tensor, action_space: Optional[dict[str, Any]]) -> Optional[torch.Tensor]:

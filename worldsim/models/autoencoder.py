@@ -63,9 +63,7 @@ class AutoencoderConfig:
         )
         for m in self.channel_multipliers:
             width = self.base_channels * m
-            assert width % self.num_groups == 0, (
-                f"level width {width} is not divisible by num_groups={self.num_groups}"
-            )
+            assert width % self.num_groups == 0, f"level width {width} is not divisible by num_groups={self.num_groups}"
         assert 0.0 <= self.object_threshold_low < self.object_threshold_high, (
             f"object thresholds ({self.object_threshold_low}, {self.object_threshold_high}) must "
             "satisfy 0 <= low < high"
@@ -97,9 +95,7 @@ class LatentDistribution:
         return torch.exp(0.5 * self.logvar)
 
     def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
-        eps = torch.randn(
-            self.mean.shape, generator=generator, device=self.mean.device, dtype=self.mean.dtype
-        )
+        eps = torch.randn(self.mean.shape, generator=generator, device=self.mean.device, dtype=self.mean.dtype)
         return self.mean + self.std * eps
 
     def mode(self) -> torch.Tensor:
@@ -117,9 +113,7 @@ class ResBlock(nn.Module):
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
         self.norm2 = nn.GroupNorm(num_groups, out_channels)
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
-        self.skip = (
-            nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
-        )
+        self.skip = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv1(F.silu(self.norm1(x)))
@@ -293,9 +287,7 @@ def local_background(frames: torch.Tensor, config: AutoencoderConfig) -> torch.T
     """Per-pixel background color (B, 3, H, W): a coarse local median, blind to small objects."""
     B, C, H, W = frames.shape
     pool, window = config.background_pool, config.background_window
-    assert H % pool == 0 and W % pool == 0, (
-        f"frame size {(H, W)} must divide by background_pool={pool}"
-    )
+    assert H % pool == 0 and W % pool == 0, f"frame size {(H, W)} must divide by background_pool={pool}"
     cells = F.avg_pool2d(frames, pool)  # (B, 3, H/p, W/p)
     padded = F.pad(cells, (window // 2,) * 4, mode="replicate")
     patches = F.unfold(padded, window)  # (B, 3*k*k, H/p * W/p)

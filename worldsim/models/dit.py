@@ -185,9 +185,7 @@ class TransitionHeads(nn.Module):
         super().__init__()
         self.norm = nn.LayerNorm(cfg.width, eps=1e-6)
         self.reward = nn.Sequential(nn.Linear(cfg.width, cfg.head_width), nn.SiLU(), nn.Linear(cfg.head_width, 1))
-        self.termination = nn.Sequential(
-            nn.Linear(cfg.width, cfg.head_width), nn.SiLU(), nn.Linear(cfg.head_width, 1)
-        )
+        self.termination = nn.Sequential(nn.Linear(cfg.width, cfg.head_width), nn.SiLU(), nn.Linear(cfg.head_width, 1))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         pooled = self.norm(x.mean(dim=2))  # (B, T, D)

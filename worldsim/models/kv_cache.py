@@ -24,15 +24,11 @@ class KVCache:
         self.frames = 0  # frames held now, <= window
         self.next_position = 0  # absolute time index the next written frame gets
 
-    def attend(
-        self, layer: int, k: torch.Tensor, v: torch.Tensor, write: bool
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def attend(self, layer: int, k: torch.Tensor, v: torch.Tensor, write: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """Held keys/values of `layer` followed by the new ones (B, heads, (frames+T)*N, head_dim)."""
         past_k, past_v = self.keys[layer], self.values[layer]
         if past_k is not None:
-            assert past_k.shape[0] == k.shape[0], (
-                f"batch {k.shape[0]} differs from the cache's batch {past_k.shape[0]}"
-            )
+            assert past_k.shape[0] == k.shape[0], f"batch {k.shape[0]} differs from the cache's batch {past_k.shape[0]}"
             k, v = torch.cat([past_k, k], dim=2), torch.cat([past_v, v], dim=2)
         if write:
             self.keys[layer], self.values[layer] = k, v

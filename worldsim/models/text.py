@@ -61,9 +61,7 @@ class ByteTokenizer:
         ids = torch.full((len(captions), max_length), self.PAD, dtype=torch.long)
         for i, caption in enumerate(captions):
             if not isinstance(caption, str):
-                raise TypeError(
-                    f"caption {i} is {type(caption).__name__} {caption!r}: captions must be str"
-                )
+                raise TypeError(f"caption {i} is {type(caption).__name__} {caption!r}: captions must be str")
             data = caption.encode("utf-8")[: max_length - 2]
             # Drop a trailing partial character: continuation bytes look like 0b10xxxxxx.
             if len(data) < len(caption.encode("utf-8")):
@@ -122,7 +120,9 @@ class TextBlock(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """x (B, L, D), mask (B, L) bool -> (B, L, D)."""
         B, L, D = x.shape
-        q, k, v = self.qkv(self.norm1(x)).view(B, L, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)  # 3 x (B, h, L, hd)
+        q, k, v = (
+            self.qkv(self.norm1(x)).view(B, L, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)
+        )  # 3 x (B, h, L, hd)
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask[:, None, None, :], dropout_p=self.dropout if self.training else 0.0
         )  # (B, h, L, hd)

@@ -49,8 +49,15 @@ class AutoencoderModule(lightning.LightningModule):
     export use the EMA weights.
     """
 
-    def __init__(self, config: AutoencoderConfig, optim: OptimConfig, max_steps: int, seed: int = 0,
-                 statistics_frames: int = 1024, image_frames: int = 8) -> None:
+    def __init__(
+        self,
+        config: AutoencoderConfig,
+        optim: OptimConfig,
+        max_steps: int,
+        seed: int = 0,
+        statistics_frames: int = 1024,
+        image_frames: int = 8,
+    ) -> None:
         super().__init__()
         self.config, self.optim, self.max_steps, self.seed = config, optim, max_steps, seed
         self.statistics_frames, self.image_frames = statistics_frames, image_frames
@@ -127,10 +134,13 @@ class AutoencoderModule(lightning.LightningModule):
         for model in models:
             was_training = model.training
             model.eval()
-            latents = torch.cat([model.encode(uint8_to_unit(chunk.to(self.device))).mode()
-                                 for chunk in frames.split(256)])  # (N, C, h, w)
+            latents = torch.cat(
+                [model.encode(uint8_to_unit(chunk.to(self.device))).mode() for chunk in frames.split(256)]
+            )  # (N, C, h, w)
             model.set_latent_statistics(latents)
             model.train(was_training)
-        rank_zero_info(f"latent statistics from {len(frames)} training frames: "
-                       f"mean |shift| {self.inference_model.latent_shift.abs().mean():.3f}, "
-                       f"mean scale {self.inference_model.latent_scale.mean():.3f}")
+        rank_zero_info(
+            f"latent statistics from {len(frames)} training frames: "
+            f"mean |shift| {self.inference_model.latent_shift.abs().mean():.3f}, "
+            f"mean scale {self.inference_model.latent_scale.mean():.3f}"
+        )

@@ -53,16 +53,19 @@ class FrameDataModule(lightning.LightningDataModule):
         assert self.train_set is not None, "call setup() first"
         rank = self.trainer.global_rank if self.trainer is not None else 0
         sampler = StepSampler(len(self.train_set), self.cfg.batch_size, self.seed, self._global_step, rank)
-        return StepDataLoader(self.train_set, batch_size=self.cfg.batch_size, sampler=sampler,
-                              num_workers=self.cfg.num_workers,
-                              persistent_workers=self.cfg.num_workers > 0)
+        return StepDataLoader(
+            self.train_set,
+            batch_size=self.cfg.batch_size,
+            sampler=sampler,
+            num_workers=self.cfg.num_workers,
+            persistent_workers=self.cfg.num_workers > 0,
+        )
 
     def val_dataloader(self) -> DataLoader:
         assert self.val_set is not None, "call setup() first"
         count = min(self.cfg.val_frames, len(self.val_set))
         items = np.linspace(0, len(self.val_set) - 1, count).round().astype(int).tolist()
-        return DataLoader(self.val_set, batch_size=self.cfg.batch_size, sampler=items,
-                          num_workers=self.cfg.num_workers)
+        return DataLoader(self.val_set, batch_size=self.cfg.batch_size, sampler=items, num_workers=self.cfg.num_workers)
 
     def statistics_frames(self, count: int) -> torch.Tensor:
         """``count`` training frames (uint8 (count, 3, H, W)), the same ones for a given seed."""
@@ -116,14 +119,17 @@ class LatentClipDataModule(lightning.LightningDataModule):
             return
         cfg = self.cfg
         if not cfg.latents:
-            raise ValueError("LatentClipDataConfig.latents is not set: pass the directory returned by "
-                             f"cache_latents({cfg.root!r}, autoencoder)")
+            raise ValueError(
+                "LatentClipDataConfig.latents is not set: pass the directory returned by "
+                f"cache_latents({cfg.root!r}, autoencoder)"
+            )
         self.episodes = EpisodeDataset(cfg.root, verify=cfg.verify)
         self.cache = LatentCache(cfg.latents, verify=cfg.verify)
         self.cache.check_source(cfg.root)
         if len(self.cache) != len(self.episodes) or not np.array_equal(self.cache.lengths, self.episodes.lengths):
-            raise LatentCacheError(f"{cfg.latents} indexes other episodes than {cfg.root}: run "
-                                   "cache_latents again to rebuild it")
+            raise LatentCacheError(
+                f"{cfg.latents} indexes other episodes than {cfg.root}: run cache_latents again to rebuild it"
+            )
         train, val = split_episodes(len(self.episodes), cfg.val_fraction, cfg.split_seed)
         if len(train) == 0:
             raise ValueError(f"{cfg.root} has {len(self.episodes)} episodes: too few to train on; collect more")
@@ -134,8 +140,14 @@ class LatentClipDataModule(lightning.LightningDataModule):
                 longest = int(self.episodes.lengths[val].max()) + 1
                 length = min(cfg.rollout_length, longest)
                 if length < cfg.rollout_length:
-                    log.warning("rollout clips cut to %d frames: the longest validation episode of %s "
-                                "has %d (rollout_length=%d)", length, cfg.root, longest, cfg.rollout_length)
+                    log.warning(
+                        "rollout clips cut to %d frames: the longest validation episode of %s "
+                        "has %d (rollout_length=%d)",
+                        length,
+                        cfg.root,
+                        longest,
+                        cfg.rollout_length,
+                    )
                 self.rollout_set = ClipDataset(self.episodes, val, length, latents=self.cache, frames=True)
 
     @property
@@ -145,27 +157,42 @@ class LatentClipDataModule(lightning.LightningDataModule):
         return self.cache.meta()
 
     def _loader(self, dataset: Dataset, sampler, batch_size: int) -> DataLoader:
-        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=self.cfg.num_workers,
-                          pin_memory=self.pin_memory, persistent_workers=self.cfg.num_workers > 0)
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            sampler=sampler,
+            num_workers=self.cfg.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.cfg.num_workers > 0,
+        )
 
     def train_dataloader(self) -> DataLoader:
         assert self.train_set is not None, "call setup() first"
         # Each global step's clips follow from (seed, step, rank) alone, so a resumed run draws
         # exactly the batches the interrupted one would have, and each rank draws its own.
         trainer = self.trainer
-        sampler = StepSampler(len(self.train_set), self.cfg.batch_size, self.cfg.seed,
-                              start_step=lambda: trainer.global_step if trainer is not None else 0,
-                              rank=trainer.global_rank if trainer is not None else 0)
-        return StepDataLoader(self.train_set, batch_size=self.cfg.batch_size, sampler=sampler,
-                              num_workers=self.cfg.num_workers, pin_memory=self.pin_memory,
-                              persistent_workers=self.cfg.num_workers > 0)
+        sampler = StepSampler(
+            len(self.train_set),
+            self.cfg.batch_size,
+            self.cfg.seed,
+            start_step=lambda: trainer.global_step if trainer is not None else 0,
+            rank=trainer.global_rank if trainer is not None else 0,
+        )
+        return StepDataLoader(
+            self.train_set,
+            batch_size=self.cfg.batch_size,
+            sampler=sampler,
+            num_workers=self.cfg.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.cfg.num_workers > 0,
+        )
 
     def val_dataloader(self) -> list[DataLoader]:
         assert self.val_set is not None, (
             f"val_fraction={self.cfg.val_fraction} left no validation episodes of at least "
-            f"clip_length={self.cfg.clip_length} frames")
-        loaders = [self._loader(self.val_set, FixedClipSampler(self.val_set, self.cfg.val_clips),
-                                self.cfg.batch_size)]
+            f"clip_length={self.cfg.clip_length} frames"
+        )
+        loaders = [self._loader(self.val_set, FixedClipSampler(self.val_set, self.cfg.val_clips), self.cfg.batch_size)]
         if self.rollout_set is not None:
             sampler = FixedClipSampler(self.rollout_set, self.cfg.rollout_clips)
             loaders.append(self._loader(self.rollout_set, sampler, self.cfg.rollout_clips))

@@ -26,18 +26,18 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
+from worldsim.checkpoint import part_state_dict
 from worldsim.flow import FlowMatching, FlowMatchingConfig, rollout
 from worldsim.models.actions import action_fields, model_actions
 from worldsim.models.autoencoder import FrameAutoencoder
 from worldsim.models.dit import VideoDiT, VideoDiTConfig
 from worldsim.models.text import TEXT_ENCODER_PRESETS, TextEncoder, TextEncoderConfig
 from worldsim.sampling import DEFAULT_SAMPLING, SamplingConfig
-from worldsim.checkpoint import part_state_dict
+from worldsim.training import rollout_metrics
 from worldsim.training.ema import EMA
 from worldsim.training.guards import FiniteLossGuard
 from worldsim.training.harness import counted_step, step_generator
 from worldsim.training.optim import OptimConfig, adamw_with_schedule
-from worldsim.training import rollout_metrics
 
 #: VideoDiTConfig fields that follow from the data and clip_length, never from overrides.
 DATA_FIELDS = ("latent_channels", "latent_size", "action_kind", "action_dim", "num_actions", "max_frames")
@@ -46,14 +46,20 @@ TRAINABLE = ("all", "heads")  # what a dynamics run trains: every weight, or onl
 
 @dataclass
 class DynamicsConfig:
-    preset: str = "tiny"  # DIT_PRESETS / TEXT_ENCODER_PRESETS name: tiny (CPU) | mid (Physics, Push references) | small | base
-    trainable: str = "all"  # all | heads: only the reward and termination heads learn (fine-tuning with init=; frames stay init's)
-    dit: dict[str, Any] = field(default_factory=dict)  # overrides of the preset's VideoDiTConfig: on the command line +dynamics.dit={width:64,depth:2}
-    text: dict[str, Any] = field(default_factory=dict)  # overrides of the preset's TextEncoderConfig (+dynamics.text={depth:2}); width follows dit text_width
-    flow: FlowMatchingConfig = field(default_factory=FlowMatchingConfig)  # objective: noise levels, context noise, condition dropout
+    # DIT_PRESETS / TEXT_ENCODER_PRESETS name: tiny (CPU) | mid (Physics, Push references) | small | base
+    preset: str = "tiny"
+    # all | heads: only the reward and termination heads learn (fine-tuning with init=; frames stay init's)
+    trainable: str = "all"
+    # overrides of the preset's VideoDiTConfig: on the command line +dynamics.dit={width:64,depth:2}
+    dit: dict[str, Any] = field(default_factory=dict)
+    # overrides of the preset's TextEncoderConfig (+dynamics.text={depth:2}); width follows dit text_width
+    text: dict[str, Any] = field(default_factory=dict)
+    # objective: noise levels, context noise, condition dropout
+    flow: FlowMatchingConfig = field(default_factory=FlowMatchingConfig)
     clip_length: int = 16  # frames per training clip; also the DiT's max_frames (window = clip_length - 1)
     context_frames: int = 4  # real frames a validation rollout starts from
-    horizons: list[int] = field(default_factory=lambda: [1, 4, 16])  # reported rollout horizons (those the rollout clips hold)
+    # reported rollout horizons (those the rollout clips hold)
+    horizons: list[int] = field(default_factory=lambda: [1, 4, 16])
     grid_clips: int = 2  # rollout clips drawn in the TensorBoard image grid (context | truth | prediction)
     val_seed: int = 0  # seeds validation noise, so val metrics of different epochs compare
 
@@ -66,8 +72,10 @@ class DynamicsConfig:
             raise ValueError(f"context_frames={self.context_frames}: a rollout starts from at least 1 real frame")
         fixed = sorted(set(self.dit) & set(DATA_FIELDS))
         if fixed:
-            raise ValueError(f"dit overrides {fixed} are set from the data (latent cache, action space) and "
-                             "clip_length: remove them from dit")
+            raise ValueError(
+                f"dit overrides {fixed} are set from the data (latent cache, action space) and "
+                "clip_length: remove them from dit"
+            )
         if isinstance(self.flow, dict):  # built from a checkpoint's plain dict
             self.flow = FlowMatchingConfig(**self.flow)
 
@@ -85,8 +93,9 @@ def align_transitions(actions: Optional[torch.Tensor], rewards: torch.Tensor, te
     if actions is not None:
         actions = torch.cat([torch.zeros_like(actions[:, :1]), actions[:, :-1]], dim=1)
         action_mask = (torch.arange(T, device=rewards.device) > 0).expand(B, T)  # (B, T)
-    rewards = torch.cat([torch.full_like(rewards[:, :1], math.nan, dtype=torch.float32),
-                         rewards[:, :-1].float()], dim=1)
+    rewards = torch.cat(
+        [torch.full_like(rewards[:, :1], math.nan, dtype=torch.float32), rewards[:, :-1].float()], dim=1
+    )
     terminated = torch.cat([torch.zeros_like(terminated[:, :1], dtype=torch.bool), terminated[:, :-1].bool()], dim=1)
     return actions, action_mask, rewards, terminated
 
@@ -95,32 +104,50 @@ def build_networks(cfg: DynamicsConfig, meta: dict[str, Any]) -> tuple[VideoDiTC
     """The DiT and text encoder configs: preset, then overrides, then the data's facts."""
     for key in ("latent_channels", "latent_size"):
         if key not in meta:
-            raise ValueError(f"meta lacks {key!r} (has {sorted(meta)}): build it with LatentClipDataModule.meta "
-                             "or LatentCache(path).meta()")
+            raise ValueError(
+                f"meta lacks {key!r} (has {sorted(meta)}): build it with LatentClipDataModule.meta "
+                "or LatentCache(path).meta()"
+            )
     dit = VideoDiTConfig.preset(
-        cfg.preset, **cfg.dit, latent_channels=int(meta["latent_channels"]), latent_size=int(meta["latent_size"]),
-        max_frames=cfg.clip_length, **action_fields(meta.get("action_space")))
+        cfg.preset,
+        **cfg.dit,
+        latent_channels=int(meta["latent_channels"]),
+        latent_size=int(meta["latent_size"]),
+        max_frames=cfg.clip_length,
+        **action_fields(meta.get("action_space")),
+    )
     text_preset = dataclasses.asdict(TEXT_ENCODER_PRESETS[cfg.preset])
     text = TextEncoderConfig(**{**text_preset, "width": dit.text_width, **cfg.text})
     if text.width != dit.text_width:
-        raise ValueError(f"text width {text.width} differs from the DiT's text_width {dit.text_width}: set them "
-                         "together (dit.text_width and text.width) or leave text.width out")
+        raise ValueError(
+            f"text width {text.width} differs from the DiT's text_width {dit.text_width}: set them "
+            "together (dit.text_width and text.width) or leave text.width out"
+        )
     return dit, text
 
 
-def networks_of(init: Mapping[str, Any], meta: dict[str, Any], clip_length: int) -> tuple[VideoDiTConfig, TextEncoderConfig]:
+def networks_of(
+    init: Mapping[str, Any], meta: dict[str, Any], clip_length: int
+) -> tuple[VideoDiTConfig, TextEncoderConfig]:
     """The DiT and text encoder configs of exported model ``init``, checked against the data to fine-tune on."""
     configs = init["worldsim"]["configs"]
     dit, text = VideoDiTConfig(**configs["dit"]), TextEncoderConfig(**configs["text"])
-    data = {"latent_channels": int(meta["latent_channels"]), "latent_size": int(meta["latent_size"]),
-            **action_fields(meta.get("action_space"))}
+    data = {
+        "latent_channels": int(meta["latent_channels"]),
+        "latent_size": int(meta["latent_size"]),
+        **action_fields(meta.get("action_space")),
+    }
     differ = {key: (getattr(dit, key), value) for key, value in data.items() if getattr(dit, key) != value}
     if differ:
-        raise ValueError(f"the init model does not fit this data: {', '.join(f'{k} {a} (model) vs {b} (data)' for k, (a, b) in differ.items())}; "
-                         "fine-tune on data of the same world, encoded by the init model's autoencoder")
+        raise ValueError(
+            f"the init model does not fit this data: {', '.join(f'{k} {a} (model) vs {b} (data)' for k, (a, b) in differ.items())}; "
+            "fine-tune on data of the same world, encoded by the init model's autoencoder"
+        )
     if clip_length != dit.max_frames:
-        raise ValueError(f"dynamics.clip_length={clip_length} but the init model's DiT takes {dit.max_frames}-frame clips: "
-                         f"set dynamics.clip_length={dit.max_frames}")
+        raise ValueError(
+            f"dynamics.clip_length={clip_length} but the init model's DiT takes {dit.max_frames}-frame clips: "
+            f"set dynamics.clip_length={dit.max_frames}"
+        )
     return dit, text
 
 
@@ -140,11 +167,18 @@ class DynamicsModule(lightning.LightningModule):
     frozen and is not part of this module's state_dict or checkpoints.
     """
 
-    def __init__(self, cfg: DynamicsConfig, optim: OptimConfig, max_steps: int, meta: dict[str, Any],
-                 autoencoder: Optional[FrameAutoencoder] = None, seed: int = 0,
-                 init: Optional[Mapping[str, Any]] = None,
-                 configs: Optional[tuple[VideoDiTConfig, TextEncoderConfig]] = None,
-                 sampling: SamplingConfig = DEFAULT_SAMPLING) -> None:
+    def __init__(
+        self,
+        cfg: DynamicsConfig,
+        optim: OptimConfig,
+        max_steps: int,
+        meta: dict[str, Any],
+        autoencoder: Optional[FrameAutoencoder] = None,
+        seed: int = 0,
+        init: Optional[Mapping[str, Any]] = None,
+        configs: Optional[tuple[VideoDiTConfig, TextEncoderConfig]] = None,
+        sampling: SamplingConfig = DEFAULT_SAMPLING,
+    ) -> None:
         super().__init__()
         self.cfg, self.optim, self.max_steps, self.meta = cfg, optim, max_steps, _plain(meta)
         self.sampling = SamplingConfig.of(sampling).over(DEFAULT_SAMPLING)  # how validation rollouts sample
@@ -172,8 +206,10 @@ class DynamicsModule(lightning.LightningModule):
         """Decode validation rollouts with ``autoencoder`` (frozen; kept out of the state_dict)."""
         latent = (autoencoder.config.latent_channels, self.dit_config.latent_channels)
         if latent[0] != latent[1]:
-            raise ValueError(f"the autoencoder has {latent[0]} latent channels but the dynamics model "
-                             f"{latent[1]}: pass the autoencoder whose latents were cached")
+            raise ValueError(
+                f"the autoencoder has {latent[0]} latent channels but the dynamics model "
+                f"{latent[1]}: pass the autoencoder whose latents were cached"
+            )
         autoencoder.eval().requires_grad_(False)
         object.__setattr__(self, "_autoencoder", autoencoder)  # not a submodule: never saved
 
@@ -190,16 +226,22 @@ class DynamicsModule(lightning.LightningModule):
         text = sum(p.numel() for p in self.networks["text"].parameters())
         trained = sum(p.numel() for p in self.networks.parameters() if p.requires_grad)
         origin = "the init model's networks" if self.from_init else f"{self.cfg.preset} preset"
-        rank_zero_info(f"dynamics model: VideoDiT {dit / 1e6:.2f}M + text encoder {text / 1e6:.2f}M parameters "
-                       f"({origin}, {self.cfg.clip_length}-frame clips), {trained / 1e6:.2f}M of them trained")
+        rank_zero_info(
+            f"dynamics model: VideoDiT {dit / 1e6:.2f}M + text encoder {text / 1e6:.2f}M parameters "
+            f"({origin}, {self.cfg.clip_length}-frame clips), {trained / 1e6:.2f}M of them trained"
+        )
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         latents = batch["latents"]
         # Noise levels, noise and condition dropout of a step follow from (seed, step, rank), so a
         # resumed run repeats the interrupted one exactly.
         generator = step_generator(self.seed, self.global_step, self.global_rank, self.device)
-        loss, logs = counted_step(self, lambda: self.flow.loss(
-            self.networks["dit"], *self._inputs(batch, self.networks["text"]), generator=generator))
+        loss, logs = counted_step(
+            self,
+            lambda: self.flow.loss(
+                self.networks["dit"], *self._inputs(batch, self.networks["text"]), generator=generator
+            ),
+        )
         self.finite_guard.watch(loss, self.global_step, logs)
         B = latents.shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=B)
@@ -236,11 +278,16 @@ class DynamicsModule(lightning.LightningModule):
 
     def _validate_loss(self, batch: dict[str, Any], batch_idx: int) -> None:
         networks = self.eval_networks
-        _, logs = self.flow.loss(networks["dit"], *self._inputs(batch, networks["text"]),
-                                 generator=self._generator(batch_idx), self_rollout=False)  # comparable across runs
+        _, logs = self.flow.loss(
+            networks["dit"],
+            *self._inputs(batch, networks["text"]),
+            generator=self._generator(batch_idx),
+            self_rollout=False,
+        )  # comparable across runs
         for name, value in logs.items():
-            self.log(f"val/{name}", value, batch_size=batch["latents"].shape[0], add_dataloader_idx=False,
-                     sync_dist=True)
+            self.log(
+                f"val/{name}", value, batch_size=batch["latents"].shape[0], add_dataloader_idx=False, sync_dist=True
+            )
 
     def _validate_rollout(self, batch: dict[str, Any], batch_idx: int) -> None:
         """Roll out from the first context_frames of each clip with its true actions; score every horizon."""
@@ -252,28 +299,47 @@ class DynamicsModule(lightning.LightningModule):
         actions = model_actions(batch["actions"], self.meta.get("action_space"))
         text = networks["text"].encode_text(list(batch["caption"]), self.device)
         predicted = rollout(
-            networks["dit"], latents[:, :K], None if actions is None else actions[:, :T - 1], text, horizon,
-            steps=s.steps, sampler=s.sampler, cfg_text=s.cfg_text, cfg_action=s.cfg_action,
-            context_noise=self.cfg.flow.context_noise, window=s.window, generator=self._generator(1_000_003 + batch_idx),
-            warm_start=s.warm_start, first_steps=s.first_steps,
+            networks["dit"],
+            latents[:, :K],
+            None if actions is None else actions[:, : T - 1],
+            text,
+            horizon,
+            steps=s.steps,
+            sampler=s.sampler,
+            cfg_text=s.cfg_text,
+            cfg_action=s.cfg_action,
+            context_noise=self.cfg.flow.context_noise,
+            window=s.window,
+            generator=self._generator(1_000_003 + batch_idx),
+            warm_start=s.warm_start,
+            first_steps=s.first_steps,
         ).latents  # (B, horizon, C, h, w)
         truth = latents[:, K:]
         metrics = {
-            **rollout_metrics.at_horizons(rollout_metrics.mse_per_frame(predicted, truth), self.cfg.horizons,
-                                          "latent_mse"),
+            **rollout_metrics.at_horizons(
+                rollout_metrics.mse_per_frame(predicted, truth), self.cfg.horizons, "latent_mse"
+            ),
             **rollout_metrics.at_horizons(
                 rollout_metrics.mse_per_frame(rollout_metrics.copy_last(latents[:, :K], horizon), truth),
-                self.cfg.horizons, "copy_last_latent_mse"),
+                self.cfg.horizons,
+                "copy_last_latent_mse",
+            ),
         }
         if self._autoencoder is not None:
             autoencoder = self._autoencoder.to(self.device)
             frames = batch["frames"] if "frames" in batch else autoencoder.decode_latents(latents)  # (B, T, 3, H, W)
             decoded = autoencoder.decode_latents(predicted)  # (B, horizon, 3, H, W) uint8
             copied = rollout_metrics.copy_last(frames[:, :K], horizon)
-            metrics.update(rollout_metrics.at_horizons(
-                rollout_metrics.psnr_per_frame(decoded, frames[:, K:]), self.cfg.horizons, "psnr"))
-            metrics.update(rollout_metrics.at_horizons(
-                rollout_metrics.psnr_per_frame(copied, frames[:, K:]), self.cfg.horizons, "copy_last_psnr"))
+            metrics.update(
+                rollout_metrics.at_horizons(
+                    rollout_metrics.psnr_per_frame(decoded, frames[:, K:]), self.cfg.horizons, "psnr"
+                )
+            )
+            metrics.update(
+                rollout_metrics.at_horizons(
+                    rollout_metrics.psnr_per_frame(copied, frames[:, K:]), self.cfg.horizons, "copy_last_psnr"
+                )
+            )
             if batch_idx == 0 and self.cfg.grid_clips > 0:
                 n = self.cfg.grid_clips
                 self._log_grid(rollout_metrics.comparison_grid(frames[:n, :K], frames[:n, K:], decoded[:n]))
@@ -314,7 +380,8 @@ class DynamicsModule(lightning.LightningModule):
             if changed:
                 raise ValueError(
                     f"the checkpoint's {name} config differs from this run's in {changed} (checkpoint, now): "
-                    "resume with the same model config and data, or start a new run")
+                    "resume with the same model config and data, or start a new run"
+                )
 
     @classmethod
     def from_checkpoint(cls, path: str, map_location: str = "cpu") -> "DynamicsModule":
@@ -323,12 +390,21 @@ class DynamicsModule(lightning.LightningModule):
         try:
             record = checkpoint["worldsim"]["dynamics"]
         except KeyError:
-            raise ValueError(f"{path} holds no worldsim dynamics record: it is not a dynamics checkpoint "
-                             "(an autoencoder checkpoint, or one written by another program)") from None
+            raise ValueError(
+                f"{path} holds no worldsim dynamics record: it is not a dynamics checkpoint "
+                "(an autoencoder checkpoint, or one written by another program)"
+            ) from None
         configs = (VideoDiTConfig(**record["dit"]), TextEncoderConfig(**record["text"])) if "dit" in record else None
-        known = {field.name for field in dataclasses.fields(DynamicsConfig)}  # older records held validation sampling here
-        module = cls(DynamicsConfig(**{k: v for k, v in record["config"].items() if k in known}),
-                     OptimConfig(**record["optim"]), record["max_steps"], record["meta"], configs=configs,
-                     sampling=SamplingConfig.of(record.get("sampling")))  # the networks it trained, preset or init's
+        known = {
+            field.name for field in dataclasses.fields(DynamicsConfig)
+        }  # older records held validation sampling here
+        module = cls(
+            DynamicsConfig(**{k: v for k, v in record["config"].items() if k in known}),
+            OptimConfig(**record["optim"]),
+            record["max_steps"],
+            record["meta"],
+            configs=configs,
+            sampling=SamplingConfig.of(record.get("sampling")),
+        )  # the networks it trained, preset or init's
         module.load_state_dict(checkpoint["state_dict"])
         return module

@@ -42,7 +42,9 @@ class EMA(nn.Module):
         decay = min(self.decay, (1 + n) / (10 + n))
         averaged = list(self.model.parameters()) + list(self.model.buffers())
         current = list(model.parameters()) + list(model.buffers())
-        floating = [(a, c.detach().to(a.dtype)) for a, c in zip(averaged, current, strict=True) if a.dtype.is_floating_point]
+        floating = [
+            (a, c.detach().to(a.dtype)) for a, c in zip(averaged, current, strict=True) if a.dtype.is_floating_point
+        ]
         if floating:
             torch._foreach_lerp_([a for a, _ in floating], [c for _, c in floating], 1 - decay)
         for ema_tensor, tensor in zip(averaged, current, strict=True):

@@ -42,9 +42,12 @@ class FiniteLossGuard:
     def watch(self, loss: torch.Tensor, step: int, logs: Mapping[str, torch.Tensor | float]) -> None:
         self.check()
         names = [name for name in logs if name != "loss"]
-        values = torch.stack([loss.detach().float().reshape(()),
-                              *[torch.as_tensor(logs[n], device=loss.device).detach().float().reshape(())
-                                for n in names]])
+        values = torch.stack(
+            [
+                loss.detach().float().reshape(()),
+                *[torch.as_tensor(logs[n], device=loss.device).detach().float().reshape(()) for n in names],
+            ]
+        )
         host = values.to("cpu", non_blocking=True)
         event = None
         if values.is_cuda:

@@ -47,7 +47,8 @@ class TrainerConfig:
     num_nodes: int = 1  # machines; SLURM or torchrun start one process per device on each
     precision: str = "auto"  # auto: bf16-mixed on CUDA, 32-true on CPU; or any Lightning value
     max_steps: int = 2000  # optimizer steps of each stage
-    max_time: Optional[str] = None  # also stop a stage after this wall time, "DD:HH:MM:SS"; the LR schedule still follows max_steps
+    # also stop a stage after this wall time, "DD:HH:MM:SS"; the LR schedule still follows max_steps
+    max_time: Optional[str] = None
     val_every_n_steps: int = 250  # validate (and log images) every this many steps
     log_every_n_steps: int = 25  # scalar logging interval
     checkpoint_every_n_steps: int = 250  # write step=N.ckpt and refresh last.ckpt this often
@@ -60,8 +61,10 @@ class TrainerConfig:
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
-            raise ValueError(f"trainer.strategy={self.strategy!r} is not one of {STRATEGIES}: pick "
-                             "one (ddp for several processes, fsdp to shard large models)")
+            raise ValueError(
+                f"trainer.strategy={self.strategy!r} is not one of {STRATEGIES}: pick "
+                "one (ddp for several processes, fsdp to shard large models)"
+            )
         for name in ("max_steps", "val_every_n_steps", "log_every_n_steps", "checkpoint_every_n_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"trainer.{name}={getattr(self, name)} must be >= 1")
@@ -79,8 +82,7 @@ def parse_devices(devices: Union[str, int, Sequence[int]]) -> Union[str, int, li
     try:
         return int(text)
     except ValueError:
-        raise ValueError(f"trainer.devices={devices!r}: expected 'auto', a count like 2 or a "
-                         "list like [0,1]") from None
+        raise ValueError(f"trainer.devices={devices!r}: expected 'auto', a count like 2 or a list like [0,1]") from None
 
 
 def uses_cuda(accelerator: str) -> bool:
@@ -159,8 +161,15 @@ class StepSampler(Sampler[int]):
     which is what Lightning counts a resumed epoch's batch index against.
     """
 
-    def __init__(self, num_items: int, batch_size: int, seed: int, start_step: Callable[[], int],
-                 rank: int = 0, steps_per_epoch: int = STEPS_PER_EPOCH) -> None:
+    def __init__(
+        self,
+        num_items: int,
+        batch_size: int,
+        seed: int,
+        start_step: Callable[[], int],
+        rank: int = 0,
+        steps_per_epoch: int = STEPS_PER_EPOCH,
+    ) -> None:
         if num_items < 1:
             raise ValueError("a StepSampler needs at least one item to draw")
         self.num_items, self.batch_size, self.seed, self.rank = num_items, batch_size, seed, rank
@@ -196,15 +205,20 @@ class StepDataLoader(DataLoader):
 class WorldsimRecord(Callback):
     """Adds the ``"worldsim"`` record (configs, data meta, versions) to every checkpoint saved."""
 
-    def __init__(self, stage: str, configs: Mapping[str, Any], data: Mapping[str, Any],
-                 parts: Mapping[str, str]) -> None:
+    def __init__(
+        self, stage: str, configs: Mapping[str, Any], data: Mapping[str, Any], parts: Mapping[str, str]
+    ) -> None:
         self.record = worldsim_record(stage, configs, data, parts)
 
-    def on_save_checkpoint(self, trainer: lightning.Trainer, pl_module: lightning.LightningModule,
-                           checkpoint: dict[str, Any]) -> None:
+    def on_save_checkpoint(
+        self, trainer: lightning.Trainer, pl_module: lightning.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
         # Merged: a module may add its own entries (DynamicsModule adds "dynamics").
-        checkpoint["worldsim"] = {**checkpoint.get("worldsim", {}), **self.record,
-                                  "global_step": int(trainer.global_step)}
+        checkpoint["worldsim"] = {
+            **checkpoint.get("worldsim", {}),
+            **self.record,
+            "global_step": int(trainer.global_step),
+        }
 
 
 class DeviceThroughput(Callback):
@@ -228,8 +242,9 @@ class DeviceThroughput(Callback):
         self._peak = get_available_flops(trainer.strategy.root_device, dtype)
         self._since = time.perf_counter()
 
-    def on_train_batch_end(self, trainer: lightning.Trainer, pl_module: lightning.LightningModule,
-                           outputs: Any, batch: Any, *args: Any) -> None:
+    def on_train_batch_end(
+        self, trainer: lightning.Trainer, pl_module: lightning.LightningModule, outputs: Any, batch: Any, *args: Any
+    ) -> None:
         self._batches += 1
         self._samples += self.batch_size_fn(batch)
         if not trainer._logger_connector.should_update_logs or self._since is None:
@@ -238,8 +253,10 @@ class DeviceThroughput(Callback):
             torch.cuda.synchronize()
         now = time.perf_counter()
         seconds, self._since = now - self._since, now
-        metrics = {"train/device/batches_per_sec": self._batches / seconds,
-                   "train/device/samples_per_sec": self._samples / seconds}
+        metrics = {
+            "train/device/batches_per_sec": self._batches / seconds,
+            "train/device/samples_per_sec": self._samples / seconds,
+        }
         flops = getattr(pl_module, "flops_per_batch", None)
         if flops:
             metrics["train/device/flops_per_sec"] = flops * self._batches / seconds
@@ -266,8 +283,13 @@ class FinalCheckpoint(Callback):
         trainer.save_checkpoint(self.path, weights_only=False)  # full state: last.ckpt resumes
 
 
-def make_trainer(cfg: TrainerConfig, optim: OptimConfig, stage_dir: Union[str, Path],
-                 callbacks: Sequence[Callback] = (), shards_own_data: bool = False) -> lightning.Trainer:
+def make_trainer(
+    cfg: TrainerConfig,
+    optim: OptimConfig,
+    stage_dir: Union[str, Path],
+    callbacks: Sequence[Callback] = (),
+    shards_own_data: bool = False,
+) -> lightning.Trainer:
     """A Trainer writing checkpoints to ``<stage_dir>/checkpoints`` and logs to ``<stage_dir>/{tensorboard,csv}``.
 
     ``shards_own_data``: the train loader already gives each rank its own batches (``StepSampler``),
@@ -317,8 +339,12 @@ def make_trainer(cfg: TrainerConfig, optim: OptimConfig, stage_dir: Union[str, P
         enable_model_summary=False,
         # Logs train/device/samples_per_sec, and flops_per_sec and mfu (against the GPU's dense peak at
         # this precision) once the module has counted its flops_per_batch.
-        callbacks=[step_checkpoints, DeviceThroughput(batch_size), *callbacks,
-                   FinalCheckpoint(checkpoint_dir / "last.ckpt")],
+        callbacks=[
+            step_checkpoints,
+            DeviceThroughput(batch_size),
+            *callbacks,
+            FinalCheckpoint(checkpoint_dir / "last.ckpt"),
+        ],
         logger=loggers,
         default_root_dir=str(stage_dir),
         use_distributed_sampler=not shards_own_data,
@@ -348,17 +374,22 @@ def resolve_resume(resume: Optional[str], stage: str) -> Optional[Path]:
         return None
     path = Path(resume)
     if path.is_dir():
-        candidates = [path / stage / "checkpoints" / "last.ckpt", path / "checkpoints" / "last.ckpt",
-                      path / "last.ckpt"]
+        candidates = [
+            path / stage / "checkpoints" / "last.ckpt",
+            path / "checkpoints" / "last.ckpt",
+            path / "last.ckpt",
+        ]
         for candidate in candidates:
             if candidate.is_file():
                 return candidate
         raise FileNotFoundError(
             f"resume={resume} is a directory without a last.ckpt (looked for "
             f"{', '.join(str(c) for c in candidates)}): pass a run directory that has trained stage "
-            f"{stage!r}, or a .ckpt file")
+            f"{stage!r}, or a .ckpt file"
+        )
     if not path.is_file():
-        raise FileNotFoundError(f"resume={resume} does not exist: pass a .ckpt file or a run directory "
-                                "(its <stage>/checkpoints/last.ckpt is used)")
+        raise FileNotFoundError(
+            f"resume={resume} does not exist: pass a .ckpt file or a run directory "
+            "(its <stage>/checkpoints/last.ckpt is used)"
+        )
     return path
-

@@ -29,7 +29,8 @@ def mse_per_frame(prediction: torch.Tensor, truth: torch.Tensor) -> torch.Tensor
 def psnr_per_frame(prediction: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
     """PSNR in dB (B, T) of uint8 frames (B, T, 3, H, W); identical frames score ``metrics.MAX_PSNR_DB``."""
     assert prediction.dtype == torch.uint8 and truth.dtype == torch.uint8, (
-        f"PSNR takes uint8 frames, got {prediction.dtype} and {truth.dtype}")
+        f"PSNR takes uint8 frames, got {prediction.dtype} and {truth.dtype}"
+    )
     return psnr_from_mse(mse_per_frame(prediction, truth))
 
 
@@ -38,8 +39,9 @@ def at_horizons(per_frame: torch.Tensor, horizons: Sequence[int], name: str) -> 
     return {f"{name}_h{h}": per_frame[:, h - 1].mean().item() for h in horizons if 1 <= h <= per_frame.shape[1]}
 
 
-def comparison_grid(context: torch.Tensor, truth: torch.Tensor, prediction: torch.Tensor,
-                    gutter: int = 2) -> torch.Tensor:
+def comparison_grid(
+    context: torch.Tensor, truth: torch.Tensor, prediction: torch.Tensor, gutter: int = 2
+) -> torch.Tensor:
     """One uint8 image (3, H', W') of uint8 frames (B, T, 3, H, W): per clip two rows,
     [context | truth] above [blank | prediction], so each predicted frame sits under its truth.
 
@@ -61,5 +63,5 @@ def comparison_grid(context: torch.Tensor, truth: torch.Tensor, prediction: torc
             for k, frame in enumerate(frames):
                 column = first_column + k
                 x = column * (W + gutter) + (split if column >= T0 else 0)
-                grid[:, y:y + H, x:x + W] = frame
+                grid[:, y : y + H, x : x + W] = frame
     return grid

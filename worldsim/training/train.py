@@ -29,9 +29,6 @@ from typing import Any, Optional
 import lightning
 from lightning.pytorch.utilities import rank_zero_only
 
-# The schema needs CollectConfig's type, so collect is not imported lazily: it adds ~30 ms to train's ~3 s.
-from worldsim.data.collect import CollectConfig, collect
-from worldsim.data.storage import DatasetError, read_manifest
 from worldsim.checkpoint import (
     EXPORT_DTYPES,
     CheckpointError,
@@ -44,6 +41,10 @@ from worldsim.checkpoint import (
     recorded_sampling,
     set_default_sampling,
 )
+
+# The schema needs CollectConfig's type, so collect is not imported lazily: it adds ~30 ms to train's ~3 s.
+from worldsim.data.collect import CollectConfig, collect
+from worldsim.data.storage import DatasetError, read_manifest
 from worldsim.models.autoencoder import AUTOENCODER_PRESETS, AutoencoderConfig
 from worldsim.sampling import DEFAULT_SAMPLING, SamplingConfig
 from worldsim.training.autoencoder_module import AutoencoderModule, AutoencoderStageConfig
@@ -65,27 +66,39 @@ STAGES = ("autoencoder", "dynamics", "all")
 @dataclass
 class AutoencoderModelConfig:
     preset: str = "tiny"  # AUTOENCODER_PRESETS name: tiny (CPU; every shipped reference) | small (GPU)
-    overrides: dict[str, Any] = field(default_factory=dict)  # AutoencoderConfig fields to change: +autoencoder_model.overrides={latent_channels:8}
+    # AutoencoderConfig fields to change: +autoencoder_model.overrides={latent_channels:8}
+    overrides: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
 class TrainConfig:
     stage: str = "all"  # all (autoencoder, cache latents, dynamics) | autoencoder | dynamics
     data: str = "data/episodes"  # dataset directory written by `worldsim collect`
-    out: str = "runs/default"  # run directory: <out>/<stage>/{checkpoints,tensorboard,csv}, exports <out>/autoencoder.pt, <out>/model.pt
+    # run directory: <out>/<stage>/{checkpoints,tensorboard,csv}, exports <out>/autoencoder.pt, <out>/model.pt
+    out: str = "runs/default"
     resume: Optional[str] = None  # a .ckpt, or a run directory (its <stage>/checkpoints/last.ckpt), to continue exactly
-    autoencoder: Optional[str] = None  # stage-1 checkpoint (.ckpt or .pt) for stage=dynamics; None: init's, else <out>/autoencoder.pt
-    init: Optional[str] = None  # exported model.pt that stage=dynamics starts from (fine-tuning): its networks, configs and recorded sampling
+    # stage-1 checkpoint (.ckpt or .pt) for stage=dynamics; None: init's, else <out>/autoencoder.pt
+    autoencoder: Optional[str] = None
+    # exported model.pt that stage=dynamics starts from (fine-tuning): its networks, configs and recorded sampling
+    init: Optional[str] = None
     seed: int = 0  # one seed: init, data order and every training step's noise
     trainer: TrainerConfig = field(default_factory=TrainerConfig)  # devices, strategy, precision, steps, intervals
     optim: OptimConfig = field(default_factory=OptimConfig)  # AdamW + warmup/cosine, clipping, EMA (both stages)
-    autoencoder_model: AutoencoderModelConfig = field(default_factory=AutoencoderModelConfig)  # stage-1 network (model=... sets it)
+    # stage-1 network (model=... sets it)
+    autoencoder_model: AutoencoderModelConfig = field(default_factory=AutoencoderModelConfig)
     ae: AutoencoderStageConfig = field(default_factory=AutoencoderStageConfig)  # stage-1 data and schedule
-    dynamics: DynamicsConfig = field(default_factory=DynamicsConfig)  # stage-2 network, objective and validation (model=... sets its preset)
-    export_dtype: str = "float32"  # float32 | float16 | bfloat16: weights of the exported .pt files (float16 halves a file to ship)
-    dynamics_data: LatentClipDataConfig = field(default_factory=LatentClipDataConfig)  # stage-2 clips; root, latents, clip_length and seed are set by train
-    sampling: SamplingConfig = field(default_factory=SamplingConfig)  # how the model samples: in validation rollouts, and as the default its model.pt records (sampling.steps=2 ...); unset: init's, else the library's
-    collect: Optional[CollectConfig] = None  # `worldsim collect` settings to record data with first (a finished dataset is kept); recipes set it, its out the data folder
+    # stage-2 network, objective and validation (model=... sets its preset)
+    dynamics: DynamicsConfig = field(default_factory=DynamicsConfig)
+    # float32 | float16 | bfloat16: weights of the exported .pt files (float16 halves a file to ship)
+    export_dtype: str = "float32"
+    # stage-2 clips; root, latents, clip_length and seed are set by train
+    dynamics_data: LatentClipDataConfig = field(default_factory=LatentClipDataConfig)
+    # how the model samples: in validation rollouts, and as the default its model.pt records (sampling.steps=2 ...);
+    # unset: init's, else the library's
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    # `worldsim collect` settings to record data with first (a finished dataset is kept); recipes set it, its out the
+    # data folder
+    collect: Optional[CollectConfig] = None
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
@@ -95,15 +108,21 @@ class TrainConfig:
         if self.init is not None and self.stage != "dynamics":
             raise ValueError(f"init={self.init} fine-tunes a trained model's dynamics: run it with stage=dynamics")
         if self.init is not None and (self.dynamics.dit or self.dynamics.text):
-            raise ValueError(f"init={self.init} brings its own networks: drop the dynamics.dit / dynamics.text "
-                             "overrides (the model= preset is ignored too)")
+            raise ValueError(
+                f"init={self.init} brings its own networks: drop the dynamics.dit / dynamics.text "
+                "overrides (the model= preset is ignored too)"
+            )
         if self.collect is not None and self.collect.out != self.data:
-            raise ValueError(f"collect.out={self.collect.out} differs from data={self.data}: the dataset "
-                             "collect records is the one training reads; set collect.out=${data} (as the "
-                             "recipes do) and name the folder with data=")
+            raise ValueError(
+                f"collect.out={self.collect.out} differs from data={self.data}: the dataset "
+                "collect records is the one training reads; set collect.out=${data} (as the "
+                "recipes do) and name the folder with data="
+            )
         if self.autoencoder_model.preset not in AUTOENCODER_PRESETS:
-            raise ValueError(f"autoencoder_model.preset={self.autoencoder_model.preset!r} is not one of "
-                             f"{sorted(AUTOENCODER_PRESETS)}")
+            raise ValueError(
+                f"autoencoder_model.preset={self.autoencoder_model.preset!r} is not one of "
+                f"{sorted(AUTOENCODER_PRESETS)}"
+            )
 
 
 def build_autoencoder_config(cfg: AutoencoderModelConfig) -> AutoencoderConfig:
@@ -125,8 +144,10 @@ def stage_resume(resume: Optional[str], stage: str, required: bool) -> Optional[
         if written_by == stage:
             return path
         if required:
-            raise CheckpointError(f"resume={resume} is a {written_by!r} checkpoint, not a {stage!r} one: "
-                                  f"pass a {stage} checkpoint or the run directory")
+            raise CheckpointError(
+                f"resume={resume} is a {written_by!r} checkpoint, not a {stage!r} one: "
+                f"pass a {stage} checkpoint or the run directory"
+            )
         return None
     if not required and path.is_dir() and not (path / stage / "checkpoints" / "last.ckpt").is_file():
         return None
@@ -141,19 +162,18 @@ def train_autoencoder(cfg: TrainConfig) -> Path:
     trainer_cfg = dataclasses.replace(cfg.trainer, max_steps=max_steps)
     lightning.seed_everything(cfg.seed, workers=True)
     config = build_autoencoder_config(cfg.autoencoder_model)
-    module = AutoencoderModule(config, cfg.optim, max_steps, cfg.seed, cfg.ae.statistics_frames,
-                               cfg.ae.image_frames)
+    module = AutoencoderModule(config, cfg.optim, max_steps, cfg.seed, cfg.ae.statistics_frames, cfg.ae.image_frames)
     maybe_compile([module.autoencoder], trainer_cfg)
     record = WorldsimRecord(
         "autoencoder",
-        configs={"autoencoder": config, "optim": cfg.optim, "trainer": trainer_cfg, "ae": cfg.ae,
-                 "seed": cfg.seed},
-        data=dataset_meta(cfg.data), parts=module.export_parts)
+        configs={"autoencoder": config, "optim": cfg.optim, "trainer": trainer_cfg, "ae": cfg.ae, "seed": cfg.seed},
+        data=dataset_meta(cfg.data),
+        parts=module.export_parts,
+    )
     trainer = make_trainer(trainer_cfg, cfg.optim, stage_dir, [record], shards_own_data=True)
     # The dynamics stage's episode split, so both stages hold out the same episodes.
     frames = FrameDataModule(cfg.data, cfg.ae, cfg.seed, cfg.dynamics_data.split_seed)
-    trainer.fit(module, datamodule=frames,
-                ckpt_path=str(resume) if resume else None, weights_only=True)
+    trainer.fit(module, datamodule=frames, ckpt_path=str(resume) if resume else None, weights_only=True)
     exported = out / "autoencoder.pt"
     if trainer.is_global_zero:
         export_checkpoint(stage_dir / "checkpoints" / "last.ckpt", exported, dtype=cfg.export_dtype)
@@ -163,54 +183,78 @@ def train_autoencoder(cfg: TrainConfig) -> Path:
 
 def train_dynamics(cfg: TrainConfig) -> Path:
     """Stage 2 on latents of the stage-1 autoencoder; returns the exported model file."""
-    from worldsim.training.dynamics_module import DynamicsModule
     from worldsim.data.latents import cache_latents
     from worldsim.training.datamodules import LatentClipDataModule
+    from worldsim.training.dynamics_module import DynamicsModule
 
     out, stage_dir = Path(cfg.out), Path(cfg.out) / "dynamics"
     resume = stage_resume(cfg.resume, "dynamics", required=cfg.stage == "dynamics")
     init = load_checkpoint(cfg.init) if cfg.init else None
     if init is not None and init["worldsim"].get("kind") != "export":
-        raise CheckpointError(f"init={cfg.init} is not an exported model file: pass the <run>/model.pt that "
-                              "`worldsim train` writes (or a shipped reference)")
+        raise CheckpointError(
+            f"init={cfg.init} is not an exported model file: pass the <run>/model.pt that "
+            "`worldsim train` writes (or a shipped reference)"
+        )
     autoencoder_path = Path(cfg.autoencoder or cfg.init or out / "autoencoder.pt")
     if not autoencoder_path.is_file():
         raise CheckpointError(
             f"stage=dynamics needs a trained autoencoder, and {autoencoder_path} does not exist: train "
-            f"one first (`worldsim train stage=autoencoder out={cfg.out}`) or pass autoencoder=<.ckpt or .pt>")
+            f"one first (`worldsim train stage=autoencoder out={cfg.out}`) or pass autoencoder=<.ckpt or .pt>"
+        )
     autoencoder = load_autoencoder(autoencoder_path)
     device = "cuda" if uses_cuda(cfg.trainer.accelerator) else "cpu"
     # Every rank may call this: the cache is built under a file lock and reused when fresh.
     latents = cache_latents(cfg.data, autoencoder.to(device), device=device)
     autoencoder.cpu()
-    data = LatentClipDataModule(dataclasses.replace(
-        cfg.dynamics_data, root=cfg.data, latents=latents, clip_length=cfg.dynamics.clip_length,
-        seed=cfg.seed))
+    data = LatentClipDataModule(
+        dataclasses.replace(
+            cfg.dynamics_data, root=cfg.data, latents=latents, clip_length=cfg.dynamics.clip_length, seed=cfg.seed
+        )
+    )
     data.setup("fit")
     lightning.seed_everything(cfg.seed, workers=True)
     # Validation rollouts sample as the exported model will: this run's sampling over init's record.
     sampling = cfg.sampling.over(recorded_sampling(init["worldsim"]) if init is not None else DEFAULT_SAMPLING)
-    module = DynamicsModule(cfg.dynamics, cfg.optim, cfg.trainer.max_steps, data.meta, autoencoder,
-                            seed=cfg.seed, init=init, sampling=sampling)
+    module = DynamicsModule(
+        cfg.dynamics,
+        cfg.optim,
+        cfg.trainer.max_steps,
+        data.meta,
+        autoencoder,
+        seed=cfg.seed,
+        init=init,
+        sampling=sampling,
+    )
     maybe_compile([module.networks["dit"]], cfg.trainer)
     prefix = "ema.model." if module.ema is not None else "networks."
     ae_record = load_checkpoint(autoencoder_path)["worldsim"]
     record = WorldsimRecord(
         "dynamics",
-        configs={"dynamics": cfg.dynamics, "dit": module.dit_config, "text": module.text_config,
-                 "optim": cfg.optim, "trainer": cfg.trainer, "seed": cfg.seed,
-                 "autoencoder_source": str(autoencoder_path.resolve()),
-                 "init": str(Path(cfg.init).resolve()) if cfg.init else None},
+        configs={
+            "dynamics": cfg.dynamics,
+            "dit": module.dit_config,
+            "text": module.text_config,
+            "optim": cfg.optim,
+            "trainer": cfg.trainer,
+            "seed": cfg.seed,
+            "autoencoder_source": str(autoencoder_path.resolve()),
+            "init": str(Path(cfg.init).resolve()) if cfg.init else None,
+        },
         data={**dataset_meta(cfg.data), "latents": str(latents), **data.meta},
-        parts={"dit": f"{prefix}dit.", "text": f"{prefix}text."})
+        parts={"dit": f"{prefix}dit.", "text": f"{prefix}text."},
+    )
     trainer = make_trainer(cfg.trainer, cfg.optim, stage_dir, [record], shards_own_data=True)
     trainer.fit(module, datamodule=data, ckpt_path=str(resume) if resume else None, weights_only=True)
     exported = out / "model.pt"
     if trainer.is_global_zero:
         ae_checkpoint = load_checkpoint(autoencoder_path)
-        export_checkpoint(stage_dir / "checkpoints" / "last.ckpt", exported,
-                          extra_parts={"autoencoder": part_state_dict(ae_checkpoint, "autoencoder")},
-                          extra_configs={"autoencoder": autoencoder_config(ae_record)}, dtype=cfg.export_dtype)
+        export_checkpoint(
+            stage_dir / "checkpoints" / "last.ckpt",
+            exported,
+            extra_parts={"autoencoder": part_state_dict(ae_checkpoint, "autoencoder")},
+            extra_configs={"autoencoder": autoencoder_config(ae_record)},
+            dtype=cfg.export_dtype,
+        )
         recorded = cfg.sampling.given() or (init["worldsim"].get("sampling") if init is not None else None)
         if recorded:  # what this config sets, else a fine-tuned model samples as its init did
             set_default_sampling(exported, **recorded)
@@ -242,9 +286,11 @@ def record_data(cfg: CollectConfig) -> None:
         if episodes != seen:
             seen, since = episodes, time.monotonic()
         elif time.monotonic() - since > COLLECT_STALL_S:
-            raise RuntimeError(f"rank {rank_zero_only.rank} waited {COLLECT_STALL_S:.0f} s for rank zero's "
-                               f"collection into {root} to add a shard ({episodes} of {cfg.episodes} episodes): "
-                               "see rank zero's error, or record the data first with `worldsim collect`")
+            raise RuntimeError(
+                f"rank {rank_zero_only.rank} waited {COLLECT_STALL_S:.0f} s for rank zero's "
+                f"collection into {root} to add a shard ({episodes} of {cfg.episodes} episodes): "
+                "see rank zero's error, or record the data first with `worldsim collect`"
+            )
         time.sleep(1.0)
 
 
@@ -260,10 +306,12 @@ def train(cfg: TrainConfig) -> dict[str, Path]:
     out = Path(cfg.out)
     lines = [f"worldsim train: finished stage {cfg.stage} in {out}"]
     for stage, exported in results.items():
-        lines += [f"  {stage}: checkpoints {out / stage / 'checkpoints'} (last.ckpt resumes; "
-                  f"`worldsim train ... resume={out}`)",
-                  f"  {stage}: inference file {exported}",
-                  f"  {stage}: logs {out / stage / 'csv'} and `tensorboard --logdir {out / stage / 'tensorboard'}`"]
+        lines += [
+            f"  {stage}: checkpoints {out / stage / 'checkpoints'} (last.ckpt resumes; "
+            f"`worldsim train ... resume={out}`)",
+            f"  {stage}: inference file {exported}",
+            f"  {stage}: logs {out / stage / 'csv'} and `tensorboard --logdir {out / stage / 'tensorboard'}`",
+        ]
     if rank_zero_only.rank == 0:
         print("\n".join(lines), flush=True)
     return results
