@@ -44,7 +44,7 @@ COMMANDS: dict[str, Command] = {
     "train": Command(
         config="worldsim.training.train:TrainConfig",
         run="worldsim.training.train:train",
-        summary="train the frame autoencoder, then the latent dynamics model (stage=autoencoder|dynamics|all)",
+        summary="train the frame autoencoder, then the latent dynamics model (stage=autoencoder|dynamics|all; experiment=<recipe>)",
     ),
     "quickstart": Command(
         config="worldsim.quickstart:QuickstartConfig",
@@ -54,7 +54,7 @@ COMMANDS: dict[str, Command] = {
     "eval": Command(
         config="worldsim.evals.run:EvalConfig",
         run="worldsim.evals.run:evaluate",
-        summary="score models and baselines on the physics, permanence, consistency, action, rollout, reconstruction and conditioning suites; write the report",
+        summary="score models and baselines on the physics, permanence, consistency, action, rollout, reconstruction and conditioning suites (reward on request); write the report",
     ),
     "play": Command(
         config="worldsim.play:PlayConfig",
@@ -64,7 +64,7 @@ COMMANDS: dict[str, Command] = {
     "imagine": Command(
         config="worldsim.imagine:ImagineConfig",
         run="worldsim.imagine:imagine",
-        summary="train PPO (Stable-Baselines3) inside a learned Push world and in the real one; score both in the real env",
+        summary="train PPO (Stable-Baselines3) inside a learned Push world and in the real one, score both in the real env; re-score saved runs (rescore=) or pool seeds (pool.*)",
     ),
 }
 
