@@ -30,7 +30,7 @@ import numpy as np
 
 from worldsim import metrics
 from worldsim.evals.protocol import Scenario
-from worldsim.evals.results import metric_row
+from worldsim.evals.results import summary_rows
 
 SUITE = "consistency"
 ENV_ID = "worldsim/Orbit-v0"
@@ -220,17 +220,4 @@ def score_consistency(scenarios: list[Scenario], predictions: np.ndarray, predic
     if len(predictions) != len(scenarios):
         raise ValueError(f"{len(predictions)} predictions for {len(scenarios)} scenarios: pass one per scenario")
     per_scenario = [scenario_metrics(s, p) for s, p in zip(scenarios, predictions)]
-    rows = []
-    for split in sorted({s.split for s in scenarios}):
-        picked = [m for s, m in zip(scenarios, per_scenario) if s.split == split]
-        for metric in METRICS:
-            values = np.stack([m[metric] for m in picked])  # (N, H) or (N, 1)
-            with np.errstate(all="ignore"):
-                overall = [np.nanmean(v) if np.any(~np.isnan(v)) else np.nan for v in values]
-            rows.append(metric_row(SUITE, split, predictor, metric, overall))
-            if values.shape[1] > 1:
-                rows += [
-                    metric_row(SUITE, split, predictor, metric, values[:, h], horizon=h + 1)
-                    for h in range(values.shape[1])
-                ]
-    return rows
+    return summary_rows(SUITE, scenarios, per_scenario, predictor, METRICS)

@@ -34,7 +34,7 @@ import numpy as np
 
 from worldsim.envs.base import PHYSICS_HZ
 from worldsim.evals.protocol import Predictor, Scenario
-from worldsim.evals.results import mean_ignoring_nan, metric_row
+from worldsim.evals.results import mean_ignoring_nan, summary_rows
 from worldsim.evals.scenarios import predict_scenarios
 from worldsim.evals.tracking import Tracks, count_detections, track_scenario_frames
 
@@ -298,7 +298,7 @@ def score_tracked(
     per_scenario = [
         scenario_metrics(s, predicted_tracks(s, frames), t) for s, frames, t in zip(scenarios, predictions, truth)
     ]
-    return summarize(suite, scenarios, per_scenario, predictor, metrics)
+    return summary_rows(suite, scenarios, per_scenario, predictor, metrics)
 
 
 def score_physics(
@@ -319,29 +319,6 @@ def run_tracked(
     for predictor in predictors:
         predictions = predict_scenarios(predictor, list(scenarios), batch_size)
         rows += score(scenarios, predictions, predictor.name, truth)
-    return rows
-
-
-def summarize(
-    suite: str,
-    scenarios: Sequence[Scenario],
-    per_scenario: list[dict[str, np.ndarray]],
-    predictor: str,
-    metrics: Sequence[str],
-) -> list[dict[str, Any]]:
-    """Rows per split and metric: the mean over scenarios, plus one row per step for per-step arrays."""
-    rows = []
-    for split in sorted({s.split for s in scenarios}):
-        picked = [m for s, m in zip(scenarios, per_scenario) if s.split == split]
-        for metric in metrics:
-            values = np.stack([m[metric] for m in picked])  # (N, H) or (N, 1)
-            overall = [mean_ignoring_nan(v) for v in values]
-            rows.append(metric_row(suite, split, predictor, metric, overall))
-            if values.shape[1] > 1:
-                rows += [
-                    metric_row(suite, split, predictor, metric, values[:, h], horizon=h + 1)
-                    for h in range(values.shape[1])
-                ]
     return rows
 
 

@@ -21,9 +21,11 @@ import os
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
+
+from worldsim.evals.protocol import Scenario
 
 SCHEMA = 1
 ROW_KEYS = ("suite", "split", "predictor", "metric", "horizon", "value", "n", "ci_low", "ci_high")
@@ -139,3 +141,26 @@ def read_results(path: str | Path) -> dict[str, Any]:
         )
     document["rows"] = [{key: _from_text(value) for key, value in row.items()} for row in document["rows"]]
     return document
+
+
+def summary_rows(
+    suite: str,
+    scenarios: Sequence[Scenario],
+    per_scenario: list[dict[str, np.ndarray]],
+    predictor: str,
+    metrics: Sequence[str],
+) -> list[dict[str, Any]]:
+    """Rows per split and metric: the mean over scenarios, plus one row per step for per-step arrays."""
+    rows = []
+    for split in sorted({s.split for s in scenarios}):
+        picked = [m for s, m in zip(scenarios, per_scenario) if s.split == split]
+        for metric in metrics:
+            values = np.stack([m[metric] for m in picked])  # (N, H) or (N, 1)
+            overall = [mean_ignoring_nan(v) for v in values]
+            rows.append(metric_row(suite, split, predictor, metric, overall))
+            if values.shape[1] > 1:
+                rows += [
+                    metric_row(suite, split, predictor, metric, values[:, h], horizon=h + 1)
+                    for h in range(values.shape[1])
+                ]
+    return rows
