@@ -24,7 +24,6 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from worldsim.envs.contexts import ContextSource
-from worldsim.sampling import SamplingConfig
 from worldsim.spaces import check_action
 from worldsim.world_batch import StepOutput, WorldBatch
 from worldsim.world_model import SamplingLike, WorldModel
@@ -58,7 +57,7 @@ class _WorldModelBase:
         )
         if self.model.action_space is None:
             raise ValueError("the checkpoint records no action space: it cannot be stepped as an env")
-        self.batch = WorldBatch(self.model, SamplingConfig.of(sampling))
+        self.batch = WorldBatch(self.model, sampling)
         self.observation, self.horizon = observation, int(horizon)
         self.source = ContextSource(
             self.model,

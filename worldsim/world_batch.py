@@ -25,7 +25,7 @@ from typing import NamedTuple, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from worldsim.flow import guidance_passes, sample_next_frame, write_frames
+from worldsim.flow import GuidancePass, guidance_passes, sample_next_frame, write_frames
 from worldsim.models.kv_cache import KVCache
 from worldsim.models.text import TextCondition
 from worldsim.world_model import ArrayLike, ResidualAnchor, SamplingLike, WorldModel
@@ -49,7 +49,6 @@ class Context(NamedTuple):
     cache: KVCache
     last: torch.Tensor  # (R, C, h, w) the latest frame's latents
     anchor: ResidualAnchor
-    text: Optional[TextCondition]
     frames: Optional[np.ndarray]  # (R, H, W, 3) the latest frame as returned; None when not decoded
 
 
@@ -70,7 +69,7 @@ class WorldBatch:
         self._text: Optional[TextCondition] = None
         self._anchor: Optional[ResidualAnchor] = None
         self._stream: Optional[torch.Generator] = None
-        self._passes = guidance_passes(1.0, 1.0, False, model.has_actions)
+        self._passes: list[GuidancePass] = []  # set by start: which guided passes each step runs
 
     @torch.inference_mode()
     def start(
@@ -260,7 +259,7 @@ class WorldBatch:
                 )
             # Rows imagined from text have no real frame to anchor to: they decode directly.
             frames = model.decode(last) if decode else None
-            return Context(cache, last, ResidualAnchor.direct(R, model.frame_shape), condition, frames)
+            return Context(cache, last, ResidualAnchor.direct(R, model.frame_shape), frames)
         latents = model.encode(context_frames)  # (R, T0, C, h, w)
         actions = action_mask = None
         if model.has_actions:
@@ -288,7 +287,7 @@ class WorldBatch:
         if decode:
             last_frames = context_frames[:, -1]
             frames = np.array(last_frames.cpu() if isinstance(last_frames, torch.Tensor) else last_frames, np.uint8)
-        return Context(cache, latents[:, -1], anchor, condition, frames)
+        return Context(cache, latents[:, -1], anchor, frames)
 
     @staticmethod
     def _first(context: Context) -> StepOutput:
