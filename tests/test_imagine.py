@@ -235,7 +235,7 @@ def test_collect_records_a_saved_ppo_policy_in_the_real_env(push: Path, tmp_path
     noisy, again = record("noisy", random_prob=1.0), record("again", random_prob=1.0)
     assert np.array_equal(noisy.episode(1).actions, again.episode(1).actions)  # reseeded per episode
     assert np.abs(noisy.episode(1).actions).max() > np.abs(expected).max() + 0.1
-    with pytest.raises(ValueError, match="pass the checkpoint and observation the policy was trained with"):
+    with pytest.raises(ValueError, match="pass the model, observation and env the policy was trained with"):
         record("rgb", observation="rgb")
     with pytest.raises(ValueError, match=r"policy_kwargs \['path'\] given to policy 'random'"):
         collect(

@@ -47,6 +47,7 @@ from worldsim.evals.results import Z95
 from worldsim.imagine_pool import PoolConfig, pool
 from worldsim.imagine_pool import markdown as pool_markdown
 from worldsim.sampling import SamplingConfig
+from worldsim.saved_policy import load_ppo_policy, net_arch_of, read_policy_weights
 from worldsim.world_model import WorldModel
 
 OBSERVATIONS = {"latent": "MlpPolicy", "rgb": "CnnPolicy"}  # observation -> the SB3 policy that reads it
@@ -246,9 +247,9 @@ def real_horizon(model: WorldModel, horizon: Optional[int]) -> int:
     """``horizon``, or the real env's registered episode limit."""
     if horizon is not None:
         return int(horizon)
-    limit = gymnasium.spec(model.env_id).max_episode_steps
+    limit = gymnasium.spec(model.real_env_id()).max_episode_steps
     if limit is None:
-        raise ValueError(f"{model.env_id} registers no episode limit: set horizon=<steps per episode>")
+        raise ValueError(f"{model.real_env_id()} registers no episode limit: set horizon=<steps per episode>")
     return int(limit)
 
 
@@ -261,9 +262,8 @@ def sampling_words(model: WorldModel, cfg: ImagineConfig) -> str:
 
 def make_real_env(model: WorldModel, horizon: int, env_kwargs: Optional[dict[str, Any]] = None) -> gymnasium.Env:
     """The world the model learned (its env id and kwargs, updated by ``env_kwargs``), truncated after ``horizon``."""
-    if not model.env_id:
-        raise ValueError("the checkpoint records no env id: imagine needs the real world to train and score in")
-    return gymnasium.make(model.env_id, max_episode_steps=horizon, **{**model.env_kwargs, **(env_kwargs or {})})
+    env_id = model.real_env_id("imagine needs the real world to train and score in")
+    return gymnasium.make(env_id, max_episode_steps=horizon, **{**model.env_kwargs, **(env_kwargs or {})})
 
 
 # -- training -------------------------------------------------------------------------------------------
@@ -387,19 +387,19 @@ def make_agent(cfg: ImagineConfig, venv: Any) -> Any:
         verbose=cfg.verbose,
     )
     if cfg.init_policy is not None:
-        saved = PPO.load(cfg.init_policy, device=cfg.device)
-        if saved.observation_space != agent.observation_space or saved.action_space != agent.action_space:
+        state = read_policy_weights(cfg.init_policy, cfg.device)
+        if net_arch_of(state) != {"pi": list(p.net_arch), "vf": list(p.net_arch)}:
             raise ValueError(
-                f"init_policy={cfg.init_policy!r} observes {saved.observation_space} and acts in "
-                f"{saved.action_space}; this run has {agent.observation_space} and {agent.action_space}: "
-                "start from a policy trained with the same checkpoint's autoencoder and observation"
+                f"init_policy={cfg.init_policy!r} has another network than ppo.net_arch={list(p.net_arch)} "
+                f"(its layers: {net_arch_of(state)}): set ppo.net_arch to the one it was trained with"
             )
         try:
-            agent.policy.load_state_dict(saved.policy.state_dict())
-        except RuntimeError as error:
+            agent.policy.load_state_dict(state)
+        except RuntimeError:
             raise ValueError(
-                f"init_policy={cfg.init_policy!r} has another network than ppo.net_arch="
-                f"{list(p.net_arch)}: set ppo.net_arch to the one it was trained with ({error})"
+                f"init_policy={cfg.init_policy!r} does not observe {agent.observation_space} and act in "
+                f"{agent.action_space} as this run does: start from a policy trained with the same "
+                "checkpoint's autoencoder and observation"
             ) from None
     return agent
 
@@ -454,23 +454,12 @@ class SavedPPOPolicy:
         random_prob: float = 0.0,
         device: str = "cpu",
     ) -> None:
-        from stable_baselines3 import PPO
-
         if observation not in OBSERVATIONS:
             raise ValueError(f"observation={observation!r}: use one of {list(OBSERVATIONS)}")
         if not 0.0 <= random_prob <= 1.0:
             raise ValueError(f"random_prob={random_prob}: give a probability in [0, 1]")
-        if not Path(path).is_file():
-            raise ValueError(f"path={path!r} is no file: give a policy `worldsim imagine` saved (<out>/ppo_<name>.zip)")
         self.model = WorldModel.from_checkpoint(checkpoint, device)
-        self.agent = PPO.load(path, device=device)
-        expected = model_observation_space(self.model, observation).shape
-        if tuple(self.agent.observation_space.shape) != expected:
-            raise ValueError(
-                f"{path} observes {self.agent.observation_space.shape}, but {checkpoint} with "
-                f"observation={observation!r} gives {expected}: pass the checkpoint and observation "
-                "the policy was trained with"
-            )
+        self.agent = load_ppo_policy(path, model_observation_space(self.model, observation), action_space, device)
         self.action_space, self.observation, self.random_prob = action_space, observation, random_prob
         self.rng = np.random.default_rng(0)
 
@@ -683,7 +672,6 @@ def rescore(cfg: ImagineConfig) -> dict[str, Any]:
     returns must come out as the run reported them, or the model seen through is not the run's. The
     rows keep the run's training figures, so the report reads like a run's.
     """
-    from stable_baselines3 import PPO
 
     path = Path(cfg.rescore)
     path = path / "imagine.json" if path.is_dir() else path
@@ -720,7 +708,9 @@ def rescore(cfg: ImagineConfig) -> dict[str, Any]:
         if not policy.is_file():
             raise ValueError(f"{policy} is missing: re-scoring needs the policies the run saved beside its report")
         print(f"imagine: re-scoring {policy} on {len(seeds)} real episodes", flush=True)
-        agent = PPO.load(policy, device=cfg.device)
+        agent = load_ppo_policy(
+            policy, model_observation_space(model, run["observation"]), model.action_space, cfg.device
+        )
         scored = summarize(
             row["policy"],
             evaluate_agent(agent, model, facts["horizon"], run["env_kwargs"], run["observation"], seeds),
