@@ -43,8 +43,8 @@ class ContextSource:
             raise ValueError("context='dataset' needs dataset=path/to/episodes (or options={'dataset': path} at reset)")
         if context == "text" and not text:
             raise ValueError("context='text' needs text='a caption' (or options={'text': ...} at reset)")
-        if context == "env" and not model.env_id:
-            raise ValueError("context='env': the checkpoint records no env id; use context='dataset' or 'text'")
+        if context == "env":
+            model.real_env_id("use context='dataset' or 'text'")  # refused now, not at the first reset
         self.model, self.context, self.k = model, context, int(context_frames)
         self.context_policy, self.dataset, self.text = context_policy, dataset, text
         self.env_kwargs = {**model.env_kwargs, **dict(env_kwargs or {})}
@@ -67,7 +67,7 @@ class ContextSource:
         from worldsim.data.recorder import EpisodeRecorder
 
         if self._recorder is None:
-            env = make_env(CollectConfig(env=self.model.env_id, env_kwargs=self.env_kwargs))
+            env = make_env(CollectConfig(env=self.model.real_env_id(), env_kwargs=self.env_kwargs))
             policy = (
                 ZeroPolicy(env.action_space) if self.context_policy == "zero" else make_policy(self.context_policy, env)
             )

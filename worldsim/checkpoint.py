@@ -28,7 +28,9 @@ code, so ``WorldModel.from_checkpoint`` stays light.
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Union
@@ -101,27 +103,41 @@ def worldsim_record(
     }
 
 
+def load_weights_only(source: Union[str, Path, io.BytesIO], map_location: Union[str, torch.device] = "cpu") -> Any:
+    """``torch.load(source, weights_only=True)``, or ValueError with a one-line reason it cannot be read."""
+    try:
+        return torch.load(source, map_location=map_location, weights_only=True)
+    except Exception as error:  # unpickling errors come in many types
+        text = str(error)
+        found = re.search(r"Unsupported global: (GLOBAL \S+)", text)
+        if found:
+            reason = f"it holds pickled objects ({found[1]}), not only weights"
+        elif isinstance(error, (IndexError, KeyError, EOFError, RuntimeError)) or "pickl" in text.lower():
+            reason = "it is no file torch.save wrote: truncated, corrupt, or another format"
+        else:
+            reason = f"{type(error).__name__}: {text.splitlines()[0][:200] if text else ''}"
+        raise ValueError(f"it cannot be read with torch.load(weights_only=True): {reason}") from None
+
+
 def load_checkpoint(path: Union[str, Path], map_location: Union[str, torch.device] = "cpu") -> dict[str, Any]:
     """A worldsim checkpoint (training or exported) read with ``weights_only=True``, its record checked."""
     path = Path(path)
-    if not path.is_file():
-        hint = (
-            f"; a run directory holds them under <stage>/checkpoints/, e.g. "
-            f"{path / 'autoencoder' / 'checkpoints' / 'last.ckpt'}"
-            if path.is_dir()
-            else ""
-        )
+    if path.is_dir():
         raise CheckpointError(
-            f"checkpoint {path} does not exist{hint}: pass the path of a .ckpt "
+            f"checkpoint {path} is a directory: pass a model file, e.g. {path / 'model.pt'}, or a run's "
+            f"{path / 'dynamics' / 'checkpoints' / 'last.ckpt'}"
+        )
+    if not path.is_file():
+        raise CheckpointError(
+            f"checkpoint {path} does not exist: pass the path of a .ckpt "
             "written by `worldsim train` or a file written by export_checkpoint"
         )
     try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:  # unpickling errors come in many types
+        checkpoint = load_weights_only(path, map_location)
+    except ValueError as error:
         raise CheckpointError(
-            f"checkpoint {path} cannot be read with torch.load(weights_only=True) ({error}): it is "
-            "not a worldsim checkpoint, or it holds pickled objects; worldsim never unpickles code, "
-            "so re-train or re-export it with this worldsim"
+            f"checkpoint {path}: {error}; worldsim never unpickles code, so pass a model file "
+            "`worldsim train` or export_checkpoint wrote (re-train or re-export it with this worldsim)"
         ) from None
     record = checkpoint.get("worldsim") if isinstance(checkpoint, dict) else None
     if not isinstance(record, dict):

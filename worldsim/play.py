@@ -222,13 +222,9 @@ class RealWorld:
     def __init__(self, model: WorldModel) -> None:
         from worldsim.data.collect import CollectConfig, make_env
 
-        if not model.env_id:
-            raise ValueError(
-                "the checkpoint records no env id, so there is no real world to play beside: pass "
-                "dataset=path/to/episodes to start the model from a dataset episode"
-            )
+        env_id = model.real_env_id("pass dataset=path/to/episodes to start the model from a dataset episode")
         try:
-            self.env = make_env(CollectConfig(env=model.env_id, env_kwargs=model.env_kwargs))
+            self.env = make_env(CollectConfig(env=env_id, env_kwargs=model.env_kwargs))
         except ValueError as error:
             raise ValueError(f"{error}; or pass dataset=path/to/episodes to play the model alone") from None
         if self.env.action_space.shape != model.action_space.shape or type(self.env.action_space) is not type(

@@ -134,6 +134,30 @@ class WorldModel:
         """The Gymnasium id of the world the model was trained on ("" when unknown)."""
         return str(self.data.get("env_id", ""))
 
+    def real_env_id(self, instead: str = "") -> str:
+        """The recorded env id, safe to hand to ``gymnasium.make``: a registered id, never a module to import.
+
+        A model file is data, so the id it records must not choose code: ``gymnasium.make("pkg:Id-v0")``
+        would import ``pkg`` (from the working directory too). The module prefix is dropped, and the
+        bare id must already be registered (worldsim's worlds are; for another package's env, import
+        that package first). ``instead`` ends the error with what else the caller can do.
+        """
+        recorded = self.env_id
+        if not recorded:
+            raise ValueError(f"the checkpoint records no env id{'; ' + instead if instead else ''}")
+        module, _, bare = recorded.rpartition(":")
+        if bare not in gymnasium.registry:
+            fix = (
+                f"worldsim never imports a module a file names: `import {module}` yourself first, so it registers {bare!r}"
+                if module
+                else f"import the package that registers {bare!r} first"
+            )
+            raise ValueError(
+                f"the checkpoint records env id {recorded!r}, which is not registered: {fix}"
+                f"{'; or ' + instead if instead else ''}"
+            )
+        return bare
+
     @property
     def env_kwargs(self) -> dict[str, Any]:
         return dict(self.data.get("env_kwargs") or {})
