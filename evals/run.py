@@ -17,6 +17,7 @@ from typing import Any, Callable, Optional
 from tqdm import tqdm
 
 import worldsim
+from worldsim.config_checks import check_at_least
 from worldsim.evals.protocol import Predictor, Scenario
 from worldsim.evals.report import Example, MetricInfo, write_report
 from worldsim.evals.results import read_results, write_results
@@ -132,6 +133,9 @@ class EvalConfig:
     # how the model and reference predictors sample, e.g. sampling.cfg_text=3 for text guidance; unset fields: each
     # model file's default
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
+
+    def __post_init__(self) -> None:
+        check_at_least(self, n=1, batch_size=1)
 
 
 def _check(cfg: EvalConfig) -> None:

@@ -3,6 +3,9 @@ are not what they claim are refused with the file named (docs/trust.md lists eve
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -13,6 +16,7 @@ from test_world_model import build_model_file, one_thread, physics  # noqa: F401
 
 import worldsim  # noqa: F401  (registers the ids)
 from worldsim.checkpoint import CheckpointError
+from worldsim.training.train import stage_resume
 from worldsim.world_model import WorldModel
 
 
@@ -31,7 +35,9 @@ def test_an_env_id_a_model_file_records_never_imports_a_module(
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
     crafted = recording_env_id(physics, "somemodule:X-v0", tmp_path / "crafted.pt")
-    with pytest.raises(ValueError, match=r"'somemodule:X-v0'.*never imports a module a file names: `import somemodule`"):
+    with pytest.raises(
+        ValueError, match=r"'somemodule:X-v0'.*never imports a module a file names: `import somemodule`"
+    ):
         gymnasium.make("worldsim/WorldModel-v0", checkpoint=str(crafted)).reset(seed=0)
     assert not marker.exists() and "somemodule" not in sys.modules
 
@@ -59,3 +65,46 @@ def test_files_that_are_no_model_are_refused_with_the_file_named(tmp_path: Path)
     truncated.write_bytes(Path(noise).read_bytes()[:10])
     with pytest.raises(CheckpointError, match="truncated, corrupt, or another format"):
         WorldModel.from_checkpoint(truncated)
+
+
+def worldsim_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    return subprocess.run(
+        [sys.executable, "-m", "worldsim.cli", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300
+    )
+
+
+@pytest.mark.slow
+def test_an_autoencoder_file_as_init_is_one_clear_error_without_a_traceback(physics, tmp_path: Path) -> None:
+    export = torch.load(physics[1], weights_only=True)
+    export["weights"] = {"autoencoder": export["weights"]["autoencoder"]}
+    export["worldsim"]["stage"] = "autoencoder"
+    torch.save(export, tmp_path / "autoencoder.pt")
+    result = worldsim_cli(
+        "train", "stage=dynamics", f"init={tmp_path / 'autoencoder.pt'}", f"data={physics[0]}", "out=run", cwd=tmp_path
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert re.search(
+        r"worldsim train: error: init=.*autoencoder.pt holds \['autoencoder'\], no dynamics model", result.stderr
+    )
+    assert "HYDRA_FULL_ERROR=1" in result.stderr
+
+
+def test_a_truncated_last_checkpoint_names_the_checkpoints_to_resume_from(physics, tmp_path: Path) -> None:
+    checkpoints = tmp_path / "run" / "dynamics" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    record = torch.load(physics[1], weights_only=True)["worldsim"]
+    torch.save({"worldsim": {**record, "kind": "lightning", "stage": "dynamics"}}, checkpoints / "step=000004.ckpt")
+    (checkpoints / "last.ckpt").write_bytes((checkpoints / "step=000004.ckpt").read_bytes()[:100])
+    with pytest.raises(
+        CheckpointError,
+        match=r"last.ckpt cannot be resumed from .*resume from another checkpoint of the run: .*step=000004.ckpt",
+    ):
+        stage_resume(str(tmp_path / "run"), "dynamics", required=True)
+    with pytest.raises(CheckpointError, match=r"resume from another checkpoint of the run: .*step=000004.ckpt"):
+        stage_resume(str(checkpoints / "last.ckpt"), "dynamics", required=True)
+    assert (
+        stage_resume(str(checkpoints / "step=000004.ckpt"), "dynamics", required=True)
+        == checkpoints / "step=000004.ckpt"
+    )

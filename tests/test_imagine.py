@@ -404,10 +404,10 @@ def test_worldsim_imagine_writes_the_table(push: Path, tmp_path: Path) -> None:
         imagine(ImagineConfig(rescore=str(out), horizon=8, out=str(rescored)))
     with pytest.raises(ValueError, match="out=.* is the run's own folder"):
         imagine(ImagineConfig(rescore=str(out), out=str(out)))
-    with pytest.raises(ValueError, match="eval_episodes=1 is fewer than the 2 the run played"):
+    with pytest.raises(ValueError, match="eval_episodes=1: it must be at least 2"):
         imagine(ImagineConfig(rescore=str(out), eval_episodes=1, out=str(rescored)))
     tampered = json.loads((out / "imagine.json").read_text())
     tampered["rows"][0]["returns"][0] += 0.5
     (out / "imagine.json").write_text(json.dumps(tampered))
     with pytest.raises(ValueError, match="earns other returns on the run's own episodes"):
-        imagine(ImagineConfig(rescore=str(out), eval_episodes=2, out=str(rescored)))
+        imagine(ImagineConfig(rescore=str(out), eval_episodes=1, out=str(rescored)))

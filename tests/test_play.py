@@ -213,7 +213,8 @@ def test_keyboard_keys_drive_both_worlds_until_q(physics, tmp_path: Path, monkey
     [
         ({"checkpoint": "missing/model.pt"}, "checkpoint missing/model.pt does not exist"),
         ({"policy": "greedy"}, "policy='greedy' is unknown: use random, scripted, mixed, keyboard or module:callable"),
-        ({"steps": 0}, "steps=0: play at least 1 step"),
+        ({"steps": 0}, "steps=0: it must be at least 1"),
+        ({"context_frames": 0}, "context_frames=0: it must be at least 1"),
         ({"format": "avi"}, r"format='avi': use one of \['gif', 'mp4'\]"),
         ({"sampling": {"warm_start": 1.0}}, r"warm_start=1.0 is not in \[0, 1\)"),
     ],

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from worldsim.bench_env import EnvBenchConfig, bench_env
+from worldsim.config_checks import check_at_least
 from worldsim.data.collect import CollectConfig, collect
 from worldsim.envs import WORLDS
 from worldsim.sampling import SamplingConfig
@@ -31,6 +32,9 @@ class CollectBenchConfig:
     episodes: int = 64  # episodes per measurement
     size: int = 64  # frame height and width in pixels
     policy: str = "random"  # random | scripted | mixed (scripted with random bursts) | module:callable
+
+    def __post_init__(self) -> None:
+        check_at_least(self, "collect", workers=1, episodes=1, size=8)
 
 
 @dataclass

@@ -22,6 +22,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
+from worldsim.config_checks import check_at_least
 from worldsim.sampling import SamplingConfig
 
 
@@ -36,6 +37,9 @@ class EnvBenchConfig:
     memory_steps: int = 2000  # steps of the long run that checks memory stays flat
     real_env: str = "worldsim/Push-v0"  # ground-truth env timed beside the model
     threads: int = 0  # torch intra-op threads; 0 keeps torch's default
+
+    def __post_init__(self) -> None:
+        check_at_least(self, "env", batch_sizes=1, seconds=1e-3, contexts=1, memory_steps=1, threads=0)
 
 
 def tiny_model_file(path: Path) -> Path:

@@ -12,6 +12,7 @@ import dataclasses
 import importlib
 import inspect
 import io
+import os
 import sys
 import textwrap
 import tokenize
@@ -167,9 +168,25 @@ def hydra_app(name: str) -> Callable[[], None]:
 
     @hydra.main(config_path="pkg://worldsim.configs", config_name=name, version_base="1.3")
     def app(cfg: DictConfig) -> None:
-        run(OmegaConf.to_object(cfg))
+        try:
+            run(OmegaConf.to_object(cfg))
+        except Exception as error:
+            if not is_user_error(error) or os.environ.get("HYDRA_FULL_ERROR") == "1":
+                raise
+            print(f"worldsim {name}: error: {error}\n{TRACEBACK_HINT}", file=sys.stderr)
+            sys.exit(1)
 
     return app
+
+
+TRACEBACK_HINT = "(HYDRA_FULL_ERROR=1 shows where it was raised)"
+
+
+def is_user_error(error: BaseException) -> bool:
+    """An error that says what to fix, shown as one message: bad values and files (ValueError, and the
+    errors worldsim defines), and the system's (a missing file, a full disk). Anything else is a bug
+    and keeps its traceback."""
+    return isinstance(error, (ValueError, OSError)) or type(error).__module__.split(".")[0] == "worldsim"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

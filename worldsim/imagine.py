@@ -42,6 +42,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+from worldsim.config_checks import check_at_least
 from worldsim.envs import WORLD_MODEL_ID
 from worldsim.evals.results import Z95
 from worldsim.imagine_pool import PoolConfig, pool
@@ -72,6 +73,9 @@ class PPOConfig:
     clip_range: float = 0.2  # PPO's policy ratio clip
     ent_coef: float = 0.0  # entropy bonus
     net_arch: list[int] = field(default_factory=lambda: [64, 64])  # hidden layers of the policy and value MLPs
+
+    def __post_init__(self) -> None:
+        check_at_least(self, "ppo", n_steps=1, batch_size=1, n_epochs=1, net_arch=1)
 
 
 @dataclass
@@ -113,6 +117,9 @@ class ImagineConfig:
     # over their seeds with a bootstrap and a t interval, into out; pool.draws, pool.seed: the bootstrap's; trains
     # nothing
     pool: PoolConfig = field(default_factory=PoolConfig)
+
+    def __post_init__(self) -> None:
+        check_at_least(self, timesteps=1, max_seconds=1e-9, n_envs=1, eval_episodes=2, horizon=1, threads=0)
 
 
 #: What each mode reads from the command line; every other field keeps its default there.
@@ -169,15 +176,7 @@ def _check(cfg: ImagineConfig) -> None:
             set(cfg.policies) <= set(POLICIES) and bool(cfg.policies),
             f"policies={cfg.policies}: choose a non-empty subset of {list(POLICIES)}",
         ),
-        (cfg.timesteps >= 1, f"timesteps={cfg.timesteps}: train for at least 1 step"),
-        (
-            cfg.max_seconds is None or cfg.max_seconds > 0,
-            f"max_seconds={cfg.max_seconds}: give a positive limit or null",
-        ),
-        (cfg.n_envs >= 1, f"n_envs={cfg.n_envs}: run at least 1 sub-env"),
         (cfg.real_vec in REAL_VECS, f"real_vec={cfg.real_vec!r}: use one of {list(REAL_VECS)}"),
-        (cfg.eval_episodes >= 2, f"eval_episodes={cfg.eval_episodes}: a confidence interval needs at least 2"),
-        (cfg.horizon is None or cfg.horizon >= 1, f"horizon={cfg.horizon}: episodes need at least 1 step"),
         (
             cfg.init_policy is None or Path(cfg.init_policy).is_file(),
             f"init_policy={cfg.init_policy!r} is no file: give a policy `worldsim imagine` saved (<out>/ppo_<name>.zip)",

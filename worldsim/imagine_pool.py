@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from worldsim.config_checks import check_at_least
+
 GOAL = 0.8  # the ratio worldsim's agents page sets as the goal: imagination earns at least 80% of real training
 
 
@@ -36,6 +38,9 @@ class PoolConfig:
     real: list[str] = field(default_factory=list)
     draws: int = 10000  # bootstrap resamples
     seed: int = 0  # seeds the bootstrap
+
+    def __post_init__(self) -> None:
+        check_at_least(self, "pool", draws=1)
 
 
 def report_paths(entries: list[str], kind: str) -> list[Path]:

@@ -33,6 +33,7 @@ import gymnasium
 import numpy as np
 from gymnasium import spaces
 
+from worldsim.config_checks import check_at_least
 from worldsim.data.policies import RandomPolicy, make_policy
 from worldsim.envs.policy import Policy, ZeroPolicy
 from worldsim.metrics import frame_psnr
@@ -82,6 +83,9 @@ class PlayConfig:
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     device: Optional[str] = None  # cpu | cuda; None: CUDA when present
 
+    def __post_init__(self) -> None:
+        check_at_least(self, steps=1, context_frames=1, fps=1, scale=1)
+
 
 @dataclass
 class PlayResult:
@@ -109,14 +113,7 @@ def validate_config(cfg: PlayConfig) -> None:
             cfg.policy in (*HEADLESS_POLICIES, "keyboard") or ":" in cfg.policy,
             f"policy={cfg.policy!r} is unknown: use random, scripted, mixed, keyboard or module:callable",
         ),
-        (cfg.steps >= 1, f"steps={cfg.steps}: play at least 1 step"),
         (cfg.format in FORMATS, f"format={cfg.format!r}: use one of {list(FORMATS)}"),
-        (cfg.fps >= 1, f"fps={cfg.fps}: use at least 1 frame per second"),
-        (cfg.scale >= 1, f"scale={cfg.scale}: frames are enlarged by a whole factor of at least 1"),
-        (
-            cfg.context_frames is None or cfg.context_frames >= 1,
-            f"context_frames={cfg.context_frames}: the model needs at least 1 frame (or null for its window)",
-        ),
         (bool(cfg.out), "out is empty: name the folder for the video, e.g. out=play"),
     ]
     for ok, message in checks:

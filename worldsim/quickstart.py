@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from worldsim.config_checks import check_at_least
 from worldsim.data.collect import CollectConfig, collect
 from worldsim.data.dataset import EpisodeDataset
 from worldsim.envs import WORLDS, world_name
@@ -40,6 +41,19 @@ class QuickstartConfig:
     eval: bool = True  # score the model and the baselines on every suite
     eval_n: int = 16  # scenarios per suite, world and split
     reference: bool = True  # also score the reference models shipped with worldsim
+
+    def __post_init__(self) -> None:
+        check_at_least(
+            self,
+            episodes=1,
+            workers=1,
+            strip_frames=1,
+            strip_stride=1,
+            train_episodes=2,
+            ae_steps=1,
+            dynamics_steps=1,
+            eval_n=1,
+        )
 
 
 def draw_worlds(cfg: QuickstartConfig, out: Path) -> Path:

@@ -15,6 +15,7 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
 
+from worldsim.config_checks import check_at_least
 from worldsim.models.autoencoder import (
     AutoencoderConfig,
     FrameAutoencoder,
@@ -40,6 +41,11 @@ class AutoencoderStageConfig:
     statistics_frames: int = 1024  # training frames whose latents set the latent normalization
     image_frames: int = 8  # frames in the reconstruction grid logged at each validation
     verify: bool = True  # check the dataset's sha256 sums when it is opened
+
+    def __post_init__(self) -> None:
+        check_at_least(
+            self, "ae", batch_size=1, max_steps=1, num_workers=0, val_frames=1, statistics_frames=1, image_frames=0
+        )
 
 
 class AutoencoderModule(lightning.LightningModule):

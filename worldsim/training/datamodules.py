@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from worldsim.config_checks import check_at_least
 from worldsim.data.clips import ClipDataset, FixedClipSampler, split_episodes
 from worldsim.data.dataset import EpisodeDataset
 from worldsim.data.latents import LatentCache, LatentCacheError
@@ -90,6 +91,18 @@ class LatentClipDataConfig:
     rollout_length: int = 20  # frames per rollout clip: context + longest horizon (cut to what val episodes hold)
     verify: bool = False  # sha256-check every dataset shard and cache file on setup (slow on big data)
     pin_memory: Optional[bool] = None  # pin batches for asynchronous host-to-GPU copies; None: when CUDA is present
+
+    def __post_init__(self) -> None:
+        check_at_least(
+            self,
+            "dynamics_data",
+            clip_length=2,
+            batch_size=1,
+            num_workers=0,
+            val_clips=1,
+            rollout_clips=0,
+            rollout_length=2,
+        )
 
 
 class LatentClipDataModule(lightning.LightningDataModule):

@@ -27,6 +27,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
 from worldsim.checkpoint import part_state_dict
+from worldsim.config_checks import check_at_least
 from worldsim.flow import FlowMatching, FlowMatchingConfig, rollout
 from worldsim.models.actions import action_fields, model_actions
 from worldsim.models.autoencoder import FrameAutoencoder
@@ -70,6 +71,7 @@ class DynamicsConfig:
             raise ValueError(f"clip_length={self.clip_length}: dynamics needs clips of at least 2 frames")
         if self.context_frames < 1:
             raise ValueError(f"context_frames={self.context_frames}: a rollout starts from at least 1 real frame")
+        check_at_least(self, "dynamics", horizons=1, grid_clips=0)
         fixed = sorted(set(self.dit) & set(DATA_FIELDS))
         if fixed:
             raise ValueError(

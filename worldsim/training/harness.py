@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader, Sampler
 from torch.utils.flop_counter import FlopCounterMode
 
 from worldsim.checkpoint import worldsim_record
+from worldsim.config_checks import check_at_least
 from worldsim.training.optim import OptimConfig
 
 log = logging.getLogger(__name__)
@@ -65,9 +66,17 @@ class TrainerConfig:
                 f"trainer.strategy={self.strategy!r} is not one of {STRATEGIES}: pick "
                 "one (ddp for several processes, fsdp to shard large models)"
             )
-        for name in ("max_steps", "val_every_n_steps", "log_every_n_steps", "checkpoint_every_n_steps"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"trainer.{name}={getattr(self, name)} must be >= 1")
+        check_at_least(
+            self,
+            "trainer",
+            num_nodes=1,
+            max_steps=1,
+            val_every_n_steps=1,
+            log_every_n_steps=1,
+            checkpoint_every_n_steps=1,
+            keep_checkpoints=-1,
+            num_sanity_val_steps=-1,  # -1: all, as in Lightning
+        )
 
 
 def parse_devices(devices: Union[str, int, Sequence[int]]) -> Union[str, int, list[int]]:

@@ -31,6 +31,7 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from worldsim.checkpoint import (
     EXPORT_DTYPES,
+    EXPORT_KEY,
     CheckpointError,
     autoencoder_config,
     dataset_meta,
@@ -140,7 +141,7 @@ def stage_resume(resume: Optional[str], stage: str, required: bool) -> Optional[
         return None
     path = Path(resume)
     if path.is_file():
-        written_by = load_checkpoint(path)["worldsim"].get("stage")
+        written_by = readable_resume(path)["worldsim"].get("stage")
         if written_by == stage:
             return path
         if required:
@@ -151,7 +152,23 @@ def stage_resume(resume: Optional[str], stage: str, required: bool) -> Optional[
         return None
     if not required and path.is_dir() and not (path / stage / "checkpoints" / "last.ckpt").is_file():
         return None
-    return resolve_resume(resume, stage)
+    resolved = resolve_resume(resume, stage)
+    readable_resume(resolved)
+    return resolved
+
+
+def readable_resume(path: Path) -> dict[str, Any]:
+    """The checkpoint at ``path``, or an error naming the others it was saved beside to resume from."""
+    try:
+        return load_checkpoint(path)
+    except CheckpointError as error:
+        others = sorted(p.name for p in path.parent.glob("*.ckpt") if p != path)
+        fix = (
+            f"resume from another checkpoint of the run: {', '.join(str(path.parent / o) for o in others)}"
+            if others
+            else "no other checkpoint lies beside it: start the stage again without resume="
+        )
+        raise CheckpointError(f"resume={path} cannot be resumed from ({error}); {fix}") from None
 
 
 def train_autoencoder(cfg: TrainConfig) -> Path:
@@ -194,6 +211,11 @@ def train_dynamics(cfg: TrainConfig) -> Path:
         raise CheckpointError(
             f"init={cfg.init} is not an exported model file: pass the <run>/model.pt that "
             "`worldsim train` writes (or a shipped reference)"
+        )
+    if init is not None and "dit" not in init[EXPORT_KEY]:
+        raise CheckpointError(
+            f"init={cfg.init} holds {sorted(init[EXPORT_KEY])}, no dynamics model to fine-tune: pass a "
+            f"<run>/model.pt (or a shipped reference); an autoencoder file goes to autoencoder={cfg.init}"
         )
     autoencoder_path = Path(cfg.autoencoder or cfg.init or out / "autoencoder.pt")
     if not autoencoder_path.is_file():
