@@ -135,7 +135,7 @@ class EvalConfig:
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
 
     def __post_init__(self) -> None:
-        check_at_least(self, n=1, batch_size=1)
+        check_at_least(self, n=1, batch_size=1, seed=0)
 
 
 def _check(cfg: EvalConfig) -> None:

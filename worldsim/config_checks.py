@@ -18,6 +18,15 @@ def check_at_least(cfg: Any, node: str = "", **minimums: float) -> None:
     for name, minimum in minimums.items():
         value = getattr(cfg, name)
         many = isinstance(value, (list, tuple))
-        if any(item is not None and item < minimum for item in (value if many else [value])):
+        if any(item is not None and not item >= minimum for item in (value if many else [value])):  # NaN too
             key = f"{node}.{name}" if node else name
             raise ValueError(f"{key}={value}: {'each' if many else 'it'} must be at least {minimum:g}")
+
+
+def check_within(cfg: Any, node: str = "", **bounds: tuple[float, float]) -> None:
+    """Raise ValueError naming the first field of ``cfg`` outside its closed ``(low, high)``; None passes."""
+    for name, (low, high) in bounds.items():
+        value = getattr(cfg, name)
+        if value is not None and not low <= value <= high:  # NaN too
+            key = f"{node}.{name}" if node else name
+            raise ValueError(f"{key}={value}: it must lie in [{low:g}, {high:g}]")

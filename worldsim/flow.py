@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from worldsim.config_checks import check_at_least, check_within
 from worldsim.models.text import TextCondition
 from worldsim.sampling import WARM_START
 
@@ -46,11 +47,18 @@ class FlowMatchingConfig:
     termination_weight: float = 1.0  # termination-head BCE weight in the total loss
 
     def __post_init__(self) -> None:
-        assert self.noise_sampling in ("logit_normal", "uniform"), (
-            f"noise_sampling {self.noise_sampling!r} is not 'logit_normal' or 'uniform'"
+        if self.noise_sampling not in ("logit_normal", "uniform"):
+            raise ValueError(f"dynamics.flow.noise_sampling={self.noise_sampling!r}: use 'logit_normal' or 'uniform'")
+        check_at_least(self, "dynamics.flow", logit_std=1e-6, context_noise=1e-6, reward_weight=0, termination_weight=0)
+        check_within(
+            self,
+            "dynamics.flow",
+            context_noise=(0, 1),
+            context_prob=(0, 1),
+            rollout_prob=(0, 1),
+            text_drop_prob=(0, 1),
+            action_drop_prob=(0, 1),
         )
-        assert 0.0 < self.context_noise <= 1.0, f"context_noise {self.context_noise} is not in (0, 1]"
-        assert 0.0 <= self.rollout_prob <= 1.0, f"rollout_prob {self.rollout_prob} is not in [0, 1]"
 
 
 class FlowMatching:

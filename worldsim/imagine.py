@@ -42,7 +42,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from worldsim.config_checks import check_at_least
+from worldsim.config_checks import check_at_least, check_within
 from worldsim.envs import WORLD_MODEL_ID
 from worldsim.evals.results import Z95
 from worldsim.imagine_pool import PoolConfig, pool
@@ -75,7 +75,18 @@ class PPOConfig:
     net_arch: list[int] = field(default_factory=lambda: [64, 64])  # hidden layers of the policy and value MLPs
 
     def __post_init__(self) -> None:
-        check_at_least(self, "ppo", n_steps=1, batch_size=1, n_epochs=1, net_arch=1)
+        check_at_least(
+            self,
+            "ppo",
+            n_steps=1,
+            batch_size=1,
+            n_epochs=1,
+            net_arch=1,
+            learning_rate=1e-12,
+            clip_range=1e-6,
+            ent_coef=0,
+        )
+        check_within(self, "ppo", gamma=(0, 1), gae_lambda=(0, 1))
 
 
 @dataclass
@@ -119,7 +130,18 @@ class ImagineConfig:
     pool: PoolConfig = field(default_factory=PoolConfig)
 
     def __post_init__(self) -> None:
-        check_at_least(self, timesteps=1, max_seconds=1e-9, n_envs=1, eval_episodes=2, horizon=1, threads=0)
+        check_at_least(
+            self,
+            timesteps=1,
+            max_seconds=1e-9,
+            n_envs=1,
+            eval_episodes=2,
+            horizon=1,
+            threads=0,
+            seed=0,
+            eval_seed=0,
+            verbose=0,
+        )
 
 
 #: What each mode reads from the command line; every other field keeps its default there.

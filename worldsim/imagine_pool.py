@@ -40,7 +40,7 @@ class PoolConfig:
     seed: int = 0  # seeds the bootstrap
 
     def __post_init__(self) -> None:
-        check_at_least(self, "pool", draws=1)
+        check_at_least(self, "pool", draws=1, seed=0)
 
 
 def report_paths(entries: list[str], kind: str) -> list[Path]:

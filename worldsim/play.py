@@ -84,7 +84,7 @@ class PlayConfig:
     device: Optional[str] = None  # cpu | cuda; None: CUDA when present
 
     def __post_init__(self) -> None:
-        check_at_least(self, steps=1, context_frames=1, fps=1, scale=1)
+        check_at_least(self, steps=1, context_frames=1, fps=1, scale=1, seed=0)
 
 
 @dataclass

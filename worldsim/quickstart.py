@@ -50,6 +50,7 @@ class QuickstartConfig:
             strip_frames=1,
             strip_stride=1,
             train_episodes=2,
+            seed=0,
             ae_steps=1,
             dynamics_steps=1,
             eval_n=1,

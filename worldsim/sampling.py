@@ -47,6 +47,10 @@ class SamplingConfig:
                 problems.append(f"{name}={value} is not in [1, 64]")
         if self.min_change is not None and not 0 <= int(self.min_change) <= 255:
             problems.append(f"min_change={self.min_change} is not in [0, 255] (levels of a uint8 pixel)")
+        for name in ("cfg_text", "cfg_action"):
+            value = getattr(self, name)
+            if value is not None and not float(value) >= 0:
+                problems.append(f"{name}={value} is negative: 1 is no guidance, 0 ignores the condition")
         if self.window is not None and int(self.window) < 1:
             problems.append(f"window={self.window}: the cache must hold at least 1 past frame")
         if self.warm_start is not None and not 0.0 <= float(self.warm_start) < 1.0:

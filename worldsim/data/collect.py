@@ -66,6 +66,9 @@ class CollectConfig:
     size: Optional[list[int]] = None  # [H, W] to resize frames to (INTER_AREA); None keeps them
     progress: bool = True  # show a progress bar counting episodes across workers
 
+    def __post_init__(self) -> None:
+        validate_config(self)
+
 
 @dataclass
 class CollectSummary:
@@ -99,6 +102,7 @@ def validate_config(cfg: CollectConfig) -> None:
         (cfg.episodes > 0, f"episodes={cfg.episodes}: record at least 1 episode"),
         (cfg.shard_episodes > 0, f"shard_episodes={cfg.shard_episodes}: a shard holds at least 1"),
         (cfg.workers > 0, f"workers={cfg.workers}: use at least 1 process"),
+        (cfg.seed >= 0, f"seed={cfg.seed}: seeds are non-negative integers"),
         (
             cfg.max_steps is None or cfg.max_steps > 0,
             f"max_steps={cfg.max_steps}: use a positive cap or null for the env's own limit",

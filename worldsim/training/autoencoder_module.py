@@ -15,7 +15,7 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
 
-from worldsim.config_checks import check_at_least
+from worldsim.config_checks import check_at_least, check_within
 from worldsim.models.autoencoder import (
     AutoencoderConfig,
     FrameAutoencoder,
@@ -46,6 +46,7 @@ class AutoencoderStageConfig:
         check_at_least(
             self, "ae", batch_size=1, max_steps=1, num_workers=0, val_frames=1, statistics_frames=1, image_frames=0
         )
+        check_within(self, "ae", val_fraction=(0, 0.99))
 
 
 class AutoencoderModule(lightning.LightningModule):

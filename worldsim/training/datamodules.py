@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from worldsim.config_checks import check_at_least
+from worldsim.config_checks import check_at_least, check_within
 from worldsim.data.clips import ClipDataset, FixedClipSampler, split_episodes
 from worldsim.data.dataset import EpisodeDataset
 from worldsim.data.latents import LatentCache, LatentCacheError
@@ -102,7 +102,10 @@ class LatentClipDataConfig:
             val_clips=1,
             rollout_clips=0,
             rollout_length=2,
+            split_seed=0,
+            seed=0,
         )
+        check_within(self, "dynamics_data", val_fraction=(0, 0.99))
 
 
 class LatentClipDataModule(lightning.LightningDataModule):

@@ -71,7 +71,7 @@ class DynamicsConfig:
             raise ValueError(f"clip_length={self.clip_length}: dynamics needs clips of at least 2 frames")
         if self.context_frames < 1:
             raise ValueError(f"context_frames={self.context_frames}: a rollout starts from at least 1 real frame")
-        check_at_least(self, "dynamics", horizons=1, grid_clips=0)
+        check_at_least(self, "dynamics", horizons=1, grid_clips=0, val_seed=0)
         fixed = sorted(set(self.dit) & set(DATA_FIELDS))
         if fixed:
             raise ValueError(

@@ -76,6 +76,7 @@ class TrainerConfig:
             checkpoint_every_n_steps=1,
             keep_checkpoints=-1,
             num_sanity_val_steps=-1,  # -1: all, as in Lightning
+            limit_val_batches=0,
         )
 
 

@@ -9,6 +9,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from worldsim.config_checks import check_at_least, check_within
+
 
 @dataclass
 class OptimConfig:
@@ -22,9 +24,8 @@ class OptimConfig:
     ema_decay: float = 0.999  # EMA of the weights used for validation and export (0 disables)
 
     def __post_init__(self) -> None:
-        assert self.lr > 0, f"lr {self.lr} must be > 0"
-        assert 0.0 <= self.min_lr_ratio <= 1.0, f"min_lr_ratio {self.min_lr_ratio} not in [0, 1]"
-        assert 0.0 <= self.ema_decay < 1.0, f"ema_decay {self.ema_decay} not in [0, 1)"
+        check_at_least(self, "optim", lr=1e-12, weight_decay=0, warmup_steps=0, grad_clip=0)
+        check_within(self, "optim", beta1=(0, 0.9999), beta2=(0, 0.9999), min_lr_ratio=(0, 1), ema_decay=(0, 0.9999999))
 
 
 def lr_factor(step: int, warmup_steps: int, max_steps: int, min_lr_ratio: float) -> float:

@@ -42,6 +42,7 @@ from worldsim.checkpoint import (
     recorded_sampling,
     set_default_sampling,
 )
+from worldsim.config_checks import check_at_least
 
 # The schema needs CollectConfig's type, so collect is not imported lazily: it adds ~30 ms to train's ~3 s.
 from worldsim.data.collect import CollectConfig, collect
@@ -102,6 +103,7 @@ class TrainConfig:
     collect: Optional[CollectConfig] = None
 
     def __post_init__(self) -> None:
+        check_at_least(self, seed=0)
         if self.stage not in STAGES:
             raise ValueError(f"stage={self.stage!r} is not one of {STAGES}: pick one")
         if self.export_dtype not in EXPORT_DTYPES:
