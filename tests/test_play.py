@@ -212,6 +212,7 @@ def test_keyboard_keys_drive_both_worlds_until_q(physics, tmp_path: Path, monkey
     "overrides, message",
     [
         ({"checkpoint": "missing/model.pt"}, "checkpoint missing/model.pt does not exist"),
+        ({"checkpoint": "."}, r"checkpoint \. is a directory: pass a model file, e.g. model.pt"),
         ({"policy": "greedy"}, "policy='greedy' is unknown: use random, scripted, mixed, keyboard or module:callable"),
         ({"steps": 0}, "steps=0: it must be at least 1"),
         ({"context_frames": 0}, "context_frames=0: it must be at least 1"),

@@ -119,19 +119,28 @@ def load_weights_only(source: Union[str, Path, io.BytesIO], map_location: Union[
         raise ValueError(f"it cannot be read with torch.load(weights_only=True): {reason}") from None
 
 
-def load_checkpoint(path: Union[str, Path], map_location: Union[str, torch.device] = "cpu") -> dict[str, Any]:
-    """A worldsim checkpoint (training or exported) read with ``weights_only=True``, its record checked."""
+def missing_checkpoint(path: Union[str, Path]) -> Optional[str]:
+    """Why ``path`` cannot be a checkpoint before it is read (it is missing, or a directory), or None."""
     path = Path(path)
     if path.is_dir():
-        raise CheckpointError(
+        return (
             f"checkpoint {path} is a directory: pass a model file, e.g. {path / 'model.pt'}, or a run's "
             f"{path / 'dynamics' / 'checkpoints' / 'last.ckpt'}"
         )
     if not path.is_file():
-        raise CheckpointError(
+        return (
             f"checkpoint {path} does not exist: pass the path of a .ckpt "
             "written by `worldsim train` or a file written by export_checkpoint"
         )
+    return None
+
+
+def load_checkpoint(path: Union[str, Path], map_location: Union[str, torch.device] = "cpu") -> dict[str, Any]:
+    """A worldsim checkpoint (training or exported) read with ``weights_only=True``, its record checked."""
+    path = Path(path)
+    problem = missing_checkpoint(path)
+    if problem:
+        raise CheckpointError(problem)
     try:
         checkpoint = load_weights_only(path, map_location)
     except ValueError as error:

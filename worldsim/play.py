@@ -33,6 +33,7 @@ import gymnasium
 import numpy as np
 from gymnasium import spaces
 
+from worldsim.checkpoint import missing_checkpoint
 from worldsim.config_checks import check_at_least
 from worldsim.data.policies import RandomPolicy, make_policy
 from worldsim.envs.policy import Policy, ZeroPolicy
@@ -104,11 +105,7 @@ class PlayResult:
 def validate_config(cfg: PlayConfig) -> None:
     """Raise for settings that can never play, before loading anything."""
     checks = [
-        (
-            Path(cfg.checkpoint).is_file(),
-            f"checkpoint {cfg.checkpoint} does not exist: pass checkpoint=path/to/model.pt, the file "
-            "`worldsim train` exports",
-        ),
+        (missing_checkpoint(cfg.checkpoint) is None, missing_checkpoint(cfg.checkpoint)),
         (
             cfg.policy in (*HEADLESS_POLICIES, "keyboard") or ":" in cfg.policy,
             f"policy={cfg.policy!r} is unknown: use random, scripted, mixed, keyboard or module:callable",
