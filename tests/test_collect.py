@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,10 +17,10 @@ import gymnasium
 import numpy as np
 import pytest
 
-from worldsim.data.collect import CollectConfig, collect, episode_seed
+from worldsim.data.collect import CollectConfig, CollectError, collect, episode_seed
 from worldsim.data.dataset import EpisodeDataset
 from worldsim.data.policies import make_policy
-from worldsim.data.storage import MANIFEST_NAME
+from worldsim.data.storage import MANIFEST_NAME, read_manifest
 
 # A tiny worldsim-like world: RGB observations, Box actions and the ground truth in info.
 # Written to a temp module so that `module:EnvId` makes it in any process (spawned workers too).
@@ -88,6 +90,54 @@ TINY_ENV = textwrap.dedent('''
             import multiprocessing, os
             if multiprocessing.parent_process() is not None:
                 os._exit(3)
+
+    def claim_slot(ledger):
+        """The lowest free number in folder ``ledger``, claimed atomically across processes."""
+        import os
+        slot = 0
+        while True:
+            try:
+                os.close(os.open(os.path.join(ledger, f"attempt-{slot}"), os.O_CREAT | os.O_EXCL))
+                return slot
+            except FileExistsError:
+                slot += 1
+
+    class FullDiskAfter(ConstantPolicy):
+        """Constant actions; its process's shard writes fail as on a full disk once a budget is spent.
+
+        Each shard write claims a slot file in folder ``ledger``, so a test counts the attempts of
+        every worker; a ``budget`` file there says how many succeed (all, without it).
+        """
+        def __init__(self, action_space, ledger):
+            import errno, os
+            import worldsim.data.storage as storage
+            super().__init__(action_space)
+            real = getattr(storage._write_npy, "real", storage._write_npy)
+
+            def write(path, parts):
+                if path.name == "frames.npy":  # the first file of each shard
+                    slot = claim_slot(ledger)
+                    budget = os.path.join(ledger, "budget")
+                    if os.path.exists(budget) and slot >= int(open(budget).read()):
+                        with open(path, "wb") as handle:
+                            handle.write(bytes(4096))
+                        raise OSError(errno.ENOSPC, "No space left on device")  # as write() raises it
+                return real(path, parts)
+
+            write.real = real
+            storage._write_npy = write
+
+    class BreaksAtEpisode(ConstantPolicy):
+        """Raises in the episode reset with ``seed``; records each episode begun in folder ``ledger``."""
+        def __init__(self, action_space, seed, ledger):
+            super().__init__(action_space)
+            self.broken_seed, self.ledger = seed, ledger
+
+        def reset(self, seed):
+            import os
+            open(os.path.join(self.ledger, str(seed)), "w").close()
+            if seed == self.broken_seed:
+                raise ValueError("the policy broke")
 ''')
 
 
@@ -229,6 +279,76 @@ def test_a_dead_worker_stops_collection_with_a_clear_error(tmp_path: Path, tiny_
         collect(cfg)
     with pytest.warns(UserWarning, match="did not finish"):
         assert len(EpisodeDataset(tmp_path / "d")) == 0
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_full_disk_stops_at_once_names_the_file_leaves_no_temps_and_resumes_to_a_clean_run(
+    tmp_path: Path, tiny_env_module: str, monkeypatch: pytest.MonkeyPatch, workers: int
+) -> None:
+    import worldsim.data.storage as storage
+
+    monkeypatch.setattr(storage, "_write_npy", storage._write_npy)  # undone after the test, whoever patched it
+    ledger = tmp_path / "ledger"
+    ledger.mkdir()
+    (ledger / "budget").write_text("2")  # the disk fills up during the third shard
+    cfg = CollectConfig(
+        env=f"{tiny_env_module}:TinyWorld-v0",
+        env_kwargs={"delay": 0.005},
+        policy=f"{tiny_env_module}:FullDiskAfter",
+        policy_kwargs={"ledger": str(ledger)},
+        episodes=24,
+        shard_episodes=2,
+        workers=workers,
+        out=str(tmp_path / "data"),
+        progress=False,
+    )
+    root = tmp_path / "data"
+    with pytest.raises(CollectError) as error:
+        collect(cfg)
+    message = str(error.value)
+    assert re.search(rf"no space left on device writing {root}/shard-\d{{5}}\.tmp-\d+/frames\.npy \(ENOSPC\)", message)
+    assert "free space, then re-run the same command to resume" in message
+    attempts = len(list(ledger.glob("attempt-*")))
+    assert attempts <= 2 + 2 * workers  # of 12: the shards after the failure were never recorded
+    assert not [p.name for p in root.iterdir() if ".tmp-" in p.name]
+    committed = [s["name"] for s in read_manifest(root)["shards"]]
+    assert sorted(p.name for p in root.glob("shard-*")) == sorted(committed)  # no uncommitted shard either
+    assert f"the {len(committed)} shard(s) that {root / MANIFEST_NAME} lists are kept" in message
+
+    (ledger / "budget").unlink()  # space freed
+    resumed = collect(cfg)
+    assert resumed.recorded_episodes == 24 - 2 * len(committed) and resumed.episodes == 24
+    clean = collect(dataclasses.replace(cfg, out=str(tmp_path / "clean"), workers=1))
+    assert shard_bytes(root) == shard_bytes(tmp_path / "clean")
+    assert read_manifest(root)["shards"] == read_manifest(tmp_path / "clean")["shards"]
+    assert clean.episodes == 24
+
+
+def test_a_policy_error_in_a_worker_stops_the_others_and_names_the_episode_and_seed(
+    tmp_path: Path, tiny_env_module: str
+) -> None:
+    ledger = tmp_path / "ledger"
+    ledger.mkdir()
+    seed = episode_seed(0, 3)
+    cfg = CollectConfig(
+        env=f"{tiny_env_module}:TinyWorld-v0",
+        env_kwargs={"delay": 0.01},
+        policy=f"{tiny_env_module}:BreaksAtEpisode",
+        policy_kwargs={"seed": seed, "ledger": str(ledger)},
+        episodes=16,
+        shard_episodes=1,
+        workers=2,
+        out=str(tmp_path / "data"),
+        progress=False,
+    )
+    with pytest.raises(
+        CollectError,
+        match=rf"episode 3 \(shard 3, reset seed {seed}\) raised ValueError: the policy broke; fix the policy or env",
+    ):
+        collect(cfg)
+    begun = len(list(ledger.iterdir()))
+    assert begun <= 8  # of 16: episodes 0..3 and at most two more per worker; the others never began
+    assert not [p.name for p in (tmp_path / "data").iterdir() if ".tmp-" in p.name]
 
 
 def test_resume_refuses_a_different_config(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -200,3 +201,29 @@ def test_batches_are_pinned_by_default_only_where_cuda_is() -> None:
     assert LatentClipDataModule(config).pin_memory == torch.cuda.is_available()
     for setting in (True, False):
         assert LatentClipDataModule(dataclasses.replace(config, pin_memory=setting)).pin_memory is setting
+
+
+def test_a_latent_shard_changed_in_place_is_refused_by_default_and_the_message_repairs_it(
+    dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from worldsim.data import checksums
+
+    monkeypatch.setattr(checksums, "SETTLED_NS", 0)  # remember results, so .verified.json is written into the cache
+    ae = tiny_autoencoder(0, dataset)
+    out = tmp_path / "cache"
+    cache_latents(str(dataset), ae, out=str(out))
+    monkeypatch.setattr(checksums, "_hashed", {})  # a new run
+    LatentCache(out)
+    assert (out / checksums.VERIFIED_NAME).is_file()
+    shard = out / "shard-00001.npy"
+    time.sleep(0.05)  # past the filesystem's timestamp tick
+    latents = np.load(shard)
+    with open(shard, "r+b") as handle:  # same size, other finite values
+        np.save(handle, latents + np.float16(1))
+    with pytest.raises(
+        LatentCacheError, match=rf"{shard} does not match the sha256 .*delete {shard} and run cache_latents"
+    ):
+        LatentCache(out)
+    shard.unlink()
+    cache_latents(str(dataset), ae, out=str(out))  # the cache's own .verified.json is not a foreign file
+    LatentCache(out)

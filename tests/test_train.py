@@ -11,6 +11,7 @@ import torch
 import yaml
 
 from worldsim.data.collect import CollectConfig, collect
+from worldsim.data.storage import DatasetError
 from worldsim.training.autoencoder_module import AutoencoderStageConfig
 from worldsim.training.guards import NonFiniteLossError
 from worldsim.training.harness import TrainerConfig, counted_step, resolve_precision, resolve_resume, strategy_argument
@@ -164,6 +165,32 @@ def test_non_finite_loss_stops_without_writing_a_checkpoint(dataset: Path, tmp_p
     steps = [state(p)["global_step"] for p in checkpoints.glob("*.ckpt")]
     assert max(steps, default=0) <= failed_at  # nothing saved from the failed step on
     assert not (tmp_path / "autoencoder.pt").exists()
+
+
+def test_dynamics_stage_refuses_actions_changed_in_place_before_encoding_or_training(
+    dataset: Path, tmp_path: Path
+) -> None:
+    import shutil
+    import time
+
+    import numpy as np
+
+    data = tmp_path / "data"
+    shutil.copytree(dataset, data)  # the module's dataset stays intact for the other tests
+    train(config(data, tmp_path / "run", steps=2))  # the autoencoder stage=dynamics starts from
+    actions = data / "shard-00000" / "actions.npy"
+    size = actions.stat().st_size
+    time.sleep(0.05)  # past the filesystem's timestamp tick
+    with open(actions, "r+b") as handle:  # in place, other finite values, the same size
+        np.save(handle, np.load(actions) * 0.5)
+    assert actions.stat().st_size == size
+    cfg = dataclasses.replace(config(data, tmp_path / "run", steps=2), stage="dynamics")
+    with pytest.raises(DatasetError) as error:
+        train(cfg)
+    assert f"{actions} has a different sha256 than the manifest records" in str(error.value)
+    assert "re-run the same `worldsim collect` command" in str(error.value)
+    assert not (tmp_path / "run" / "dynamics").exists()  # no step trained
+    assert not list(data.glob("latents-*"))  # and no frame encoded
 
 
 @pytest.mark.slow

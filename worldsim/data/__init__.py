@@ -21,6 +21,7 @@ _EXPORTS = {
     "SCHEMA_VERSION": "worldsim.data.storage",
     "CollectConfig": "worldsim.data.collect",
     "CollectSummary": "worldsim.data.collect",
+    "CollectError": "worldsim.data.collect",
     "ClipDataset": "worldsim.data.clips",
     "LatentCache": "worldsim.data.latents",
     "cache_latents": "worldsim.data.latents",

@@ -8,13 +8,14 @@ belong to a dead process.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 TMP_MARK = ".tmp-"
 _TMP_NAME = re.compile(r"^(?P<final>.+)\.tmp-(?P<pid>\d+)$")
@@ -34,14 +35,30 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+@contextlib.contextmanager
+def naming(path: Path) -> Iterator[None]:
+    """Name ``path`` in an OSError raised without a file name (a failed ``write()`` names none)."""
+    try:
+        yield
+    except OSError as error:
+        if error.filename is not None:
+            raise
+        raise OSError(error.errno, error.strerror, str(path)) from error
+
+
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     """Replace ``path`` by ``data`` so that a crash leaves the old or the new file, never half."""
     tmp = tmp_path(path)
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with naming(tmp), open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):  # a full disk must not keep the half-written temp
+            tmp.unlink()
+        raise
     fsync_dir(path.parent)
 
 

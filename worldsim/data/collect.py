@@ -11,7 +11,9 @@ manifest does not list yet.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import dataclasses
+import errno
 import fcntl
 import json
 import multiprocessing
@@ -79,6 +81,10 @@ class CollectSummary:
     recorded_frames: int  # frames recorded by this run
     seconds: float  # wall time of this run
     frames_per_s: float  # recorded_frames / seconds
+
+
+class CollectError(RuntimeError):
+    """A collection stopped: the message names the episode or file and the cause; committed shards are kept."""
 
 
 #: Fields that do not change what is recorded, so a resume may change them.
@@ -197,7 +203,13 @@ def record_shard(cfg: CollectConfig, index: int, on_episode: Optional[Callable[[
     first = index * cfg.shard_episodes
     episodes = []
     for i in range(first, min(first + cfg.shard_episodes, cfg.episodes)):
-        episodes.append(recorder.record(episode_seed(cfg.seed, i)))
+        seed = episode_seed(cfg.seed, i)
+        try:
+            episodes.append(recorder.record(seed))
+        except Exception as error:  # the policy's or env's code: say which episode to replay
+            raise CollectError(
+                f"episode {i} (shard {index}, reset seed {seed}) raised {type(error).__name__}: {error}"
+            ) from error
         _exit_if_orphaned()
         frames = len(episodes[-1].frames)
         if on_episode is not None:
@@ -270,11 +282,16 @@ def _drop_damaged_and_orphans(root: Path, manifest: dict[str, Any]) -> list[str]
     manifest["shards"] = []
     for shard in kept:
         add_shard(manifest, {**shard, "arrays": manifest["arrays"]})
-    committed = {s["name"] for s in kept}
+    _remove_uncommitted(root, manifest)
+    return dropped
+
+
+def _remove_uncommitted(root: Path, manifest: dict[str, Any]) -> None:
+    """Delete shard folders the manifest does not list (written by a run that stopped before committing them)."""
+    committed = {s["name"] for s in manifest["shards"]}
     for path in root.glob("shard-*"):
         if path.is_dir() and TMP_MARK not in path.name and path.name not in committed:
             shutil.rmtree(path)
-    return dropped
 
 
 def collect(cfg: CollectConfig) -> CollectSummary:
@@ -345,7 +362,12 @@ def collect(cfg: CollectConfig) -> CollectSummary:
 
 
 def _record(cfg: CollectConfig, root: Path, manifest: dict[str, Any], todo: list[int]) -> tuple[int, int]:
-    """Record shards ``todo``, committing each to the manifest as it finishes."""
+    """Record shards ``todo``, committing each to the manifest as it finishes.
+
+    On the first failure every worker stops at once, this run's unfinished shards are deleted (a
+    full disk gets its space back) and one error names the cause; the manifest still lists every
+    shard committed before, so re-running the same command resumes.
+    """
     bar = tqdm(
         total=cfg.episodes,
         initial=manifest["episodes"],
@@ -373,10 +395,41 @@ def _record(cfg: CollectConfig, root: Path, manifest: dict[str, Any], todo: list
                 commit(record_shard(cfg, index, on_episode))
         else:
             _record_in_pool(cfg, todo, on_episode, commit)
+    except BaseException as error:
+        with contextlib.suppress(OSError):  # best effort: the cause matters more than a leftover
+            remove_stale_temps(root)
+            _remove_uncommitted(root, manifest)
+        explained = _explain_failure(error, root, manifest)
+        if explained is None:
+            raise
+        raise explained from error
     finally:
         bar.close()
         _close_recorders()
     return counts["frames"], counts["episodes"]
+
+
+def _explain_failure(error: BaseException, root: Path, manifest: dict[str, Any]) -> Optional[CollectError]:
+    """The error that tells a user why collection stopped and what to do; None to re-raise ``error`` as it is."""
+    resume = (
+        f"re-run the same command to resume: the {len(manifest['shards'])} shard(s) that "
+        f"{root / MANIFEST_NAME} lists are kept, this run's unfinished ones were removed"
+    )
+    if isinstance(error, OSError):
+        code = errno.errorcode.get(error.errno or 0, str(error.errno))
+        where = error.filename or root
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return CollectError(f"{error.strerror.lower()} writing {where} ({code}): free space, then {resume}")
+        return CollectError(f"writing {where} failed: {error.strerror or error} ({code}); fix that, then {resume}")
+    if isinstance(error, CollectError):
+        return CollectError(f"{error}; fix the policy or env (replay that seed to debug it), then {resume}")
+    if isinstance(error, BrokenProcessPool):
+        return CollectError(
+            f"a collection worker process died ({error}). If the policy or env is defined in a script's "
+            f"__main__, move it into an importable module (workers are spawned), or run with workers=1; "
+            f"then {resume}"
+        )
+    return None
 
 
 def _record_in_pool(
@@ -389,9 +442,10 @@ def _record_in_pool(
     processes = min(cfg.workers, len(todo))
     # A process pool that raises when a worker dies (multiprocessing.Pool would silently start
     # a new one and wait forever for the lost shard).
-    with ProcessPoolExecutor(
+    pool = ProcessPoolExecutor(
         processes, mp_context=context, initializer=_init_worker, initargs=(progress, os.getpid())
-    ) as pool:
+    )
+    try:
         pending = {pool.submit(record_shard, cfg, index) for index in todo}
         while pending:
             try:
@@ -400,17 +454,38 @@ def _record_in_pool(
                 pass
             finished = {future for future in pending if future.done()}
             pending -= finished
-            for future in finished:
-                try:
+            failures = []
+            for future in finished:  # a shard finished beside a failure is still committed, for the resume
+                if future.exception() is not None:
+                    failures.append(future.exception())
+                else:
                     commit(future.result())
-                except BrokenProcessPool as error:
-                    raise RuntimeError(
-                        f"a collection worker process died ({error}); shards already committed "
-                        f"are kept. If the policy or env is defined in a script's __main__, move it "
-                        f"into an importable module (workers are spawned), or run with workers=1"
-                    ) from error
-        while True:  # episodes reported after their shard's result arrived
-            try:
-                on_episode(progress.get(timeout=0.05))
-            except queue.Empty:
-                break
+            if failures:
+                raise failures[0]
+    except BaseException:
+        _stop_workers(pool)
+        raise
+    finally:
+        pool.shutdown(wait=True)
+    while True:  # episodes reported after their shard's result arrived
+        try:
+            on_episode(progress.get(timeout=0.05))
+        except queue.Empty:
+            break
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Cancel the shards not yet begun and kill the workers recording others, and wait until they are gone.
+
+    Without this, leaving the pool waits for every submitted shard: on a full disk each would be
+    recorded only to fail at its write. Killing is safe: a worker writes nothing outside its
+    ``.tmp-<pid>`` folder until it renames a finished shard, and the caller deletes both once
+    the workers are dead.
+    """
+    # The pool forgets its processes on shutdown, and Python < 3.14 has no public way to kill them.
+    workers = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for worker in workers:
+        worker.kill()
+    for worker in workers:
+        worker.join()

@@ -9,7 +9,7 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from worldsim.data.atomic import sha256_file
+from worldsim.data.checksums import first_mismatch
 from worldsim.data.episode import Episode
 from worldsim.data.storage import (
     EPISODES_JSON,
@@ -26,7 +26,9 @@ class EpisodeDataset:
 
     Opening reads only the manifest, checks every file's size and (``verify=True``, the default)
     its sha256, so corruption is reported before training starts rather than as a crash hours
-    in. Pickling keeps only the manifest-derived index, so DataLoader workers receive a cheap
+    in (or never, for actions overwritten by other finite values); a file unchanged since its
+    last check is not hashed again. ``verify=False`` skips the sha256 checks: faster on a dataset
+    nobody has checked yet, and unsafe. Pickling keeps only the manifest-derived index, so DataLoader workers receive a cheap
     copy and open their own memory maps on first access; all of them share the OS page cache.
     """
 
@@ -70,15 +72,21 @@ class EpisodeDataset:
                 check_file_size(path, info["bytes"])
 
     def verify(self) -> None:
-        """Check sizes and sha256 of every file; raise DatasetError naming the first bad one."""
+        """Check sizes and sha256 of every file; raise DatasetError naming the first bad one.
+
+        Files whose stamps are unchanged since an earlier check are not hashed again (see
+        :mod:`worldsim.data.checksums`).
+        """
         self.check_sizes()
-        for shard in self.manifest["shards"]:
-            for path, info in shard_files(self.root, shard):
-                if sha256_file(path) != info["sha256"]:
-                    raise DatasetError(
-                        f"{path} has a different sha256 than the manifest records: the shard is "
-                        f"corrupt; delete {path.parent} and {RECOLLECT_HINT}"
-                    )
+        expected = (
+            (path, info["sha256"]) for shard in self.manifest["shards"] for path, info in shard_files(self.root, shard)
+        )
+        bad = first_mismatch(self.root, expected)
+        if bad is not None:
+            raise DatasetError(
+                f"{bad} has a different sha256 than the manifest records (it changed after it was "
+                f"recorded): the shard is corrupt; delete {bad.parent} and {RECOLLECT_HINT}"
+            )
 
     # -- pickling: workers get the index, not the memory maps ------------------------------------
 

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from worldsim.data.atomic import fsync_dir, remove_stale_temps, sha256_file, tmp_path, write_json_atomic
+from worldsim.data.checksums import VERIFIED_NAME, ChecksumCache, first_mismatch
 from worldsim.data.storage import MANIFEST_NAME, check_file_size, read_manifest
 
 if TYPE_CHECKING:  # the cache takes any encoder with FrameAutoencoder's interface; data never imports models
@@ -48,7 +49,7 @@ log = logging.getLogger(__name__)
 
 LATENT_FORMAT = "worldsim-latents"
 LATENT_SCHEMA_VERSION = 1
-_OWN_FILE = re.compile(r"^(manifest\.json|\.lock|shard-\d{5}\.npy)(\.tmp-\d+)?$")
+_OWN_FILE = re.compile(rf"^(manifest\.json|\.lock|{re.escape(VERIFIED_NAME)}|shard-\d{{5}}\.npy)(\.tmp-\d+)?$")
 
 
 class LatentCacheError(RuntimeError):
@@ -235,6 +236,7 @@ def cache_latents(
         manifest["shards"] = kept
         write_json_atomic(out_dir / MANIFEST_NAME, manifest)
         done = {s["source_shard"] for s in kept}
+        written = ChecksumCache(out_dir)  # hashes each new shard once, so this run's LatentCache check is free
         encoded = 0
         for shard in source["shards"]:
             if shard["name"] in done:
@@ -242,7 +244,7 @@ def cache_latents(
             frames_path = root / shard["name"] / "frames.npy"
             frames_info = shard["files"]["frames.npy"]
             check_file_size(frames_path, frames_info["bytes"])
-            if sha256_file(frames_path) != frames_info["sha256"]:
+            if first_mismatch(root, [(frames_path, frames_info["sha256"])]) is not None:
                 raise LatentCacheError(
                     f"{frames_path} does not match the sha256 in {root / MANIFEST_NAME}: "
                     f"the shard is corrupt; delete {frames_path.parent} and re-run the "
@@ -263,7 +265,7 @@ def cache_latents(
                     "lengths": shard["lengths"],
                     "rows": rows,
                     "bytes": final.stat().st_size,
-                    "sha256": sha256_file(final),
+                    "sha256": written.sha256(final),
                     "channel_sum": total.tolist(),
                     "channel_sum_squares": squares.tolist(),
                 }
@@ -333,10 +335,12 @@ def _warn_if_unnormalized(manifest: dict[str, Any], out: Path) -> None:
 class LatentCache:
     """Read access to a latent cache, with the same episode indexing as ``EpisodeDataset``.
 
-    Like the dataset, it pickles without its memory maps, so DataLoader workers open their own.
+    Like the dataset, it checks every shard's size and (``verify=True``, the default) sha256 on
+    opening, hashing only files changed since their last check, and pickles without its memory
+    maps, so DataLoader workers open their own.
     """
 
-    def __init__(self, path: Union[str, Path], verify: bool = False) -> None:
+    def __init__(self, path: Union[str, Path], verify: bool = True) -> None:
         self.path = Path(path)
         manifest = _read_cache_manifest(self.path)
         if manifest is None:
@@ -362,11 +366,19 @@ class LatentCache:
                     f"{path} is missing or not {shard['bytes']} bytes: the cache is "
                     "damaged; run cache_latents again to rebuild it"
                 )
-            if verify and sha256_file(path) != shard["sha256"]:
-                raise LatentCacheError(
-                    f"{path} does not match its sha256: the cache is corrupt; delete it and run cache_latents again"
-                )
+        if verify:
+            self.verify()
         self._maps: dict[int, np.ndarray] = {}
+
+    def verify(self) -> None:
+        """Raise LatentCacheError naming the first shard whose sha256 differs from the manifest's."""
+        expected = [(self.path / s["name"], s["sha256"]) for s in self.manifest["shards"]]
+        bad = first_mismatch(self.path, expected)
+        if bad is not None:
+            raise LatentCacheError(
+                f"{bad} does not match the sha256 in {self.path / MANIFEST_NAME} (it changed after it was "
+                f"written): the cache is corrupt; delete {bad} and run cache_latents again to re-encode it"
+            )
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_maps": {}}

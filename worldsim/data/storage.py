@@ -34,12 +34,13 @@ import hashlib
 import io
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 
-from worldsim.data.atomic import commit_dir, tmp_path, write_json_atomic
+from worldsim.data.atomic import commit_dir, naming, tmp_path, write_json_atomic
 from worldsim.data.episode import Episode
 
 SCHEMA_VERSION = 1
@@ -106,7 +107,8 @@ def write_shard(root: Path, index: int, first_episode: int, episodes: list[Episo
     """Write ``episodes`` as shard ``index`` of the dataset at ``root``; return its manifest record.
 
     The shard becomes visible atomically; the caller commits it by adding the record to the
-    manifest (see :func:`add_shard`).
+    manifest (see :func:`add_shard`). On failure nothing stays behind: a full disk keeps no
+    half-written temp folder, and an OSError names the file it could not write.
     """
     if not episodes:
         raise ValueError(f"shard {index} has no episodes: a shard holds at least one")
@@ -115,6 +117,17 @@ def write_shard(root: Path, index: int, first_episode: int, episodes: list[Episo
     final = root / shard_name(index)
     tmp = tmp_path(final)
     tmp.mkdir()
+    try:
+        record = _write_shard_files(tmp, index, episodes)
+        commit_dir(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return {"name": final.name, "index": index, "first_episode": first_episode, **record}
+
+
+def _write_shard_files(tmp: Path, index: int, episodes: list[Episode]) -> dict[str, Any]:
+    """Write the arrays and episodes.json of a shard into ``tmp``; return lengths, files and arrays."""
     seeds = [e.seed for e in episodes]
     keys = list(episodes[0].per_frame_arrays()) + list(episodes[0].per_step_arrays())
     files: dict[str, dict[str, Any]] = {}
@@ -131,7 +144,8 @@ def write_shard(root: Path, index: int, first_episode: int, episodes: list[Episo
                     f"an episode of shard {index} lacks {missing}: every episode of a dataset needs the same arrays"
                 ) from None
             arrays[name] = {**_stack_spec(name, parts, seeds), "rows": rows}
-            files[f"{name}.npy"] = _write_npy(tmp / f"{name}.npy", parts)
+            with naming(tmp / f"{name}.npy"):
+                files[f"{name}.npy"] = _write_npy(tmp / f"{name}.npy", parts)
     meta = {
         "lengths": [e.length for e in episodes],
         "seeds": seeds,
@@ -140,17 +154,10 @@ def write_shard(root: Path, index: int, first_episode: int, episodes: list[Episo
         "splits": [e.split for e in episodes],
     }
     meta_bytes = (json.dumps(meta, sort_keys=True, default=_numpy_to_json) + "\n").encode()
-    (tmp / EPISODES_JSON).write_bytes(meta_bytes)
+    with naming(tmp / EPISODES_JSON):
+        (tmp / EPISODES_JSON).write_bytes(meta_bytes)
     files[EPISODES_JSON] = {"bytes": len(meta_bytes), "sha256": hashlib.sha256(meta_bytes).hexdigest()}
-    commit_dir(tmp, final)
-    return {
-        "name": final.name,
-        "index": index,
-        "first_episode": first_episode,
-        "lengths": meta["lengths"],
-        "files": files,
-        "arrays": arrays,
-    }
+    return {"lengths": meta["lengths"], "files": files, "arrays": arrays}
 
 
 def new_manifest(meta: dict[str, Any]) -> dict[str, Any]:

@@ -40,7 +40,9 @@ class AutoencoderStageConfig:
     val_frames: int = 256  # held-out frames per validation, evenly spread over the val episodes
     statistics_frames: int = 1024  # training frames whose latents set the latent normalization
     image_frames: int = 8  # frames in the reconstruction grid logged at each validation
-    verify: bool = True  # check the dataset's sha256 sums when it is opened
+    # sha256-check every dataset file on setup (files unchanged since their last check are not hashed again); false
+    # skips it: unsafe, a file changed in place would train silently
+    verify: bool = True
 
     def __post_init__(self) -> None:
         check_at_least(

@@ -89,7 +89,9 @@ class LatentClipDataConfig:
     val_clips: Optional[int] = 64  # cap on val clips for the flow loss (evenly spread); None: all
     rollout_clips: int = 4  # fixed val clips rolled out at validation (second val loader); 0: none
     rollout_length: int = 20  # frames per rollout clip: context + longest horizon (cut to what val episodes hold)
-    verify: bool = False  # sha256-check every dataset shard and cache file on setup (slow on big data)
+    # sha256-check every dataset and latent-cache file on setup (files unchanged since their last check are not
+    # hashed again); false skips it: unsafe, a file changed in place would train silently
+    verify: bool = True
     pin_memory: Optional[bool] = None  # pin batches for asynchronous host-to-GPU copies; None: when CUDA is present
 
     def __post_init__(self) -> None:

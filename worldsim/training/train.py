@@ -46,6 +46,7 @@ from worldsim.config_checks import check_at_least
 
 # The schema needs CollectConfig's type, so collect is not imported lazily: it adds ~30 ms to train's ~3 s.
 from worldsim.data.collect import CollectConfig, collect
+from worldsim.data.dataset import EpisodeDataset
 from worldsim.data.storage import DatasetError, read_manifest
 from worldsim.models.autoencoder import AUTOENCODER_PRESETS, AutoencoderConfig
 from worldsim.sampling import DEFAULT_SAMPLING, SamplingConfig
@@ -227,6 +228,8 @@ def train_dynamics(cfg: TrainConfig) -> Path:
         )
     autoencoder = load_autoencoder(autoencoder_path)
     device = "cuda" if uses_cuda(cfg.trainer.accelerator) else "cpu"
+    # Refuse a changed dataset before spending minutes encoding it; the DataModule's check is then free.
+    EpisodeDataset(cfg.data, verify=cfg.dynamics_data.verify)
     # Every rank may call this: the cache is built under a file lock and reused when fresh.
     latents = cache_latents(cfg.data, autoencoder.to(device), device=device)
     autoencoder.cpu()
