@@ -30,6 +30,7 @@ from worldsim.envs.camera import Camera, bullet, linear_depth, project
 from worldsim.envs.colors import COLORS, GROUND, rgb
 from worldsim.envs.params import Param, ParamSpace, check_split
 from worldsim.envs.policy import Policy, ZeroPolicy
+from worldsim.spaces import check_action
 
 SHAPES = {"sphere": 0, "box": 1, "cylinder": 2}
 #: How captions name each shape code.
@@ -224,7 +225,7 @@ class SceneEnv(gymnasium.Env[np.ndarray, np.ndarray]):
         return self._observe()
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        action = self._check_action(action)
+        action = check_action(self.action_space, action)
         self.apply_action(action)
         for _ in range(self.frame_skip):
             self.client.stepSimulation()
@@ -290,15 +291,6 @@ class SceneEnv(gymnasium.Env[np.ndarray, np.ndarray]):
         # Segmentation holds body ids (-1 = background); index (id + 1) into this table.
         self._slot_of_body = np.zeros(self.client.getNumBodies() + 1, np.int16)
         self._slot_of_body[np.asarray(self._bodies, np.int64) + 1] = np.arange(1, n + 1, dtype=np.int16)
-
-    def _check_action(self, action: Any) -> np.ndarray:
-        array = np.asarray(action, dtype=np.float32)
-        if array.shape != self.action_space.shape or not np.all(np.isfinite(array)) or np.any(np.abs(array) > 1.0):
-            raise ValueError(
-                f"action {np.asarray(action).tolist()} is not in {self.action_space}: actions must have "
-                f"shape {self.action_space.shape}, be finite and lie in [-1, 1]"
-            )
-        return array
 
     def _observe(self) -> tuple[np.ndarray, dict[str, Any]]:
         c, w, h, k = self.client, self.width, self.height, self.max_objects

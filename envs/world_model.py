@@ -343,15 +343,8 @@ class WorldModelVectorEnv(_WorldModelBase, VectorEnv):
     def step(self, actions: Any):
         if self.batch.cache is None:
             raise RuntimeError("step() before reset(): call reset() first")
-        actions = np.asarray(actions)
-        expected = (self.num_envs, *self.single_action_space.shape)
-        if actions.shape != expected:
-            raise ValueError(
-                f"actions have shape {actions.shape}; {self.num_envs} sub-envs of "
-                f"{self.single_action_space} take {expected}"
-            )
-        actions = np.stack(
-            [check_action(self.single_action_space, a, f"action of sub-env {i}") for i, a in enumerate(actions)]
+        actions = check_action(
+            self.single_action_space, actions, "actions (one row per sub-env)", batch_shape=(self.num_envs,)
         )
         out = self.batch.step(actions, decode=self._decode)
         self._frames = out.frames
