@@ -8,6 +8,7 @@ without torch.
 
 from __future__ import annotations
 
+import reprlib
 from typing import Any, Callable, Mapping, Optional
 
 import gymnasium
@@ -160,7 +161,8 @@ def _as_array(action: Any, where: str) -> np.ndarray:
         return np.asarray(action)
     except (TypeError, ValueError) as error:  # ragged nested lists, a tensor on a GPU, ...
         raise ValueError(
-            f"{where} cannot be read as a numpy array ({_clip(str(error), SHOWN_CHARS)}): "
+            f"{where} {_clip(reprlib.repr(action), SHOWN_CHARS)} cannot be read as a numpy array "
+            f"({_clip(str(error), SHOWN_CHARS)}): "
             "pass a number or an array of numbers"
         ) from None
 
