@@ -46,8 +46,7 @@ BAD: list[tuple[str, Callable[[int], Any], str]] = [
     ("minus-inf-float32", lambda n: np.full(n, -np.inf, np.float32), rf"must be finite \({first(0)} is -inf\)"),
     ("out-of-bounds", lambda n: [0.0, 1.5] + [0.0] * (n - 2), rf"must lie in \[-1.0, 1.0\] \({first(1)} is 1.5\)"),
     ("integer-out-of-bounds", lambda n: [-2] + [0] * (n - 1), rf"must lie in \[-1.0, 1.0\] \({first(0)} is -2\)"),
-    # float32 would round it to 1.0: the check sees the value as given.
-    ("just-above-the-bound", lambda n: [np.nextafter(1.0, 2.0)] * n, r"must lie in \[-1.0, 1.0\]"),
+    ("above-the-bound-in-float32", lambda n: [1.0000001] * n, r"must lie in \[-1.0, 1.0\]"),
     ("too-short", lambda n: np.zeros(n - 1, np.float32), r"must have shape \(.*\), not"),
     ("a-row", lambda n: np.zeros((1, n), np.float32), r"must have shape \(.*\), not"),
     ("a-scalar", lambda n: 0.5, r"must have shape \(.*\), not"),
@@ -63,6 +62,8 @@ GOOD: list[tuple[str, Callable[[int], Any]]] = [
     ("python-ints", lambda n: [1, 0, -1][:n]),
     ("int8", lambda n: np.array([-1, 1, 0][:n], np.int8)),
     ("float16-bounds", lambda n: np.array([-1.0, 1.0, -1.0][:n], np.float16)),
+    # A float space judges the value it will use: float32 holds this as exactly 1.0.
+    ("float64-onto-the-bound", lambda n: [np.nextafter(1.0, 2.0)] * n),
 ]
 
 
@@ -152,6 +153,8 @@ def test_rollouts_check_their_actions_by_the_same_rule(physics) -> None:
             r"must fit float32, .* \(element \[1\] is 1e\+39\)",
         ),
         (spaces.Box(-np.inf, np.inf, (2,), np.float64), [0.0, 1e39], np.float64),
+        (spaces.Box(0.1, 0.2, (1,), np.float32), [0.1], np.float32),  # float64 0.1 < float32 0.1, yet it is 0.1
+        (spaces.Box(0, 100, (1,), np.int8), np.array([356], np.int64), r"must lie in \[0, 100\]"),  # no wrap to 100
     ],
 )
 def test_integer_spaces_take_integers_and_every_space_returns_its_dtype(space, action, verdict) -> None:
@@ -160,4 +163,4 @@ def test_integer_spaces_take_integers_and_every_space_returns_its_dtype(space, a
             check_action(space, action)
         return
     checked = check_action(space, action)
-    assert checked.dtype == verdict and np.array_equal(checked, np.asarray(action))
+    assert checked.dtype == verdict and np.array_equal(checked, np.asarray(action).astype(verdict))

@@ -59,14 +59,15 @@ def action_strategy(shape: tuple[int, ...]) -> st.SearchStrategy[Any]:
 
 
 def is_valid_action(action: Any, space: spaces.Box, shape: tuple[int, ...]) -> bool:
-    """The rule, restated: real or integer numbers of ``shape``, finite, within the Box's bounds."""
+    """The rule, restated: real or integer numbers of ``shape``, finite, within the Box's bounds as float32."""
     try:
         array = np.asarray(action)
     except (TypeError, ValueError):
         return False
     if array.dtype.kind not in "iuf" or array.shape != shape:
         return False
-    values = array.astype(np.float64)
+    with np.errstate(over="ignore"):
+        values = array.astype(space.dtype)
     return bool(np.all(np.isfinite(values)) and np.all(values >= space.low) and np.all(values <= space.high))
 
 

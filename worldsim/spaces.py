@@ -106,8 +106,7 @@ def check_action(
     """``action`` as an array of ``space``'s dtype, or ValueError saying what is wrong and what to do.
 
     The one rule of every worldsim env (the real worlds, the model env and its vector env, play and
-    ``WorldModel`` rollouts), checked on the values as given, before any cast, so nothing invalid is
-    silently rounded, truncated or dropped:
+    ``WorldModel`` rollouts), so that nothing invalid is silently truncated, wrapped or dropped:
 
     1. numbers only: integer or real dtypes (Python ints and floats, numpy scalars and arrays). bool,
        complex, strings and objects are refused: numpy would turn them into numbers silently
@@ -115,7 +114,8 @@ def check_action(
     2. integer spaces (Discrete, MultiDiscrete, MultiBinary, an integer Box) take integer dtypes
        only: 2.0 is refused as Gymnasium's ``Discrete.contains`` refuses it, rather than truncated.
     3. the shape is ``batch_shape + space.shape`` exactly (no broadcasting, no squeezing).
-    4. every value is finite, lies within the space's bounds, and stays finite in the space's dtype.
+    4. every value is finite and lies within the space's bounds: for a float space as the env will use
+       it, in the space's dtype (which must keep it finite); for an integer space as given.
 
     ``batch_shape`` leads the shape for batched actions: ``(num_envs,)``, ``(B, T)``.
     """
@@ -187,20 +187,28 @@ def _shape_problem(shape: tuple[int, ...], expected: tuple[int, ...]) -> str | N
 
 
 def _value_problem(array: np.ndarray, low: np.ndarray, high: np.ndarray, dtype: np.dtype) -> str | None:
-    """What is wrong with the first non-finite, out-of-bounds or unrepresentable value, or None."""
+    """What is wrong with the first non-finite, out-of-bounds or unrepresentable value, or None.
+
+    A float space judges the value the env will use, the action in the space's dtype, so a float64
+    0.1 meets a float32 bound of 0.1; an integer space judges the integers as given, so nothing wraps.
+    """
     if array.dtype.kind == "f":
         index = _first(~np.isfinite(array))
         if index is not None:
             return f"actions must be finite{_element(array, index)}"
-    index = _first((array < low) | (array > high))
+    values = array
+    if np.issubdtype(dtype, np.floating):
+        with np.errstate(over="ignore"):
+            values = array.astype(dtype)
+    index = _first((values < low) | (values > high))
     if index is not None:
         lo, hi = np.broadcast_to(low, array.shape)[index], np.broadcast_to(high, array.shape)[index]
         return f"actions must lie in [{lo}, {hi}]{_element(array, index)}"
-    if array.dtype.kind == "f" and np.issubdtype(dtype, np.floating):
-        with np.errstate(over="ignore"):
-            index = _first(~np.isfinite(array.astype(dtype)))
-        if index is not None:
-            return f"actions must fit {np.dtype(dtype)}, whose largest value is {np.finfo(dtype).max}{_element(array, index)}"
+    index = _first(~np.isfinite(values)) if values.dtype.kind == "f" else None
+    if index is not None:  # within infinite bounds, but too large for the dtype
+        return (
+            f"actions must fit {np.dtype(dtype)}, whose largest value is {np.finfo(dtype).max}{_element(array, index)}"
+        )
     return None
 
 
