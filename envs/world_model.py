@@ -102,8 +102,9 @@ class WorldModelEnv(_WorldModelBase, gymnasium.Env):
 
     ## Action Space
     The action space of the world the model was trained on (e.g. ``Box(-1, 1, (2,), float32)`` for
-    Push). Invalid actions raise ``ValueError`` naming the action and the rule (shape, finite,
-    bounds); nothing is clipped silently.
+    Push). Actions are checked by the rule of every worldsim env (``worldsim.spaces.check_action``:
+    integer or real numbers of the space's shape, finite, within bounds); others raise
+    ``ValueError`` naming the action and the rule; nothing is clipped or cast silently.
 
     ## Observation Space
     ``observation="rgb"``: ``Box(0, 255, (H, W, 3), uint8)``, the decoded frame (after a reset: the
