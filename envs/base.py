@@ -18,6 +18,7 @@ returns the same keys with the same shapes and dtypes::
 
 from __future__ import annotations
 
+import reprlib
 from typing import Any, ClassVar
 
 import gymnasium
@@ -30,6 +31,7 @@ from worldsim.envs.camera import Camera, bullet, linear_depth, project
 from worldsim.envs.colors import COLORS, GROUND, rgb
 from worldsim.envs.params import Param, ParamSpace, check_split
 from worldsim.envs.policy import Policy, ZeroPolicy
+from worldsim.spaces import check_action
 
 SHAPES = {"sphere": 0, "box": 1, "cylinder": 2}
 #: How captions name each shape code.
@@ -37,6 +39,8 @@ SHAPE_WORDS = {0: "ball", 1: "box", 2: "cylinder"}
 #: Physics runs at this rate whatever the frame rate; 240 Hz is PyBullet's tuned default.
 PHYSICS_HZ = 240
 SIZE_RANGE = (32, 256)
+#: At least one frame per simulated second; more substeps only make a step slower to no purpose.
+FRAME_SKIP_RANGE = (1, PHYSICS_HZ)
 
 
 class SceneEnv(gymnasium.Env[np.ndarray, np.ndarray]):
@@ -54,7 +58,8 @@ class SceneEnv(gymnasium.Env[np.ndarray, np.ndarray]):
     Arguments: ``render_mode`` (``"rgb_array"`` or None; frames are the observation either way),
     ``width``/``height`` (pixels, 32..256, default 64), ``split`` (``"id"`` or ``"ood"``, default
     parameter split; ``reset(options={"split": ...})`` overrides it for one episode),
-    ``frame_skip`` (physics substeps at 240 Hz per frame; 8 gives 30 frames/s).
+    ``frame_skip`` (physics substeps at 240 Hz per frame, 1..240; 8 gives 30 frames/s). Bad arguments raise
+    ``ValueError`` naming them; actions are checked by ``worldsim.spaces.check_action``.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": PHYSICS_HZ // 8}
@@ -73,20 +78,19 @@ class SceneEnv(gymnasium.Env[np.ndarray, np.ndarray]):
         split: str = "id",
         frame_skip: int = 8,
     ):
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode {render_mode!r} is not supported: use 'rgb_array' or None")
-        for name, value in (("width", width), ("height", height)):
-            if not isinstance(value, (int, np.integer)) or not SIZE_RANGE[0] <= value <= SIZE_RANGE[1]:
-                raise ValueError(
-                    f"{name}={value!r} is outside {SIZE_RANGE[0]}..{SIZE_RANGE[1]}: "
-                    "pass an integer frame size in that range"
-                )
-        if not isinstance(frame_skip, (int, np.integer)) or frame_skip < 1:
-            raise ValueError(f"frame_skip={frame_skip!r} must be a positive integer (physics substeps per frame)")
+        if render_mode is not None and (
+            not isinstance(render_mode, str) or render_mode not in self.metadata["render_modes"]
+        ):
+            raise ValueError(f"render_mode {reprlib.repr(render_mode)} is not supported: use 'rgb_array' or None")
+        width = check_int("width", width, SIZE_RANGE, "the frame width in pixels")
+        height = check_int("height", height, SIZE_RANGE, "the frame height in pixels")
+        frame_skip = check_int(
+            "frame_skip", frame_skip, FRAME_SKIP_RANGE, f"the physics substeps ({PHYSICS_HZ} Hz) per frame"
+        )
         self.render_mode = render_mode
-        self.width, self.height = int(width), int(height)
+        self.width, self.height = width, height
         self.split = check_split(split)
-        self.frame_skip = int(frame_skip)
+        self.frame_skip = frame_skip
         self.dt = self.frame_skip / PHYSICS_HZ
         self.metadata = {**self.metadata, "render_fps": PHYSICS_HZ / self.frame_skip}
         self.param_space = ParamSpace(dict(self.params))
@@ -224,7 +228,7 @@ class SceneEnv(gymnasium.Env[np.ndarray, np.ndarray]):
         return self._observe()
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        action = self._check_action(action)
+        action = check_action(self.action_space, action)
         self.apply_action(action)
         for _ in range(self.frame_skip):
             self.client.stepSimulation()
@@ -291,15 +295,6 @@ class SceneEnv(gymnasium.Env[np.ndarray, np.ndarray]):
         self._slot_of_body = np.zeros(self.client.getNumBodies() + 1, np.int16)
         self._slot_of_body[np.asarray(self._bodies, np.int64) + 1] = np.arange(1, n + 1, dtype=np.int16)
 
-    def _check_action(self, action: Any) -> np.ndarray:
-        array = np.asarray(action, dtype=np.float32)
-        if array.shape != self.action_space.shape or not np.all(np.isfinite(array)) or np.any(np.abs(array) > 1.0):
-            raise ValueError(
-                f"action {np.asarray(action).tolist()} is not in {self.action_space}: actions must have "
-                f"shape {self.action_space.shape}, be finite and lie in [-1, 1]"
-            )
-        return array
-
     def _observe(self) -> tuple[np.ndarray, dict[str, Any]]:
         c, w, h, k = self.client, self.width, self.height, self.max_objects
         cam = self.camera()
@@ -357,6 +352,18 @@ class SceneEnv(gymnasium.Env[np.ndarray, np.ndarray]):
             "depth": depth,
         }
         return self._frame.copy(), info
+
+
+def check_int(name: str, value: Any, bounds: tuple[int, int], meaning: str) -> int:
+    """``value`` as an int when it is an integer (a bool is not) within ``bounds``, else a ValueError naming it."""
+    low, high = bounds
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        problem = f"is not an integer but {type(value).__name__}"
+    elif not low <= value <= high:
+        problem = f"is outside {low}..{high}"
+    else:
+        return int(value)
+    raise ValueError(f"{name}={reprlib.repr(value)} {problem}: pass {meaning}, an integer in {low}..{high}")
 
 
 def color_name(color: tuple[float, float, float]) -> str:

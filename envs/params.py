@@ -11,6 +11,7 @@ jitter, start positions: things we vary but do not test generalization on).
 
 from __future__ import annotations
 
+import reprlib
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -21,8 +22,8 @@ SPLITS = ("id", "ood")
 
 def check_split(split: str) -> str:
     """Return ``split`` if it names a split, else raise with the allowed names."""
-    if split not in SPLITS:
-        raise ValueError(f"split {split!r} is not one of {SPLITS}: pass split='id' or split='ood'")
+    if not isinstance(split, str) or split not in SPLITS:  # a numpy array would compare elementwise
+        raise ValueError(f"split {reprlib.repr(split)} is not one of {SPLITS}: pass split='id' or split='ood'")
     return split
 
 

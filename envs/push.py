@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import reprlib
 from typing import Any
 
 import numpy as np
@@ -84,9 +85,9 @@ class PushEnv(SceneEnv):
     default_camera = Camera(eye=(0.0, -0.75, 1.05), target=(0.0, 0.04, 0.0))
 
     def __init__(self, *args: Any, start: str = "random", **kwargs: Any) -> None:
-        if start not in STARTS:
+        if not isinstance(start, str) or start not in STARTS:
             raise ValueError(
-                f"start={start!r} is not one of {STARTS}: 'random' puts the pusher in a random "
+                f"start={reprlib.repr(start)} is not one of {STARTS}: 'random' puts the pusher in a random "
                 "direction from the target, 'behind' on its far side from the goal"
             )
         super().__init__(*args, **kwargs)

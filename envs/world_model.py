@@ -102,8 +102,9 @@ class WorldModelEnv(_WorldModelBase, gymnasium.Env):
 
     ## Action Space
     The action space of the world the model was trained on (e.g. ``Box(-1, 1, (2,), float32)`` for
-    Push). Invalid actions raise ``ValueError`` naming the action and the rule (shape, finite,
-    bounds); nothing is clipped silently.
+    Push). Actions are checked by the rule of every worldsim env (``worldsim.spaces.check_action``:
+    integer or real numbers of the space's shape, finite, within bounds); others raise
+    ``ValueError`` naming the action and the rule; nothing is clipped or cast silently.
 
     ## Observation Space
     ``observation="rgb"``: ``Box(0, 255, (H, W, 3), uint8)``, the decoded frame (after a reset: the
@@ -343,15 +344,8 @@ class WorldModelVectorEnv(_WorldModelBase, VectorEnv):
     def step(self, actions: Any):
         if self.batch.cache is None:
             raise RuntimeError("step() before reset(): call reset() first")
-        actions = np.asarray(actions)
-        expected = (self.num_envs, *self.single_action_space.shape)
-        if actions.shape != expected:
-            raise ValueError(
-                f"actions have shape {actions.shape}; {self.num_envs} sub-envs of "
-                f"{self.single_action_space} take {expected}"
-            )
-        actions = np.stack(
-            [check_action(self.single_action_space, a, f"action of sub-env {i}") for i, a in enumerate(actions)]
+        actions = check_action(
+            self.single_action_space, actions, "actions (one row per sub-env)", batch_shape=(self.num_envs,)
         )
         out = self.batch.step(actions, decode=self._decode)
         self._frames = out.frames

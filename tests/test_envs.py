@@ -262,6 +262,24 @@ def test_frame_size_out_of_range_is_rejected():
         OrbitEnv(height=300)
 
 
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"frame_skip": True}, r"frame_skip=True is not an integer but bool"),
+        ({"frame_skip": 10**9}, r"frame_skip=1000000000 is outside 1..240"),
+        ({"width": 64.0}, r"width=64.0 is not an integer but float"),
+        ({"split": np.array(["id"])}, r"split array\(\['id'\].* is not one of"),
+        ({"render_mode": np.array(["rgb_array"])}, r"render_mode array\(.* is not supported"),
+        ({"start": np.array(["behind", "random"])}, r"start=array\(.* is not one of"),
+    ],
+)
+def test_arguments_that_only_look_right_are_refused_by_name(kwargs, message):
+    # Found by tests/test_fuzz.py: a bool frame_skip ran as 1, an array split or render_mode compared
+    # elementwise and passed, a huge frame_skip hung every step.
+    with pytest.raises(ValueError, match=message):
+        PushEnv(**kwargs)
+
+
 def test_non_square_frames():
     env = OrbitEnv(width=96, height=48)
     observation, info = env.reset(seed=2)

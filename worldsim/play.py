@@ -292,8 +292,9 @@ def env_context(
     real.reset(seed)
     caption = str(real.info.get("caption", ""))
     seen, actions = [real.frame], []
-    for _ in range(frames - 1):
-        action = to_stored(policy(real.observation, real.info))
+    for step in range(frames - 1):
+        chosen = policy(real.observation, real.info)
+        action = to_stored(check_action(real.env.action_space, chosen, f"the context action at step {step}"))
         real.step(action)
         seen.append(real.frame)
         actions.append(action)
@@ -435,7 +436,7 @@ def _play(
             chosen = policy(real.observation, real.info)
         else:
             chosen = policy(model_frames[-1], {"caption": caption})
-        action = check_action(space, to_stored(chosen), f"the action of policy={cfg.policy} at step {step}")
+        action = to_stored(check_action(space, chosen, f"the action of policy={cfg.policy} at step {step}"))
         out = batch.step(action[None])
         model_frames.append(out.frames[0])
         real_reward = None

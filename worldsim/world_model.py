@@ -41,7 +41,7 @@ from worldsim.models.autoencoder import FrameAutoencoder
 from worldsim.models.dit import VideoDiT, VideoDiTConfig
 from worldsim.models.text import TextCondition, TextEncoder, TextEncoderConfig
 from worldsim.sampling import SamplingConfig
-from worldsim.spaces import space_from_description
+from worldsim.spaces import check_action, space_from_description
 
 PARTS = ("dit", "text", "autoencoder")
 ArrayLike = Union[np.ndarray, torch.Tensor]
@@ -211,18 +211,22 @@ class WorldModel:
         return TextCondition(condition.tokens, condition.mask & ~empty[:, None], condition.pooled)
 
     def model_actions(self, actions: Optional[ArrayLike], batch: int, frames: int) -> Optional[torch.Tensor]:
-        """Dataset actions (B, T, *A) -> what the DiT reads, checked against the action space."""
+        """Actions (B, T, *A) -> what the DiT reads, checked as every env checks them (``check_action``)."""
         if not self.has_actions:
             return None
         if actions is None:
             raise ValueError(f"this model was trained with actions {self.action_space}: pass them")
-        a = torch.as_tensor(np.asarray(actions) if not isinstance(actions, torch.Tensor) else actions)
-        shape = tuple(self.action_space.shape) if self.action_space is not None else ()
-        if tuple(a.shape) != (batch, frames, *shape):
-            raise ValueError(
-                f"actions have shape {tuple(a.shape)}; expected (B, T, *A) = {(batch, frames, *shape)} "
-                f"for actions of {self.action_space}"
-            )
+        given = actions.detach().cpu() if isinstance(actions, torch.Tensor) else actions
+        if self.action_space is None:  # a model file without a description: only the shape is known
+            a = torch.as_tensor(np.asarray(given))
+            if a.shape[:2] != (batch, frames):
+                raise ValueError(
+                    f"actions have shape {tuple(a.shape)}; expected (B, T, *A) with (B, T) = {(batch, frames)}"
+                )
+        else:
+            if isinstance(given, torch.Tensor) and given.dtype == torch.bfloat16:  # numpy has no bfloat16
+                given = given.float()
+            a = torch.from_numpy(check_action(self.action_space, given, "actions (B, T, *A)", (batch, frames)))
         return model_actions(a.to(self.device), self.action_description)
 
     def generator(self, seed: Optional[int], generator: Optional[torch.Generator] = None) -> Optional[torch.Generator]:
