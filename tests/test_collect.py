@@ -523,3 +523,21 @@ def test_sticky_policy_holds_random_actions_between_scripted_segments() -> None:
         assert make_policy("sticky", gymnasium.make("CartPole-v1")).scripted_share == 0.0  # no script: all holds
     finally:
         env.close()
+
+
+def test_a_policy_action_outside_the_space_stops_collect_by_the_one_action_rule(tmp_path: Path) -> None:
+    """Any env, not only worldsim's worlds (which check their own steps): Pendulum's torque lies in [-2, 2]."""
+    (tmp_path / "policy.py").write_text(
+        "import numpy as np\n\ndef push(observation, info):\n    return np.array([3.0])\n"
+    )
+    with pytest.raises(CollectError, match=r"episode 0 .*the policy's action \[3.0\] .*must lie in \[-2.0, 2.0\]"):
+        collect(
+            CollectConfig(
+                env="Pendulum-v1",
+                episodes=1,
+                max_steps=4,
+                policy=f"{tmp_path / 'policy.py'}:push",
+                progress=False,
+                out=str(tmp_path / "data"),
+            )
+        )

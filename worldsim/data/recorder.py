@@ -17,7 +17,7 @@ import numpy as np
 
 from worldsim.data.episode import Episode
 from worldsim.envs.policy import Policy
-from worldsim.spaces import action_codec, is_image_space
+from worldsim.spaces import action_codec, check_action, is_image_space
 
 
 class EpisodeRecorder:
@@ -108,7 +108,9 @@ class EpisodeRecorder:
         params, split = copy.deepcopy(info.get("params", {})), str(info.get("split", ""))
         actions, rewards, terminated, truncated = [], [], [], []
         while True:
-            action = self.to_stored(self.policy(observation, info))
+            action = self.to_stored(
+                check_action(self.env.action_space, self.policy(observation, info), "the policy's action")
+            )
             observation, reward, term, trunc, info = self.env.step(self.to_env(action))
             actions.append(action)
             rewards.append(reward)
