@@ -15,7 +15,7 @@ import torch
 from test_world_model import build_model_file, one_thread, physics  # noqa: F401  (fixtures)
 
 import worldsim  # noqa: F401  (registers the ids)
-from worldsim.checkpoint import CheckpointError
+from worldsim.checkpoint import CheckpointError, weights_digest
 from worldsim.training.train import stage_resume
 from worldsim.world_model import WorldModel
 
@@ -78,7 +78,7 @@ def worldsim_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 def test_an_autoencoder_file_as_init_is_one_clear_error_without_a_traceback(physics, tmp_path: Path) -> None:
     export = torch.load(physics[1], weights_only=True)
     export["weights"] = {"autoencoder": export["weights"]["autoencoder"]}
-    export["worldsim"]["stage"] = "autoencoder"
+    export["worldsim"].update(stage="autoencoder", weights_sha256=weights_digest(export["weights"]))
     torch.save(export, tmp_path / "autoencoder.pt")
     result = worldsim_cli(
         "train", "stage=dynamics", f"init={tmp_path / 'autoencoder.pt'}", f"data={physics[0]}", "out=run", cwd=tmp_path
@@ -108,3 +108,15 @@ def test_a_truncated_last_checkpoint_names_the_checkpoints_to_resume_from(physic
         stage_resume(str(checkpoints / "step=000004.ckpt"), "dynamics", required=True)
         == checkpoints / "step=000004.ckpt"
     )
+
+
+def test_a_model_file_whose_weights_changed_is_refused_and_the_references_still_load(physics, tmp_path: Path) -> None:
+    export = torch.load(physics[1], weights_only=True)
+    export["weights"]["dit"]["final_layer.linear.weight"].view(-1)[7] += 1e-3  # one value, as a flipped byte would
+    torch.save(export, tmp_path / "changed.pt")
+    with pytest.raises(CheckpointError, match=r"changed.pt: its weights differ from the sha256 it records"):
+        WorldModel.from_checkpoint(tmp_path / "changed.pt")
+    assert WorldModel.from_checkpoint(physics[1]).env_id == "worldsim/Physics-v0"
+    for world in ("physics", "push"):  # shipped before files recorded a digest: they load unchecked
+        assert "weights_sha256" not in torch.load(worldsim.reference_checkpoint(world), weights_only=True)["worldsim"]
+        WorldModel.from_checkpoint(worldsim.reference_checkpoint(world))

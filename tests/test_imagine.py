@@ -410,4 +410,4 @@ def test_worldsim_imagine_writes_the_table(push: Path, tmp_path: Path) -> None:
     tampered["rows"][0]["returns"][0] += 0.5
     (out / "imagine.json").write_text(json.dumps(tampered))
     with pytest.raises(ValueError, match="earns other returns on the run's own episodes"):
-        imagine(ImagineConfig(rescore=str(out), eval_episodes=1, out=str(rescored)))
+        imagine(ImagineConfig(rescore=str(out), eval_episodes=2, out=str(rescored)))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from worldsim.checkpoint import CheckpointError, dataset_meta, export_modules
+from worldsim.checkpoint import CheckpointError, dataset_meta, export_modules, weights_digest
 from worldsim.data.collect import CollectConfig, collect
 from worldsim.data.dataset import EpisodeDataset
 from worldsim.models.autoencoder import AutoencoderConfig, FrameAutoencoder
@@ -92,6 +92,7 @@ def test_from_checkpoint_rebuilds_the_world_and_refuses_other_files(physics, mod
 
     export = torch.load(physics[1], weights_only=True)
     no_dit = {**export, "weights": {k: v for k, v in export["weights"].items() if k != "dit"}}
+    no_dit["worldsim"] = {**export["worldsim"], "weights_sha256": weights_digest(no_dit["weights"])}
     torch.save(no_dit, tmp_path / "no_dit.pt")
     with pytest.raises(CheckpointError, match=r"holding parts \['autoencoder', 'text'\].*pass the <run>/model.pt"):
         WorldModel.from_checkpoint(tmp_path / "no_dit.pt")

@@ -18,6 +18,8 @@ The ``"worldsim"`` record::
     configs           {"autoencoder": {...AutoencoderConfig fields}, "dynamics": {...}, "optim": ...}
     data              {"env_id", "observation_space", "action_space", "dataset", "frame_shape", ...}
     parts             {part name: state_dict key prefix of its inference (EMA) weights}
+    weights_sha256    exported files: ``weights_digest`` of their weights, checked on every load (a
+                      file written before it was recorded loads unchecked)
     sampling          exported files only, optional: SamplingConfig fields the model samples with
                       unless its caller says otherwise (``set_default_sampling``)
 
@@ -28,6 +30,7 @@ code, so ``WorldModel.from_checkpoint`` stays light.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import os
 import re
@@ -166,6 +169,12 @@ def load_checkpoint(path: Union[str, Path], map_location: Union[str, torch.devic
         raise CheckpointError(
             f"checkpoint {path} was written by schema {schema}; this worldsim reads schema {CHECKPOINT_SCHEMA}: {fix}"
         )
+    recorded = record.get("weights_sha256")
+    if record.get("kind") == "export" and recorded and weights_digest(checkpoint[EXPORT_KEY]) != recorded:
+        raise CheckpointError(
+            f"checkpoint {path}: its weights differ from the sha256 it records, so the file is corrupt (a "
+            "changed byte, a bad copy): copy or export it again"
+        )
     return checkpoint
 
 
@@ -227,6 +236,7 @@ def export_checkpoint(
     record.update(
         kind="export",
         parts={part: "" for part in weights},
+        weights_sha256=weights_digest(weights),
         configs={**record["configs"], **plain(dict(extra_configs or {}))},
         global_step=int(checkpoint.get("global_step", record.get("global_step", 0))),
         source=str(Path(ckpt).resolve()),
@@ -237,6 +247,17 @@ def export_checkpoint(
     torch.save({"worldsim": record, EXPORT_KEY: weights}, tmp)
     os.replace(tmp, out)  # a killed export never leaves a half-written file under the real name
     return out
+
+
+def weights_digest(weights: Mapping[str, Mapping[str, torch.Tensor]]) -> str:
+    """sha256 of an exported file's weights: every tensor's name, dtype, shape and bytes, in sorted order."""
+    digest = hashlib.sha256()
+    for part in sorted(weights):
+        for key in sorted(weights[part]):
+            tensor = weights[part][key].detach().cpu().contiguous()
+            digest.update(f"{part}.{key}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
+            digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def autoencoder_config(record: Mapping[str, Any]) -> AutoencoderConfig:
