@@ -10,6 +10,7 @@ import lightning
 import numpy as np
 import pytest
 import torch
+from gymnasium import spaces
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch.utils.data import DataLoader, RandomSampler, Subset
 
@@ -17,6 +18,7 @@ from worldsim.data.collect import CollectConfig, collect
 from worldsim.data.latents import cache_latents
 from worldsim.models.actions import action_fields, model_actions
 from worldsim.models.autoencoder import AutoencoderConfig, FrameAutoencoder
+from worldsim.spaces import describe_space, space_from_description
 from worldsim.training import rollout_metrics
 from worldsim.training.datamodules import LatentClipDataConfig, LatentClipDataModule
 from worldsim.training.dynamics_module import DynamicsConfig, DynamicsModule, align_transitions
@@ -120,6 +122,20 @@ def test_action_spaces_map_to_the_dit() -> None:
     ids = model_actions(torch.tensor([[1, 3]]), {"type": "Discrete", "n": 3, "start": 1})
     assert ids.tolist() == [[0, 2]] and ids.dtype == torch.long
     assert model_actions(torch.ones(2, 5), {"type": "Box", "shape": []}).shape == (2, 5, 1)
+
+
+def test_multi_discrete_actions_reach_the_dit_as_one_hots_per_component() -> None:
+    """A camera bin or a key is a category: bin 4 is not twice bin 2, so each component is one-hot."""
+    space = spaces.MultiDiscrete([3, 5, 2], start=[0, -2, 1])
+    description = describe_space(space)
+    assert space_from_description(description) == space
+    assert describe_space(spaces.MultiDiscrete([3, 4])) == {"type": "MultiDiscrete", "nvec": [3, 4]}
+    assert action_fields(description)["action_dim"] == 10
+    actions = torch.tensor([[[2, -2, 1], [0, 2, 2]]])  # (B=1, T=2, 3)
+    one_hots = model_actions(actions, description)
+    assert one_hots.shape == (1, 2, 10) and one_hots.sum(-1).tolist() == [[3.0, 3.0]]
+    assert one_hots[0, 0].nonzero().flatten().tolist() == [2, 3, 8]
+    assert one_hots[0, 1].nonzero().flatten().tolist() == [0, 7, 9]
 
 
 def test_config_refuses_data_fields_and_mismatched_text_width() -> None:

@@ -33,7 +33,10 @@ def describe_space(space: gymnasium.Space) -> dict[str, Any]:
     if isinstance(space, spaces.Discrete):
         return {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
     if isinstance(space, spaces.MultiDiscrete):
-        return {"type": "MultiDiscrete", "nvec": space.nvec.tolist()}
+        out = {"type": "MultiDiscrete", "nvec": space.nvec.tolist()}
+        if np.any(space.start != 0):  # written only when set, so older descriptions read the same
+            out["start"] = space.start.tolist()
+        return out
     if isinstance(space, spaces.MultiBinary):
         return {"type": "MultiBinary", "n": np.asarray(space.n).tolist()}
     return {"type": type(space).__name__, "repr": str(space)}
@@ -74,7 +77,8 @@ def space_from_description(description: Optional[Mapping[str, Any]]) -> Optional
     if kind == "Discrete":
         return spaces.Discrete(int(description["n"]), start=int(description.get("start", 0)))
     if kind == "MultiDiscrete":
-        return spaces.MultiDiscrete(np.asarray(description["nvec"], np.int64))
+        nvec = np.asarray(description["nvec"], np.int64)
+        return spaces.MultiDiscrete(nvec, start=np.asarray(description.get("start", np.zeros_like(nvec)), np.int64))
     if kind == "MultiBinary":
         return spaces.MultiBinary(description["n"])
     raise ValueError(
