@@ -1,8 +1,10 @@
 """``worldsim bench``: performance figures printed as JSON (benchmarks, never timed tests).
 
-Suites: ``collect`` (recording frames/s of each ground-truth world with 1 and 2 processes) and
+Suites: ``collect`` (recording frames/s of each ground-truth world with 1 and 2 processes),
 ``env`` (the learned world as an env: step latency, vector-env throughput beside the real env,
-KV-cache step time, memory over a long run; see ``worldsim.bench_env``).
+KV-cache step time, memory over a long run; see ``worldsim.bench_env``) and, when named,
+``train`` (each model preset's training step: samples/s, model FLOPs, MFU; see
+``worldsim.bench_train``).
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from worldsim.bench_env import EnvBenchConfig, bench_env
+from worldsim.bench_train import TrainBenchConfig, bench_train
 from worldsim.config_checks import check_at_least
 from worldsim.data.collect import CollectConfig, collect
 from worldsim.envs import WORLDS
 from worldsim.sampling import SamplingConfig
 
-SUITES = ("collect", "env")
+SUITES = ("collect", "env", "train")
+DEFAULT_SUITES = ("collect", "env")  # train builds every preset asked for: run it by name
 
 
 @dataclass
@@ -39,11 +43,13 @@ class CollectBenchConfig:
 
 @dataclass
 class BenchConfig:
-    # collect (frames/s recording each world) | env (world-model env latency, throughput, KV cache, memory)
-    suites: list[str] = field(default_factory=lambda: list(SUITES))
+    # collect (frames/s recording each world) | env (world-model env latency, throughput, KV cache, memory) | train
+    # (training step of each model preset: samples/s, FLOPs, MFU; only when named)
+    suites: list[str] = field(default_factory=lambda: list(DEFAULT_SUITES))
     collect: CollectBenchConfig = field(default_factory=CollectBenchConfig)  # what the collect suite records
     # what the env suite steps (checkpoint=None: tiny, random weights)
     env: EnvBenchConfig = field(default_factory=EnvBenchConfig)
+    train: TrainBenchConfig = field(default_factory=TrainBenchConfig)  # what the train suite builds and times
     # how the env suite's model samples (sampling.steps=2 ...); unset fields: the model file's default
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     out: str = ""  # also write the JSON report here (empty: print only)
@@ -97,6 +103,8 @@ def bench(cfg: BenchConfig) -> dict[str, Any]:
         report["collect"] = bench_collect(cfg.collect)
     if "env" in cfg.suites:
         report["env"] = bench_env(cfg.env, cfg.sampling)
+    if "train" in cfg.suites:
+        report["train"] = bench_train(cfg.train)
     text = json.dumps(report, indent=2)
     print(text)
     if cfg.out:
