@@ -174,7 +174,10 @@ def test_keys_map_to_actions_of_the_space() -> None:
     discrete = spaces.Discrete(3, start=1)
     assert [key_action(ord(k), discrete) for k in "012 "] == [1, 2, 3, 1]
     assert key_action(ord("3"), discrete) is None and key_action(ord("d"), discrete) is None
-    with pytest.raises(ValueError, match="drives Box and Discrete actions; this model takes MultiDiscrete"):
+    with pytest.raises(
+        ValueError,
+        match="drives Box and Discrete actions, and worlds that declare a KEYBOARD; this model takes MultiDiscrete",
+    ):
         key_action(ord(" "), spaces.MultiDiscrete([2, 2]))
 
 

@@ -32,6 +32,7 @@ import cv2
 import gymnasium
 import numpy as np
 from gymnasium import spaces
+from gymnasium.envs.registration import load_env_creator
 
 from worldsim.checkpoint import missing_checkpoint
 from worldsim.config_checks import check_at_least
@@ -150,13 +151,48 @@ def key_direction(key: int) -> Optional[str]:
     return None
 
 
-def key_action(key: int, space: gymnasium.Space) -> Optional[np.ndarray]:
+def key_name(key: int) -> Optional[str]:
+    """The name of a ``cv2.waitKeyEx`` code in a world's ``KEYBOARD`` table: "left" for an arrow, "space", "w"."""
+    for direction, codes in ARROW_CODES.items():
+        if key in codes:
+            return direction
+    if key == SPACE_KEY:
+        return "space"
+    return chr(key).lower() if 0 <= key < 0x110000 else None
+
+
+def world_keyboard(env_id: str, space: gymnasium.Space) -> Optional[dict[str, np.ndarray]]:
+    """The key bindings a registered world declares (its class's ``KEYBOARD``: key name -> action), or None.
+
+    Only the registered entry point's class is read, the code that registered the id; each action
+    is checked against ``space`` so a table that does not fit the model fails before play starts.
+    """
+    if env_id not in gymnasium.registry:
+        return None
+    entry_point = gymnasium.spec(env_id).entry_point
+    cls = load_env_creator(entry_point) if isinstance(entry_point, str) else entry_point
+    table = getattr(cls, "KEYBOARD", None)
+    if not table:
+        return None
+    return {name: check_action(space, action, f"{env_id}'s KEYBOARD[{name!r}]") for name, action in table.items()}
+
+
+def key_action(
+    key: int, space: gymnasium.Space, bindings: Optional[dict[str, np.ndarray]] = None
+) -> Optional[np.ndarray]:
     """The action a key (a ``cv2.waitKeyEx`` code) stands for in ``space``, or None when it means none.
 
-    Box: arrows/WASD set the first (left/right) or second (down/up) dimension to -1 or +1 and the
-    rest to 0; space is all zeros; values are clipped into the space's bounds. Discrete: digit d
-    is action ``start + d`` (when d < n); space is ``start``. Quit keys are the caller's business.
+    With ``bindings`` (a world's ``KEYBOARD``), the key's binding; space, unbound, is the idle
+    action: all components at their first value. Else Box: arrows/WASD set the first (left/right)
+    or second (down/up) dimension to -1 or +1 and the rest to 0; space is all zeros; values are
+    clipped into the space's bounds. Discrete: digit d is action ``start + d`` (when d < n); space is
+    ``start``. Quit keys are the caller's business.
     """
+    if bindings is not None:
+        name = key_name(key)
+        if name in bindings:
+            return bindings[name].copy()
+        return idle_action(space) if key == SPACE_KEY else None
     if isinstance(space, spaces.Box):
         action = np.zeros(space.shape, np.float64)
         if key != SPACE_KEY:
@@ -174,12 +210,23 @@ def key_action(key: int, space: gymnasium.Space) -> Optional[np.ndarray]:
         digit = key - ord("0")
         return np.array(space.start + digit, np.int64) if 0 <= digit <= 9 and digit < space.n else None
     raise ValueError(
-        f"policy=keyboard drives Box and Discrete actions; this model takes {space}: "
-        "use policy=random or module:callable"
+        f"policy=keyboard drives Box and Discrete actions, and worlds that declare a KEYBOARD; this model "
+        f"takes {space}: use policy=random or module:callable"
     )
 
 
-def key_help(space: gymnasium.Space) -> str:
+def idle_action(space: gymnasium.Space) -> np.ndarray:
+    """Every component at its first value: the no-op of a world that binds keys (MultiDiscrete's start)."""
+    if isinstance(space, spaces.MultiDiscrete):
+        return space.start.astype(space.dtype).copy()
+    if isinstance(space, spaces.Box):
+        return np.clip(np.zeros(space.shape), space.low, space.high).astype(space.dtype)
+    return np.zeros(space.shape, space.dtype)
+
+
+def key_help(space: gymnasium.Space, bindings: Optional[dict[str, np.ndarray]] = None) -> str:
+    if bindings is not None:
+        return f"keys: {', '.join(sorted(bindings))}; no key is the idle action, q or Esc quits"
     if isinstance(space, spaces.Discrete):
         return f"keys: 0-{min(space.n, 10) - 1} pick an action, space the first, q or Esc quits"
     return "keys: arrows or WASD move, space (or no key) is the zero action, q or Esc quits"
@@ -188,11 +235,12 @@ def key_help(space: gymnasium.Space) -> str:
 class KeyboardController:
     """An OpenCV window showing the play; the key pressed within ``1/fps`` s is the next action."""
 
-    def __init__(self, space: gymnasium.Space, fps: int) -> None:
-        self.idle = key_action(SPACE_KEY, space)  # also refuses spaces the keyboard cannot drive
-        self.space, self.delay_ms = space, max(1, round(1000 / fps))
+    def __init__(self, space: gymnasium.Space, fps: int, bindings: Optional[dict[str, np.ndarray]] = None) -> None:
+        # key_action also refuses spaces the keyboard cannot drive; a world's bindings drive any
+        self.idle = idle_action(space) if bindings is not None else key_action(SPACE_KEY, space)
+        self.space, self.bindings, self.delay_ms = space, bindings, max(1, round(1000 / fps))
         cv2.namedWindow(WINDOW_TITLE, cv2.WINDOW_AUTOSIZE)
-        print(f"play: {key_help(space)}", flush=True)
+        print(f"play: {key_help(space, bindings)}", flush=True)
 
     def __call__(self, picture: np.ndarray) -> Optional[np.ndarray]:
         """Show ``picture`` (RGB) and return the chosen action, or None when the player quits."""
@@ -200,7 +248,7 @@ class KeyboardController:
         key = cv2.waitKeyEx(self.delay_ms)
         if key in QUIT_KEYS or cv2.getWindowProperty(WINDOW_TITLE, cv2.WND_PROP_VISIBLE) < 1:
             return None
-        action = key_action(key, self.space) if key != -1 else None
+        action = key_action(key, self.space, self.bindings) if key != -1 else None
         return self.idle.copy() if action is None else action
 
     def close(self) -> None:
@@ -386,7 +434,11 @@ def play(cfg: PlayConfig) -> PlayResult:
     keyboard = None
     try:
         if cfg.policy == "keyboard":
-            keyboard = KeyboardController(model.action_space, cfg.fps)
+            try:
+                bindings = world_keyboard(model.real_env_id(), model.action_space)
+            except ValueError:  # no registered world (a dataset context): the generic keys
+                bindings = None
+            keyboard = KeyboardController(model.action_space, cfg.fps, bindings)
         result = _play(cfg, model, keyboard, real)
     finally:
         if keyboard is not None:
