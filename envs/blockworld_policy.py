@@ -1,0 +1,89 @@
+"""BlockWorld's basic policy: scripted exploration that comes back to places it has seen.
+
+Like the scripted explorer behind Sora's Minecraft footage, it walks, turns, looks around, jumps,
+digs and builds; unlike a random walk it *revisits*: square loops end where they began, walks out
+come back the same way, and looking away turns back to the same view. Data from it therefore holds
+returns to earlier views after 10-100 frames away, which is what a world model's memory is
+trained and tested on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from worldsim.envs.blockworld import HOTBAR, YAW_STEPS
+from worldsim.envs.voxels import WOOD
+
+MOVE, STRAFE, JUMP, YAW, PITCH, USE, SELECT = range(7)
+QUARTER = YAW_STEPS // 4  # yaw steps in a 90 degree turn
+
+
+def act(**components: int) -> np.ndarray:
+    """An action with the named components set, e.g. ``act(move=1, jump=1)``; the rest are no-ops."""
+    action = np.zeros(7, np.int64)
+    for name, value in components.items():
+        action[("move", "strafe", "jump", "yaw", "pitch", "use", "select").index(name)] = value
+    return action
+
+
+class ExplorePolicy:
+    """Picks routines at random from the reset seed and plays them out action by action.
+
+    Routines: a square loop (n forward, quarter turn, m forward, ... back to the start), out and
+    back (walk, half turn, walk the same steps back, half turn), look away and back (turn k steps,
+    look about, turn k back), dig and build (look down, break, pick a block, place, look up) and a
+    glance up and down. Reactively it jumps when a forward step did not move it (a one-block step
+    or a wall) and chops whenever the crosshair rests on wood within reach.
+    """
+
+    def __init__(self) -> None:
+        self.reset(0)
+
+    def reset(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.plan: list[np.ndarray] = []
+        self.last: tuple[np.ndarray, np.ndarray] | None = None
+
+    def __call__(self, observation: np.ndarray, info: dict[str, Any]) -> np.ndarray:
+        state = info["state"]
+        position = np.asarray(state["player_position"], np.float64)
+        blocked = self.last is not None and self.last[0][MOVE] == 1 and np.hypot(*(position - self.last[1])[:2]) < 0.05
+        target = state["block_type"][tuple(s // 2 for s in state["block_type"].shape)]
+        if int(state["target_block"][0]) >= 0 and target == WOOD and self.rng.random() < 0.8:
+            action = act(use=1)  # chop: the plan waits
+        else:
+            if not self.plan:
+                self.plan = self._routine()
+            action = self.plan.pop(0)
+            if blocked and action[MOVE] == 1:
+                action = action.copy()
+                action[JUMP] = 1
+        self.last = (action, position)
+        return action
+
+    def _routine(self) -> list[np.ndarray]:
+        rng = self.rng
+        kind = rng.choice(["loop", "out_and_back", "look_away", "dig_build", "glance"], p=[0.3, 0.2, 0.2, 0.2, 0.1])
+        turn = int(rng.choice([1, 2]))  # yaw component: 1 left, 2 right
+        if kind == "loop":
+            n, m = (int(v) for v in rng.integers(6, 17, size=2))
+            side = [act(move=1)] * n + [act(yaw=turn)] * QUARTER + [act(move=1)] * m + [act(yaw=turn)] * QUARTER
+            return side * 2
+        if kind == "out_and_back":
+            n = int(rng.integers(8, 25))
+            half = [act(yaw=turn)] * (2 * QUARTER)
+            return [act(move=1)] * n + half + [act(move=1)] * n + half
+        if kind == "look_away":
+            k = int(rng.integers(3, 13))
+            look = [act(pitch=int(rng.integers(0, 3))) for _ in range(int(rng.integers(2, 5)))]
+            back = [act(pitch={0: 0, 1: 2, 2: 1}[int(a[PITCH])]) for a in reversed(look)]
+            return [act(yaw=turn)] * k + look + back + [act(yaw=3 - turn)] * k
+        if kind == "dig_build":
+            down = int(rng.integers(1, 4))
+            digs = [act(use=1)] * int(rng.integers(1, 4))
+            builds = [act(select=int(rng.integers(1, len(HOTBAR) + 1)))] + [act(use=2)] * int(rng.integers(1, 3))
+            return [act(pitch=2)] * down + digs + builds + [act(pitch=1)] * down
+        up = int(rng.integers(1, 4))
+        return [act(pitch=1)] * up + [act()] * int(rng.integers(1, 4)) + [act(pitch=2)] * up
