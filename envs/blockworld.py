@@ -37,7 +37,7 @@ from worldsim.spaces import check_action
 
 WORLD_SIZE = (32, 32, 32)  # blocks along x, y, z
 FOV = 70.0  # degrees, vertical (Minecraft's default)
-VIEW_DISTANCE = 20.0  # blocks; the fog is opaque here
+VIEW_DISTANCE = 16.0  # blocks; the fog is opaque here (half the world's width)
 SIZE_RANGE = (32, 256)
 YAW_STEPS = 24  # a camera turn is 360 / 24 = 15 degrees, so turns come back to identical angles
 PITCH_LIMIT = 5  # pitch steps of 15 degrees up or down at most (75 degrees)
@@ -109,6 +109,7 @@ class BlockWorldEnv(gymnasium.Env[np.ndarray, np.ndarray]):
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
+    max_objects = MAX_LANDMARKS  # tracked slots, as SceneEnv.max_objects
 
     params = {
         "biome": Choice(id=["meadow", "forest", "desert"], ood=["tundra", "mesa"]),
@@ -319,15 +320,24 @@ class BlockWorldEnv(gymnasium.Env[np.ndarray, np.ndarray]):
             o["object_orientation"][slot] = (0.0, 0.0, 0.0, 1.0)
 
     def camera(self) -> Camera:
+        """The player's eye as a ``Camera``, whose ``view()`` equals ``info["state"]["camera_view"]``."""
         forward, _, _ = camera_axes(self.yaw, self.pitch)
         eye = self.eye
         return Camera(tuple(eye), tuple(eye + forward), fov=FOV)
+
+    def view(self) -> np.ndarray:
+        """World -> camera (4, 4) as ``Camera.view()`` builds it, from the axes without cross products."""
+        forward, right, up = camera_axes(self.yaw, self.pitch)
+        view = np.eye(4)
+        view[0, :3], view[1, :3], view[2, :3] = right, up, -forward
+        view[:3, 3] = -view[:3, :3] @ self.eye
+        return view
 
     def _observe(self) -> tuple[np.ndarray, dict[str, Any]]:
         eye = self.eye
         frame, depth, block, owner = self.renderer.render(eye, self.yaw, self.pitch, self.palette, self.sky)
         self._frame = frame
-        view = self.camera().view()
+        view = self.view()
         segmentation = owner.astype(np.int16)
         k = MAX_LANDMARKS
         counts = np.bincount(owner.ravel(), minlength=k + 1)[1 : k + 1].astype(np.int32)
@@ -368,5 +378,6 @@ class BlockWorldEnv(gymnasium.Env[np.ndarray, np.ndarray]):
 def pixel_coordinates(points: np.ndarray, view_projection: np.ndarray, width: int, height: int) -> np.ndarray:
     """World points (K, 3) -> (column, row) with pixel centres at integers, as the ray caster samples."""
     clip = np.c_[points, np.ones(len(points))] @ view_projection.T  # (K, 4)
-    ndc = clip[:, :2] / clip[:, 3:4]
+    w = clip[:, 3:4]
+    ndc = clip[:, :2] / np.where(np.abs(w) < 1e-9, 1e-9, w)  # a point on the eye's plane has no pixel
     return np.stack([(ndc[:, 0] + 1) * (width / 2) - 0.5, (1 - ndc[:, 1]) * (height / 2) - 0.5], axis=1)

@@ -43,7 +43,7 @@ def camera_axes(yaw: float, pitch: float) -> tuple[np.ndarray, np.ndarray, np.nd
     cp, sp, cy, sy = math.cos(pitch), math.sin(pitch), math.cos(yaw), math.sin(yaw)
     forward = np.array([sy * cp, cy * cp, sp])
     right = np.array([cy, -sy, 0.0])
-    up = np.cross(right, forward)
+    up = np.array([-sy * sp, -cy * sp, cp])  # right x forward
     return forward, right, up
 
 
@@ -53,7 +53,7 @@ class RayBundle:
 
     direction: np.ndarray  # (3, N) float32 unit vectors
     inverse: np.ndarray  # (3, N) float32 |1 / direction| (t between crossings of one axis)
-    positive: np.ndarray  # (3, N) bool: direction > 0
+    positive: np.ndarray  # (3, N) bool: direction >= 0
     step: np.ndarray  # (3, N) int32 flat-index step of one cell along each axis
     axial: np.ndarray  # (N,) float32 cosine to the view axis: depth = t * axial
     sky: np.ndarray  # (N, 1) float32 0 at the horizon .. 1 at the zenith
@@ -81,7 +81,11 @@ class VoxelRenderer:
         # No ray crosses more than view_distance * (|dx| + |dy| + |dz|) + 3 cells before it is too far.
         self.max_steps = math.ceil(view_distance * math.sqrt(3)) + 3
         self.bundles: dict[tuple[float, float], RayBundle] = {}
-        self.grid = np.full(self.shape, OUTSIDE, np.uint8)
+        # One air cell past the end of the grid: finished rays park there (see march).
+        self.flat_grid = np.full(math.prod(self.shape) + 1, OUTSIDE, np.uint8)
+        self.flat_grid[-1] = 0
+        self.park = self.flat_grid.size - 1
+        self.grid = self.flat_grid[:-1].reshape(self.shape)
         self.owner_grid = np.zeros(self.shape, np.uint8)
         self.ceiling = -1
         rng = np.random.default_rng(0)  # a fixed texture, the same in every world and process
@@ -138,7 +142,7 @@ class VoxelRenderer:
             direction = rays / length
             with np.errstate(divide="ignore"):
                 inverse = np.minimum(1.0 / np.abs(direction), 1e30)
-            positive = direction > 0
+            positive = direction >= 0  # a zero component counts as positive: (1 - frac) / 0 is never 0
             step = np.where(positive, 1, -1).astype(np.int32) * self.strides[:, None]
             self.bundles[key] = RayBundle(
                 direction.astype(np.float32),
@@ -158,41 +162,57 @@ class VoxelRenderer:
         frac = (eye - cell).astype(np.float32)
         # t of each ray's first crossing per axis: (1 - frac) / |d| going up the axis, frac / |d| down.
         t_next = np.where(rays.positive, (1 - frac)[:, None], frac[:, None]) * rays.inverse  # (3, N)
-        delta, step = rays.inverse, rays.step
+        delta = rays.inverse
         start = (cell[2] * self.shape[1] + cell[0] + 1) * self.shape[2] + cell[1] + 1
         index = np.full(n, start, np.int64)
         alive = np.arange(n)
-        grid = self.grid.ravel()
+        grid = self.flat_grid
         distance = np.full(n, np.inf, np.float32)
         hit_cell = np.zeros(n, np.int64)
         face = np.zeros(n, np.int8)
-        for _ in range(self.max_steps):
+        step = rays.step.copy()  # parking writes to it
+        parked = 0
+        along = np.empty((3, n), bool)  # which axis each ray steps along
+        for i in range(self.max_steps):
             tx, ty, tz = t_next
+            along_x, along_y, along_z = along
+            # One DDA step: the axis whose next crossing is nearest advances (ties: y before x, then z).
             x_first = tx < ty
-            t_xy = np.where(x_first, tx, ty)
-            z_first = tz < t_xy
-            axis = np.where(z_first, 2, np.where(x_first, 0, 1))
-            t = np.where(z_first, tz, t_xy)
-            flat = axis * len(alive) + np.arange(len(alive))
-            t_flat = t_next.reshape(-1)
-            t_flat[flat] += delta.reshape(-1)[flat]
-            moves = step.reshape(-1)[flat]
-            index += moves
-            value = grid[index]
-            done = (value != 0) | (t > self.view_distance)
+            t_xy = np.minimum(tx, ty)
+            np.less(tz, t_xy, out=along_z)
+            t = np.minimum(t_xy, tz)  # where the ray enters its new cell
+            np.greater(x_first, along_z, out=along_x)  # x_first and not along_z, in one operation
+            np.greater(~x_first, along_z, out=along_y)
+            # Multiplying by the (3, n) mask is several times faster than np.where or np.add(where=).
+            t_next += delta * along
+            index += (step * along).sum(axis=0)
+            value = grid.take(index)
+            done = value != 0
+            if i % 4 == 3:  # rays past the fog stop here; a hit past it is undone below
+                done |= t > self.view_distance
             if not done.any():
                 continue
-            hit = done & (value != OUTSIDE) & (t <= self.view_distance)
-            rays_hit = alive[hit]
-            distance[rays_hit] = t[hit]
-            hit_cell[rays_hit] = index[hit]
-            face[rays_hit] = 2 * axis[hit] + (moves[hit] > 0)
-            keep = np.flatnonzero(~done)
+            ended = np.flatnonzero(done)
+            hit = ended[(value[ended] != OUTSIDE) & (value[ended] != 0)]
+            axis = np.where(along_z[hit], 2, np.where(along_x[hit], 0, 1))
+            distance[alive[hit]] = t[hit]
+            hit_cell[alive[hit]] = index[hit]
+            face[alive[hit]] = 2 * axis + (step[axis, hit] > 0)
+            # Finished rays park in an air cell with zero steps, which costs a few small writes; the
+            # arrays shrink only once half of them are parked, as taking every array costs more.
+            index[ended] = self.park
+            step[:, ended] = 0
+            parked += len(ended)
+            if parked * 2 < len(alive):
+                continue
+            keep = np.flatnonzero(index != self.park)
             if not keep.size:
                 break
-            alive, index = alive[keep], index[keep]
-            # take() keeps the (3, n) arrays C-contiguous, which the flat in-place updates above need.
+            alive, index, parked = alive[keep], index[keep], 0
+            along = np.empty((3, len(keep)), bool)
+            # take() keeps the (3, n) arrays C-contiguous, so their rows stay views the adds write through.
             t_next, delta, step = t_next.take(keep, axis=1), delta.take(keep, axis=1), step.take(keep, axis=1)
+        distance[distance > self.view_distance] = np.inf
         return Hits(distance, hit_cell, face)
 
     def shade(self, hits: Hits, rays: RayBundle, eye: np.ndarray, palette: np.ndarray, sky: np.ndarray) -> np.ndarray:
@@ -211,7 +231,7 @@ class VoxelRenderer:
         texel[face // 2, np.arange(len(hit))] = 0
         code = ((cell * 64 + texel[0] * 16 + texel[1] * 4 + texel[2]) * 8 + face) * 2654435761 & 0xFFFFFFFF
         noise = self.noise[(code ^ (code >> 16)) & (len(self.noise) - 1)]
-        color = palette[self.grid.reshape(-1)[cell]] * (FACE_SHADE[face] * noise)[:, None]
+        color = palette[self.flat_grid[cell]] * (FACE_SHADE[face] * noise)[:, None]
         fog = np.clip((t - 0.6 * self.view_distance) / (0.4 * self.view_distance), 0.0, 1.0)[:, None]
         out = background.copy()
         out[hit] = color * (1 - fog) + background[hit] * fog
@@ -229,7 +249,7 @@ class VoxelRenderer:
         frame = np.clip(color * 255 + 0.5, 0, 255).astype(np.uint8).reshape(h, w, 3)
         sky_mask = ~np.isfinite(hits.distance)
         depth = np.where(sky_mask, np.float32(FAR), hits.distance * rays.axial).reshape(h, w)
-        block = np.where(sky_mask, 0, self.grid.reshape(-1)[hits.cell]).astype(np.uint8).reshape(h, w)
+        block = np.where(sky_mask, 0, self.flat_grid[hits.cell]).astype(np.uint8).reshape(h, w)
         owner = np.where(sky_mask, 0, self.owner_grid.reshape(-1)[hits.cell]).astype(np.uint8).reshape(h, w)
         return frame, depth.astype(np.float32), block, owner
 
@@ -246,7 +266,8 @@ def cast_ray(
     step = [1 if d > 0 else -1 for d in direction]
     inverse = [1.0 / abs(d) if d != 0 else math.inf for d in direction]
     t_next = [
-        ((cell[a] + 1 - origin[a]) if d > 0 else (origin[a] - cell[a])) * inverse[a] for a, d in enumerate(direction)
+        math.inf if d == 0 else ((cell[a] + 1 - origin[a]) if d > 0 else (origin[a] - cell[a])) * inverse[a]
+        for a, d in enumerate(direction)
     ]
     shape = blocks.shape
     while True:
