@@ -34,6 +34,7 @@ OUTSIDE = 255
 #: Brightness of a face by the axis it faces and whether the ray travelled along + or - that axis:
 #: (x-, x+, y-, y+, z-, z+) of the ray's step. A ray stepping down (z-) hits a top face.
 FACE_SHADE = np.array([0.8, 0.8, 0.66, 0.66, 1.0, 0.55], np.float32)
+HORIZON_BINS = 64  # headings of the horizon profile (5.6 degrees each)
 TEXELS = 4  # per block edge, for the texture noise
 TEXTURE_NOISE = 0.07  # +- brightness of a texel
 
@@ -57,6 +58,8 @@ class RayBundle:
     step: np.ndarray  # (3, N) int32 flat-index step of one cell along each axis
     axial: np.ndarray  # (N,) float32 cosine to the view axis: depth = t * axial
     sky: np.ndarray  # (N, 1) float32 0 at the horizon .. 1 at the zenith
+    azimuth: np.ndarray  # (N,) int horizon bin of the ray's heading (see VoxelRenderer.horizon)
+    slope: np.ndarray  # (N,) float32 rise per unit of horizontal travel; -inf for rays that do not rise
 
 
 @dataclass
@@ -64,7 +67,7 @@ class Hits:
     """What each pixel's ray hit: (N,) arrays, N = H*W."""
 
     distance: np.ndarray  # float32 along the ray; inf for sky
-    cell: np.ndarray  # int64 flat index into the march grid (meaningless for sky)
+    cell: np.ndarray  # int64 flat index into the march grid; for sky, the parking cell (air, no owner)
     face: np.ndarray  # int8 FACE_SHADE index of the face hit (meaningless for sky)
 
 
@@ -81,12 +84,14 @@ class VoxelRenderer:
         # No ray crosses more than view_distance * (|dx| + |dy| + |dz|) + 3 cells before it is too far.
         self.max_steps = math.ceil(view_distance * math.sqrt(3)) + 3
         self.bundles: dict[tuple[float, float], RayBundle] = {}
+        self.horizon_cache: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
         # One air cell past the end of the grid: finished rays park there (see march).
         self.flat_grid = np.full(math.prod(self.shape) + 1, OUTSIDE, np.uint8)
         self.flat_grid[-1] = 0
         self.park = self.flat_grid.size - 1
         self.grid = self.flat_grid[:-1].reshape(self.shape)
-        self.owner_grid = np.zeros(self.shape, np.uint8)
+        self.flat_owner = np.zeros(self.flat_grid.size, np.uint8)
+        self.owner_grid = self.flat_owner[:-1].reshape(self.shape)
         self.ceiling = -1
         rng = np.random.default_rng(0)  # a fixed texture, the same in every world and process
         self.noise = (1 + TEXTURE_NOISE * (2 * rng.random(4096) - 1)).astype(np.float32)
@@ -102,6 +107,9 @@ class VoxelRenderer:
         solid = np.flatnonzero(blocks.any(axis=(0, 1)))
         self.top = int(solid[-1]) if solid.size else 0
         self.ceiling = -1  # rebuilt by the next render
+        # The z above each column's highest block, and -inf for the padding entry of _horizon's lists.
+        above = blocks.shape[2] - np.argmax(blocks[:, :, ::-1] != 0, axis=2)
+        self.column_top = np.append(np.where(blocks.any(axis=2), above, 0).astype(np.float32).ravel(), -np.inf)
 
     def edit(self, x: int, y: int, z: int) -> None:
         """Mirror a change of ``blocks[x, y, z]`` (and ``owner``) made by the caller."""
@@ -111,6 +119,8 @@ class VoxelRenderer:
         if self.blocks[x, y, z] and z > self.top:
             self.top = z
             self.ceiling = -1
+        solid = np.flatnonzero(self.blocks[x, y])
+        self.column_top[x * self.size[1] + y] = solid[-1] + 1 if solid.size else 0
 
     def _set_ceiling(self, eye_z: int) -> None:
         # Above max(top block, eye) every layer is air that no ray can come back down from: marking
@@ -120,6 +130,53 @@ class VoxelRenderer:
             self.grid[:ceiling, 1:-1, 1:-1] = self.blocks[:, :, :ceiling].transpose(2, 0, 1)
             self.grid[ceiling:] = OUTSIDE
             self.ceiling = ceiling
+
+    def _columns_by_heading(self, x: int, y: int) -> tuple[np.ndarray, np.ndarray]:
+        """For an eye anywhere in column (x, y): per horizon bin, the columns within view whose square
+        some ray of that heading can cross, and their nearest horizontal distance (cached per column).
+
+        (HORIZON_BINS, M) column indices padded with the index of ``column_top``'s -inf entry, and
+        (M,)-matching distances. Conservative: the headings from any point of the eye's unit square
+        to any point of a column's square lie within a 2x2 square around their centres' offset.
+        """
+        key = (x, y)
+        if key not in self.horizon_cache:
+            nx, ny, _ = self.size
+            dx, dy = np.meshgrid(np.arange(nx) - x, np.arange(ny) - y, indexing="ij")
+            dx, dy = dx.ravel().astype(np.float64), dy.ravel().astype(np.float64)
+            centre = np.hypot(dx, dy)
+            near = np.hypot(np.maximum(np.abs(dx) - 1, 0), np.maximum(np.abs(dy) - 1, 0))
+            heading = np.arctan2(dx, dy) % (2 * math.pi)
+            half = np.arcsin(np.minimum(math.sqrt(2) / np.maximum(centre, 1e-9), 1.0))
+            width = 2 * math.pi / HORIZON_BINS
+            low = np.floor((heading - half) / width).astype(int)
+            span = np.where(half >= math.pi / 2, HORIZON_BINS - 1, np.floor((heading + half) / width) - low)
+            bins = np.arange(HORIZON_BINS)[:, None]
+            cover = ((bins - low) % HORIZON_BINS <= span) & (near < self.view_distance)  # (A, C)
+            width_m = int(cover.sum(axis=1).max())
+            columns = np.full((HORIZON_BINS, width_m), nx * ny, np.int64)
+            for b in range(HORIZON_BINS):
+                found = np.flatnonzero(cover[b])
+                columns[b, : found.size] = found
+            distance = np.append(near, 0.0).astype(np.float32)
+            if len(self.horizon_cache) >= 256:
+                self.horizon_cache.clear()
+            self.horizon_cache[key] = (columns, distance)
+        return self.horizon_cache[key]
+
+    def sky_rays(self, eye: np.ndarray, rays: RayBundle) -> np.ndarray:
+        """(N,) bool: rays that rise above every column they can cross within view, so hit nothing.
+
+        Sky rays are the longest to march (to the fog, or to the ceiling); this horizon test finds
+        most of them for the cost of a few operations per ray, and exactly: a rising ray over a
+        column at horizontal distance r is at eye height + slope * r there.
+        """
+        columns, distance = self._columns_by_heading(int(eye[0]), int(eye[1]))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rise = (self.column_top - np.float32(eye[2])) / distance  # (C + 1,)
+        rise[distance == 0] = np.where(self.column_top[distance == 0] > eye[2], np.inf, -np.inf)
+        horizon = rise[columns].max(axis=1)  # (A,) the steepest rise to clear, per heading
+        return rays.slope > horizon[rays.azimuth]
 
     # ----------------------------------------------------------------- rays
 
@@ -144,6 +201,10 @@ class VoxelRenderer:
                 inverse = np.minimum(1.0 / np.abs(direction), 1e30)
             positive = direction >= 0  # a zero component counts as positive: (1 - frac) / 0 is never 0
             step = np.where(positive, 1, -1).astype(np.int32) * self.strides[:, None]
+            heading = np.arctan2(direction[0], direction[1]) % (2 * math.pi)
+            flat = np.hypot(direction[0], direction[1])
+            with np.errstate(divide="ignore"):
+                slope = np.where(direction[2] > 0, direction[2] / flat, -np.inf)
             self.bundles[key] = RayBundle(
                 direction.astype(np.float32),
                 inverse.astype(np.float32),
@@ -151,6 +212,8 @@ class VoxelRenderer:
                 step,
                 (1.0 / length).astype(np.float32),
                 np.clip(direction[2], 0.0, 1.0).astype(np.float32)[:, None],
+                np.minimum((heading / (2 * math.pi) * HORIZON_BINS).astype(int), HORIZON_BINS - 1),
+                slope.astype(np.float32),
             )
         return self.bundles[key]
 
@@ -162,46 +225,42 @@ class VoxelRenderer:
         frac = (eye - cell).astype(np.float32)
         # t of each ray's first crossing per axis: (1 - frac) / |d| going up the axis, frac / |d| down.
         t_next = np.where(rays.positive, (1 - frac)[:, None], frac[:, None]) * rays.inverse  # (3, N)
-        delta = rays.inverse
         start = (cell[2] * self.shape[1] + cell[0] + 1) * self.shape[2] + cell[1] + 1
-        index = np.full(n, start, np.int64)
-        alive = np.arange(n)
+        alive = np.flatnonzero(~self.sky_rays(eye, rays))
+        t_next = t_next.take(alive, axis=1)
+        delta = rays.inverse.take(alive, axis=1)
+        step = rays.step.take(alive, axis=1)  # a copy: parking writes to it
+        index = np.full(len(alive), start, np.int64)
         grid = self.flat_grid
-        distance = np.full(n, np.inf, np.float32)
-        hit_cell = np.zeros(n, np.int64)
-        face = np.zeros(n, np.int8)
-        step = rays.step.copy()  # parking writes to it
+        ended_in = np.full(n, self.park, np.int64)  # the cell each ray stopped in; park (air) = sky
         parked = 0
-        along = np.empty((3, n), bool)  # which axis each ray steps along
+        along = np.empty((3, len(alive)), bool)  # which axis each ray steps along
         for i in range(self.max_steps):
             tx, ty, tz = t_next
             along_x, along_y, along_z = along
             # One DDA step: the axis whose next crossing is nearest advances (ties: y before x, then z).
+            # Only the cell is tracked here; where and through which face a ray entered its last cell
+            # is computed once for all rays afterwards (``_entry``), which keeps this loop short.
             x_first = tx < ty
-            t_xy = np.minimum(tx, ty)
-            np.less(tz, t_xy, out=along_z)
-            t = np.minimum(t_xy, tz)  # where the ray enters its new cell
+            np.less(tz, np.minimum(tx, ty), out=along_z)
             np.greater(x_first, along_z, out=along_x)  # x_first and not along_z, in one operation
             np.greater(~x_first, along_z, out=along_y)
             # Multiplying by the (3, n) mask is several times faster than np.where or np.add(where=).
             t_next += delta * along
             index += (step * along).sum(axis=0)
-            value = grid.take(index)
-            done = value != 0
-            if i % 4 == 3:  # rays past the fog stop here; a hit past it is undone below
-                done |= t > self.view_distance
+            done = grid.take(index) != 0
+            if i % 4 == 3:  # rays whose next cell starts past the fog stop; a later hit is undone below
+                done |= t_next.min(axis=0) > self.view_distance
             if not done.any():
                 continue
             ended = np.flatnonzero(done)
-            hit = ended[(value[ended] != OUTSIDE) & (value[ended] != 0)]
-            axis = np.where(along_z[hit], 2, np.where(along_x[hit], 0, 1))
-            distance[alive[hit]] = t[hit]
-            hit_cell[alive[hit]] = index[hit]
-            face[alive[hit]] = 2 * axis + (step[axis, hit] > 0)
-            # Finished rays park in an air cell with zero steps, which costs a few small writes; the
-            # arrays shrink only once half of them are parked, as taking every array costs more.
+            ended_in[alive[ended]] = index[ended]
+            # Finished rays park in an air cell with zero steps (and crossings at -inf, so the fog
+            # never ends them twice), which costs three small writes; the arrays shrink only once
+            # half of them are parked, as taking every array costs more.
             index[ended] = self.park
             step[:, ended] = 0
+            t_next[:, ended] = -np.inf
             parked += len(ended)
             if parked * 2 < len(alive):
                 continue
@@ -212,8 +271,32 @@ class VoxelRenderer:
             along = np.empty((3, len(keep)), bool)
             # take() keeps the (3, n) arrays C-contiguous, so their rows stay views the adds write through.
             t_next, delta, step = t_next.take(keep, axis=1), delta.take(keep, axis=1), step.take(keep, axis=1)
-        distance[distance > self.view_distance] = np.inf
-        return Hits(distance, hit_cell, face)
+        return self._entry(eye, rays, ended_in)
+
+    def _entry(self, eye: np.ndarray, rays: RayBundle, cell: np.ndarray) -> Hits:
+        """Distance and face of each ray's entry into the block ``cell`` (flat index) it stopped in.
+
+        A ray enters a box where the last of its three slabs begins (the slab method), so the entry
+        is ``max_a (plane_a - eye_a) / d_a`` over the near face planes, and that axis is the face.
+        """
+        value = self.flat_grid[cell]
+        hit = np.flatnonzero((value != 0) & (value != OUTSIDE))
+        z, rest = np.divmod(cell[hit], self.shape[1] * self.shape[2])
+        x, y = np.divmod(rest, self.shape[2])
+        near = np.stack([x - 1, y - 1, z]).astype(np.float32) + ~rays.positive[:, hit]  # (3, M)
+        direction = rays.direction[:, hit]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            slab = (near - eye.astype(np.float32)[:, None]) / direction
+        slab[direction == 0] = -np.inf  # parallel to that axis: its slab holds the whole ray
+        axis = slab.argmax(axis=0)
+        t = slab[axis, np.arange(len(hit))]
+        seen = t <= self.view_distance
+        hit, t, axis = hit[seen], t[seen], axis[seen]
+        distance = np.full(len(cell), np.inf, np.float32)
+        distance[hit] = t
+        face = np.zeros(len(cell), np.int8)
+        face[hit] = 2 * axis + rays.positive[axis, hit]
+        return Hits(distance, np.where(np.isfinite(distance), cell, self.park), face)
 
     def shade(self, hits: Hits, rays: RayBundle, eye: np.ndarray, palette: np.ndarray, sky: np.ndarray) -> np.ndarray:
         """RGB float32 (N, 3): block colour x face shade x texel noise, fogged into the sky colour.
@@ -249,8 +332,8 @@ class VoxelRenderer:
         frame = np.clip(color * 255 + 0.5, 0, 255).astype(np.uint8).reshape(h, w, 3)
         sky_mask = ~np.isfinite(hits.distance)
         depth = np.where(sky_mask, np.float32(FAR), hits.distance * rays.axial).reshape(h, w)
-        block = np.where(sky_mask, 0, self.flat_grid[hits.cell]).astype(np.uint8).reshape(h, w)
-        owner = np.where(sky_mask, 0, self.owner_grid.reshape(-1)[hits.cell]).astype(np.uint8).reshape(h, w)
+        block = self.flat_grid[hits.cell].reshape(h, w)  # sky rays point at the parking cell: 0
+        owner = self.flat_owner[hits.cell].reshape(h, w)
         return frame, depth.astype(np.float32), block, owner
 
 
