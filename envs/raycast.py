@@ -52,8 +52,10 @@ def camera_axes(yaw: float, pitch: float) -> tuple[np.ndarray, np.ndarray, np.nd
 class RayBundle:
     """Per-pixel ray data for one camera orientation (N = H*W rays, row-major from the top left)."""
 
+    key: tuple[float, float]  # (yaw, pitch)
     direction: np.ndarray  # (3, N) float32 unit vectors
     inverse: np.ndarray  # (3, N) float32 |1 / direction| (t between crossings of one axis)
+    reciprocal: np.ndarray  # (3, N) float32 1 / direction, +1e30 for a zero component
     positive: np.ndarray  # (3, N) bool: direction >= 0
     step: np.ndarray  # (3, N) int32 flat-index step of one cell along each axis
     axial: np.ndarray  # (N,) float32 cosine to the view axis: depth = t * axial
@@ -69,6 +71,7 @@ class Hits:
     distance: np.ndarray  # float32 along the ray; inf for sky
     cell: np.ndarray  # int64 flat index into the march grid; for sky, the parking cell (air, no owner)
     face: np.ndarray  # int8 FACE_SHADE index of the face hit (meaningless for sky)
+    hit: np.ndarray  # (M,) int64 the rays that hit a block, ascending
 
 
 class VoxelRenderer:
@@ -85,11 +88,15 @@ class VoxelRenderer:
         self.max_steps = math.ceil(view_distance * math.sqrt(3)) + 3
         self.bundles: dict[tuple[float, float], RayBundle] = {}
         self.horizon_cache: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+        self.backgrounds: dict[tuple[float, float, bytes], tuple[np.ndarray, np.ndarray]] = {}
         # One air cell past the end of the grid: finished rays park there (see march).
         self.flat_grid = np.full(math.prod(self.shape) + 1, OUTSIDE, np.uint8)
         self.flat_grid[-1] = 0
         self.park = self.flat_grid.size - 1
         self.grid = self.flat_grid[:-1].reshape(self.shape)
+        # World (x, y, z) of every march-grid cell's low corner, by flat index (padding included).
+        z, x, y = np.meshgrid(*(np.arange(n, dtype=np.float32) for n in self.shape), indexing="ij")
+        self.corner = np.stack([x.ravel() - 1, y.ravel() - 1, z.ravel()])  # (3, cells)
         self.flat_owner = np.zeros(self.flat_grid.size, np.uint8)
         self.owner_grid = self.flat_owner[:-1].reshape(self.shape)
         self.ceiling = -1
@@ -206,8 +213,10 @@ class VoxelRenderer:
             with np.errstate(divide="ignore"):
                 slope = np.where(direction[2] > 0, direction[2] / flat, -np.inf)
             self.bundles[key] = RayBundle(
+                key,
                 direction.astype(np.float32),
                 inverse.astype(np.float32),
+                np.where(positive, inverse, -inverse).astype(np.float32),
                 positive,
                 step,
                 (1.0 / length).astype(np.float32),
@@ -281,33 +290,42 @@ class VoxelRenderer:
         """
         value = self.flat_grid[cell]
         hit = np.flatnonzero((value != 0) & (value != OUTSIDE))
-        z, rest = np.divmod(cell[hit], self.shape[1] * self.shape[2])
-        x, y = np.divmod(rest, self.shape[2])
-        near = np.stack([x - 1, y - 1, z]).astype(np.float32) + ~rays.positive[:, hit]  # (3, M)
-        direction = rays.direction[:, hit]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            slab = (near - eye.astype(np.float32)[:, None]) / direction
-        slab[direction == 0] = -np.inf  # parallel to that axis: its slab holds the whole ray
-        axis = slab.argmax(axis=0)
-        t = slab[axis, np.arange(len(hit))]
+        cell_hit = cell[hit]
+        positive = rays.positive[:, hit]
+        # Near face planes: the cell's low side when travelling up an axis, its high side going down.
+        near = np.stack([self.corner[a].take(cell_hit) for a in range(3)]) + ~positive  # (3, M)
+        # A zero direction component has reciprocal +1e30 and a plane behind the eye: never the max.
+        sx, sy, sz = (near - eye.astype(np.float32)[:, None]) * rays.reciprocal[:, hit]
+        # argmax over the three rows by comparisons: argmax(axis=0) on (3, M) loops per column.
+        t = np.maximum(np.maximum(sx, sy), sz)
+        axis = np.where(sz == t, 2, np.where(sy == t, 1, 0))
         seen = t <= self.view_distance
         hit, t, axis = hit[seen], t[seen], axis[seen]
         distance = np.full(len(cell), np.inf, np.float32)
         distance[hit] = t
         face = np.zeros(len(cell), np.int8)
-        face[hit] = 2 * axis + rays.positive[axis, hit]
-        return Hits(distance, np.where(np.isfinite(distance), cell, self.park), face)
+        face[hit] = 2 * axis + positive[axis[None], np.flatnonzero(seen)[None]][0]
+        return Hits(distance, np.where(np.isfinite(distance), cell, self.park), face, hit)
+
+    def background(self, rays: RayBundle, sky: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The sky behind every pixel, (N, 3) float32 and uint8, from the horizon and zenith colours
+        ``sky`` (2, 3); cached per bundle and sky, as both change only with the view and the world."""
+        key = (*rays.key, sky.tobytes())
+        if key not in self.backgrounds:
+            if len(self.backgrounds) >= 256:
+                self.backgrounds.clear()
+            color = sky[0] + (sky[1] - sky[0]) * rays.sky
+            self.backgrounds[key] = (color, to_bytes(color))
+        return self.backgrounds[key]
 
     def shade(self, hits: Hits, rays: RayBundle, eye: np.ndarray, palette: np.ndarray, sky: np.ndarray) -> np.ndarray:
-        """RGB float32 (N, 3): block colour x face shade x texel noise, fogged into the sky colour.
+        """RGB uint8 (N, 3): block colour x face shade x texel noise, fogged into the sky colour.
 
         ``palette`` is (256, 3) float32 by block code; ``sky`` (2, 3) the horizon and zenith colours.
         """
-        background = sky[0] + (sky[1] - sky[0]) * rays.sky  # (N, 3)
-        hit = np.flatnonzero(np.isfinite(hits.distance))
-        t = hits.distance[hit]
-        cell = hits.cell[hit]
-        face = hits.face[hit]
+        background, frame = self.background(rays, sky)
+        hit = hits.hit
+        t, cell, face = hits.distance[hit], hits.cell[hit], hits.face[hit]
         point = eye.astype(np.float32)[:, None] + rays.direction[:, hit] * t  # (3, M)
         # Texel coordinates on the face: the two axes the face spans (its own axis reads 0).
         texel = np.minimum(((point - np.floor(point)) * TEXELS).astype(np.int64), TEXELS - 1)
@@ -316,9 +334,9 @@ class VoxelRenderer:
         noise = self.noise[(code ^ (code >> 16)) & (len(self.noise) - 1)]
         color = palette[self.flat_grid[cell]] * (FACE_SHADE[face] * noise)[:, None]
         fog = np.clip((t - 0.6 * self.view_distance) / (0.4 * self.view_distance), 0.0, 1.0)[:, None]
-        out = background.copy()
-        out[hit] = color * (1 - fog) + background[hit] * fog
-        return out
+        frame = frame.copy()
+        frame[hit] = to_bytes(color + (background[hit] - color) * fog)
+        return frame
 
     def render(
         self, eye: np.ndarray, yaw: float, pitch: float, palette: np.ndarray, sky: np.ndarray
@@ -327,14 +345,18 @@ class VoxelRenderer:
         block (H, W) uint8 codes (0 for sky), owner (H, W) uint8 landmark slot + 1)."""
         rays = self.bundle(yaw, pitch)
         hits = self.march(eye, rays)
-        color = self.shade(hits, rays, eye, palette, sky)
         h, w = self.height, self.width
-        frame = np.clip(color * 255 + 0.5, 0, 255).astype(np.uint8).reshape(h, w, 3)
-        sky_mask = ~np.isfinite(hits.distance)
-        depth = np.where(sky_mask, np.float32(FAR), hits.distance * rays.axial).reshape(h, w)
+        frame = self.shade(hits, rays, eye, palette, sky).reshape(h, w, 3)
+        depth = np.full(h * w, FAR, np.float32)
+        depth[hits.hit] = hits.distance[hits.hit] * rays.axial[hits.hit]
         block = self.flat_grid[hits.cell].reshape(h, w)  # sky rays point at the parking cell: 0
         owner = self.flat_owner[hits.cell].reshape(h, w)
-        return frame, depth.astype(np.float32), block, owner
+        return frame, depth.reshape(h, w), block, owner
+
+
+def to_bytes(color: np.ndarray) -> np.ndarray:
+    """RGB in 0..1 -> uint8, rounded."""
+    return np.clip(color * 255 + 0.5, 0, 255).astype(np.uint8)
 
 
 def cast_ray(
