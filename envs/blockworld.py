@@ -40,6 +40,7 @@ FOV = 70.0  # degrees, vertical (Minecraft's default)
 VIEW_DISTANCE = 16.0  # blocks; the fog is opaque here (half the world's width)
 SIZE_RANGE = (32, 256)
 YAW_STEPS = 24  # a camera turn is 360 / 24 = 15 degrees, so turns come back to identical angles
+TURN = 2 * math.pi / YAW_STEPS  # radians per yaw or pitch step
 PITCH_LIMIT = 5  # pitch steps of 15 degrees up or down at most (75 degrees)
 WALK = 0.25  # blocks per step (5 blocks/s at 20 steps/s)
 GRAVITY = 0.08  # blocks/step^2 (Minecraft's)
@@ -196,11 +197,11 @@ class BlockWorldEnv(gymnasium.Env[np.ndarray, np.ndarray]):
 
     @property
     def yaw(self) -> float:
-        return self.yaw_index * 2 * math.pi / YAW_STEPS
+        return self.yaw_index * TURN
 
     @property
     def pitch(self) -> float:
-        return self.pitch_index * 2 * math.pi / YAW_STEPS
+        return self.pitch_index * TURN
 
     @property
     def eye(self) -> np.ndarray:

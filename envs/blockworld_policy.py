@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from worldsim.envs.blockworld import HOTBAR, YAW_STEPS
+from worldsim.envs.blockworld import ACTION_NAMES, HOTBAR, TURN, YAW_STEPS
 from worldsim.envs.voxels import WOOD
 
 MOVE, STRAFE, JUMP, YAW, PITCH, USE, SELECT = range(7)
@@ -25,9 +25,9 @@ HOME_STEPS = 80
 
 def act(**components: int) -> np.ndarray:
     """An action with the named components set, e.g. ``act(move=1, jump=1)``; the rest are no-ops."""
-    action = np.zeros(7, np.int64)
+    action = np.zeros(len(ACTION_NAMES), np.int64)
     for name, value in components.items():
-        action[("move", "strafe", "jump", "yaw", "pitch", "use", "select").index(name)] = value
+        action[ACTION_NAMES.index(name)] = value
     return action
 
 
@@ -54,7 +54,7 @@ class ExplorePolicy:
     def __call__(self, observation: np.ndarray, info: dict[str, Any]) -> np.ndarray:
         state = info["state"]
         position = np.asarray(state["player_position"], np.float64)
-        yaw = int(round(float(state["player_look"][0]) / (2 * np.pi / YAW_STEPS))) % YAW_STEPS
+        yaw = int(round(float(state["player_look"][0]) / TURN)) % YAW_STEPS
         blocked = self.last is not None and self.last[0][MOVE] == 1 and np.hypot(*(position - self.last[1])[:2]) < 0.05
         target = state["block_type"][tuple(s // 2 for s in state["block_type"].shape)]
         if int(state["target_block"][0]) >= 0 and target == WOOD and self.rng.random() < 0.8:
@@ -78,11 +78,7 @@ class ExplorePolicy:
         self.home_steps += 1
         (x, y), (anchor_x, anchor_y) = position[:2], self.anchor[0][:2]
         far = np.hypot(anchor_x - x, anchor_y - y) > ARRIVED and self.home_steps < HOME_STEPS
-        heading = (
-            round(np.arctan2(anchor_x - x, anchor_y - y) / (2 * np.pi / YAW_STEPS)) % YAW_STEPS
-            if far
-            else self.anchor[1]
-        )
+        heading = round(np.arctan2(anchor_x - x, anchor_y - y) / TURN) % YAW_STEPS if far else self.anchor[1]
         turn = (heading - yaw) % YAW_STEPS
         if turn:
             return act(yaw=2 if turn <= YAW_STEPS // 2 else 1)
