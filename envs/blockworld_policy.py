@@ -34,10 +34,11 @@ def act(**components: int) -> np.ndarray:
 class ExplorePolicy:
     """Picks routines at random from the reset seed and plays them out action by action.
 
-    Routines: a square loop (n forward, quarter turn, m forward, ... back to the start), out and
-    back (walk, half turn, walk the same steps back, half turn), look away and back (turn k steps,
-    look about, turn k back), dig and build (look down, break, pick a block, place, look up) and a
-    glance up and down. Reactively it jumps when a forward step did not move it (a one-block step
+    Routines: a square loop (n forward, quarter turn, m forward, ... back to the start; half the
+    corners dig and build), out and back (walk, dig and build, half turn, walk the same steps back,
+    half turn), look away and back (turn k steps, look about, turn k back), dig and build (look
+    down, break, pick a block, place, look up), a glance up and down, and a wander to somewhere new
+    (turn, walk; the one routine that does not return). Reactively it jumps when a forward step did not move it (a one-block step
     or a wall) and chops whenever the crosshair rests on wood within reach.
     """
 
@@ -88,27 +89,39 @@ class ExplorePolicy:
         self.home_steps = 0
         return act()
 
-    def _routine(self) -> list[np.ndarray]:
+    def _routine(self) -> list[Any]:
         rng = self.rng
-        kind = rng.choice(["loop", "out_and_back", "look_away", "dig_build", "glance"], p=[0.25, 0.15, 0.2, 0.3, 0.1])
+        kinds = ["loop", "out_and_back", "look_away", "dig_build", "glance", "wander"]
+        kind = rng.choice(kinds, p=[0.25, 0.15, 0.2, 0.15, 0.1, 0.15])
         turn = int(rng.choice([1, 2]))  # yaw component: 1 left, 2 right
         if kind == "loop":
             n, m = (int(v) for v in rng.integers(8, 25, size=2))
-            side = [act(move=1)] * n + [act(yaw=turn)] * QUARTER + [act(move=1)] * m + [act(yaw=turn)] * QUARTER
-            return side * 2 + [HOME]
+            plan: list[Any] = []
+            for length in (n, m, n, m):
+                # Digging and building at corners leaves edits that the rest of the loop comes back to.
+                corner = self._dig_build() if rng.random() < 0.5 else []
+                plan += [act(move=1)] * length + corner + [act(yaw=turn)] * QUARTER
+            return plan + [HOME]
         if kind == "out_and_back":
             n = int(rng.integers(8, 25))
             half = [act(yaw=turn)] * (2 * QUARTER)
-            return [act(move=1)] * n + half + [act(move=1)] * n + half + [HOME]
+            return [act(move=1)] * n + self._dig_build() + half + [act(move=1)] * n + half + [HOME]
         if kind == "look_away":
             k = int(rng.integers(3, 13))
             look = [act(pitch=int(rng.integers(0, 3))) for _ in range(int(rng.integers(2, 5)))]
             back = [act(pitch={0: 0, 1: 2, 2: 1}[int(a[PITCH])]) for a in reversed(look)]
             return [act(yaw=turn)] * k + look + back + [act(yaw=3 - turn)] * k
         if kind == "dig_build":
-            down = int(rng.integers(2, 5))
-            digs = [act(use=1)] * int(rng.integers(1, 4))
-            builds = [act(select=int(rng.integers(1, len(HOTBAR) + 1)))] + [act(use=2)] * int(rng.integers(1, 3))
-            return [act(pitch=2)] * down + digs + builds + [act(pitch=1)] * down
+            return self._dig_build()
+        if kind == "wander":  # on to somewhere new: the one routine that does not come back
+            return [act(yaw=turn)] * int(rng.integers(0, 2 * QUARTER)) + [act(move=1)] * int(rng.integers(12, 41))
         up = int(rng.integers(1, 4))
         return [act(pitch=1)] * up + [act()] * int(rng.integers(1, 4)) + [act(pitch=2)] * up
+
+    def _dig_build(self) -> list[np.ndarray]:
+        """Look down, break one to three blocks, pick a block, place one or two, look up again."""
+        rng = self.rng
+        down = int(rng.integers(2, 5))
+        digs = [act(use=1)] * int(rng.integers(1, 4))
+        builds = [act(select=int(rng.integers(1, len(HOTBAR) + 1)))] + [act(use=2)] * int(rng.integers(1, 3))
+        return [act(pitch=2)] * down + digs + builds + [act(pitch=1)] * down
