@@ -1,4 +1,4 @@
-"""Ground-truth worlds: PyBullet scenes rendered on the CPU, registered as ``worldsim/<Name>-v0``.
+"""Ground-truth worlds: PyBullet scenes and a voxel world rendered on the CPU, registered as ``worldsim/<Name>-v0``.
 
 Importing this package only registers the ids (entry points are strings), so ``import worldsim``
 stays cheap; PyBullet loads when an env is first made.
@@ -14,6 +14,7 @@ WORLDS: dict[str, tuple[str, int]] = {
     "worldsim/Push-v0": ("worldsim.envs.push:PushEnv", 128),
     "worldsim/Occlusion-v0": ("worldsim.envs.occlusion:OcclusionEnv", 64),
     "worldsim/Orbit-v0": ("worldsim.envs.orbit:OrbitEnv", 64),
+    "worldsim/BlockWorld-v0": ("worldsim.envs.blockworld:BlockWorldEnv", 600),
 }
 
 #: The learned world: ``gymnasium.make(WORLD_MODEL_ID, checkpoint=...)`` gives the single env,

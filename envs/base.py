@@ -78,10 +78,7 @@ class SceneEnv(gymnasium.Env[np.ndarray, np.ndarray]):
         split: str = "id",
         frame_skip: int = 8,
     ):
-        if render_mode is not None and (
-            not isinstance(render_mode, str) or render_mode not in self.metadata["render_modes"]
-        ):
-            raise ValueError(f"render_mode {reprlib.repr(render_mode)} is not supported: use 'rgb_array' or None")
+        check_render_mode(render_mode, self.metadata["render_modes"])
         width = check_int("width", width, SIZE_RANGE, "the frame width in pixels")
         height = check_int("height", height, SIZE_RANGE, "the frame height in pixels")
         frame_skip = check_int(
@@ -201,11 +198,7 @@ class SceneEnv(gymnasium.Env[np.ndarray, np.ndarray]):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
-        options = dict(options or {})
-        split = check_split(options.pop("split", self.split))
-        if options:
-            raise ValueError(f"unknown reset options {sorted(options)}: the only option is 'split'")
-        self.episode_split = split
+        self.episode_split = split = reset_split(options, self.split)
         self.episode_params = self.param_space.sample(self.np_random, split)
         self.steps = 0
 
@@ -342,16 +335,43 @@ class SceneEnv(gymnasium.Env[np.ndarray, np.ndarray]):
             "camera_position": np.asarray(cam.eye, np.float32),
             **self.extra_state(),
         }
-        info = {
-            "caption": self._caption,
-            "split": self.episode_split,
-            # Fresh containers every call: users keep infos, so no two may share mutable data.
-            "params": {k: list(v) if isinstance(v, list) else v for k, v in self.episode_params.items()},
-            "state": state,
-            "segmentation": slots,
-            "depth": depth,
-        }
+        info = ground_truth_info(self._caption, self.episode_split, self.episode_params, state, slots, depth)
         return self._frame.copy(), info
+
+
+def check_render_mode(render_mode: Any, modes: list[str]) -> None:
+    """Raise a ValueError naming ``render_mode`` unless it is None or one of ``modes``."""
+    if render_mode is not None and (not isinstance(render_mode, str) or render_mode not in modes):
+        raise ValueError(f"render_mode {reprlib.repr(render_mode)} is not supported: use 'rgb_array' or None")
+
+
+def reset_split(options: dict[str, Any] | None, default: str) -> str:
+    """The episode's split from ``reset(options=...)`` (its only option), else ``default``."""
+    options = dict(options or {})
+    split = check_split(options.pop("split", default))
+    if options:
+        raise ValueError(f"unknown reset options {sorted(options)}: the only option is 'split'")
+    return split
+
+
+def ground_truth_info(
+    caption: str,
+    split: str,
+    params: dict[str, Any],
+    state: dict[str, np.ndarray],
+    segmentation: np.ndarray,
+    depth: np.ndarray,
+) -> dict[str, Any]:
+    """The ``info`` every world returns: the same six keys (``docs/worlds.md``, "Ground truth in info")."""
+    return {
+        "caption": caption,
+        "split": split,
+        # Fresh containers every call: users keep infos, so no two may share mutable data.
+        "params": {k: list(v) if isinstance(v, list) else v for k, v in params.items()},
+        "state": state,
+        "segmentation": segmentation,
+        "depth": depth,
+    }
 
 
 def check_int(name: str, value: Any, bounds: tuple[int, int], meaning: str) -> int:

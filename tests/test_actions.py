@@ -20,6 +20,9 @@ from worldsim.world_model import WorldModel
 
 MODEL, VECTOR = "model", "model-vector"
 ENVS = [*WORLDS, MODEL, VECTOR]
+#: The worlds whose actions are integers (``MultiDiscrete``); the rest take ``Box(-1, 1)`` floats.
+BLOCKWORLD = "worldsim/BlockWorld-v0"
+BOX_ENVS = [name for name in ENVS if name != BLOCKWORLD]
 #: Messages stay this short whatever the action's size.
 MAX_MESSAGE = 500
 
@@ -94,7 +97,7 @@ def step(name: str, env: Any, action: Any) -> Any:
 
 @pytest.mark.parametrize("bad,rule", [(make, rule) for _, make, rule in BAD], ids=[name for name, *_ in BAD])
 def test_every_env_refuses_the_same_bad_action_with_a_short_message(envs, bad, rule: str) -> None:
-    for name in ENVS:
+    for name in BOX_ENVS:
         env = envs[name]
         with pytest.raises(ValueError) as error:
             step(name, env, bad(action_size(env)))
@@ -105,7 +108,7 @@ def test_every_env_refuses_the_same_bad_action_with_a_short_message(envs, bad, r
 
 @pytest.mark.parametrize("good", [make for _, make in GOOD], ids=[name for name, _ in GOOD])
 def test_every_env_steps_a_valid_action_in_any_numeric_form_as_its_float32_form(envs, good) -> None:
-    for name in ENVS:
+    for name in BOX_ENVS:
         env = envs[name]
         action = good(action_size(env))
         env.reset(seed=1)
@@ -113,6 +116,41 @@ def test_every_env_steps_a_valid_action_in_any_numeric_form_as_its_float32_form(
         env.reset(seed=1)
         expected = step(name, env, np.asarray(action, np.float32))
         assert np.array_equal(observed, expected), name
+
+
+#: (name, a bad action for BlockWorld's MultiDiscrete([3, 3, 2, 3, 3, 3, 5]), what the message must say).
+BAD_INTEGER: list[tuple[str, Any, str]] = [
+    ("floats", np.zeros(7, np.float32), "must be integers, not float32, which would be truncated"),
+    ("python-floats", [1.0] + [0] * 6, "must be integers, not float64"),
+    ("complex", np.zeros(7, complex), "not complex"),
+    ("bools", np.zeros(7, bool), "not bool"),
+    ("strings", ["1"] * 7, "not a string"),
+    ("none", None, "not a Python object"),
+    ("above-a-component", [0, 0, 2, 0, 0, 0, 0], r"must lie in \[0, 1\] \(element \[2\] is 2\)"),
+    ("negative", [0, -1, 0, 0, 0, 0, 0], r"must lie in \[0, 2\] \(element \[1\] is -1\)"),
+    ("huge", np.array([2**40] + [0] * 6), r"must lie in \[0, 2\] \(element \[0\] is 1099511627776\)"),
+    ("too-short", np.zeros(6, np.int64), r"must have shape \(7,\), not \(6,\)"),
+    ("300x300", np.zeros((300, 300), np.int64), r"\(an array of shape \(300, 300\) and dtype int64\)"),
+]
+
+
+@pytest.mark.parametrize("bad,rule", [(bad, rule) for _, bad, rule in BAD_INTEGER], ids=[n for n, *_ in BAD_INTEGER])
+def test_blockworld_refuses_what_is_not_an_integer_action_of_its_space(envs, bad, rule: str) -> None:
+    with pytest.raises(ValueError) as error:
+        envs[BLOCKWORLD].step(bad)
+    message = str(error.value)
+    assert re.search(rule, message), message
+    assert len(message) < MAX_MESSAGE
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int32, np.uint64, int])
+def test_blockworld_steps_integers_of_any_width_as_its_int64_form(envs, dtype) -> None:
+    env = envs[BLOCKWORLD]
+    action = [1, 2, 1, 2, 1, 0, 3]
+    env.reset(seed=1)
+    observed = env.step(np.array(action, dtype) if dtype is not int else action)[0]
+    env.reset(seed=1)
+    assert np.array_equal(observed, env.step(np.array(action, np.int64))[0])
 
 
 def test_rollouts_check_their_actions_by_the_same_rule(physics) -> None:

@@ -132,9 +132,9 @@ def test_quickstart_draws_one_strip_per_world(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     picture = cv2.imread(str(tmp_path / "qs" / "worlds.png"))
-    # four rows of 64x64 frames drawn twice as large, each with a 4-pixel margin
-    assert picture.shape[0] == 4 * (128 + 4)
-    for name in ("physics", "push", "occlusion", "orbit"):
+    # five rows of 64x64 frames drawn twice as large, each with a 4-pixel margin
+    assert picture.shape[0] == 5 * (128 + 4)
+    for name in ("physics", "push", "occlusion", "orbit", "blockworld"):
         assert len(EpisodeDataset(tmp_path / "qs" / "data" / name)) == 1
 
 

@@ -12,13 +12,14 @@ from gymnasium.utils.env_checker import check_env
 
 import worldsim  # noqa: F401  (registers the ids)
 from worldsim.envs.base import SceneEnv
+from worldsim.envs.blockworld import BlockWorldEnv
 from worldsim.envs.occlusion import OcclusionEnv
 from worldsim.envs.orbit import OrbitEnv
 from worldsim.envs.physics import PhysicsEnv
 from worldsim.envs.policy import Policy
 from worldsim.envs.push import GOAL_RADIUS, TABLE_HALF, PushEnv
 
-WORLDS = [PhysicsEnv, PushEnv, OcclusionEnv, OrbitEnv]
+WORLDS = [PhysicsEnv, PushEnv, OcclusionEnv, OrbitEnv, BlockWorldEnv]
 COMMON_STATE_KEYS = {
     "object_id",
     "object_present",
@@ -39,7 +40,7 @@ COMMON_STATE_KEYS = {
 }
 
 
-def rollout(env: SceneEnv, seed: int, steps: int, split: str = "id"):
+def rollout(env: SceneEnv | BlockWorldEnv, seed: int, steps: int, split: str = "id"):
     """Reset with ``seed`` and run the world's scripted policy; returns frames and infos."""
     observation, info = env.reset(seed=seed, options={"split": split})
     policy = env.scripted_policy()
@@ -62,7 +63,7 @@ def env(request):
     env.close()
 
 
-@pytest.mark.parametrize("name", ["Physics", "Push", "Occlusion", "Orbit"])
+@pytest.mark.parametrize("name", ["Physics", "Push", "Occlusion", "Orbit", "BlockWorld"])
 def test_check_env_passes_without_warnings(name):
     env = gymnasium.make(f"worldsim/{name}-v0")
     with warnings.catch_warnings():

@@ -58,14 +58,17 @@ def action_strategy(shape: tuple[int, ...]) -> st.SearchStrategy[Any]:
     return st.one_of(near_floats, near_ints, anything, scalars, lists)
 
 
-def is_valid_action(action: Any, space: spaces.Box, shape: tuple[int, ...]) -> bool:
-    """The rule, restated: real or integer numbers of ``shape``, finite, within the Box's bounds as float32."""
+def is_valid_action(action: Any, space: spaces.Space, shape: tuple[int, ...]) -> bool:
+    """The rule, restated: real or integer numbers of ``shape``, finite, within the Box's bounds as float32;
+    for an integer space (BlockWorld's MultiDiscrete), integers within its bounds as given."""
     try:
         array = np.asarray(action)
     except (TypeError, ValueError):
         return False
     if array.dtype.kind not in "iuf" or array.shape != shape:
         return False
+    if isinstance(space, spaces.MultiDiscrete):
+        return array.dtype.kind in "iu" and bool(np.all(array >= 0) and np.all(array < space.nvec))
     with np.errstate(over="ignore"):
         values = array.astype(space.dtype)
     return bool(np.all(np.isfinite(values)) and np.all(values >= space.low) and np.all(values <= space.high))
@@ -123,8 +126,9 @@ def kwargs_strategy(draw: st.DrawFn, env_id: str) -> dict[str, Any]:
         "width": size,
         "height": size,
         "split": st.sampled_from(SPLITS),
-        "frame_skip": st.integers(1, 8),
     }
+    if env_id != "worldsim/BlockWorld-v0":  # a voxel world has no physics substeps
+        valid["frame_skip"] = st.integers(1, 8)
     if env_id == "worldsim/Push-v0":
         valid["start"] = st.sampled_from(STARTS)
     kwargs = draw(st.fixed_dictionaries({}, optional=valid))
@@ -146,7 +150,8 @@ def test_real_worlds_take_their_documented_arguments_or_refuse_them_clearly(env_
         if not bad:
             env = world(**kwargs)
             observation, _ = env.reset(seed=0)
-            assert env.observation_space.contains(env.step(np.zeros(env.action_space.shape, np.float32))[0])
+            no_op = np.zeros(env.action_space.shape, env.action_space.dtype)
+            assert env.observation_space.contains(env.step(no_op)[0])
             assert env.observation_space.contains(observation)
             env.close()
             return
