@@ -60,6 +60,32 @@ ACTION_NVEC = (3, 3, 2, 3, 3, 3, 1 + len(HOTBAR))
 SIGN = (0, 1, -1)  # component value -> direction for move, strafe, yaw and pitch
 
 
+def act(**components: int) -> np.ndarray:
+    """An action with the named components set, e.g. ``act(move=1, jump=1)``; the rest are no-ops."""
+    action = np.zeros(len(ACTION_NAMES), np.int64)
+    for name, value in components.items():
+        action[ACTION_NAMES.index(name)] = value
+    return action
+
+
+#: ``worldsim play policy=keyboard``: WASD walk, arrows look, space jumps, e breaks, r places,
+#: 1-4 select a hotbar block (q quits, so it binds nothing).
+KEYBOARD: dict[str, np.ndarray] = {
+    "w": act(move=1),
+    "s": act(move=2),
+    "a": act(strafe=1),
+    "d": act(strafe=2),
+    "space": act(jump=1),
+    "left": act(yaw=1),
+    "right": act(yaw=2),
+    "up": act(pitch=1),
+    "down": act(pitch=2),
+    "e": act(use=1),
+    "r": act(use=2),
+    **{str(slot): act(select=slot) for slot in range(1, len(HOTBAR) + 1)},
+}
+
+
 class BlockWorldEnv(gymnasium.Env[np.ndarray, np.ndarray]):
     """First-person voxel world: walk, jump, look, break and place blocks, collect wood.
 
@@ -110,6 +136,7 @@ class BlockWorldEnv(gymnasium.Env[np.ndarray, np.ndarray]):
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
+    KEYBOARD = KEYBOARD
     max_objects = MAX_LANDMARKS  # tracked slots, as SceneEnv.max_objects
 
     params = {

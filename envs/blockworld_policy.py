@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from worldsim.envs.blockworld import ACTION_NAMES, HOTBAR, TURN, YAW_STEPS
+from worldsim.envs.blockworld import HOTBAR, TURN, YAW_STEPS, act
 from worldsim.envs.voxels import WOOD
 
 MOVE, STRAFE, JUMP, YAW, PITCH, USE, SELECT = range(7)
@@ -21,14 +21,6 @@ QUARTER = YAW_STEPS // 4  # yaw steps in a 90 degree turn
 HOME = "home"  # a plan entry: walk back to the routine's start and face its way
 ARRIVED = 0.2  # blocks: close enough to the start to count as back
 HOME_STEPS = 80
-
-
-def act(**components: int) -> np.ndarray:
-    """An action with the named components set, e.g. ``act(move=1, jump=1)``; the rest are no-ops."""
-    action = np.zeros(len(ACTION_NAMES), np.int64)
-    for name, value in components.items():
-        action[ACTION_NAMES.index(name)] = value
-    return action
 
 
 class ExplorePolicy:

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import math
 import warnings
+from pathlib import Path
 
 import gymnasium
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
+from test_world_model import build_model_file, one_thread  # noqa: F401  (fixture)
 
 import worldsim  # noqa: F401  (registers the ids)
 from worldsim.envs.blockworld import (
@@ -277,3 +279,38 @@ def test_collect_records_scripted_blockworld_episodes_that_the_dataset_reads(tmp
     assert episode.actions.dtype == np.int64 and episode.state["edits"].shape == (41, 128, 6)
     assert "biome" in episode.params and episode.caption.startswith("first person in a")
     assert WORLD_SIZE == (32, 32, 32)
+
+
+def test_a_model_of_blockworld_steps_as_an_env_that_sb3_ppo_trains_in(tmp_path: Path, one_thread) -> None:
+    """Its MultiDiscrete actions reach the DiT as one-hots; the model env passes check_env and PPO runs unmodified."""
+    pytest.importorskip("stable_baselines3")
+    from stable_baselines3 import PPO
+
+    from worldsim.data.collect import CollectConfig, collect
+
+    root = tmp_path / "blockworld"
+    collect(
+        CollectConfig(
+            env="worldsim/BlockWorld-v0", episodes=2, max_steps=6, policy="scripted", progress=False, out=str(root)
+        )
+    )
+    model_file = build_model_file(root, tmp_path / "model.pt")
+    env = gymnasium.make(
+        "worldsim/WorldModel-v0",
+        checkpoint=str(model_file),
+        context_frames=2,
+        horizon=8,
+        observation="latent",  # no decoding per step: the test is about actions
+        device="cpu",
+    )
+    assert env.action_space == gymnasium.spaces.MultiDiscrete([3, 3, 2, 3, 3, 3, 5])
+    check_env(env.unwrapped, skip_render_check=True)
+    stepped = []
+    for action in (np.zeros(7, np.int64), np.zeros(7, np.int64), np.array([1, 0, 0, 2, 0, 0, 0])):
+        env.reset(seed=0)
+        stepped.append(env.step(action)[0])
+    assert stepped[0].shape == (4, 8, 8) and np.array_equal(stepped[0], stepped[1])  # same seed, same action
+    assert not np.array_equal(stepped[0], stepped[2])  # another action alone changes the frame
+    agent = PPO("MlpPolicy", env, n_steps=16, batch_size=16, n_epochs=1, seed=0, device="cpu")
+    agent.learn(16)
+    assert agent.num_timesteps == 16

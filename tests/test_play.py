@@ -20,7 +20,16 @@ from test_world_model import WINDOW, build_model_file, one_thread, physics  # no
 
 import worldsim  # noqa: F401  (registers the ids)
 from worldsim.data.dataset import EpisodeDataset
-from worldsim.play import ARROW_CODES, PlayConfig, PlayResult, gui_available, key_action, play, write_mp4
+from worldsim.play import (
+    ARROW_CODES,
+    PlayConfig,
+    PlayResult,
+    gui_available,
+    key_action,
+    play,
+    world_keyboard,
+    write_mp4,
+)
 from worldsim.world_batch import WorldBatch
 from worldsim.world_model import WorldModel
 
@@ -239,3 +248,18 @@ def test_play_help_lists_every_option(tmp_path: Path) -> None:
     for field in dataclasses.fields(PlayConfig):
         assert f"\n  {field.name}=" in result.stdout
     assert "  format=gif\n      gif (needs Pillow) | mp4" in result.stdout
+
+
+def test_a_world_that_declares_its_keyboard_is_played_by_its_keys() -> None:
+    """BlockWorld (MultiDiscrete): WASD walk, arrows look, space jumps, e/r break and place, digits pick a block."""
+    space = spaces.MultiDiscrete([3, 3, 2, 3, 3, 3, 5])
+    bindings = world_keyboard("worldsim/BlockWorld-v0", space)
+    assert key_action(ord("w"), space, bindings).tolist() == [1, 0, 0, 0, 0, 0, 0]
+    assert key_action(ARROW_CODES["left"][0], space, bindings).tolist() == [0, 0, 0, 1, 0, 0, 0]
+    assert key_action(ord(" "), space, bindings).tolist() == [0, 0, 1, 0, 0, 0, 0]
+    assert key_action(ord("e"), space, bindings).tolist() == [0, 0, 0, 0, 0, 1, 0]
+    assert key_action(ord("3"), space, bindings).tolist() == [0, 0, 0, 0, 0, 0, 3]
+    assert key_action(ord("x"), space, bindings) is None
+    assert world_keyboard("worldsim/Push-v0", spaces.Box(-1.0, 1.0, (2,), np.float32)) is None  # the generic keys
+    with pytest.raises(ValueError, match=r"BlockWorld-v0's KEYBOARD\['w'\]"):
+        world_keyboard("worldsim/BlockWorld-v0", spaces.MultiDiscrete([3, 3]))

@@ -11,6 +11,7 @@ import torch
 from worldsim.checkpoint import CheckpointError, dataset_meta, export_modules, weights_digest
 from worldsim.data.collect import CollectConfig, collect
 from worldsim.data.dataset import EpisodeDataset
+from worldsim.models.actions import action_fields
 from worldsim.models.autoencoder import AutoencoderConfig, FrameAutoencoder
 from worldsim.models.dit import VideoDiT, VideoDiTConfig
 from worldsim.models.text import TextEncoder, TextEncoderConfig
@@ -40,7 +41,7 @@ def build_model_file(root: Path, out: Path, seed: int = 0) -> Path:
             text_width=32,
             head_width=32,
             max_frames=WINDOW + 1,
-            action_dim=meta["action_space"]["shape"][0],
+            **action_fields(meta["action_space"]),
         )
     )
     text = TextEncoder(TextEncoderConfig(width=32, depth=1, heads=2, max_length=32))
