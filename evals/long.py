@@ -25,21 +25,29 @@ Per future step h (``<world>_`` prefixed; rows for steps 1-16 and every 16th, an
 - ``object_area_ratio`` / ``object_contrast_ratio``: the evidence, per truth-shown object (0 where
   the prediction lacks it).
 
-Per scenario: a **collapse verdict**, each kind with the first step of ``COLLAPSE_FRAMES``
-consecutive bad frames (1-based; ``<kind>_rate`` is the share of scenarios flagged, ``<kind>_step``
-the mean onset over those, so its n counts them; ``collapsed`` / ``collapse_step`` for any kind):
+Per scenario: a **collapse verdict**, each kind with the step where its first run of
+``COLLAPSE_FRAMES`` bad frames starts (1-based; steps where a kind cannot be measured, such as a
+truth holding still, neither count nor break a run). ``<kind>_rate`` is the share of scenarios
+flagged, ``<kind>_step`` the mean onset over those (its n counts them); ``collapsed`` and
+``collapse_step`` are the same for any kind:
 
 - ``blur``: sharpness below 2**``BLUR_LOG2`` (a quarter) of the truth's;
 - ``noise``: sharpness above 2**``NOISE_LOG2`` (four times) the truth's;
-- ``frozen``: the truth changes (at least ``MIN_TRUTH_CHANGE`` of its pixels by ``CHANGE_LEVEL``
-  levels over ``CHANGE_LAG`` frames) while the prediction changes under ``FROZEN_SHARE`` of that;
+- ``frozen``: objects both show move at least ``MIN_MOVE_PX`` over ``CHANGE_LAG`` frames in the
+  truth, and less than ``FROZEN_SHARE`` of that in the prediction (worlds without tracked objects:
+  the same with the share of pixels changed by ``CHANGE_LEVEL`` levels);
 - ``exploding``: the worst channel's mean or std is ``EXPLODING_LEVELS`` levels off the truth's, or
   ``EXPLODING_CLIPPED`` more of the pixels sit at 0 or 255 than in the truth;
-- ``ghost``: an object the truth shows is not kept (above), for every one of those frames.
+- ``ghost``: an object the truth shows, and the prediction showed before, is not kept (above),
+  unless the prediction's object went out of view (last seen within ``EDGE_MARGIN`` px of its
+  radius from the border).
 
-The thresholds sit far from what the simulator's own variance gives (``perturbed_truth``: sharpness
-within a few percent, objects always kept) and close enough to catch what the known-answer tests
-fake (tests/test_evals_long.py): a blur of sigma 2, noise of sigma 20, a fade to the background.
+Objects count only where the prediction shows them (frozen) or fades them in view (ghost) because
+physics alone diverges: the simulator replayed with a 1e-3 nudge (``perturbed_truth``) rolls a
+ball out of view that the truth keeps, and its frame then holds still while the truth's moves. The
+thresholds sit far from what that nudged simulator gives and close enough to catch what the
+known-answer tests fake (tests/test_evals_long.py): a blur of sigma 2, noise of sigma 20, a fade
+to the background, a fourfold contrast stretch.
 """
 
 from __future__ import annotations
@@ -61,17 +69,19 @@ SUITE = "long"
 CONTEXT, HORIZON = 4, 600
 BUCKETS = (1, 17, 65, 257)  # first steps of the horizon buckets; the last ends at the horizon
 CURVE_EVERY = 16  # per-step rows: every step up to this one, then every this many
-COLLAPSE_FRAMES = 8  # consecutive bad frames that make a verdict; one bad frame is a glitch
+COLLAPSE_FRAMES = 16  # bad frames in a row that make a verdict: a collapse lasts, a glitch or a physical detour ends
 BLUR_LOG2, NOISE_LOG2 = -2.0, 2.0  # sharpness a quarter / four times the truth's
 SHARPNESS_FLOOR = 1.0  # added to both Laplacian variances, so a flat truth frame divides by something
-CHANGE_LEVEL = 24  # levels a pixel must change by to count as changed (sampling jitter does not)
-CHANGE_LAG = 4  # frames apart that changes are measured over: slow objects move a pixel per frame
-MIN_TRUTH_CHANGE = 0.002  # share of pixels (8 of 64x64): below it the truth holds still
-FROZEN_SHARE = 0.1  # the prediction changes less than this share of the truth's change
+CHANGE_LAG = 4  # frames apart that motion is measured over: slow objects move a pixel in 4 frames
+MIN_MOVE_PX = 1.0  # an object moving less over CHANGE_LAG frames holds still
+FROZEN_SHARE = 0.2  # the prediction moves less than this share of the truth's motion
+CHANGE_LEVEL = 24  # without tracked objects: levels a pixel must change by (sampling jitter does not)
+MIN_TRUTH_CHANGE = 0.002  # without tracked objects: share of pixels (8 of 64x64) below which the truth holds still
 EXPLODING_LEVELS = 48.0  # a channel's mean or std this far off the truth's: a fifth of the range
 EXPLODING_CLIPPED = 0.2  # share of pixels at 0 or 255 beyond the truth's
 MIN_OBJECT_AREA = 6  # px; truth objects smaller than this are slivers at an edge, not scored
 KEPT_AREA, KEPT_CONTRAST = 0.5, 0.5  # of the truth's, for an object to count as still there
+EDGE_MARGIN = 2.0  # px beyond its radius: an object last seen this close to the border left the view
 KINDS = ("blur", "noise", "frozen", "exploding", "ghost")
 
 
@@ -176,47 +186,121 @@ def object_contrast(frames: np.ndarray, tracks: Tracks) -> np.ndarray:
     return np.linalg.norm(tracks.color - background[:, None], axis=-1)  # NaN where not found
 
 
-def object_presence(scenario: Scenario, predicted: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per future step and object (H, K): kept (1/0, NaN where the truth does not show it), area and contrast ratios.
+@dataclass
+class ObjectTracks:
+    """A scenario's objects tracked through context + future (T0 + H frames): in the truth, and with
+    the prediction as the future (the context frames are the same real ones in both)."""
 
-    Tracks the scenario's objects in the predicted and the true future; ratios are 0 where the
-    prediction lacks an object and NaN where the truth does. A world without object colours gives
-    all NaN (nothing to track).
-    """
-    horizon = scenario.horizon
+    truth: Tracks
+    guess: Tracks
+    truth_frames: np.ndarray  # (T0 + H, h, w, 3)
+    guess_frames: np.ndarray
+    context: int
+
+
+def track_objects(scenario: Scenario, predicted: np.ndarray) -> Optional[ObjectTracks]:
+    """The scenario's objects tracked in truth and prediction; None for a world without object colours."""
     if "object_color" not in scenario.state:
-        empty = np.full((horizon, 1), np.nan)
-        return empty, empty, empty
+        return None
     colors, present = scenario.state["object_color"][0], scenario.state["object_present"][0]
-    truth_frames = scenario.future_frames
-    truth = track_scenario_frames(truth_frames, colors, present)
-    guess = track_scenario_frames(predicted, colors, present)
-    shown = truth.found & (truth.area >= MIN_OBJECT_AREA)
-    area = np.where(guess.found, guess.area / np.maximum(truth.area, 1), 0.0)
-    contrast = np.nan_to_num(object_contrast(predicted, guess)) / np.maximum(object_contrast(truth_frames, truth), 1e-6)
+    guess_frames = np.concatenate([scenario.context_frames, predicted])
+    return ObjectTracks(
+        track_scenario_frames(scenario.frames, colors, present),
+        track_scenario_frames(guess_frames, colors, present),
+        scenario.frames,
+        guess_frames,
+        scenario.context,
+    )
+
+
+def object_presence(objects: ObjectTracks) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per future step and object (H, K): kept (1/0), area ratio and contrast ratio; NaN where the truth does not
+    show the object, ratios 0 where the prediction lacks it."""
+    truth, guess, t0 = objects.truth, objects.guess, objects.context
+    shown = truth.found[t0:] & (truth.area[t0:] >= MIN_OBJECT_AREA)
+    area = np.where(guess.found[t0:], guess.area[t0:] / np.maximum(truth.area[t0:], 1), 0.0)
+    truth_contrast = object_contrast(objects.truth_frames, truth)[t0:]
+    contrast = np.nan_to_num(object_contrast(objects.guess_frames, guess)[t0:]) / np.maximum(truth_contrast, 1e-6)
     kept = (area >= KEPT_AREA) & (contrast >= KEPT_CONTRAST)
     hide = lambda values: np.where(shown, values, np.nan)  # noqa: E731
     return hide(kept.astype(np.float64)), hide(area), hide(contrast)
+
+
+def at_edge(tracks: Tracks, height: int, width: int) -> np.ndarray:
+    """(T, K) bool: each object's latest detection up to each frame touches the border of the frame.
+
+    An object that goes out of view shrinks at the border and vanishes there; a ghost fades where
+    it stands. Only the second is a collapse: physics alone (the perturbed truth) sends objects
+    out of view that the truth keeps in it.
+    """
+    x, y = tracks.centroid[..., 0], tracks.centroid[..., 1]
+    gap = np.fmin(np.fmin(x, y), np.fmin(width - 1 - x, height - 1 - y))  # NaN where not found
+    touching = tracks.found & (gap <= np.sqrt(tracks.area / np.pi) + EDGE_MARGIN)
+    frames = np.arange(len(touching))[:, None]
+    latest = np.maximum.accumulate(np.where(tracks.found, frames, -1), axis=0)  # (T, K), -1: never seen yet
+    return (latest >= 0) & np.take_along_axis(touching, np.maximum(latest, 0), axis=0)
+
+
+def ghost_frames(objects: ObjectTracks, kept: np.ndarray) -> np.ndarray:
+    """(H, K): 1 where an object the truth shows is not kept by the prediction, 0 where it is kept;
+    NaN where the truth does not show it, the prediction never showed it (an object coming into
+    view that a predictor never draws is a miss, not a collapse), or its object went out of view."""
+    guess, t0 = objects.guess, objects.context
+    height, width = objects.truth_frames.shape[1:3]
+    seen = np.logical_or.accumulate(guess.found & (guess.area >= MIN_OBJECT_AREA), axis=0)[t0:]
+    left = at_edge(guess, height, width)[t0:]
+    return np.where(seen & ~left, 1.0 - kept, np.nan)
+
+
+def displacement(tracks: Tracks, context: int, lag: int = CHANGE_LAG) -> np.ndarray:
+    """(H, K) distance (px) each object moved into each future frame from ``lag`` frames before; NaN where unseen."""
+    future = np.arange(context, len(tracks.centroid))
+    before = np.maximum(future - lag, 0)
+    return np.linalg.norm(tracks.centroid[future] - tracks.centroid[before], axis=-1)
+
+
+def frozen_objects(objects: ObjectTracks) -> np.ndarray:
+    """(H,): 1 where objects that both show move in the truth and hardly in the prediction, else 0;
+    NaN where no such object moves in the truth (a still truth says nothing of freezing).
+
+    Only objects the prediction shows count: one it lost is a ghost, and one that physics moved
+    out of its view (the perturbed truth) leaves a still frame that is not a frozen world.
+    """
+    truth = displacement(objects.truth, objects.context)
+    guess = displacement(objects.guess, objects.context)
+    moving = (truth >= MIN_MOVE_PX) & ~np.isnan(guess)
+    truth_total = np.where(moving, truth, 0.0).sum(1)
+    guess_total = np.where(moving, guess, 0.0).sum(1)
+    return np.where(truth_total > 0, guess_total < FROZEN_SHARE * truth_total, np.nan)
 
 
 # ----------------------------------------------------------------- verdicts
 
 
 def onset(bad: np.ndarray, frames: int = COLLAPSE_FRAMES) -> Optional[int]:
-    """First 1-based step of ``frames`` consecutive True values of ``bad`` (H,), or None."""
-    run = 0
-    for i, flag in enumerate(bad):
-        run = run + 1 if flag else 0
+    """1-based step where the first run of ``frames`` bad steps starts, or None.
+
+    ``bad`` (H,): 1 (or True) bad, 0 good, NaN not measured; steps not measured neither count nor
+    break a run (an object hidden for a while, a truth holding still).
+    """
+    start, run = 0, 0
+    for i, flag in enumerate(np.asarray(bad, np.float64)):
+        if np.isnan(flag):
+            continue
+        if not flag:
+            run = 0
+            continue
+        start = i if run == 0 else start
+        run += 1
         if run == frames:
-            return i - frames + 2
+            return start + 1
     return None
 
 
-def frozen_frames(scenario: Scenario, predicted: np.ndarray) -> np.ndarray:
-    """(H,) bool: the truth changed over the last ``CHANGE_LAG`` frames and the prediction hardly did.
-
-    Both sequences start with the real context, so the first steps compare against real frames.
-    """
+def frozen_pixels(scenario: Scenario, predicted: np.ndarray) -> np.ndarray:
+    """(H,), for worlds without tracked objects: 1 where the truth's pixels changed over the last
+    ``CHANGE_LAG`` frames and the prediction's hardly did, 0 where both changed, NaN where the truth
+    held still. Both sequences start with the real context."""
     context = scenario.context_frames
     truth = changed_share(np.concatenate([context, scenario.future_frames]))
     guess = changed_share(np.concatenate([context, predicted]))
@@ -225,11 +309,11 @@ def frozen_frames(scenario: Scenario, predicted: np.ndarray) -> np.ndarray:
     if len(truth) < tail:  # a context shorter than the lag: the first steps cannot be measured
         pad = np.zeros(tail - len(truth))
         truth, guess = np.concatenate([pad, truth]), np.concatenate([pad, guess])
-    return (truth >= MIN_TRUTH_CHANGE) & (guess < FROZEN_SHARE * truth)
+    return np.where(truth >= MIN_TRUTH_CHANGE, guess < FROZEN_SHARE * truth, np.nan)
 
 
 def verdict(bad: dict[str, np.ndarray]) -> dict[str, Optional[int]]:
-    """Kind -> onset step (or None) from each kind's (H,) bad frames; ``ghost`` may be (H, K), per object."""
+    """Kind -> onset step (or None) from each kind's (H,) bad frames (see ``onset``); (H, K): per object."""
     out = {}
     for kind in KINDS:
         flags = bad[kind]
@@ -247,15 +331,21 @@ def scenario_metrics(scenario: Scenario, predicted: np.ndarray) -> dict[str, np.
     mean_error = np.abs(mean - truth_mean).max(1)
     std_error = np.abs(std - truth_std).max(1)
     log2_sharpness = np.log2((sharpness(predicted) + SHARPNESS_FLOOR) / (sharpness(truth) + SHARPNESS_FLOOR))
-    kept, area, contrast = object_presence(scenario, predicted)
+    objects = track_objects(scenario, predicted)
+    if objects is None:
+        kept = area = contrast = np.full((scenario.horizon, 1), np.nan)
+        frozen, ghost = frozen_pixels(scenario, predicted), kept
+    else:
+        kept, area, contrast = object_presence(objects)
+        frozen, ghost = frozen_objects(objects), ghost_frames(objects, kept)
     onsets = verdict(
         {
             "blur": log2_sharpness < BLUR_LOG2,
             "noise": log2_sharpness > NOISE_LOG2,
-            "frozen": frozen_frames(scenario, predicted),
+            "frozen": frozen,
             "exploding": (np.maximum(mean_error, std_error) > EXPLODING_LEVELS)
             | (clipped_share(predicted) - clipped_share(truth) > EXPLODING_CLIPPED),
-            "ghost": kept == 0.0,  # NaN (not shown in truth) is neither kept nor lost
+            "ghost": ghost,
         }
     )
     flagged = [step for step in onsets.values() if step is not None]

@@ -131,7 +131,9 @@ def test_a_verdict_needs_consecutive_bad_frames() -> None:
     k = long.COLLAPSE_FRAMES
     assert long.onset(np.array([True] * (k - 1) + [False] + [True] * (k - 1))) is None
     assert long.onset(np.array([False] * 3 + [True] * k)) == 4  # 1-based: the 4th step
-    ghost = np.zeros((20, 2), bool)
+    unmeasured = np.array([0.0] + [1.0] * (k // 2) + [np.nan] * 5 + [1.0] * (k - k // 2))
+    assert long.onset(unmeasured) == 2  # steps not measured (truth still, object hidden) do not break a run
+    ghost = np.zeros((10 + k, 2), bool)
     ghost[10:, 1] = True  # one object of two lost from step 11
     assert long.verdict({kind: ghost if kind == "ghost" else ghost[:, 0] for kind in long.KINDS})["ghost"] == 11
 
@@ -178,3 +180,25 @@ def test_worldsim_eval_runs_the_long_suite_with_its_strip_beside_the_report(tmp_
     assert {r["horizon"] for r in rows if r["metric"] == "push_psnr_db"} == {None, *range(1, 17), 32, 40}
     assert (tmp_path / "run" / "example_long_id.png").is_file()
     assert "## long — id" in (tmp_path / "run" / "summary.md").read_text()
+
+
+def test_objects_leaving_the_view_or_never_shown_are_not_ghosts(push) -> None:
+    """Sliding out past the border is motion, not dissolving; an object coming into view that the
+    prediction never drew is a miss (the rollout suite's), not a collapse."""
+    for scenario in push:
+
+        def slide(frame: np.ndarray, h: int) -> np.ndarray:  # the whole scene, 2 px further left each step
+            shift = np.float32([[1, 0, -2 * (h - START + 1)], [0, 1, 0]])
+            return cv2.warpAffine(frame, shift, frame.shape[1::-1], borderMode=cv2.BORDER_REPLICATE)
+
+        frames = faked(scenario, slide)
+        assert long.object_presence(long.track_objects(scenario, frames))[0][-1].tolist() == [0.0, 0.0]  # gone
+        assert np.isnan(onsets(scenario, frames)["ghost"])
+    dropped = make_scenarios("worldsim/Physics-v0", 2, long.CONTEXT, HORIZON, "ood")  # more objects fall into view
+    for scenario in dropped:
+        copy = np.repeat(scenario.context_frames[-1:], scenario.horizon, axis=0)
+        late = (
+            scenario.state["object_visible"][scenario.context :].any(0)
+            & ~scenario.state["object_visible"][scenario.context - 1]
+        )
+        assert late.any() and np.isnan(onsets(scenario, copy)["ghost"])
