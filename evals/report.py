@@ -215,11 +215,20 @@ def example_steps(horizon: int) -> list[int]:
     return sorted({2**k - 1 for k in range(horizon.bit_length()) if 2**k <= horizon} | {horizon - 1})
 
 
+def step_header(steps: list[int], frame_width: int) -> np.ndarray:
+    """A white band with each 1-based step number over its frame of a strip (frames 2 px apart)."""
+    band = np.full((16, len(steps) * (frame_width + 2) - 2, 3), 255, np.uint8)
+    for i, step in enumerate(steps):
+        _text(band, f"t+{step + 1}", (i * (frame_width + 2) + 2, 12), 0.38)
+    return band
+
+
 def example_rows(example: Example) -> np.ndarray:
-    """Labelled frame strips: context, truth and each predictor at ``example_steps``."""
+    """Labelled frame strips: context, truth and each predictor at ``example_steps``, under their step numbers."""
     steps = example_steps(len(example.truth))
     rows = [
         ("context", frame_strip(example.context, len(example.context), 1)),
+        ("step", step_header(steps, 2 * example.truth.shape[2])),  # frame_strip doubles each frame
         ("truth", frame_strip(example.truth[steps], len(steps), 1)),
     ]
     rows += [(name, frame_strip(frames[steps], len(steps), 1)) for name, frames in example.predictions.items()]
