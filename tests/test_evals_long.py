@@ -148,6 +148,7 @@ def test_buckets_and_rows_follow_the_horizon() -> None:
     assert long.bucket_names(40) == [("h1_16", 1, 16), ("h17_40", 17, 40)]
     assert long.curve_steps(600)[:17] == [*range(1, 17), 32] and long.curve_steps(600)[-2:] == [592, 600]
     assert {f"push_{m}" for m in ("psnr_db_h257_600", "object_kept", "ghost_step", "collapsed")} <= set(long.METRICS)
+    assert "push_object_kept_h1_16" in long.HIGHER_IS_BETTER and "push_ghost_step" in long.NO_BEST
 
 
 def test_long_examples_show_a_few_steps() -> None:
