@@ -3,7 +3,8 @@
 HTML: inline CSS, every picture an inline base64 PNG (or GIF) drawn with OpenCV, so the one file
 can be mailed or attached to an issue. Contents: normalized scores, one table per suite and split
 (predictors as columns, best value bold), error-vs-horizon plots, per-metric bars, and
-side-by-side examples (context | truth | each predictor). Markdown: the same tables, no pictures.
+side-by-side examples (context | truth | each predictor), each strip also saved beside the page as
+``example_<suite>_<split>.png``. Markdown: the same tables, linking those strips.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from worldsim.viz import frame_strip, labelled_rows
+from worldsim.viz import frame_strip, labelled_rows, save_png
 
 PALETTE = [
     (31, 119, 180),
@@ -35,6 +36,8 @@ CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px;color
 table{border-collapse:collapse;margin:0.5em 0 1.5em}th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}
 th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}.ci{color:#888;font-size:85%}
 img{image-rendering:pixelated;margin:4px}h2{border-bottom:1px solid #ddd}"""
+LONG_EXAMPLE = 64  # future frames up to which an example strip shows every other frame
+MAX_ANIMATION = 160  # frames of an example's animation at most
 
 
 @dataclass
@@ -204,22 +207,51 @@ def bar_chart(title: str, values: dict[str, float], width: int = 320, height: in
     return image
 
 
+def example_steps(horizon: int) -> list[int]:
+    """The 0-based future frames an example strip shows: every other one up to ``LONG_EXAMPLE`` frames;
+    beyond, steps 1, 2, 4, 8, ... and the last (a strip of 300 frames shows nothing)."""
+    if horizon <= LONG_EXAMPLE:
+        return list(range(0, max(horizon - 1, 1), 2))
+    return sorted({2**k - 1 for k in range(horizon.bit_length()) if 2**k <= horizon} | {horizon - 1})
+
+
+def step_header(steps: list[int], frame_width: int) -> np.ndarray:
+    """A white band with each 1-based step number over its frame of a strip (frames 2 px apart)."""
+    band = np.full((16, len(steps) * (frame_width + 2) - 2, 3), 255, np.uint8)
+    for i, step in enumerate(steps):
+        _text(band, f"t+{step + 1}", (i * (frame_width + 2) + 2, 12), 0.38)
+    return band
+
+
 def example_rows(example: Example) -> np.ndarray:
-    """Labelled frame strips: context, truth and each predictor, every other frame."""
-    count = max(len(example.truth) // 2, 1)
+    """Labelled frame strips: context, truth and each predictor at ``example_steps``, under their step numbers."""
+    steps = example_steps(len(example.truth))
     rows = [
         ("context", frame_strip(example.context, len(example.context), 1)),
-        ("truth", frame_strip(example.truth, count, 2)),
+        ("step", step_header(steps, 2 * example.truth.shape[2])),  # frame_strip doubles each frame
+        ("truth", frame_strip(example.truth[steps], len(steps), 1)),
     ]
-    rows += [(name, frame_strip(frames, count, 2)) for name, frames in example.predictions.items()]
+    rows += [(name, frame_strip(frames[steps], len(steps), 1)) for name, frames in example.predictions.items()]
     return labelled_rows(rows)
 
 
+def example_caption(example: Example) -> str:
+    """What an example strip shows, naming the steps where they are not every other frame."""
+    horizon = len(example.truth)
+    if horizon <= LONG_EXAMPLE:
+        return "context | truth | predictors"
+    return f"context | truth | predictors at steps {', '.join(str(s + 1) for s in example_steps(horizon))}"
+
+
 def example_animation(example: Example) -> list[np.ndarray]:
-    """Frames of a side-by-side movie: truth | each predictor, after the context, 2x enlarged."""
+    """Frames of a side-by-side movie: truth | each predictor, after the context, 2x enlarged.
+
+    A long example keeps every k-th frame, at most ``MAX_ANIMATION`` of them, so the page stays small.
+    """
     panels = [example.truth, *example.predictions.values()]
     movie = []
-    for t in range(len(example.context) + len(example.truth)):
+    total = len(example.context) + len(example.truth)
+    for t in range(0, total, math.ceil(total / MAX_ANIMATION)):
         tiles = [
             example.context[t] if t < len(example.context) else panel[t - len(example.context)] for panel in panels
         ]
@@ -311,8 +343,11 @@ def write_report(
         ]
         page += [f"<img alt='bars' src='{_png(bar)}'>" for bar in bars]
         for example in (e for e in examples if (e.suite, e.split) == (suite, split)):
+            strips = example_rows(example)
+            picture = save_png(out / f"example_{suite}_{split}.png", strips)
+            md += [f"![{example_caption(example)}]({picture.name})", ""]
             page.append(
-                f"<h3>Example: context | truth | predictors</h3><img alt='strips' src='{_png(example_rows(example))}'>"
+                f"<h3>Example: {html.escape(example_caption(example))}</h3><img alt='strips' src='{_png(strips)}'>"
             )
             animation = _gif(example_animation(example))
             if animation:

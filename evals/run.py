@@ -39,6 +39,9 @@ class SuiteSpec:
     # predictor methods the suite calls beside predict; predictors without them are skipped
     requires: tuple[str, ...] = ()
     on_request: bool = False  # left out of the default suites: runs only when suites= names it
+    # module function (n, split, seed, horizon) -> one list of scenarios per world, made instead of `worlds`
+    # (horizon: EvalConfig.horizon, None for the suite's own)
+    scenarios: str = ""
 
 
 SUITES: dict[str, SuiteSpec] = {
@@ -101,6 +104,15 @@ SUITES: dict[str, SuiteSpec] = {
         requires=("predict_rewards",),
         on_request=True,
     ),
+    # 600 frames per scenario and predictor: minutes for a model on a CPU, so only when asked for.
+    # Its worlds, their policies and the horizon live in evals/long.py (WORLDS).
+    "long": SuiteSpec(
+        "worldsim.evals.long",
+        "score_long",
+        (),
+        on_request=True,
+        scenarios="make_long_scenarios",
+    ),
 }
 
 
@@ -117,7 +129,9 @@ class EvalConfig:
     # object_kept_1px, object_color_error, object_area_ratio) | conditioning (true vs shuffled actions: psnr_true_db,
     # psnr_shuffled_db, action_gain_db, pusher error; caption-only: text_color_dominant, text_color_present) | reward
     # (only when named: real Push episodes of five policies replayed open loop, predicted against real return,
-    # return_abs_error, where the tracker finds target and pusher in the last frame; predictors with predict_rewards)
+    # return_abs_error, where the tracker finds target and pusher in the last frame; predictors with predict_rewards) |
+    # long (only when named: 600-frame Push and Physics rollouts against the truth: psnr_db per step and bucket, colour
+    # and sharpness drift, object_kept, and a collapse verdict with its step: blur, noise, frozen, exploding, ghost)
     suites: list[str] = field(default_factory=lambda: [s for s, spec in SUITES.items() if not spec.on_request])
     # copy_last | optical_flow | truth | perturbed_truth | model (needs checkpoint) | reference (the models shipped with
     # worldsim) | module:callable | path/file.py:callable
@@ -128,6 +142,8 @@ class EvalConfig:
     out: str = "eval"  # folder for results.json, report.html and summary.md
     seed: int = 0  # seeds the scenarios; same seed, same scenarios for every predictor
     batch_size: int = 16  # scenarios per predict call
+    # future frames of the long suite's scenarios (600 unless set); the other suites keep their own horizons
+    horizon: Optional[int] = None
     anchors: bool = True  # also run copy_last and perturbed_truth, the 0 and 1 of the normalized scores
     progress: bool = True  # show a progress bar over (suite, split, predictor)
     # how the model and reference predictors sample, e.g. sampling.cfg_text=3 for text guidance; unset fields: each
@@ -135,7 +151,7 @@ class EvalConfig:
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
 
     def __post_init__(self) -> None:
-        check_at_least(self, n=1, batch_size=1, seed=0)
+        check_at_least(self, n=1, batch_size=1, seed=0, horizon=1)
 
 
 def _check(cfg: EvalConfig) -> None:
@@ -147,6 +163,11 @@ def _check(cfg: EvalConfig) -> None:
         raise ValueError(f"split {cfg.split} must be a non-empty list of 'id' and/or 'ood'")
     if cfg.n < 1:
         raise ValueError(f"n={cfg.n}: evaluate at least 1 scenario per suite and split")
+    if cfg.horizon is not None and not any(SUITES[s].scenarios for s in cfg.suites):
+        raise ValueError(
+            f"horizon={cfg.horizon} sets the horizon of the long suite, which suites={cfg.suites} leaves out: "
+            "add long to suites, or drop horizon= (the other suites keep their own horizons)"
+        )
 
 
 def _suite_module(name: str) -> Any:
@@ -193,9 +214,21 @@ def metric_info(suites: list[str]) -> tuple[MetricInfo, dict[str, list[str]]]:
     return info, headline
 
 
+def suite_scenarios(name: str, cfg: EvalConfig, split: str) -> list[list[Scenario]]:
+    """One list of seeded scenarios per world of suite ``name``, the same for every predictor."""
+    from worldsim.evals.scenarios import make_scenarios
+
+    spec = SUITES[name]
+    if spec.scenarios:
+        return getattr(_suite_module(name), spec.scenarios)(cfg.n, split, cfg.seed, cfg.horizon)
+    return [
+        make_scenarios(env_id, cfg.n, context, horizon, split, cfg.seed) for env_id, context, horizon in spec.worlds
+    ]
+
+
 def evaluate(cfg: EvalConfig) -> Path:
     """Run the eval described by ``cfg``; returns the path of ``report.html`` (and prints it)."""
-    from worldsim.evals.scenarios import make_scenarios, predict_scenarios
+    from worldsim.evals.scenarios import predict_scenarios
 
     _check(cfg)
     info, headline = metric_info(cfg.suites)
@@ -212,9 +245,7 @@ def evaluate(cfg: EvalConfig) -> Path:
     for suite, split in tasks:
         spec = SUITES[suite]
         score: Callable[..., list[dict[str, Any]]] = getattr(_suite_module(suite), spec.score)
-        worlds: list[list[Scenario]] = [
-            make_scenarios(env_id, cfg.n, context, horizon, split, cfg.seed) for env_id, context, horizon in spec.worlds
-        ]
+        worlds = suite_scenarios(suite, cfg, split)
         example = Example(suite, split, worlds[0][0].context_frames, worlds[0][0].future_frames)
         for predictor in predictors:
             bar.set_postfix_str(f"{suite}/{split}/{predictor.name}")

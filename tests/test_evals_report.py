@@ -114,3 +114,5 @@ def test_report_files_hold_the_tables(tmp_path: Path) -> None:
     assert "| consistency (id) | 0 | 1.77 | 1 |" in summary
     page = html_path.read_text()
     assert "<table>" in page and page.count("data:image/png;base64,") >= 3 and "<b>90.5</b>" in page
+    assert (tmp_path / "example_consistency_id.png").is_file()  # the strip, beside the page
+    assert "](example_consistency_id.png)" in summary
