@@ -7,7 +7,8 @@ every predictor the same scenarios, so a report always shows a model beside its 
 Shapes (B scenarios in a batch, T0 context frames, H horizon, A action size):
 
 - ``context_frames``: uint8 (B, T0, height, width, 3), the frames a predictor may look at;
-- ``actions``: (B, T0 + H - 1, A) float32 (or (B, T0 + H - 1) int64 for discrete worlds), where
+- ``actions``: (B, T0 + H - 1, A) in the world's action dtype: float32 for Box worlds, int64 for
+  BlockWorld's MultiDiscrete ((B, T0 + H - 1) int64 for a Discrete world), where
   ``actions[:, t]`` is taken at frame t and leads to frame t + 1, so the future frame
   ``T0 + h`` follows ``actions[:, T0 + h - 1]``; actions of the context are included so that a
   model can condition on them as it was trained to;

@@ -25,6 +25,7 @@ import numpy as np
 
 import worldsim  # noqa: F401  (registers the worldsim/* env ids)
 from worldsim.evals.protocol import Predictor, Scenario, check_prediction
+from worldsim.spaces import check_action
 
 #: Salt of the eval seed stream; training collection seeds episode i from (seed, i) only.
 EVAL_STREAM = 0x5EED_E7A1
@@ -61,12 +62,16 @@ def _policy(env: Any, policy: str, seed: int) -> Callable[[np.ndarray, dict[str,
         scripted = env.scripted_policy()
         scripted.reset(seed)
         return scripted
-    shape = env.action_space.shape
-    if policy == "zero":
-        return lambda observation, info: np.zeros(shape, np.float32)
+    space = env.action_space
+    if policy == "zero":  # a MultiDiscrete world's no-op is its first value in every component
+        zero = space.start if isinstance(space, gymnasium.spaces.MultiDiscrete) else np.zeros(space.shape, np.float32)
+        return lambda observation, info: zero
     if policy == "random":
-        rng = np.random.default_rng(seed)
-        return lambda observation, info: rng.uniform(-1.0, 1.0, shape).astype(np.float32)
+        if isinstance(space, gymnasium.spaces.Box):
+            rng = np.random.default_rng(seed)
+            return lambda observation, info: rng.uniform(-1.0, 1.0, space.shape).astype(np.float32)
+        space.seed(seed)
+        return lambda observation, info: space.sample()
     raise ValueError(f"policy {policy!r} is not one of {POLICIES}")
 
 
@@ -85,7 +90,8 @@ def make_scenario(
     act = _policy(env, policy, seed)
     frames, infos, actions = [observation], [info], []
     for _ in range(context + horizon - 1):
-        action = np.asarray(act(observation, info), np.float32)
+        # In the space's dtype (float32 for the Box worlds, int64 for BlockWorld's MultiDiscrete), checked as the env will
+        action = check_action(env.action_space, act(observation, info), f"{env_id}'s {policy} action")
         observation, _, _, _, info = env.step(action)
         frames.append(observation)
         infos.append(info)
@@ -98,7 +104,7 @@ def make_scenario(
         context=context,
         horizon=horizon,
         frames=np.stack(frames),
-        actions=np.stack(actions).astype(np.float32),
+        actions=np.stack(actions),
         caption=infos[0]["caption"],
         state=_stack(infos),
         params=infos[0]["params"],

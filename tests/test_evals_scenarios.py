@@ -89,3 +89,13 @@ def test_bad_arguments_say_what_is_allowed() -> None:
         make_scenarios("worldsim/Physics-v0", 1, 2, 2, policy="smart")
     with pytest.raises(ValueError, match="registered id"):
         make_scenarios("worldsim/Nope-v0", 1, 2, 2)
+
+
+@pytest.mark.parametrize("policy", ["scripted", "random", "zero"])
+def test_blockworld_scenarios_keep_its_integer_actions_and_replay_exactly(policy: str) -> None:
+    """Actions stay in the world's dtype (MultiDiscrete int64), so the truth replays them and models read them."""
+    (scenario,) = make_scenarios("worldsim/BlockWorld-v0", 1, 3, 6, policy=policy)
+    assert scenario.actions.dtype == np.int64 and scenario.actions.shape == (8, 7)
+    assert np.array_equal(replay(scenario), scenario.future_frames)
+    physics = make_scenarios("worldsim/Physics-v0", 1, 2, 2, policy=policy)[0]
+    assert physics.actions.dtype == np.float32  # the Box worlds' actions are as before
