@@ -75,7 +75,7 @@ def test_rejects_bad_frame_size() -> None:
 
 
 def test_config_checks_multipliers() -> None:
-    with pytest.raises(AssertionError, match="needs 4"):
+    with pytest.raises(ValueError, match="needs 4"):
         AutoencoderConfig(channel_multipliers=(1, 2, 4))
 
 

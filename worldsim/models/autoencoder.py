@@ -57,17 +57,20 @@ class AutoencoderConfig:
     latent_noise_std: float = 0.1
 
     def __post_init__(self) -> None:
-        assert len(self.channel_multipliers) == self.num_downsamplings + 1, (
-            f"channel_multipliers {self.channel_multipliers} has {len(self.channel_multipliers)} "
-            f"entries; num_downsamplings={self.num_downsamplings} needs {self.num_downsamplings + 1}"
-        )
+        if len(self.channel_multipliers) != self.num_downsamplings + 1:
+            raise ValueError(
+                f"channel_multipliers {self.channel_multipliers} has {len(self.channel_multipliers)} "
+                f"entries; num_downsamplings={self.num_downsamplings} needs {self.num_downsamplings + 1}"
+            )
         for m in self.channel_multipliers:
             width = self.base_channels * m
-            assert width % self.num_groups == 0, f"level width {width} is not divisible by num_groups={self.num_groups}"
-        assert 0.0 <= self.object_threshold_low < self.object_threshold_high, (
-            f"object thresholds ({self.object_threshold_low}, {self.object_threshold_high}) must "
-            "satisfy 0 <= low < high"
-        )
+            if width % self.num_groups != 0:
+                raise ValueError(f"level width {width} is not divisible by num_groups={self.num_groups}")
+        if not (0.0 <= self.object_threshold_low < self.object_threshold_high):
+            raise ValueError(
+                f"object thresholds ({self.object_threshold_low}, {self.object_threshold_high}) must "
+                "satisfy 0 <= low < high"
+            )
 
     @property
     def downsample_factor(self) -> int:

@@ -44,19 +44,16 @@ class VideoDiTConfig:
     rope_base: float = 100.0  # slowest RoPE period ~ 2*pi*base frames: windows are tens of frames, not 10k
 
     def __post_init__(self) -> None:
-        assert self.latent_size % self.patch_size == 0, (
-            f"latent_size {self.latent_size} is not divisible by patch_size {self.patch_size}"
-        )
-        assert self.width % self.heads == 0 and (self.width // self.heads) % 2 == 0, (
-            f"width {self.width} / heads {self.heads} must be an even head size for RoPE"
-        )
-        assert self.action_kind in ("continuous", "discrete"), (
-            f"action_kind {self.action_kind!r} is not 'continuous' or 'discrete'"
-        )
-        assert self.action_kind == "continuous" or self.num_actions >= 1, (
-            f"discrete actions need num_actions >= 1, got {self.num_actions}"
-        )
-        assert self.max_frames >= 2, f"max_frames {self.max_frames} must be >= 2 for any dynamics"
+        if self.latent_size % self.patch_size != 0:
+            raise ValueError(f"latent_size {self.latent_size} is not divisible by patch_size {self.patch_size}")
+        if self.width % self.heads != 0 or (self.width // self.heads) % 2 != 0:
+            raise ValueError(f"width {self.width} / heads {self.heads} must be an even head size for RoPE")
+        if self.action_kind not in ("continuous", "discrete"):
+            raise ValueError(f"action_kind {self.action_kind!r} is not 'continuous' or 'discrete'")
+        if self.action_kind == "discrete" and self.num_actions < 1:
+            raise ValueError(f"discrete actions need num_actions >= 1, got {self.num_actions}")
+        if self.max_frames < 2:
+            raise ValueError(f"max_frames {self.max_frames} must be >= 2 for any dynamics")
 
     @property
     def tokens_per_frame(self) -> int:
@@ -65,7 +62,8 @@ class VideoDiTConfig:
     @classmethod
     def preset(cls, name: str, **overrides) -> VideoDiTConfig:
         """A named size from DIT_PRESETS with data-dependent fields (channels, actions) overridden."""
-        assert name in DIT_PRESETS, f"model preset {name!r} is not one of {sorted(DIT_PRESETS)}"
+        if name not in DIT_PRESETS:
+            raise ValueError(f"model preset {name!r} is not one of {sorted(DIT_PRESETS)}")
         return cls(**{**DIT_PRESETS[name], **overrides})
 
 

@@ -88,8 +88,10 @@ class TextEncoderConfig:
     dropout: float = 0.0  # world-model training already regularizes via text dropout for CFG
 
     def __post_init__(self) -> None:
-        assert self.width % self.heads == 0, f"width {self.width} is not divisible by heads {self.heads}"
-        assert self.max_length >= 2, f"max_length {self.max_length} must be >= 2 to hold BOS and EOS"
+        if self.width % self.heads != 0:
+            raise ValueError(f"width {self.width} is not divisible by heads {self.heads}")
+        if self.max_length < 2:
+            raise ValueError(f"max_length {self.max_length} must be >= 2 to hold BOS and EOS")
 
 
 # One per DiT preset, same names; widths match their text_width (tiny 128, mid 128, small 256,
