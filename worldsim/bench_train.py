@@ -47,9 +47,16 @@ class TrainBenchConfig:
 
     def __post_init__(self) -> None:
         check_at_least(
-            self, "train", autoencoder_batch=1, dynamics_batch=1, clip_length=2, frame_size=16, steps=1, warmup=1
+            self,
+            "train",
+            autoencoder_batch=1,
+            dynamics_batch=1,
+            clip_length=2,
+            frame_size=16,
+            steps=1,
+            warmup=1,
+            threads=0,
         )
-        check_at_least(self, "train", threads=0)
 
 
 def model_preset(name: str) -> dict[str, str]:

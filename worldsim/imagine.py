@@ -409,10 +409,11 @@ def make_agent(cfg: ImagineConfig, venv: Any) -> Any:
     )
     if cfg.init_policy is not None:
         state = read_policy_weights(cfg.init_policy, cfg.device)
-        if net_arch_of(state) != {"pi": list(p.net_arch), "vf": list(p.net_arch)}:
+        layers = net_arch_of(state)
+        if layers != {"pi": list(p.net_arch), "vf": list(p.net_arch)}:
             raise ValueError(
                 f"init_policy={cfg.init_policy!r} has another network than ppo.net_arch={list(p.net_arch)} "
-                f"(its layers: {net_arch_of(state)}): set ppo.net_arch to the one it was trained with"
+                f"(its layers: {layers}): set ppo.net_arch to the one it was trained with"
             )
         try:
             agent.policy.load_state_dict(state)

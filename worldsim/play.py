@@ -143,12 +143,8 @@ def gui_available() -> bool:
 
 def key_direction(key: int) -> Optional[str]:
     """ "left" | "right" | "up" | "down" for an arrow or WASD key code, else None."""
-    for direction, codes in ARROW_CODES.items():
-        if key in codes:
-            return direction
-    if 0 <= key < 0x110000:
-        return LETTERS.get(chr(key).lower())
-    return None
+    name = key_name(key)
+    return name if name in ARROW_CODES else LETTERS.get(name or "")
 
 
 def key_name(key: int) -> Optional[str]:
