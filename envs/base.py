@@ -192,6 +192,19 @@ class SceneEnv(gymnasium.Env[np.ndarray, np.ndarray]):
         """The PyBullet body id of tracked object ``slot``."""
         return self._bodies[slot]
 
+    def perturb(self, rng: np.random.Generator, scale: float) -> None:
+        """Nudge every tracked object: its position by ``scale`` times its size, its linear and angular
+        velocities by ``scale`` relative, in random directions from ``rng`` (``perturbed_truth``)."""
+        for slot in np.flatnonzero(self._present):
+            body = self._bodies[slot]
+            position, orientation = self.client.getBasePositionAndOrientation(body)
+            linear, angular = self.client.getBaseVelocity(body)
+            position = np.add(position, scale * float(self._size[slot]) * rng.normal(size=3))
+            linear = np.multiply(linear, 1.0 + scale * rng.normal(size=3))
+            angular = np.multiply(angular, 1.0 + scale * rng.normal(size=3))
+            self.client.resetBasePositionAndOrientation(body, position.tolist(), orientation)
+            self.client.resetBaseVelocity(body, linear.tolist(), angular.tolist())
+
     # ----------------------------------------------------------------- Gymnasium API
 
     def reset(

@@ -307,6 +307,14 @@ class BlockWorldEnv(gymnasium.Env[np.ndarray, np.ndarray]):
         self.renderer.edit(*cell)
         self.edits.append((*cell, old, block, self.steps))
 
+    def perturb(self, rng: np.random.Generator, scale: float) -> None:
+        """Nudge the player by ``scale`` blocks horizontally, in a random direction from ``rng``
+        (``perturbed_truth``): the blocks cannot move, so the player is what may diverge."""
+        moved = self.position.copy()
+        moved[:2] += scale * rng.normal(size=2)
+        if not self.collides(moved):
+            self.position = moved
+
     # ----------------------------------------------------------------- ground truth
 
     def caption(self, params: dict[str, Any], landmarks: list[Landmark]) -> str:

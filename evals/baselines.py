@@ -162,12 +162,13 @@ class GroundTruthPredictor:
 
 
 class PerturbedGroundTruthPredictor(GroundTruthPredictor):
-    """The simulator replays with each object nudged after the last context frame.
+    """The simulator replays with the world nudged after the last context frame.
 
-    Positions move by ``scale`` times the object's size and linear and angular velocities by
-    ``scale`` relative, in random directions seeded by the scenario: a difference far below what
-    any camera sees, so the divergence it causes (chaotic contacts, mostly) is the physical
-    variance, the error no model can be blamed for.
+    Each world's ``perturb(rng, scale)`` says how: PyBullet worlds move each object by ``scale``
+    times its size and its velocities by ``scale`` relative; BlockWorld moves the player ``scale``
+    blocks. Directions are seeded by the scenario: a difference far below what any camera sees, so
+    the divergence it causes (chaotic contacts, mostly) is the physical variance, the error no
+    model can be blamed for.
     """
 
     name = "perturbed_truth"
@@ -177,22 +178,7 @@ class PerturbedGroundTruthPredictor(GroundTruthPredictor):
         self.scale = scale
 
     def perturbation(self, scenario: Scenario) -> Callable[[Any, np.random.Generator], None]:
-        slots = np.flatnonzero(scenario.state["object_present"][0])
-        sizes = scenario.state["object_size"][0]
-
-        def nudge(env: Any, rng: np.random.Generator) -> None:
-            client = env.client
-            for slot in slots:
-                body = env.object_body(int(slot))
-                position, orientation = client.getBasePositionAndOrientation(body)
-                linear, angular = client.getBaseVelocity(body)
-                position = np.add(position, self.scale * float(sizes[slot]) * rng.normal(size=3))
-                linear = np.multiply(linear, 1.0 + self.scale * rng.normal(size=3))
-                angular = np.multiply(angular, 1.0 + self.scale * rng.normal(size=3))
-                client.resetBasePositionAndOrientation(body, position.tolist(), orientation)
-                client.resetBaseVelocity(body, linear.tolist(), angular.tolist())
-
-        return nudge
+        return lambda env, rng: env.unwrapped.perturb(rng, self.scale)
 
 
 class WorldModelPredictor:
