@@ -132,6 +132,7 @@ def test_edited_cell_pixels_are_the_pixels_the_edit_changed(kinds) -> None:
 
 
 def test_eval_writes_the_memory_report_with_return_frames(tmp_path) -> None:
+    assert "memory" not in EvalConfig().suites  # minutes for a model on a CPU: only when named
     evaluate(
         EvalConfig(
             suites=["memory"],
