@@ -177,6 +177,10 @@ class PerturbedGroundTruthPredictor(GroundTruthPredictor):
         super().__init__()
         self.scale = scale
 
+    def supports(self, scenario: Scenario) -> bool:
+        """Only worlds whose objects are PyBullet bodies can be nudged (not BlockWorld's voxels)."""
+        return hasattr(self._env(scenario), "object_body")
+
     def perturbation(self, scenario: Scenario) -> Callable[[Any, np.random.Generator], None]:
         return lambda env, rng: env.unwrapped.perturb(rng, self.scale)
 

@@ -38,7 +38,6 @@ UPSCALE = 4  # 64x64 frames have too few pixels per corner for the detector and 
 MIN_MATCHES = 8  # fewer matches than this make a pair's epipolar error meaningless
 FB_TOLERANCE_PX = 0.25  # forward-backward tracking disagreement allowed, in original pixels
 MIN_BASELINE = 1e-6  # m; views closer than this share one pose and have no epipolar geometry
-SSIM_C1, SSIM_C2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
 #: Swaps OpenGL camera axes (x right, y up, looking down -z) for OpenCV's (x right, y down, +z).
 GL_TO_CV = np.diag([1.0, -1.0, -1.0])
 
@@ -53,22 +52,6 @@ METRICS = {
 }
 HEADLINE = ["psnr_db", "ssim", "loop_closure_mae", "sampson_px"]
 HIGHER_IS_BETTER = {"psnr_db", "ssim", "matches_kept"}
-
-
-# ----------------------------------------------------------------- image metrics
-
-
-def ssim(predicted: np.ndarray, truth: np.ndarray) -> float:
-    """Mean SSIM (Wang et al. 2004) of two uint8 (H, W, 3) images, averaged over channels."""
-    x, y = predicted.astype(np.float64), truth.astype(np.float64)
-
-    def blur(image: np.ndarray) -> np.ndarray:
-        return cv2.GaussianBlur(image, (11, 11), 1.5, borderType=cv2.BORDER_REFLECT)
-
-    mx, my = blur(x), blur(y)
-    vx, vy, cxy = blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my
-    index = ((2 * mx * my + SSIM_C1) * (2 * cxy + SSIM_C2)) / ((mx * mx + my * my + SSIM_C1) * (vx + vy + SSIM_C2))
-    return float(index.mean())
 
 
 # ----------------------------------------------------------------- camera geometry
@@ -162,15 +145,16 @@ def epipolar_error(frame_from: np.ndarray, frame_to: np.ndarray, f: np.ndarray |
 # ----------------------------------------------------------------- loops
 
 
-def loop_returns(poses: np.ndarray, first: int) -> list[tuple[int, int]]:
+def loop_returns(poses: np.ndarray, first: int, latest: bool = False) -> list[tuple[int, int]]:
     """(departure, return) frame pairs with identical camera pose and a different pose between.
 
     ``poses`` is (T, 3); only returns at frames >= ``first`` are listed, each with its earliest
-    departure. Orbit's loops are exact in float64, so "identical" means equal float32 poses.
+    departure, or with ``latest`` its latest one: the last time the view was seen, which is what
+    the memory suite times. Orbit's loops are exact in float64, so "identical" means equal float32 poses.
     """
     pairs = []
     for j in range(first, len(poses)):
-        for i in range(j - 1):
+        for i in reversed(range(j - 1)) if latest else range(j - 1):
             if np.array_equal(poses[i], poses[j]) and np.any(np.any(poses[i + 1 : j] != poses[j], axis=1)):
                 pairs.append((i, j))
                 break
@@ -196,7 +180,7 @@ def scenario_metrics(scenario: Scenario, predicted: np.ndarray) -> dict[str, np.
     }
     for h in range(horizon):
         out["psnr_db"][h] = metrics.pooled_psnr(predicted[h], truth[h])  # one frame: its PSNR
-        out["ssim"][h] = ssim(predicted[h], truth[h])
+        out["ssim"][h] = metrics.ssim(predicted[h], truth[h])
         f = fundamental(views[t0 - 1], views[t0 + h], k)
         out["sampson_px"][h], found = epipolar_error(anchor, predicted[h], f)
         out["sampson_floor_px"][h], expected = epipolar_error(anchor, truth[h], f)

@@ -49,6 +49,7 @@ class Example:
     context: np.ndarray
     truth: np.ndarray
     predictions: dict[str, np.ndarray] = field(default_factory=dict)
+    steps: list[int] | None = None  # 0-based future frames the strip shows; None: ``example_steps``
 
 
 @dataclass
@@ -225,7 +226,7 @@ def step_header(steps: list[int], frame_width: int) -> np.ndarray:
 
 def example_rows(example: Example) -> np.ndarray:
     """Labelled frame strips: context, truth and each predictor at ``example_steps``, under their step numbers."""
-    steps = example_steps(len(example.truth))
+    steps = example_steps(len(example.truth)) if example.steps is None else example.steps
     rows = [
         ("context", frame_strip(example.context, len(example.context), 1)),
         ("step", step_header(steps, 2 * example.truth.shape[2])),  # frame_strip doubles each frame
@@ -238,9 +239,10 @@ def example_rows(example: Example) -> np.ndarray:
 def example_caption(example: Example) -> str:
     """What an example strip shows, naming the steps where they are not every other frame."""
     horizon = len(example.truth)
-    if horizon <= LONG_EXAMPLE:
+    if example.steps is None and horizon <= LONG_EXAMPLE:
         return "context | truth | predictors"
-    return f"context | truth | predictors at steps {', '.join(str(s + 1) for s in example_steps(horizon))}"
+    steps = example_steps(horizon) if example.steps is None else example.steps
+    return f"context | truth | predictors at steps {', '.join(str(s + 1) for s in steps)}"
 
 
 def example_animation(example: Example) -> list[np.ndarray]:

@@ -113,6 +113,15 @@ SUITES: dict[str, SuiteSpec] = {
         on_request=True,
         scenarios="make_long_scenarios",
     ),
+    # Scripted returns (look away and back, walked loops, edited blocks; Orbit loops, Occlusion) scored at the
+    # return frames: up to 128 future frames per BlockWorld scenario, minutes for a model on a CPU.
+    "memory": SuiteSpec(
+        "worldsim.evals.memory",
+        "score_memory",
+        (),
+        on_request=True,
+        scenarios="make_memory_scenarios",
+    ),
 }
 
 
@@ -132,6 +141,8 @@ class EvalConfig:
     # return_abs_error, where the tracker finds target and pusher in the last frame; predictors with predict_rewards) |
     # long (only when named: 600-frame Push and Physics rollouts against the truth: psnr_db per step and bucket, colour
     # and sharpness drift, object_kept, and a collapse verdict with its step: blur, noise, frozen, exploding, ghost)
+    # | memory (only when named: BlockWorld views left and returned to, walked loops and edited blocks, Orbit loops:
+    # psnr_db, ssim and closure_error at the return frames per time away, edit_present; Occlusion reappearance)
     suites: list[str] = field(default_factory=lambda: [s for s, spec in SUITES.items() if not spec.on_request])
     # copy_last | optical_flow | truth | perturbed_truth | model (needs checkpoint) | reference (the models shipped with
     # worldsim) | module:callable | path/file.py:callable
@@ -142,7 +153,8 @@ class EvalConfig:
     out: str = "eval"  # folder for results.json, report.html and summary.md
     seed: int = 0  # seeds the scenarios; same seed, same scenarios for every predictor
     batch_size: int = 16  # scenarios per predict call
-    # future frames of the long suite's scenarios (600 unless set); the other suites keep their own horizons
+    # future frames of the long suite's scenarios (600 unless set) and the memory suite's BlockWorld ones (128 unless
+    # set; 600 adds returns after 600 frames away); the other suites keep their own horizons
     horizon: Optional[int] = None
     anchors: bool = True  # also run copy_last and perturbed_truth, the 0 and 1 of the normalized scores
     progress: bool = True  # show a progress bar over (suite, split, predictor)
@@ -165,8 +177,8 @@ def _check(cfg: EvalConfig) -> None:
         raise ValueError(f"n={cfg.n}: evaluate at least 1 scenario per suite and split")
     if cfg.horizon is not None and not any(SUITES[s].scenarios for s in cfg.suites):
         raise ValueError(
-            f"horizon={cfg.horizon} sets the horizon of the long suite, which suites={cfg.suites} leaves out: "
-            "add long to suites, or drop horizon= (the other suites keep their own horizons)"
+            f"horizon={cfg.horizon} sets the horizon of the long and memory suites, which suites={cfg.suites} "
+            "leaves out: add long or memory to suites, or drop horizon= (the other suites keep their own horizons)"
         )
 
 
@@ -247,6 +259,9 @@ def evaluate(cfg: EvalConfig) -> Path:
         score: Callable[..., list[dict[str, Any]]] = getattr(_suite_module(suite), spec.score)
         worlds = suite_scenarios(suite, cfg, split)
         example = Example(suite, split, worlds[0][0].context_frames, worlds[0][0].future_frames)
+        pick_steps = getattr(_suite_module(suite), "example_steps", None)  # a suite may show the frames it scores
+        if pick_steps is not None:
+            example.steps = pick_steps(worlds[0][0])
         for predictor in predictors:
             bar.set_postfix_str(f"{suite}/{split}/{predictor.name}")
             for scenarios in worlds:

@@ -82,16 +82,32 @@ def _stack(infos: list[dict[str, Any]]) -> dict[str, np.ndarray]:
     return state
 
 
+#: What picks a scenario's actions: a name of ``POLICIES``, or a callable (observation, info) -> action
+#: such as a suite's scripted plan (evals/memory.py walks loops and comes back with one).
+PolicySpec = str | Callable[[np.ndarray, dict[str, Any]], np.ndarray]
+
+
 def make_scenario(
-    env: Any, env_id: str, env_kwargs: dict[str, Any], seed: int, split: str, context: int, horizon: int, policy: str
+    env: Any,
+    env_id: str,
+    env_kwargs: dict[str, Any],
+    seed: int,
+    split: str,
+    context: int,
+    horizon: int,
+    policy: PolicySpec,
 ) -> Scenario:
     """Run one episode of ``env`` from ``reset(seed)`` for ``context + horizon`` frames."""
     observation, info = env.reset(seed=seed, options={"split": split})
-    act = _policy(env, policy, seed)
+    act = policy if callable(policy) else _policy(env, policy, seed)
     frames, infos, actions = [observation], [info], []
     for _ in range(context + horizon - 1):
         # In the space's dtype (float32 for the Box worlds, int64 for BlockWorld's MultiDiscrete), checked as the env will
-        action = check_action(env.action_space, act(observation, info), f"{env_id}'s {policy} action")
+        action = check_action(
+            env.action_space,
+            act(observation, info),
+            f"{env_id}'s {policy if isinstance(policy, str) else 'scripted plan'} action",
+        )
         observation, _, _, _, info = env.step(action)
         frames.append(observation)
         infos.append(info)

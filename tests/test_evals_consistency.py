@@ -15,10 +15,9 @@ from worldsim.evals.consistency import (
     intrinsics,
     loop_returns,
     score_consistency,
-    ssim,
 )
 from worldsim.evals.scenarios import make_scenarios
-from worldsim.metrics import MAX_PSNR_DB, pooled_psnr
+from worldsim.metrics import MAX_PSNR_DB, pooled_psnr, ssim
 
 
 @pytest.fixture(scope="module")

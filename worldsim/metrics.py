@@ -1,8 +1,8 @@
-"""Image metrics, each defined once: mean squared error and PSNR of frames.
+"""Image metrics, each defined once: mean squared error, PSNR and SSIM of frames.
 
 The eval suites, ``worldsim play`` and the training logs all take their numbers from here, so a
 PSNR means the same thing wherever it is reported. A bottom layer: numpy and torch, nothing else
-of worldsim.
+of worldsim (and OpenCV's Gaussian blur for SSIM).
 
 Two ways to average over several frames, named apart:
 
@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from typing import TypeVar
 
+import cv2
 import numpy as np
 import torch
 
@@ -29,6 +30,7 @@ import torch
 #: a pooled PSNR over 16 such frames can pass it (101.1 dB) and is capped all the same.
 MAX_PSNR_DB = 100.0
 UINT8_PEAK = 255.0  # peak-to-peak range of uint8 pixels
+SSIM_C1, SSIM_C2 = (0.01 * UINT8_PEAK) ** 2, (0.03 * UINT8_PEAK) ** 2  # Wang et al.'s stabilisers
 
 MSE = TypeVar("MSE", float, np.ndarray, torch.Tensor)
 
@@ -69,6 +71,19 @@ def pooled_psnr(predicted: np.ndarray, truth: np.ndarray) -> float:
 def frame_psnr(predicted: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """PSNR (dB) of each of N uint8 frames (N, H, W, 3): an array (N,)."""
     return psnr_from_mse(frame_mse(predicted, truth))
+
+
+def ssim(predicted: np.ndarray, truth: np.ndarray) -> float:
+    """Mean SSIM (Wang et al. 2004; Gaussian window 11, sigma 1.5) of two uint8 (H, W, 3) images, over channels."""
+    x, y = predicted.astype(np.float64), truth.astype(np.float64)
+
+    def blur(image: np.ndarray) -> np.ndarray:
+        return cv2.GaussianBlur(image, (11, 11), 1.5, borderType=cv2.BORDER_REFLECT)
+
+    mx, my = blur(x), blur(y)
+    vx, vy, cxy = blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my
+    index = ((2 * mx * my + SSIM_C1) * (2 * cxy + SSIM_C2)) / ((mx * mx + my * my + SSIM_C1) * (vx + vy + SSIM_C2))
+    return float(index.mean())
 
 
 def weighted_mse(prediction: torch.Tensor, truth: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
