@@ -178,8 +178,8 @@ class PerturbedGroundTruthPredictor(GroundTruthPredictor):
         self.scale = scale
 
     def supports(self, scenario: Scenario) -> bool:
-        """Only worlds whose objects are PyBullet bodies can be nudged (not BlockWorld's voxels)."""
-        return hasattr(self._env(scenario), "object_body")
+        """Only worlds that say how to nudge themselves (``perturb``) can be replayed nudged."""
+        return hasattr(self._env(scenario).unwrapped, "perturb")
 
     def perturbation(self, scenario: Scenario) -> Callable[[Any, np.random.Generator], None]:
         return lambda env, rng: env.unwrapped.perturb(rng, self.scale)
