@@ -20,7 +20,7 @@ Per future step h (``<world>_`` prefixed; rows for steps 1-16 and every 16th, an
 - ``color_mean_error`` / ``color_std_error``: the worst channel's |mean - truth's mean| and
   |std - truth's std| (0-255 levels): drift of the colour statistics;
 - ``sharpness_log2_ratio``: log2 of the frame's Laplacian variance over the truth's (0 = as sharp,
-  -1 = half as sharp); ``noise_log2_ratio``: the same for the estimated noise sigma;
+  -1 = half as sharp); ``noise_excess``: the frame's estimated noise sigma minus the truth's;
 - ``object_kept``: share of the objects the truth shows (tracked area >= ``MIN_OBJECT_AREA``) that
   the prediction shows with at least ``KEPT_AREA`` of the truth's area and ``KEPT_CONTRAST`` of its
   contrast (distance of the object's mean colour from the frame's median colour), anywhere in the
@@ -35,8 +35,8 @@ flagged, ``<kind>_step`` the mean onset over those (its n counts them); ``collap
 ``collapse_step`` are the same for any kind:
 
 - ``blur``: sharpness below 2**``BLUR_LOG2`` (a quarter) of the truth's;
-- ``noise``: estimated noise sigma (``noise_level``, plus ``NOISE_FLOOR``) above 2**``NOISE_LOG2``
-  (2.8 times) the truth's: Laplacian energy cannot tell noise from BlockWorld's block textures;
+- ``noise``: estimated noise sigma (``noise_level``) ``NOISE_LEVELS`` over the truth's: Laplacian
+  energy cannot tell noise from BlockWorld's block textures, and a ratio fails on textured frames;
 - ``frozen``: objects both show move at least ``MIN_MOVE_PX`` over ``CHANGE_LAG`` frames in the
   truth, and less than ``FROZEN_SHARE`` of that in the prediction (worlds without tracked objects:
   the same with the share of pixels changed by ``CHANGE_LEVEL`` levels);
@@ -76,8 +76,7 @@ CURVE_EVERY = 16  # per-step rows: every step up to this one, then every this ma
 COLLAPSE_FRAMES = 16  # bad frames in a row that make a verdict: a collapse lasts, a glitch or a physical detour ends
 BLUR_LOG2 = -2.0  # sharpness a quarter of the truth's
 SHARPNESS_FLOOR = 1.0  # added to both Laplacian variances, so a flat truth frame divides by something
-NOISE_LOG2 = 1.5  # noise sigma (+ NOISE_FLOOR) 2.8 times the truth's: sigma-20 noise reads 4-15 times
-NOISE_FLOOR = 1.0  # levels added to both noise estimates: flat truth frames (Physics: 0.3) divide by something
+NOISE_LEVELS = 5.0  # estimated noise sigma this many levels over the truth's: sigma-20 noise adds 9-14
 CHANGE_LAG = 4  # frames apart that motion is measured over: slow objects move a pixel in 4 frames
 MIN_MOVE_PX = 1.0  # an object moving less over CHANGE_LAG frames holds still
 FROZEN_SHARE = 0.2  # the prediction moves less than this share of the truth's motion
@@ -117,7 +116,7 @@ _PER_STEP = {
     "color_mean_error": "worst channel's |mean - truth's mean| (0-255 levels)",
     "color_std_error": "worst channel's |std - truth's std| (0-255 levels)",
     "sharpness_log2_ratio": "log2 of the frame's Laplacian variance over the truth's (0: as sharp; -1: half)",
-    "noise_log2_ratio": "log2 of the frame's estimated noise sigma (+1 level) over the truth's (0: as noisy; 1: twice)",
+    "noise_excess": "the frame's estimated noise sigma minus the truth's (0-255 levels)",
     "object_kept": "share of truth-shown objects the prediction shows with half their area and contrast",
     "object_area_ratio": "tracked area over the truth's, per truth-shown object (0 where missing)",
     "object_contrast_ratio": "object colour's distance from the frame median over the truth's (0 where missing)",
@@ -167,7 +166,9 @@ HEADLINE = [
 HIGHER_IS_BETTER = {m for m in METRICS if "_psnr_db" in m or "_object_kept" in m}
 # Signed ratios have no better direction (0 or 1 is best, and a table cannot bold closeness to it), and
 # onset steps average over the scenarios that collapse only: a later mean is not a better predictor.
-NO_BEST = tuple(m for m in METRICS if m.endswith(("_log2_ratio", "area_ratio", "contrast_ratio", "_step")))
+NO_BEST = tuple(
+    m for m in METRICS if m.endswith(("sharpness_log2_ratio", "noise_excess", "area_ratio", "contrast_ratio", "_step"))
+)
 
 
 def make_long_scenarios(n: int, split: str, seed: int, horizon: Optional[int] = None) -> list[list[Scenario]]:
@@ -374,7 +375,7 @@ def scenario_metrics(scenario: Scenario, predicted: np.ndarray) -> dict[str, np.
     mean_error = np.abs(mean - truth_mean).max(1)
     std_error = np.abs(std - truth_std).max(1)
     log2_sharpness = np.log2((sharpness(predicted) + SHARPNESS_FLOOR) / (sharpness(truth) + SHARPNESS_FLOOR))
-    log2_noise = np.log2((noise_level(predicted) + NOISE_FLOOR) / (noise_level(truth) + NOISE_FLOOR))
+    noise_excess = noise_level(predicted) - noise_level(truth)
     objects = track_objects(scenario, predicted)
     if objects is None:
         kept = area = contrast = np.full((scenario.horizon, 1), np.nan)
@@ -385,7 +386,7 @@ def scenario_metrics(scenario: Scenario, predicted: np.ndarray) -> dict[str, np.
     onsets = verdict(
         {
             "blur": log2_sharpness < BLUR_LOG2,
-            "noise": log2_noise > NOISE_LOG2,
+            "noise": noise_excess > NOISE_LEVELS,
             "frozen": frozen,
             "exploding": (np.maximum(mean_error, std_error) > EXPLODING_LEVELS)
             | (clipped_share(predicted) - clipped_share(truth) > EXPLODING_CLIPPED),
@@ -400,7 +401,7 @@ def scenario_metrics(scenario: Scenario, predicted: np.ndarray) -> dict[str, np.
         "color_mean_error": mean_error,
         "color_std_error": std_error,
         "sharpness_log2_ratio": log2_sharpness,
-        "noise_log2_ratio": log2_noise,
+        "noise_excess": noise_excess,
         "object_kept": _mean_over_objects(kept),
         "object_area_ratio": _mean_over_objects(area),
         "object_contrast_ratio": _mean_over_objects(contrast),

@@ -61,7 +61,7 @@ def onsets(scenario: Scenario, frames: np.ndarray) -> dict[str, float]:
 def test_truth_scores_perfectly_and_never_collapses(scenarios) -> None:
     rows = long.score_long(scenarios, predict_scenarios(make_predictor("truth"), scenarios), "truth")
     assert overall(rows, "psnr_db") == 100.0 and overall(rows, "psnr_db_h17_48") == 100.0
-    assert overall(rows, "sharpness_log2_ratio") == 0.0 and overall(rows, "noise_log2_ratio") == 0.0
+    assert overall(rows, "sharpness_log2_ratio") == 0.0 and overall(rows, "noise_excess") == 0.0
     assert overall(rows, "color_mean_error") == 0.0
     if tracks_objects(scenarios):
         assert overall(rows, "object_kept") == 1.0
