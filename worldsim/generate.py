@@ -7,7 +7,7 @@ frame of each seed, one row per seed, under the prompt; ``<out>/manifest.json`` 
 prompts, seeds, files, sampling and the checkpoint's sha256, so any video can be made again.
 
 ``context=none`` imagines from the text alone. ``context=env`` starts every video from the first
-``context_frames`` frames of the checkpoint's real env left alone (reset with ``context_seed``);
+``context_frames`` frames of the checkpoint's real env left alone (an episode picked by ``context_seed``);
 ``context=dataset`` from a clip of a ``dataset=`` episode (``episode=``, else one picked by
 ``context_seed``). The actions between the context frames are the recorded ones; every action
 after them is the world's zero action, a no-op in every worldsim world.
@@ -45,7 +45,7 @@ class GenerateConfig:
     seed: int = 0  # the first video's sampling seed
     context: str = "none"  # none (text alone) | env (the real env's first frames) | dataset (a dataset episode)
     context_frames: int = 4  # frames of context every video continues (env, dataset)
-    context_seed: int = 0  # context=env: the real env's reset seed; dataset: picks the episode and clip
+    context_seed: int = 0  # picks the real env's episode (context=env) or the dataset episode and clip (dataset)
     dataset: Optional[str] = None  # context=dataset: the episodes' folder (`worldsim collect` out)
     episode: Optional[int] = None  # context=dataset: this episode (None: one picked by context_seed)
     # how the model samples: sampling.cfg_text=3 (text guidance), sampling.cfg_action ...; unset: the file's default
