@@ -6,7 +6,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import gymnasium
 import numpy as np
-from gymnasium import spaces
+
+from worldsim.spaces import zero_action
 
 
 @runtime_checkable
@@ -28,11 +29,7 @@ class ZeroPolicy:
     the world left alone while a model env records its context."""
 
     def __init__(self, action_space: gymnasium.Space) -> None:
-        self.action = (
-            np.zeros(action_space.shape, action_space.dtype)
-            if not isinstance(action_space, spaces.Discrete)
-            else action_space.start
-        )
+        self.action = zero_action(action_space)
 
     def reset(self, seed: int) -> None:
         pass

@@ -22,7 +22,7 @@ from worldsim.world_model import ResidualAnchor, WorldModel
 WINDOW = 3  # max_frames 4: rollouts below run past it, so the cache slides
 
 
-def build_model_file(root: Path, out: Path, seed: int = 0) -> Path:
+def build_model_file(root: Path, out: Path, seed: int = 0, dynamics: dict | None = None) -> Path:
     """A tiny model file of the real export format for the world recorded in ``root``.
 
     Weights are random but nudged off adaLN-Zero's exact zeros, so frames depend on the context,
@@ -48,7 +48,7 @@ def build_model_file(root: Path, out: Path, seed: int = 0) -> Path:
     with torch.no_grad():
         for parameter in dit.parameters():
             parameter.add_(0.05 * torch.randn_like(parameter))
-    return export_modules(out, dit, text, autoencoder, {**meta, "latent_channels": 4, "latent_size": 8})
+    return export_modules(out, dit, text, autoencoder, {**meta, "latent_channels": 4, "latent_size": 8}, dynamics)
 
 
 @pytest.fixture(scope="module")

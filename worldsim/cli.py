@@ -62,6 +62,11 @@ COMMANDS: dict[str, Command] = {
         run="worldsim.play:play",
         summary="drive a trained model with the keyboard or a policy; save it beside the real env as gif/mp4 with PSNR and rewards",
     ),
+    "generate": Command(
+        config="worldsim.generate:GenerateConfig",
+        run="worldsim.generate:generate",
+        summary="imagine videos from a caption, alone or after a real or dataset context: gif, mp4, a contact sheet per prompt",
+    ),
     "imagine": Command(
         config="worldsim.imagine:ImagineConfig",
         run="worldsim.imagine:imagine",
@@ -133,7 +138,10 @@ def help_config(name: str, schema: type) -> dict[str, str]:
             else "(required)"
         )
         rows.append(f"  {field.name}={default}\n      {docs.get(field.name, '')}")
-    text = "\n".join(rows).replace("${", "\\${")
+    # Two readers see this text: OmegaConf, which resolves ${...} unless escaped as \${...}, then
+    # Hydra's string.Template, which reads $ itself unless doubled. A default such as
+    # ${reference:physics} must pass both and still read as written.
+    text = "\n".join(rows).replace("$", "$$").replace("$${", "$\\${")
     return {
         "app_name": f"worldsim {name}",
         "header": f"worldsim {name}: {COMMANDS[name].summary}\n\nOptions (override as key=value):\n{text}\n",

@@ -19,7 +19,7 @@ A stepped world (one frame per action) uses the same three calls as `rollout`:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, NamedTuple
+from typing import Callable, NamedTuple, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -256,6 +256,20 @@ def _per_pass(passes: list[GuidancePass], actions, action_mask, text, drop_actio
     return actions, action_mask, text
 
 
+#: The noise of a sampling call: one generator for the whole batch, or one per row. Per row, each row
+#: draws its noise from its own seed alone, so it samples the same frames whatever rows are batched
+#: beside it (``WorldModel.generate`` batches many seeds). None: torch's global generator.
+Generators = Union[torch.Generator, Sequence[torch.Generator], None]
+
+
+def sample_noise(shape: tuple[int, ...], device, dtype, generator: Generators) -> torch.Tensor:
+    """Standard normal noise of ``shape`` (B, ...), row b from ``generator[b]`` when given one per row."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return torch.randn(shape, device=device, dtype=dtype, generator=generator)
+    assert len(generator) == shape[0], f"{len(generator)} generators for a batch of {shape[0]} rows"
+    return torch.stack([torch.randn(shape[1:], device=device, dtype=dtype, generator=g) for g in generator])
+
+
 @torch.no_grad()
 def write_frames(
     model, cache, latents, actions, action_mask, text, passes, context_noise=CONTEXT_NOISE, generator=None
@@ -267,7 +281,7 @@ def write_frames(
     every pass: guidance drops only the action of the frame being generated.
     """
     B, T = latents.shape[:2]
-    noise = torch.randn(latents.shape, device=latents.device, generator=generator, dtype=latents.dtype)
+    noise = sample_noise(latents.shape, latents.device, latents.dtype, generator)
     noisy = context_noise * latents + (1 - context_noise) * noise
     actions, action_mask, text = _per_pass(passes, actions, action_mask, text, drop_actions=False)
     G = len(passes)
@@ -318,7 +332,7 @@ def sample_next_frame(
         v = v.view(G, *shape)  # (G, B, 1, C, H, W)
         return (weights.to(v)[:, None, None, None, None, None] * v).sum(0)  # (B, 1, C, H, W)
 
-    x = torch.randn(shape, device=device, generator=generator)
+    x = sample_noise(shape, device, None, generator)
     start = warm_start if previous is not None else 0.0
     if start > 0:
         x = start * previous[:, None].to(x) + (1 - start) * x
@@ -344,7 +358,7 @@ def rollout(
     cfg_action: float = 1.0,
     context_noise: float = CONTEXT_NOISE,
     window: int | None = None,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     warm_start: float = 0.0,
     first_steps: int | None = None,
 ) -> RolloutOutput:

@@ -41,7 +41,7 @@ from worldsim.envs.policy import Policy, ZeroPolicy
 from worldsim.metrics import frame_psnr
 from worldsim.sampling import SamplingConfig
 from worldsim.spaces import action_codec, check_action, is_image_space
-from worldsim.viz import frame_strip
+from worldsim.viz import frame_strip, title_band, write_gif, write_mp4
 from worldsim.world_batch import WorldBatch
 from worldsim.world_model import WorldModel
 
@@ -49,7 +49,6 @@ FORMATS = ("gif", "mp4")
 HEADLESS_POLICIES = ("random", "scripted", "mixed")
 REAL_ONLY_POLICIES = ("scripted", "mixed")
 WINDOW_TITLE = "worldsim play"
-GUTTER = 48  # the dark gray frame_strip puts between panels
 
 #: cv2.waitKeyEx codes of the arrow keys: GTK/Qt (Linux), Windows, Cocoa (macOS).
 ARROW_CODES = {
@@ -364,25 +363,6 @@ def dataset_context(model: WorldModel, dataset: str, frames: int, seed: int) -> 
 # -- pictures and video ---------------------------------------------------------------------------
 
 
-def title_band(width: int, panel_width: int, titles: list[str], scale: int) -> np.ndarray:
-    """A white band with one black title over each panel (panels ``panel_width`` apart by a 2-px gutter)."""
-    height = 12 + 4 * scale
-    band = np.full((height, width, 3), 255, np.uint8)
-    font_scale = min(0.3 + 0.1 * scale, 0.8)
-    for i, title in enumerate(titles):
-        cv2.putText(
-            band,
-            title,
-            (i * (panel_width + 2) + 3, height - 4 - scale),
-            cv2.FONT_HERSHEY_SIMPLEX,
-            font_scale,
-            (0, 0, 0),
-            1,
-            cv2.LINE_AA,
-        )
-    return band
-
-
 def compose(
     model_frame: np.ndarray, real_frame: Optional[np.ndarray], step: int, scale: int, real_ended: bool = False
 ) -> np.ndarray:
@@ -392,29 +372,6 @@ def compose(
     titles = [f"model t={step}"] + ([] if real_frame is None else ["real (ended)" if real_ended else "real"])
     band = title_band(strip.shape[1], model_frame.shape[1] * scale, titles, scale)
     return np.concatenate([band, strip], axis=0)
-
-
-def write_gif(path: Path, pictures: list[np.ndarray], fps: int) -> None:
-    try:
-        from PIL import Image
-    except ImportError:
-        raise ImportError("format=gif needs Pillow: `pip install pillow`, or use format=mp4") from None
-    images = [Image.fromarray(picture) for picture in pictures]
-    images[0].save(path, save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0)
-
-
-def write_mp4(path: Path, pictures: list[np.ndarray], fps: int) -> None:
-    """mp4v video; odd sides are padded by one gutter-gray pixel, which the codec requires."""
-    height, width = pictures[0].shape[:2]
-    size = (width + width % 2, height + height % 2)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), size)
-    if not writer.isOpened():
-        raise OSError(f"OpenCV cannot write an mp4v video to {path}: check the folder, or use format=gif")
-    padded = np.full((size[1], size[0], 3), GUTTER, np.uint8)
-    for picture in pictures:
-        padded[:height, :width] = picture
-        writer.write(cv2.cvtColor(padded, cv2.COLOR_RGB2BGR))
-    writer.release()
 
 
 # -- play -----------------------------------------------------------------------------------------

@@ -137,6 +137,13 @@ def check_action(
     return array.astype(space.dtype)
 
 
+def zero_action(space: gymnasium.Space) -> np.ndarray:
+    """The all-zeros action (a ``Discrete`` space's lowest): a no-op in every worldsim world."""
+    if isinstance(space, spaces.Discrete):
+        return np.asarray(space.start, np.int64)
+    return np.zeros(space.shape, space.dtype)
+
+
 def action_bounds(space: gymnasium.Space) -> tuple[np.ndarray, np.ndarray]:
     """(low, high), the inclusive bounds of ``space``'s actions, shaped to broadcast against them."""
     if isinstance(space, spaces.Box):

@@ -2,6 +2,7 @@
 
     model = WorldModel.from_checkpoint("runs/default/model.pt")         # the file `worldsim train` exports
     frames = model.rollout(context, actions, ["a red ball"], horizon=16)  # (B, 16, H, W, 3) uint8
+    videos = model.generate(["a red ball is dropped"], frames=48, n=4)    # (4, 48, H, W, 3) uint8
 
 To step it frame by frame, start a ``worldsim.WorldBatch`` on it: the batch owns the KV cache, so
 several batches (envs) share one model's weights.
@@ -34,18 +35,23 @@ from worldsim.checkpoint import (
     part_state_dict,
     recorded_sampling,
 )
-from worldsim.flow import CONTEXT_NOISE, RolloutOutput
+from worldsim.flow import CONTEXT_NOISE, Generators, RolloutOutput
 from worldsim.flow import rollout as flow_rollout
 from worldsim.models.actions import model_actions
 from worldsim.models.autoencoder import FrameAutoencoder
 from worldsim.models.dit import VideoDiT, VideoDiTConfig
 from worldsim.models.text import TextCondition, TextEncoder, TextEncoderConfig
 from worldsim.sampling import SamplingConfig
-from worldsim.spaces import check_action, space_from_description
+from worldsim.spaces import check_action, space_from_description, zero_action
 
 PARTS = ("dit", "text", "autoencoder")
 ArrayLike = Union[np.ndarray, torch.Tensor]
 SamplingLike = Union[SamplingConfig, Mapping[str, Any], None]
+
+#: The longest video ``generate`` makes. The model itself sets no limit (the KV cache keeps a
+#: window of past frames and RoPE positions grow without bound); this bounds the memory every video
+#: holds, and nothing longer than the long suite's 600 frames has been looked at.
+MAX_GENERATED_FRAMES = 1000
 
 
 def default_device() -> str:
@@ -171,6 +177,12 @@ class WorldModel:
     def has_actions(self) -> bool:
         return self.dit.cfg.action_kind == "discrete" or self.dit.cfg.action_dim > 0
 
+    @property
+    def reads_text(self) -> bool:
+        """Whether the model learned from captions: False when every training clip had its text dropped."""
+        flow = self.record.get("configs", {}).get("dynamics", {}).get("flow", {})
+        return float(flow.get("text_drop_prob", 0.0)) < 1.0
+
     def sampling_for(self, sampling: SamplingLike = None) -> SamplingConfig:
         """``default_sampling`` with the fields ``sampling`` sets (a SamplingConfig or a dict of its fields)."""
         return SamplingConfig.of(sampling).over(self.default_sampling)
@@ -229,8 +241,8 @@ class WorldModel:
             a = torch.from_numpy(check_action(self.action_space, given, "actions (B, T, *A)", (batch, frames)))
         return model_actions(a.to(self.device), self.action_description)
 
-    def generator(self, seed: Optional[int], generator: Optional[torch.Generator] = None) -> Optional[torch.Generator]:
-        """``generator`` if given, else a new one on the model's device seeded with ``seed`` (None: none)."""
+    def generator(self, seed: Optional[int], generator: Generators = None) -> Generators:
+        """``generator`` (one, or one per row) if given, else a new one on the device seeded with ``seed`` (None: none)."""
         if generator is not None:
             return generator
         return None if seed is None else torch.Generator(device=self.device).manual_seed(int(seed))
@@ -244,7 +256,7 @@ class WorldModel:
         text: Union[str, Sequence[str], None],
         horizon: int,
         seed: Optional[int] = None,
-        generator: Optional[torch.Generator] = None,
+        generator: Generators = None,
         sampling: SamplingLike = None,
         return_latents: bool = False,
     ) -> Union[np.ndarray, tuple[np.ndarray, RolloutOutput]]:
@@ -252,7 +264,8 @@ class WorldModel:
 
         actions (B, T0 + horizon - 1, *A): ``actions[:, t]`` taken at frame t (None for worlds without
         actions); text: one caption per row, a str for all, or None. T0 may be 0 (text to video).
-        ``sampling``: ``SamplingConfig`` (or a dict of its fields) over ``default_sampling``. With
+        ``sampling``: ``SamplingConfig`` (or a dict of its fields) over ``default_sampling``.
+        ``generator``: one for the batch, or one per row (each row's noise from its own). With
         ``return_latents`` also returns the flow's ``RolloutOutput``: latents (B, horizon, C, h, w),
         rewards and termination logits (B, horizon).
         """
@@ -282,6 +295,88 @@ class WorldModel:
             anchor = self.residual_anchor(context_frames[:, -1], latents[:, -1])
             frames = np.stack([anchor.frames(frames[:, t], s.min_change) for t in range(horizon)], axis=1)
         return (frames, out) if return_latents else frames
+
+    def generate(
+        self,
+        prompts: Union[str, Sequence[str]],
+        frames: int,
+        n: int = 1,
+        seed: int = 0,
+        context: Optional[ArrayLike] = None,
+        actions: Optional[ArrayLike] = None,
+        sampling: SamplingLike = None,
+        progress: bool = False,
+        batch_size: int = 8,
+    ) -> np.ndarray:
+        """Videos uint8 (len(prompts) * n, frames, H, W, 3): ``n`` samples of each prompt, from text alone
+        or after ``context``.
+
+        Row ``i * n + j`` is prompt i sampled with seed ``seed + j``. Each row draws its noise from its
+        own seed, so a video depends on its prompt, seed, context, actions and sampling, not on what is
+        generated beside it: ``n=1, seed=2`` gives the third video of ``n=4, seed=0`` again (up to the
+        float rounding of batched arithmetic). ``context`` uint8 (T0, H, W, 3): the frames every video
+        continues (None: T0 = 0, text to video). ``actions`` (T0 + frames - 1, *A), ``actions[t]``
+        taken at frame t, the same for every video; None: the world's zero action throughout
+        (``worldsim.spaces.zero_action``, a no-op in every worldsim world), so a Physics object moves
+        only as its caption says. ``sampling`` as for ``rollout``; ``progress``: a bar over the videos;
+        ``batch_size``: videos sampled together (speed and memory only).
+        """
+        from tqdm import tqdm
+
+        captions = [prompts] if isinstance(prompts, str) else [str(p) for p in prompts]
+        clip = np.zeros((0, *self.frame_shape), np.uint8) if context is None else np.asarray(context)
+        self._check_generate(captions, frames, n, clip, sampling)
+        rows = [(caption, seed + j) for caption in captions for j in range(n)]
+        future = None
+        if self.has_actions:
+            if actions is None:
+                future = np.stack([zero_action(self.action_space)] * (len(clip) + frames - 1))
+            else:
+                future = np.asarray(actions.cpu() if isinstance(actions, torch.Tensor) else actions)
+        videos = np.empty((len(rows), frames, *self.frame_shape), np.uint8)
+        with tqdm(total=len(rows), desc="generate", unit="video", disable=not progress) as bar:
+            for lo in range(0, len(rows), batch_size):
+                chunk = rows[lo : lo + batch_size]
+                B = len(chunk)
+                videos[lo : lo + B] = self.rollout(
+                    np.repeat(clip[None], B, axis=0),
+                    None if future is None else np.repeat(future[None], B, axis=0),
+                    [caption for caption, _ in chunk],
+                    frames,
+                    generator=[self.generator(row_seed) for _, row_seed in chunk],
+                    sampling=sampling,
+                )
+                bar.update(B)
+        return videos
+
+    def _check_generate(
+        self, captions: list[str], frames: int, n: int, clip: np.ndarray, sampling: SamplingLike
+    ) -> None:
+        """Raise ValueError, one line naming the value and the rule, for a request ``generate`` cannot serve."""
+        if not self.reads_text:
+            raise ValueError(
+                "this model was trained with every caption dropped (text_drop_prob=1), so it cannot follow a "
+                "prompt: generate from a model trained on captioned episodes, or roll it out with rollout()"
+            )
+        if not captions:
+            raise ValueError("no prompts: give at least one caption, e.g. 'a red ball is dropped'")
+        empty = [i for i, caption in enumerate(captions) if not caption.strip()]
+        if empty:
+            raise ValueError(f"prompt {empty[0]} is empty: every video needs a caption to follow")
+        if not 1 <= frames <= MAX_GENERATED_FRAMES:
+            raise ValueError(f"frames={frames}: a video has between 1 and {MAX_GENERATED_FRAMES} frames")
+        if n < 1:
+            raise ValueError(f"n={n}: give at least 1 sample per prompt")
+        if clip.ndim != 4 or tuple(clip.shape[1:]) != self.frame_shape:
+            raise ValueError(
+                f"context has shape {tuple(clip.shape)}; it is one clip (T0, {', '.join(map(str, self.frame_shape))})"
+            )
+        window = self.window(self.sampling_for(sampling))
+        if len(clip) > window:
+            raise ValueError(
+                f"context holds {len(clip)} frames but the model attends to at most {window} past frames "
+                "(its window): give the last ones only"
+            )
 
     def residual_anchor(self, frames: ArrayLike, latents: torch.Tensor) -> "ResidualAnchor":
         """Real frames (B, H, W, 3) uint8 and the decoding of their latents (B, C, h, w), the anchor of
