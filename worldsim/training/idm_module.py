@@ -16,10 +16,10 @@ import gymnasium
 import lightning
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from worldsim.config_checks import check_at_least, check_within
-from worldsim.data.clips import ClipDataset, split_episodes
+from worldsim.data.clips import ClipDataset
 from worldsim.data.dataset import EpisodeDataset
 from worldsim.data.policies import make_policy
 from worldsim.data.recorder import EpisodeRecorder
@@ -31,9 +31,10 @@ from worldsim.models.inverse_dynamics import (
     group_accuracy,
     group_hits,
 )
+from worldsim.training.datamodules import FrameDataModule
 from worldsim.training.ema import EMA
 from worldsim.training.guards import FiniteLossGuard
-from worldsim.training.harness import StepDataLoader, StepSampler, counted_step, log_parameter_count
+from worldsim.training.harness import counted_step, log_parameter_count
 from worldsim.training.optim import OptimConfig, adamw_with_schedule
 
 ENV_ID = "worldsim/BlockWorld-v0"
@@ -80,8 +81,9 @@ class EffectivePairs(Dataset):
         names = [f"state.{key}" for key in STATE_KEYS]
         self.labels = {}
         for episode in self.clips.indices.tolist():
-            clip = episodes.clip(episode, 0, episodes.frame_count(episode), names=names)
-            self.labels[episode] = effective_actions({k.removeprefix("state."): v for k, v in clip.items()})
+            clip = episodes.clip(episode, 0, episodes.frame_count(episode), names=["frames", *names])
+            state = {name.removeprefix("state."): clip[name] for name in names}
+            self.labels[episode] = effective_actions(state, clip["frames"])
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -92,44 +94,17 @@ class EffectivePairs(Dataset):
         return clip
 
 
-class IdmDataModule(lightning.LightningDataModule):
-    """Train pairs drawn per global step (exactly resumable); fixed, evenly spread val pairs."""
+class IdmDataModule(FrameDataModule):
+    """The frame stage's data module serving labelled frame pairs (``EffectivePairs``) instead of frames."""
 
-    def __init__(self, root: str, cfg: IdmStageConfig, seed: int, split_seed: int = 0) -> None:
-        super().__init__()
-        self.root, self.cfg, self.seed, self.split_seed = root, cfg, seed, split_seed
-        self.train_set: Optional[EffectivePairs] = None
-        self.val_set: Optional[EffectivePairs] = None
+    cfg: IdmStageConfig
 
-    def setup(self, stage: Optional[str] = None) -> None:
-        if self.train_set is not None:
-            return
-        episodes = EpisodeDataset(self.root, verify=self.cfg.verify)
-        train, val = split_episodes(len(episodes), self.cfg.val_fraction, self.split_seed)
-        if len(train) == 0:
-            raise ValueError(f"{self.root} has {len(episodes)} episodes: too few to train on; collect more")
-        self.train_set = EffectivePairs(episodes, train)
-        self.val_set = EffectivePairs(episodes, val if len(val) else train)
+    def items(self, episodes: EpisodeDataset, indices: np.ndarray) -> EffectivePairs:
+        return EffectivePairs(episodes, indices)
 
-    def train_dataloader(self) -> DataLoader:
-        assert self.train_set is not None, "call setup() first"
-        trainer = self.trainer
-        sampler = StepSampler(
-            len(self.train_set),
-            self.cfg.batch_size,
-            self.seed,
-            start_step=lambda: trainer.global_step if trainer is not None else 0,
-            rank=trainer.global_rank if trainer is not None else 0,
-        )
-        return StepDataLoader(
-            self.train_set, batch_size=self.cfg.batch_size, sampler=sampler, num_workers=self.cfg.num_workers
-        )
-
-    def val_dataloader(self) -> DataLoader:
-        assert self.val_set is not None, "call setup() first"
-        count = min(self.cfg.val_pairs, len(self.val_set))
-        items = np.linspace(0, len(self.val_set) - 1, count).round().astype(int).tolist()
-        return DataLoader(self.val_set, batch_size=256, sampler=items, num_workers=self.cfg.num_workers)
+    @property
+    def val_count(self) -> int:
+        return self.cfg.val_pairs
 
 
 class IdmModule(lightning.LightningModule):
@@ -208,7 +183,7 @@ def heldout_transitions(
             episode = recorder.record(heldout_seed(seed, index))
             before.append(episode.frames[:-1])
             after.append(episode.frames[1:])
-            labels.append(effective_actions(episode.state))
+            labels.append(effective_actions(episode.state, episode.frames))
     finally:
         env.close()
     return np.concatenate(before), np.concatenate(after), np.concatenate(labels)
