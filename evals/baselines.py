@@ -181,7 +181,9 @@ class PerturbedGroundTruthPredictor(GroundTruthPredictor):
         sizes = scenario.state["object_size"][0]
 
         def nudge(env: Any, rng: np.random.Generator) -> None:
-            client = env.client
+            client = getattr(env, "client", None)
+            if client is None:  # a voxel world (BlockWorld) has no bodies to nudge: it replays exactly
+                return
             for slot in slots:
                 body = env.object_body(int(slot))
                 position, orientation = client.getBasePositionAndOrientation(body)
