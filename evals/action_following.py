@@ -187,7 +187,8 @@ def blockworld_metrics(scenario: Scenario, predicted: np.ndarray) -> dict[str, n
 
     t0 = scenario.context
     frames = np.concatenate([scenario.frames[t0 - 1 : t0], predicted])  # (H + 1, h, w, 3)
-    labels = effective_actions({key: value[t0 - 1 :] for key, value in scenario.state.items()})  # (H, components)
+    state = {key: value[t0 - 1 :] for key, value in scenario.state.items()}
+    labels = effective_actions(state, scenario.frames[t0 - 1 :])  # (H, components), from the truth
     hits = group_hits(blockworld_idm().read(frames[:-1], frames[1:]), labels)
     return {f"blockworld_{group}_accuracy": values for group, values in hits.items()}
 
