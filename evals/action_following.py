@@ -27,7 +27,8 @@ per-frame motion of about one pixel adds up to something a tracker can see:
   (``blockworld_{move,camera,jump,use}_accuracy``) against the effective action the scenario's
   ground truth gives: per step 1 read exactly, 0 not, no sample where the truth and the reading are
   both no-ops. Copying the last frame therefore scores 0; the truth's score is the IDM's own
-  accuracy, the ceiling. Scenarios take uniform random actions, so every group acts in every one.
+  accuracy, the ceiling. Scenarios take the sticky policy the IDM was trained on: held random
+  actions (every group acts) and scripted digging and building.
 
 Truth frames give the reference: the same numbers on the simulator's own frames.
 """

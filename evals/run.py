@@ -31,7 +31,7 @@ class SuiteSpec:
 
     module: str  # module with the score function and METRICS / HEADLINE / HIGHER_IS_BETTER
     score: str  # score(scenarios, predictions, predictor_name) -> rows
-    # (env id, context frames, horizon frames[, scenario policy: scripted (the default) | random | zero])
+    # (env id, context frames, horizon frames[, scenario policy: scripted (the default), or another of evals.scenarios.POLICIES])
     worlds: tuple[tuple[Any, ...], ...]
     headline: tuple[str, ...] = ()  # used when the module names none
     higher_is_better: tuple[str, ...] = ()  # used when the module names none
@@ -70,8 +70,9 @@ SUITES: dict[str, SuiteSpec] = {
     "action": SuiteSpec(
         "worldsim.evals.action_following",
         "score_action_following",
-        # BlockWorld takes uniform random actions: every action group acts in every scenario.
-        (("worldsim/Push-v0", 4, 16), ("worldsim/Orbit-v0", 4, 16), ("worldsim/BlockWorld-v0", 4, 16, "random")),
+        # BlockWorld takes the sticky policy its IDM was trained on: held random actions (every group acts) and scripted
+        # stretches (digging and building)
+        (("worldsim/Push-v0", 4, 16), ("worldsim/Orbit-v0", 4, 16), ("worldsim/BlockWorld-v0", 4, 16, "sticky")),
     ),
     "rollout": SuiteSpec(
         "worldsim.evals.rollout",
