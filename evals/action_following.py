@@ -1,6 +1,6 @@
 """Action following: does the predicted world move the way the actions say?
 
-Two worlds, each measured from the last context frame (T0 - 1) to every future frame T0 + h, so
+Three worlds. Push and Orbit are measured from the last context frame (T0 - 1) to every future frame T0 + h, so
 per-frame motion of about one pixel adds up to something a tracker can see:
 
 - **Push**: the pusher (tracked slot 1, by color) moves ``sum(actions) * PUSHER_SPEED * dt`` on
@@ -20,13 +20,24 @@ per-frame motion of about one pixel adds up to something a tracker can see:
   error on the simulator's own frames; the one-parameter orbit fit gives under 1 degree there.
   Frames whose corners do not move, or give too few matches, read as no rotation.
 
+- **BlockWorld**, as Minecraft world models are scored (VPT, MineWorld): the shipped
+  inverse-dynamics model (``worldsim/reference/blockworld_idm.pt``, trained on ground-truth frame
+  pairs; ``worldsim.models.inverse_dynamics``) reads the action of every consecutive pair of frames,
+  from the last context frame into the first predicted one on, and is scored per action group
+  (``blockworld_{move,camera,jump,use}_accuracy``) against the effective action the scenario's
+  ground truth gives: per step 1 read exactly, 0 not, no sample where the truth and the reading are
+  both no-ops. Copying the last frame therefore scores 0; the truth's score is the IDM's own
+  accuracy, the ceiling. Scenarios take the sticky policy the IDM was trained on: held random
+  actions (every group acts) and scripted digging and building.
+
 Truth frames give the reference: the same numbers on the simulator's own frames.
 """
 
 from __future__ import annotations
 
+import functools
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -39,9 +50,13 @@ from worldsim.evals.protocol import Scenario
 from worldsim.evals.results import metric_row
 from worldsim.evals.tracking import track
 
+if TYPE_CHECKING:
+    from worldsim.models.inverse_dynamics import InverseDynamicsModel
+
 SUITE = "action"
 PUSH_ENV_ID = "worldsim/Push-v0"
 ORBIT_ENV_ID = "worldsim/Orbit-v0"
+BLOCKWORLD_ENV_ID = "worldsim/BlockWorld-v0"
 MIN_COMMANDED_PX = 2.0  # shorter commanded displacements drown in centroid noise
 COSINE_CORRECT = 0.5
 STILL_PX = 0.5  # median match motion below this reads as a camera that did not move
@@ -55,9 +70,25 @@ METRICS = {
     "push_magnitude_error": "| |tracked| / |commanded| - 1 | of the pusher displacement",
     "orbit_yaw_error_deg": "|yaw recovered from frames - commanded yaw| (deg) of the orbiting camera",
     "orbit_yaw_sign_accuracy": "fraction of steps where the recovered yaw has the commanded sign (higher is better)",
+    **{
+        f"blockworld_{group}_accuracy": f"BlockWorld: the inverse-dynamics model reads the {what} the truth did, "
+        "over steps where either did something (higher is better)"
+        for group, what in (
+            ("move", "move and strafe"),
+            ("camera", "yaw and pitch turn"),
+            ("jump", "jump"),
+            ("use", "break or place"),
+        )
+    },
 }
-HEADLINE = ["push_accuracy", "push_angle_deg", "orbit_yaw_error_deg", "orbit_yaw_sign_accuracy"]
-HIGHER_IS_BETTER = {"push_accuracy", "orbit_yaw_sign_accuracy"}
+BLOCKWORLD_METRICS = [
+    "blockworld_move_accuracy",
+    "blockworld_camera_accuracy",
+    "blockworld_jump_accuracy",
+    "blockworld_use_accuracy",
+]
+HEADLINE = ["push_accuracy", "push_angle_deg", "orbit_yaw_error_deg", "orbit_yaw_sign_accuracy", *BLOCKWORLD_METRICS]
+HIGHER_IS_BETTER = {"push_accuracy", "orbit_yaw_sign_accuracy", *BLOCKWORLD_METRICS}
 
 
 def fit_yaw(
@@ -142,11 +173,32 @@ def orbit_metrics(scenario: Scenario, predicted: np.ndarray) -> dict[str, np.nda
     return out
 
 
+@functools.lru_cache(maxsize=1)
+def blockworld_idm() -> InverseDynamicsModel:
+    """The shipped BlockWorld inverse-dynamics model, loaded once per process."""
+    from worldsim.checkpoint import load_inverse_dynamics
+    from worldsim.references import reference_idm
+
+    return load_inverse_dynamics(reference_idm("blockworld"))
+
+
+def blockworld_metrics(scenario: Scenario, predicted: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-step (H,) IDM hits per action group on (previous frame, predicted frame); NaN where both are no-ops."""
+    from worldsim.models.inverse_dynamics import effective_actions, group_hits
+
+    t0 = scenario.context
+    frames = np.concatenate([scenario.frames[t0 - 1 : t0], predicted])  # (H + 1, h, w, 3)
+    state = {key: value[t0 - 1 :] for key, value in scenario.state.items()}
+    labels = effective_actions(state, scenario.frames[t0 - 1 :])  # (H, components), from the truth
+    hits = group_hits(blockworld_idm().read(frames[:-1], frames[1:]), labels)
+    return {f"blockworld_{group}_accuracy": values for group, values in hits.items()}
+
+
 def score_action_following(scenarios: list[Scenario], predictions: np.ndarray, predictor: str) -> list[dict[str, Any]]:
-    """Metric rows of one predictor on Push and/or Orbit scenarios (per horizon step and overall)."""
+    """Metric rows of one predictor on Push, Orbit and/or BlockWorld scenarios (per horizon step and overall)."""
     if len(predictions) != len(scenarios):
         raise ValueError(f"{len(predictions)} predictions for {len(scenarios)} scenarios: pass one per scenario")
-    measures = {PUSH_ENV_ID: push_metrics, ORBIT_ENV_ID: orbit_metrics}
+    measures = {PUSH_ENV_ID: push_metrics, ORBIT_ENV_ID: orbit_metrics, BLOCKWORLD_ENV_ID: blockworld_metrics}
     per_scenario = []
     for scenario, predicted in zip(scenarios, predictions):
         if scenario.env_id not in measures:

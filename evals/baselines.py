@@ -201,6 +201,7 @@ class WorldModelPredictor:
     def __init__(
         self, checkpoint: str, device: str | None = None, seed: int = 0, name: str = "model", sampling: Any = None
     ) -> None:
+        from worldsim.references import is_world_model_file
         from worldsim.sampling import SamplingConfig  # torch only when the model is scored
         from worldsim.world_model import WorldModel
 
@@ -208,7 +209,8 @@ class WorldModelPredictor:
             sampling
         )  # a misspelt or invalid setting fails now, not after the baselines ran
         path = Path(checkpoint)
-        files = sorted(path.glob("*.pt")) if path.is_dir() else [path]
+        # A directory's inverse-dynamics models (worldsim/reference/*_idm.pt) read actions; they predict no frames.
+        files = sorted(filter(is_world_model_file, path.glob("*.pt"))) if path.is_dir() else [path]
         if not files:
             raise ValueError(
                 f"predictor {name!r}: {path} holds no model files (*.pt): pass a <run>/model.pt or a directory of them"

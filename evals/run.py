@@ -31,7 +31,8 @@ class SuiteSpec:
 
     module: str  # module with the score function and METRICS / HEADLINE / HIGHER_IS_BETTER
     score: str  # score(scenarios, predictions, predictor_name) -> rows
-    worlds: tuple[tuple[str, int, int], ...]  # (env id, context frames, horizon frames)
+    # (env id, context frames, horizon frames[, scenario policy: scripted (the default), or another of evals.scenarios.POLICIES])
+    worlds: tuple[tuple[Any, ...], ...]
     headline: tuple[str, ...] = ()  # used when the module names none
     higher_is_better: tuple[str, ...] = ()  # used when the module names none
     no_best: tuple[str, ...] = ()  # reference metrics a table should not bold
@@ -69,7 +70,9 @@ SUITES: dict[str, SuiteSpec] = {
     "action": SuiteSpec(
         "worldsim.evals.action_following",
         "score_action_following",
-        (("worldsim/Push-v0", 4, 16), ("worldsim/Orbit-v0", 4, 16)),
+        # BlockWorld takes the sticky policy its IDM was trained on: held random actions (every group acts) and scripted
+        # stretches (digging and building)
+        (("worldsim/Push-v0", 4, 16), ("worldsim/Orbit-v0", 4, 16), ("worldsim/BlockWorld-v0", 4, 16, "sticky")),
     ),
     "rollout": SuiteSpec(
         "worldsim.evals.rollout",
@@ -132,7 +135,8 @@ class EvalConfig:
     # physics (position/velocity error, gravity fit, bounce timing, interpenetration, size, miss/hallucination) |
     # permanence (reappearance, position/identity after reappearance, flicker) | consistency (psnr_db, ssim,
     # loop_closure_mae, sampson_px beside sampson_floor_px, matches_kept) | action (push_accuracy, push_angle_deg,
-    # push_magnitude_error, orbit_yaw_error_deg, orbit_yaw_sign_accuracy) | rollout (per horizon on Physics and Push:
+    # push_magnitude_error, orbit_yaw_error_deg, orbit_yaw_sign_accuracy; BlockWorld: an inverse-dynamics model's accuracy
+    # per action group, blockworld_{move,camera,jump,use}_accuracy) | rollout (per horizon on Physics and Push:
     # psnr_db, psnr_gain_db over copy-last, mse and mse_reduction against copy-last (pooled PSNR), centroid_error_px,
     # miss_rate, hallucination_rate) | reconstruction (the model's autoencoder round trip on every world: psnr_db,
     # object_kept_1px, object_color_error, object_area_ratio) | conditioning (true vs shuffled actions: psnr_true_db,
@@ -234,7 +238,8 @@ def suite_scenarios(name: str, cfg: EvalConfig, split: str) -> list[list[Scenari
     if spec.scenarios:
         return getattr(_suite_module(name), spec.scenarios)(cfg.n, split, cfg.seed, cfg.horizon)
     return [
-        make_scenarios(env_id, cfg.n, context, horizon, split, cfg.seed) for env_id, context, horizon in spec.worlds
+        make_scenarios(env_id, cfg.n, context, horizon, split, cfg.seed, policy=policy[0] if policy else "scripted")
+        for env_id, context, horizon, *policy in spec.worlds
     ]
 
 

@@ -29,7 +29,7 @@ from worldsim.spaces import check_action
 
 #: Salt of the eval seed stream; training collection seeds episode i from (seed, i) only.
 EVAL_STREAM = 0x5EED_E7A1
-POLICIES = ("scripted", "random", "zero")
+POLICIES = ("scripted", "random", "zero", "mixed", "sticky")
 #: A perturbation hook: (env, rng) -> None, applied after the last context frame (see replay()).
 Perturbation = Callable[[Any, np.random.Generator], None]
 
@@ -63,6 +63,12 @@ def _policy(env: Any, policy: str, seed: int) -> Callable[[np.ndarray, dict[str,
         scripted.reset(seed)
         return scripted
     space = env.action_space
+    if policy in ("mixed", "sticky"):  # collection's policies (worldsim.data.policies), seeded per scenario
+        from worldsim.data.policies import make_policy
+
+        chosen = make_policy(policy, env)
+        chosen.reset(seed)
+        return chosen
     if policy == "zero":  # a MultiDiscrete world's no-op is its first value in every component
         zero = space.start if isinstance(space, gymnasium.spaces.MultiDiscrete) else np.zeros(space.shape, np.float32)
         return lambda observation, info: zero
@@ -140,7 +146,7 @@ def make_scenarios(
     """``n`` reproducible scenarios of ``context`` + ``horizon`` frames: same arguments, same frames.
 
     ``policy``: ``"scripted"`` (the world's own), ``"random"`` (uniform actions, seeded per
-    scenario) or ``"zero"`` (no-ops). ``split``: ``"id"`` or ``"ood"`` parameters.
+    scenario), ``"zero"`` (no-ops), or collection's ``"mixed"`` and ``"sticky"`` (seeded per scenario). ``split``: ``"id"`` or ``"ood"`` parameters.
     """
     if n < 1 or context < 1 or horizon < 1:
         raise ValueError(f"n={n}, context={context}, horizon={horizon}: all must be at least 1")

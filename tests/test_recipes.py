@@ -120,7 +120,16 @@ VALIDATION_SAMPLING = ("rollout_steps", "sampler", "rollout_warm_start", "cfg_te
 
 def test_every_shipped_model_has_a_recipe() -> None:
     assert set(SHIPPED.values()) == set(worldsim.reference_worlds())
-    assert set(SHIPPED) | set(AUTOENCODERS) | {"push_imagine_finetune"} == set(RECIPES)
+    assert set(SHIPPED) | set(AUTOENCODERS) | {"push_imagine_finetune", "blockworld_idm"} == set(RECIPES)
+
+
+def test_the_idm_recipe_composes_to_the_settings_its_shipped_file_records() -> None:
+    cfg = compose_train("experiment=blockworld_idm")
+    shipped = load_checkpoint(worldsim.reference_idm())["worldsim"]
+    assert cfg.stage == "idm" and cfg.export_dtype == "float16"
+    assert shipped["configs"]["idm_stage"] == plain(cfg.idm)
+    assert shipped["configs"]["optim"] == plain(cfg.optim) and shipped["configs"]["seed"] == cfg.seed
+    assert shipped["configs"]["trainer"]["max_steps"] == cfg.idm.max_steps
 
 
 @pytest.mark.parametrize("recipe", RECIPES)
@@ -313,6 +322,7 @@ DATA_FRAMES = {
     "physics_autoencoder": lambda: cached_frames(LOGS / "physics-cpu-train.log"),
     "push_autoencoder": lambda: cached_frames(LOGS / "push-cpu-train.log"),
     "push_imagine_finetune": lambda: cached_frames(FINETUNE_LOGS / "all-finetune.log"),
+    "blockworld_idm": lambda: load_checkpoint(worldsim.reference_idm())["worldsim"]["data"]["frames"],
 }
 
 

@@ -18,6 +18,7 @@ _EXPORTS = {
     "SamplingConfig": "worldsim.sampling",
     "reference_checkpoint": "worldsim.references",
     "reference_worlds": "worldsim.references",
+    "reference_idm": "worldsim.references",
 }
 
 __all__ = ["__version__", "register_envs", *_EXPORTS]

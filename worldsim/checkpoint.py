@@ -14,7 +14,7 @@ The ``"worldsim"`` record::
     schema            CHECKPOINT_SCHEMA (int): bumped whenever the layout below changes
     worldsim_version  the package version that wrote it
     kind              "lightning" | "export"
-    stage             "autoencoder" | "dynamics"
+    stage             "autoencoder" | "dynamics" | "idm"
     configs           {"autoencoder": {...AutoencoderConfig fields}, "dynamics": {...}, "optim": ...}
     data              {"env_id", "observation_space", "action_space", "dataset", "frame_shape", ...}
     parts             {part name: state_dict key prefix of its inference (EMA) weights}
@@ -47,6 +47,7 @@ from worldsim.sampling import DEFAULT_SAMPLING, SamplingConfig
 
 if TYPE_CHECKING:
     from worldsim.models.dit import VideoDiT
+    from worldsim.models.inverse_dynamics import InverseDynamicsModel
     from worldsim.models.text import TextEncoder
 
 CHECKPOINT_SCHEMA = 1
@@ -302,17 +303,47 @@ def set_default_sampling(path: Union[str, Path], **fields: Any) -> Path:
     atomically.
     """
     SamplingConfig.of(fields)  # a misspelt or invalid field fails before the file is touched
+    return set_record_fields(path, sampling=dict(fields))
+
+
+def set_record_fields(path: Union[str, Path], **fields: Any) -> Path:
+    """Set ``fields`` (plain values) in the record of exported file ``path``, rewritten in place, atomically.
+
+    For what is known only once a file is exported: its default sampling, an IDM's measured accuracy.
+    The weights and their sha256 stay as they are.
+    """
     path = Path(path)
     checkpoint = load_checkpoint(path)
     if checkpoint["worldsim"].get("kind") != "export":
         raise CheckpointError(
-            f"{path} is not an exported model file: set the sampling of the model.pt that `worldsim train` exports"
+            f"{path} is not an exported model file: set the record of the .pt file that `worldsim train` exports"
         )
-    checkpoint["worldsim"] = {**checkpoint["worldsim"], "sampling": dict(fields)}
-    tmp = path.with_name(f"{path.name}.tmp-sampling")
+    checkpoint["worldsim"] = {**checkpoint["worldsim"], **plain(fields)}
+    tmp = path.with_name(f"{path.name}.tmp-record")
     torch.save(checkpoint, tmp)
     os.replace(tmp, path)
     return path
+
+
+def load_inverse_dynamics(
+    path: Union[str, Path], map_location: Union[str, torch.device] = "cpu"
+) -> InverseDynamicsModel:
+    """The (EMA) inverse-dynamics model of an idm-stage checkpoint or exported file, float32, in eval mode."""
+    from worldsim.models.inverse_dynamics import InverseDynamicsConfig, InverseDynamicsModel  # it imports BlockWorld
+
+    checkpoint = load_checkpoint(path, map_location)
+    record = checkpoint["worldsim"]
+    if record.get("stage") != "idm" or "idm" not in record.get("configs", {}):
+        raise CheckpointError(
+            f"checkpoint {path} (stage {record.get('stage')!r}) is no inverse-dynamics model: pass a file "
+            "`worldsim train stage=idm` wrote, e.g. worldsim.reference_idm()"
+        )
+    try:
+        model = InverseDynamicsModel(InverseDynamicsConfig(**record["configs"]["idm"]))
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"checkpoint {path} records an invalid idm config ({error}): train it again") from None
+    model.load_state_dict(part_state_dict(checkpoint, "idm"))  # float16 weights are cast to the model's float32
+    return model.eval().requires_grad_(False).to(map_location)
 
 
 def export_modules(

@@ -28,13 +28,17 @@ log = logging.getLogger(__name__)
 
 
 class FrameDataModule(lightning.LightningDataModule):
-    """Train frames drawn per global step (exactly resumable); fixed, evenly spread val frames."""
+    """Train frames drawn per global step (exactly resumable); fixed, evenly spread val frames.
+
+    Subclasses serve other items of the same episodes by overriding ``items`` and ``val_count``
+    (the IDM stage's labelled frame pairs).
+    """
 
     def __init__(self, root: str, cfg: AutoencoderStageConfig, seed: int, split_seed: int = 0) -> None:
         super().__init__()
         self.root, self.cfg, self.seed, self.split_seed = root, cfg, seed, split_seed
-        self.train_set: Optional[ClipDataset] = None
-        self.val_set: Optional[ClipDataset] = None
+        self.train_set: Optional[Dataset] = None
+        self.val_set: Optional[Dataset] = None
 
     def setup(self, stage: Optional[str] = None) -> None:
         if self.train_set is not None:
@@ -43,9 +47,17 @@ class FrameDataModule(lightning.LightningDataModule):
         train, val = split_episodes(len(episodes), self.cfg.val_fraction, self.split_seed)
         if len(train) == 0:
             raise ValueError(f"{self.root} has {len(episodes)} episodes: too few to train on; collect more")
-        self.train_set = ClipDataset(episodes, train, 1, frames=True, transitions=False)
+        self.train_set = self.items(episodes, train)
         # Without held-out episodes, validate on training frames rather than not at all.
-        self.val_set = ClipDataset(episodes, val if len(val) else train, 1, frames=True, transitions=False)
+        self.val_set = self.items(episodes, val if len(val) else train)
+
+    def items(self, episodes: EpisodeDataset, indices: np.ndarray) -> Dataset:
+        """What the stage trains on from the given episodes: their single frames."""
+        return ClipDataset(episodes, indices, 1, frames=True, transitions=False)
+
+    @property
+    def val_count(self) -> int:
+        return self.cfg.val_frames
 
     def _global_step(self) -> int:
         return self.trainer.global_step if self.trainer is not None else 0
@@ -64,7 +76,7 @@ class FrameDataModule(lightning.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         assert self.val_set is not None, "call setup() first"
-        count = min(self.cfg.val_frames, len(self.val_set))
+        count = min(self.val_count, len(self.val_set))
         items = np.linspace(0, len(self.val_set) - 1, count).round().astype(int).tolist()
         return DataLoader(self.val_set, batch_size=self.cfg.batch_size, sampler=items, num_workers=self.cfg.num_workers)
 

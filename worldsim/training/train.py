@@ -8,6 +8,9 @@
     <out>/dynamics/...                                      the same for stage 2
     <out>/model.pt                                          stage-2 export: DiT + text + autoencoder
 
+``stage=idm`` trains BlockWorld's inverse-dynamics model instead (``<out>/idm/...``, ``<out>/idm.pt``),
+the reader of the action suite (``worldsim.training.idm_module``).
+
 ``stage=all`` runs stage 1, caches the dataset's latents with its autoencoder, then stage 2.
 ``stage=dynamics init=<model.pt>`` fine-tunes an exported model on new data; with
 ``dynamics.trainable=heads`` only its reward and termination heads learn, so it predicts the same frames.
@@ -41,6 +44,7 @@ from worldsim.checkpoint import (
     part_state_dict,
     recorded_sampling,
     set_default_sampling,
+    set_record_fields,
 )
 from worldsim.config_checks import check_at_least
 
@@ -61,9 +65,10 @@ from worldsim.training.harness import (
     resolve_resume,
     uses_cuda,
 )
+from worldsim.training.idm_module import IdmStageConfig
 from worldsim.training.optim import OptimConfig
 
-STAGES = ("autoencoder", "dynamics", "all")
+STAGES = ("autoencoder", "dynamics", "all", "idm")
 
 
 @dataclass
@@ -75,7 +80,8 @@ class AutoencoderModelConfig:
 
 @dataclass
 class TrainConfig:
-    stage: str = "all"  # all (autoencoder, cache latents, dynamics) | autoencoder | dynamics
+    # all (autoencoder, cache latents, dynamics) | autoencoder | dynamics | idm (BlockWorld's inverse-dynamics model)
+    stage: str = "all"
     data: str = "data/episodes"  # dataset directory written by `worldsim collect`
     # run directory: <out>/<stage>/{checkpoints,tensorboard,csv}, exports <out>/autoencoder.pt, <out>/model.pt
     out: str = "runs/default"
@@ -94,6 +100,8 @@ class TrainConfig:
     dynamics: DynamicsConfig = field(default_factory=DynamicsConfig)
     # float32 | float16 | bfloat16: weights of the exported .pt files (float16 halves a file to ship)
     export_dtype: str = "float32"
+    # stage=idm: BlockWorld's inverse-dynamics model, its data and its held-out measurement; exports <out>/idm.pt
+    idm: IdmStageConfig = field(default_factory=IdmStageConfig)
     # stage-2 clips; root, latents, clip_length and seed are set by train
     dynamics_data: LatentClipDataConfig = field(default_factory=LatentClipDataConfig)
     # how the model samples: in validation rollouts, and as the default its model.pt records (sampling.steps=2 ...);
@@ -289,6 +297,46 @@ def train_dynamics(cfg: TrainConfig) -> Path:
     return exported
 
 
+def train_idm(cfg: TrainConfig) -> Path:
+    """BlockWorld's inverse-dynamics model; returns the exported file, its held-out accuracy in its record."""
+    from worldsim.checkpoint import load_inverse_dynamics
+    from worldsim.training.idm_module import IdmDataModule, IdmModule, heldout_accuracy
+
+    out, stage_dir = Path(cfg.out), Path(cfg.out) / "idm"
+    resume = stage_resume(cfg.resume, "idm", required=True)
+    max_steps = cfg.idm.max_steps or cfg.trainer.max_steps
+    trainer_cfg = dataclasses.replace(cfg.trainer, max_steps=max_steps)
+    lightning.seed_everything(cfg.seed, workers=True)
+    data = IdmDataModule(cfg.data, cfg.idm, cfg.seed, cfg.dynamics_data.split_seed)
+    module = IdmModule(cfg.idm.model, cfg.optim, max_steps)
+    record = WorldsimRecord(
+        "idm",
+        configs={
+            "idm": cfg.idm.model,
+            "idm_stage": cfg.idm,
+            "optim": cfg.optim,
+            "trainer": trainer_cfg,
+            "seed": cfg.seed,
+        },
+        data=dataset_meta(cfg.data),
+        parts=module.export_parts,
+    )
+    trainer = make_trainer(trainer_cfg, cfg.optim, stage_dir, [record], shards_own_data=True)
+    started = time.monotonic()
+    trainer.fit(module, datamodule=data, ckpt_path=str(resume) if resume else None, weights_only=True)
+    exported = out / "idm.pt"
+    if trainer.is_global_zero:
+        export_checkpoint(stage_dir / "checkpoints" / "last.ckpt", exported, dtype=cfg.export_dtype)
+        fields: dict[str, Any] = {"train_seconds": round(time.monotonic() - started, 1)}
+        if cfg.idm.heldout_episodes:
+            # Measured on the exported weights (float16 when shipped), as users will load them.
+            fields["accuracy"] = heldout_accuracy(load_inverse_dynamics(exported), cfg.idm)
+            print(f"idm held-out accuracy per group: {fields['accuracy']}", flush=True)
+        set_record_fields(exported, **fields)
+    trainer.strategy.barrier("idm export")
+    return exported
+
+
 #: How long a process of a multi-process launch waits for rank zero's collection to commit a shard.
 COLLECT_STALL_S = 600.0
 
@@ -330,6 +378,8 @@ def train(cfg: TrainConfig) -> dict[str, Path]:
         results["autoencoder"] = train_autoencoder(cfg)
     if cfg.stage in ("dynamics", "all"):
         results["dynamics"] = train_dynamics(cfg)
+    if cfg.stage == "idm":
+        results["idm"] = train_idm(cfg)
     out = Path(cfg.out)
     lines = [f"worldsim train: finished stage {cfg.stage} in {out}"]
     for stage, exported in results.items():
