@@ -40,7 +40,9 @@ flagged, ``<kind>_step`` the mean onset over those (its n counts them); ``collap
 - ``frozen``: objects both show move at least ``MIN_MOVE_PX`` over ``CHANGE_LAG`` frames in the
   truth, and less than ``FROZEN_SHARE`` of that in the prediction (worlds without tracked objects:
   the same with the share of pixels changed by ``CHANGE_LEVEL`` levels);
-- ``exploding``: the worst channel's mean or std is ``EXPLODING_LEVELS`` levels off the truth's, or
+- ``exploding``: the worst channel's mean or std is ``EXPLODING_LEVELS`` levels off the truth's and
+  off the last real frame's (a first-person turn from grass to sky moves the truth's that far, and
+  copy-last's stale real view has not exploded), or
   ``EXPLODING_CLIPPED`` more of the pixels sit at 0 or 255 than in the truth;
 - ``ghost``: an object the truth shows, and the prediction showed before, is not kept (above),
   unless the prediction's object went out of view (last seen within ``EDGE_MARGIN`` px of its
@@ -374,6 +376,10 @@ def scenario_metrics(scenario: Scenario, predicted: np.ndarray) -> dict[str, np.
     truth_mean, truth_std = channel_stats(truth)
     mean_error = np.abs(mean - truth_mean).max(1)
     std_error = np.abs(std - truth_std).max(1)
+    # A first-person view turning from grass to sky moves its statistics that far too: a frame that
+    # still has the last real frame's (copy-last's stale view) has not exploded.
+    last_mean, last_std = channel_stats(scenario.context_frames[-1:])
+    off_context = np.maximum(np.abs(mean - last_mean).max(1), np.abs(std - last_std).max(1)) > EXPLODING_LEVELS
     log2_sharpness = np.log2((sharpness(predicted) + SHARPNESS_FLOOR) / (sharpness(truth) + SHARPNESS_FLOOR))
     noise_excess = noise_level(predicted) - noise_level(truth)
     objects = track_objects(scenario, predicted)
@@ -388,7 +394,7 @@ def scenario_metrics(scenario: Scenario, predicted: np.ndarray) -> dict[str, np.
             "blur": log2_sharpness < BLUR_LOG2,
             "noise": noise_excess > NOISE_LEVELS,
             "frozen": frozen,
-            "exploding": (np.maximum(mean_error, std_error) > EXPLODING_LEVELS)
+            "exploding": (np.maximum(mean_error, std_error) > EXPLODING_LEVELS) & off_context
             | (clipped_share(predicted) - clipped_share(truth) > EXPLODING_CLIPPED),
             "ghost": ghost,
         }
