@@ -13,7 +13,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 from test_world_model import build_model_file, one_thread  # noqa: F401  (fixture)
 
-import worldsim  # noqa: F401  (registers the ids)
+import worldsim  # registers the ids
 from worldsim.envs.blockworld import (
     HOTBAR,
     JUMP,
@@ -312,5 +312,21 @@ def test_a_model_of_blockworld_steps_as_an_env_that_sb3_ppo_trains_in(tmp_path: 
     assert stepped[0].shape == (4, 8, 8) and np.array_equal(stepped[0], stepped[1])  # same seed, same action
     assert not np.array_equal(stepped[0], stepped[2])  # another action alone changes the frame
     agent = PPO("MlpPolicy", env, n_steps=16, batch_size=16, n_epochs=1, seed=0, device="cpu")
+    agent.learn(16)
+    assert agent.num_timesteps == 16
+
+
+@pytest.mark.slow
+def test_sb3_ppo_trains_unmodified_in_the_shipped_blockworld_reference(one_thread) -> None:
+    """The reference's model env, seen in pixels as the real world is, with a CNN policy."""
+    pytest.importorskip("stable_baselines3")
+    from stable_baselines3 import PPO
+
+    env = gymnasium.make(
+        "worldsim/WorldModel-v0", checkpoint=str(worldsim.reference_checkpoint("blockworld")), horizon=8, device="cpu"
+    )
+    assert env.action_space == gymnasium.spaces.MultiDiscrete([3, 3, 2, 3, 3, 3, 5])
+    assert env.observation_space.shape == (64, 64, 3)
+    agent = PPO("CnnPolicy", env, n_steps=16, batch_size=16, n_epochs=1, seed=0, device="cpu")
     agent.learn(16)
     assert agent.num_timesteps == 16

@@ -103,6 +103,7 @@ SHIPPED = {
     "push_reference": "push",
     "occlusion_reference": "occlusion",
     "orbit_reference": "orbit",
+    "blockworld_reference": "blockworld",
 }
 #: recipe -> the shipped file that holds the autoencoder it trains
 AUTOENCODERS = {
@@ -110,6 +111,7 @@ AUTOENCODERS = {
     "push_autoencoder": "push",
     "occlusion_reference": "occlusion",
     "orbit_reference": "orbit",
+    "blockworld_reference": "blockworld",
 }
 #: DynamicsConfig fields that spell the size; the built networks are compared instead
 SIZE_FIELDS = ("preset", "dit", "text")
@@ -207,6 +209,7 @@ RUN_LOGS = {
     "push_autoencoder": ("push-cpu-train.log", ["autoencoder"]),
     "occlusion_reference": ("occlusion-train.log", ["autoencoder", "dynamics"]),
     "orbit_reference": ("orbit-train.log", ["autoencoder", "dynamics"]),
+    "blockworld_reference": ("blockworld-train.log", ["autoencoder", "dynamics"]),
     "physics_reference": ("physics-train.log", ["dynamics"]),
     "push_reference": ("push-train.log", ["dynamics"]),
 }
@@ -220,6 +223,8 @@ CSV_LOGS = [
         ("occlusion_reference", "occlusion", "dynamics"),
         ("orbit_reference", "orbit", "autoencoder"),
         ("orbit_reference", "orbit", "dynamics"),
+        ("blockworld_reference", "blockworld", "autoencoder"),
+        ("blockworld_reference", "blockworld", "dynamics"),
         ("physics_reference", "physics", "dynamics"),
         ("push_reference", "push", "dynamics"),
     ]

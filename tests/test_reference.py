@@ -12,15 +12,16 @@ from worldsim.references import REFERENCE_DIR
 
 
 def test_every_shipped_world_has_a_small_half_precision_model_of_that_world() -> None:
-    assert worldsim.reference_worlds() == ["occlusion", "orbit", "physics", "push"]
+    assert worldsim.reference_worlds() == ["blockworld", "occlusion", "orbit", "physics", "push"]
+    env_ids = {world_name(env_id): env_id for env_id in WORLDS}
     for world in worldsim.reference_worlds():
         path = worldsim.reference_checkpoint(world)
-        assert path == worldsim.reference_checkpoint(f"worldsim/{world.capitalize()}-v0")
+        assert path == worldsim.reference_checkpoint(env_ids[world])
         assert path.stat().st_size <= 20e6
         weights = torch.load(path, weights_only=True)["weights"]
         assert {t.dtype for part in weights.values() for t in part.values() if t.is_floating_point()} == {torch.float16}
         model = worldsim.WorldModel.from_checkpoint(path, device="cpu")
-        assert model.env_id == f"worldsim/{world.capitalize()}-v0" and model.frame_shape == (64, 64, 3)
+        assert model.env_id == env_ids[world] and model.frame_shape == (64, 64, 3)
     assert (REFERENCE_DIR / "README.md").is_file()
     with pytest.raises(FileNotFoundError, match="no reference model for 'cartpole'.*shipped ones are"):
         worldsim.reference_checkpoint("cartpole")
