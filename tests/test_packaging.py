@@ -53,7 +53,7 @@ def test_plain_install_imports_mapped_packages(tmp_path: Path) -> None:
     probe = (
         "import gymnasium, worldsim, worldsim.envs, worldsim.evals, worldsim.configs;"
         "gymnasium.make('worldsim/Physics-v0').close();"
-        "assert worldsim.reference_worlds() == ['occlusion', 'orbit', 'physics', 'push'];"
+        "assert worldsim.reference_worlds() == ['blockworld', 'occlusion', 'orbit', 'physics', 'push'];"
         "print(worldsim.envs.__file__)"
     )
     result = subprocess.run(
