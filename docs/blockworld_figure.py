@@ -20,18 +20,16 @@ from worldsim.evals.baselines import make_predictor
 from worldsim.evals.scenarios import predict_scenarios
 from worldsim.play import PlayConfig, play
 from worldsim.references import reference_checkpoint
-from worldsim.viz import title_band, write_gif
+from worldsim.viz import frame_strip, title_band, write_gif
 
 SCALE = 2
 LONG_STEPS, LONG_STRIDE = 600, 8
 
 
 def panels(frames: list[np.ndarray], titles: list[str]) -> np.ndarray:
-    """Frames side by side, enlarged, 2-px white gutters, a title band above."""
-    big = [np.kron(f, np.ones((SCALE, SCALE, 1), np.uint8)) for f in frames]
-    gutter = np.full((big[0].shape[0], 2, 3), 255, np.uint8)
-    row = np.concatenate([part for f in big for part in (f, gutter)][:-1], axis=1)
-    return np.concatenate([title_band(row.shape[1], big[0].shape[1], titles, SCALE), row])
+    """Frames side by side, enlarged, under a title band."""
+    row = frame_strip(np.stack(frames), count=len(frames), stride=1, scale=SCALE)
+    return np.concatenate([title_band(row.shape[1], frames[0].shape[1] * SCALE, titles, SCALE), row])
 
 
 def long_gif(out: Path) -> None:

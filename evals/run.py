@@ -143,7 +143,7 @@ class EvalConfig:
     # psnr_shuffled_db, action_gain_db, pusher error; caption-only: text_color_dominant, text_color_present) | reward
     # (only when named: real Push episodes of five policies replayed open loop, predicted against real return,
     # return_abs_error, where the tracker finds target and pusher in the last frame; predictors with predict_rewards) |
-    # long (only when named: 600-frame Push and Physics rollouts against the truth: psnr_db per step and bucket, colour
+    # long (only when named: 600-frame Push, Physics and BlockWorld rollouts against the truth: psnr_db per step and bucket, colour
     # and sharpness drift, object_kept, and a collapse verdict with its step: blur, noise, frozen, exploding, ghost)
     # | memory (only when named: BlockWorld views left and returned to, walked loops and edited blocks, Orbit loops:
     # psnr_db, ssim and closure_error at the return frames per time away, edit_present; Occlusion reappearance)
