@@ -257,27 +257,6 @@ def test_warm_start_samples_from_the_previous_frame_noised_to_its_level() -> Non
     assert torch.equal(sample(previous=context[:, -1], warm_start=0.0), cold)
 
 
-def test_warm_started_training_frames_start_from_the_previous_frame_and_reach_their_own_in_one_step() -> None:
-    flow = FlowMatching(FlowMatchingConfig(warm_start_prob=1.0))
-    g = torch.Generator().manual_seed(0)
-    B, T, w = 3, 5, WARM_START
-    latents, noise = torch.randn(B, T, 4, 4, 4, generator=g), torch.randn(B, T, 4, 4, 4, generator=g)
-    tau = torch.full((B, T), 0.6)
-    context = torch.zeros(B, T, dtype=torch.bool)
-    context[0, :2] = True  # row 0: two context frames; the others predict every frame
-    x_tau = tau[..., None, None, None] * latents + 0.4 * noise
-    new_tau, new_x, target = flow.warm_started(latents, noise, tau, x_tau, latents - noise, context, g)
-    warm = torch.ones(B, T, dtype=torch.bool)
-    warm[:, 0] = False
-    warm[0, :2] = False
-    assert torch.equal(new_tau == w, warm)
-    assert torch.equal(new_x[~warm], x_tau[~warm]) and torch.equal(target[~warm], (latents - noise)[~warm])
-    previous = torch.cat([latents[:, :1], latents[:, :-1]], 1)
-    torch.testing.assert_close(new_x[warm], (w * previous + (1 - w) * noise)[warm])
-    # The one Euler step a rollout takes from the warm start lands on the frame itself.
-    torch.testing.assert_close((new_x + (1 - w) * target)[warm], latents[warm])
-
-
 def test_guidance_passes_merge_absent_conditions_and_skip_unit_scales() -> None:
     assert guidance_passes(1.0, 1.0, True, True) == [(True, True, 1.0)]
     assert guidance_passes(3.0, 2.0, False, True) == [(False, True, 2.0), (False, False, -1.0)]

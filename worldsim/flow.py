@@ -41,10 +41,6 @@ class FlowMatchingConfig:
     context_prob: float = 0.5  # chance a clip is split into context + noisy future: the rollout case
     shared_future_noise: bool = False  # future frames of such a clip share one tau instead of each own
     rollout_prob: float = 0.0  # chance a context clip's later context frames are the model's own rollout
-    # chance a frame to predict trains as a warm-started rollout samples it: its input is the previous
-    # frame noised to tau = warm_start, its target the velocity that reaches it in one step (below)
-    warm_start_prob: float = 0.0
-    warm_start: float = WARM_START  # tau of those frames; the model then samples with sampling.warm_start equal
     text_drop_prob: float = 0.1  # chance a clip trains with null text, for text guidance
     action_drop_prob: float = 0.1  # chance a frame trains with the null action, for action guidance
     reward_weight: float = 1.0  # reward-head MSE weight in the total loss
@@ -60,8 +56,6 @@ class FlowMatchingConfig:
             context_noise=(0, 1),
             context_prob=(0, 1),
             rollout_prob=(0, 1),
-            warm_start_prob=(0, 1),
-            warm_start=(0, 0.99),
             text_drop_prob=(0, 1),
             action_drop_prob=(0, 1),
         )
@@ -136,29 +130,6 @@ class FlowMatching:
         tau = torch.where(context, torch.full_like(tau, cfg.context_noise), tau)
         return latents, tau, context, rows
 
-    def warm_started(self, latents, noise, tau, x_tau, target, context, generator=None):
-        """Make a share ``warm_start_prob`` of the frames to predict (after a clip's first) warm-started ones.
-
-        A rollout samples a frame from the previous one noised to tau = w (``sampling.warm_start``)
-        and takes one Euler step to tau = 1. Trained only on ``x_tau`` of the frame itself, a short
-        run has not learned to carry what stands still through that start: its first frames erased
-        every object. Here such a frame's input is what the rollout gives, ``w * previous + (1 - w)
-        * noise``, and its target the velocity that reaches the frame in that one step,
-        ``(frame - input) / (1 - w)``: still content passes through the input, and only the change
-        has to be predicted. Returns tau, x_tau and target with those frames replaced.
-        """
-        cfg = self.cfg
-        B, T = tau.shape
-        w = cfg.warm_start
-        warm = ~context & (torch.rand(B, T, device=tau.device, generator=generator) < cfg.warm_start_prob)
-        warm[:, 0] = False  # the first frame has no previous one in the clip
-        previous = torch.cat([latents[:, :1], latents[:, :-1]], dim=1)
-        x_warm = w * previous + (1 - w) * noise
-        where = warm[..., None, None, None]
-        x_tau = torch.where(where, x_warm, x_tau)
-        target = torch.where(where, (latents - x_warm) / (1 - w), target)
-        return torch.where(warm, torch.full_like(tau, w), tau), x_tau, target
-
     def loss(
         self,
         model: nn.Module,
@@ -190,9 +161,6 @@ class FlowMatching:
         noise = torch.randn(latents.shape, device=device, generator=generator, dtype=latents.dtype)
         t = tau.to(latents.dtype)[..., None, None, None]
         x_tau = t * latents + (1 - t) * noise  # (B, T, C, H, W)
-        target = latents - noise
-        if cfg.warm_start_prob > 0 and T > 1:
-            tau, x_tau, target = self.warm_started(latents, noise, tau, x_tau, target, context, generator)
 
         if action_mask is None:
             action_mask = torch.ones(B, T, dtype=torch.bool, device=device)
@@ -203,7 +171,7 @@ class FlowMatching:
 
         velocity, reward, termination_logit = model(x_tau, tau, actions, action_mask, text, return_heads=True)
         predicted = ~context
-        per_frame = (velocity.float() - target.float()).pow(2).mean(dim=(2, 3, 4))  # (B, T)
+        per_frame = (velocity.float() - (latents - noise).float()).pow(2).mean(dim=(2, 3, 4))  # (B, T)
         velocity_loss = (per_frame * predicted).sum() / predicted.sum().clamp(min=1)
         loss = velocity_loss
         logs = {"loss_velocity": velocity_loss.detach(), "context_fraction": context.float().mean()}

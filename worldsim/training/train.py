@@ -248,9 +248,6 @@ def train_dynamics(cfg: TrainConfig) -> Path:
     )
     data.setup("fit")
     lightning.seed_everything(cfg.seed, workers=True)
-    if cfg.dynamics.flow.warm_start_prob > 0 and cfg.sampling.warm_start is None:
-        # Trained to start frames from the previous one at this tau: sample (and record) the same.
-        cfg.sampling = dataclasses.replace(cfg.sampling, warm_start=cfg.dynamics.flow.warm_start)
     # Validation rollouts sample as the exported model will: this run's sampling over init's record.
     sampling = cfg.sampling.over(recorded_sampling(init["worldsim"]) if init is not None else DEFAULT_SAMPLING)
     module = DynamicsModule(
