@@ -41,6 +41,11 @@ def test_each_stage_reports_its_step_and_flops_that_follow_the_shapes() -> None:
     # tokens), the same caption encoding per clip.
     ratio = long["dynamics"]["gflops_per_sample"] / short["dynamics"]["gflops_per_sample"]
     assert 1.5 < ratio < 4.0
+    # 2x2 latent patches (the quickstart's DiT): a quarter of the tokens, far fewer FLOPs per clip.
+    patched = bench_train(dataclasses.replace(TINY, stages=["dynamics"], dit={"patch_size": 2}))[0]
+    assert patched["dit_overrides"] == {"patch_size": 2}
+    assert patched["tokens_per_s"] == pytest.approx(patched["samples_per_s"] * 4 * 4, rel=0.02)
+    assert patched["gflops_per_sample"] < 0.6 * short["dynamics"]["gflops_per_sample"]
     wider = bench_train(dataclasses.replace(TINY, frame_size=64, stages=["autoencoder"]))[0]
     assert wider["gflops_per_sample"] == pytest.approx(4 * short["autoencoder"]["gflops_per_sample"], rel=0.01)
 

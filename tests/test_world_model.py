@@ -171,21 +171,22 @@ def test_residual_decoding_keeps_the_real_pixels_the_model_leaves_unchanged(phys
 
 
 def test_min_change_keeps_the_real_pixel_where_the_decoded_change_is_small(physics, model) -> None:
-    real = np.full((2, 2, 2, 3), 100, np.int16)
+    real = torch.full((2, 2, 2, 3), 100, dtype=torch.int16)
     direct = ResidualAnchor.direct(2, (2, 2))  # rows with no real frame (imagined from text)
-    anchor = direct.replaced(np.array([0]), ResidualAnchor(real[:1], real[:1] - 4, np.array([True])))
+    anchor = direct.replaced(torch.tensor([0]), ResidualAnchor(real[:1], real[:1] - 4, torch.tensor([True])))
     assert not direct.anchored.any()  # replaced() leaves the original as it was
-    decoded = (real - 4).astype(np.uint8)
-    decoded[:, 0, 0] += np.array([3, 0, 0], np.uint8)  # a faint change: kept only with min_change 0
-    decoded[:, 0, 1] += np.array([3, 40, 0], np.uint8)  # one channel changes a lot: kept
+    decoded = (real - 4).to(torch.uint8)
+    decoded[:, 0, 0] += torch.tensor([3, 0, 0], dtype=torch.uint8)  # a faint change: kept only with min_change 0
+    decoded[:, 0, 1] += torch.tensor([3, 40, 0], dtype=torch.uint8)  # one channel changes a lot: kept
     exact = anchor.frames(decoded)
+    assert exact.dtype == torch.uint8
     assert exact[0, 0, 0].tolist() == [103, 100, 100] and exact[0, 0, 1].tolist() == [103, 140, 100]
     banded = anchor.frames(decoded, min_change=3)
     assert banded[0, 0, 0].tolist() == [100, 100, 100] and banded[0, 0, 1].tolist() == [103, 140, 100]
-    assert np.array_equal(banded[0, 1], real[0, 1])  # unchanged pixels stay the real ones either way
-    assert np.array_equal(banded[1], decoded[1])  # a row without a real frame decodes directly
-    restarted = anchor.replaced(np.array([1]), ResidualAnchor(real[:1] + 50, real[:1] - 4, np.array([True])))
-    assert restarted.anchored.all() and np.array_equal(restarted.frames(decoded)[0], exact[0])
+    assert torch.equal(banded[0, 1], real[0, 1].to(torch.uint8))  # unchanged pixels stay the real ones either way
+    assert torch.equal(banded[1], decoded[1])  # a row without a real frame decodes directly
+    restarted = anchor.replaced(torch.tensor([1]), ResidualAnchor(real[:1] + 50, real[:1] - 4, torch.tensor([True])))
+    assert restarted.anchored.all() and torch.equal(restarted.frames(decoded)[0], exact[0])
     assert restarted.frames(decoded)[1, 0, 0].tolist() == [153, 150, 150]  # row 1 now adds to its new frame
     assert restarted.frames(decoded, min_change=3)[1, 0, 0].tolist() == [150, 150, 150]
 

@@ -40,6 +40,8 @@ class TrainBenchConfig:
     autoencoder_batch: int = 64  # frames per autoencoder step (train's ae.batch_size)
     dynamics_batch: int = 16  # clips per dynamics step (train's dynamics_data.batch_size)
     clip_length: int = 16  # frames per dynamics clip
+    # overrides of the presets' DiT, as train's dynamics.dit: +train.dit={patch_size:2} (the quickstart's)
+    dit: dict[str, Any] = field(default_factory=dict)
     frame_size: int = 64  # frame height and width in pixels
     steps: int = 10  # timed steps per figure
     warmup: int = 3  # untimed steps before them (compiled: also the compilation)
@@ -122,7 +124,10 @@ def dynamics_step(preset: str, autoencoder_preset: str, cfg: TrainBenchConfig, d
         "action_space": {"type": "Box", "shape": [2], "low": [-1.0, -1.0], "high": [1.0, 1.0]},
     }
     module = DynamicsModule(
-        DynamicsConfig(preset=preset, clip_length=cfg.clip_length), OptimConfig(), max_steps=1000, meta=meta
+        DynamicsConfig(preset=preset, clip_length=cfg.clip_length, dit=dict(cfg.dit)),
+        OptimConfig(),
+        max_steps=1000,
+        meta=meta,
     ).to(device)
     B, T = cfg.dynamics_batch, cfg.clip_length
     batch = {
@@ -160,8 +165,11 @@ def seconds_per_step(step: Callable[[], None], device: torch.device, steps: int,
 
 
 def training_step(module: Any, batch: dict[str, Any], precision: str) -> Callable[[], None]:
-    """One step as ``worldsim train`` takes it: loss, backward, clipping, AdamW, EMA."""
-    optimizer = module.configure_optimizers()["optimizer"]
+    """One step as ``worldsim train`` takes it: loss, backward, clipping, AdamW (fused where training fuses it), EMA."""
+    from worldsim.training.optim import adamw_with_schedule
+
+    fused = module.device.type == "cuda" and precision != "16-mixed"  # as TrainingModule.fused_adamw decides
+    optimizer = adamw_with_schedule(module, module.optim, 1000, fused=fused)["optimizer"]
     parameters = [p for p in module.parameters() if p.requires_grad]
     clip = module.optim.grad_clip
     autocast = (
@@ -230,6 +238,7 @@ def bench_train(cfg: TrainBenchConfig) -> list[dict[str, Any]]:
                         "preset": preset,
                         "stage": stage,
                         "network": presets[stage],
+                        "dit_overrides": dict(cfg.dit) if stage == "dynamics" else {},
                         "parameters_m": round(sum(p.numel() for n in networks for p in n.parameters()) / 1e6, 2),
                         "compiled": compiled,
                         "device": str(device),

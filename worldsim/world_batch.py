@@ -149,7 +149,7 @@ class WorldBatch:
         self._splice(fresh, index)
         self.latents = self.latents.clone()
         self.latents[index] = context.last
-        self._anchor = self._anchor.replaced(index.cpu().numpy(), context.anchor)
+        self._anchor = self._anchor.replaced(index, context.anchor)
         return self._first(context)
 
     @torch.inference_mode()
@@ -185,17 +185,16 @@ class WorldBatch:
             model.dit, self.cache, x[:, None], a, mask, self._text, self._passes, model.context_noise, self._stream
         )
         self.latents = x
-        probability = torch.sigmoid(logit[:, 0].float())
-        frames = self._anchor.frames(model.decode(x), s.min_change) if decode else None
-        return StepOutput(
-            frames, x, reward[:, 0].float().cpu().numpy(), (probability > 0.5).cpu().numpy(), probability.cpu().numpy()
-        )
+        # Two copies to the host per step, the frames and the heads, and no other sync.
+        heads = torch.stack([reward[:, 0].float(), torch.sigmoid(logit[:, 0].float())]).cpu().numpy()  # (2, B)
+        frames = self._anchor.frames(model.decode_on_device(x), s.min_change).cpu().numpy() if decode else None
+        return StepOutput(frames, x, heads[0], heads[1] > 0.5, heads[1])
 
     def frames(self) -> np.ndarray:
         """The latest frame of every row (B, H, W, 3) uint8, decoded as ``step`` decodes it."""
         if self.latents is None:
             raise RuntimeError("frames() before start(): begin the batch with start(context_frames, ...)")
-        return self._anchor.frames(self.model.decode(self.latents), self.sampling.min_change)
+        return self._anchor.frames(self.model.decode_on_device(self.latents), self.sampling.min_change).cpu().numpy()
 
     def cache_bytes(self) -> int:
         """Bytes the KV cache holds now (bounded by the window)."""
@@ -259,7 +258,7 @@ class WorldBatch:
                 )
             # Rows imagined from text have no real frame to anchor to: they decode directly.
             frames = model.decode(last) if decode else None
-            return Context(cache, last, ResidualAnchor.direct(R, model.frame_shape), frames)
+            return Context(cache, last, ResidualAnchor.direct(R, model.frame_shape, model.device), frames)
         latents = model.encode(context_frames)  # (R, T0, C, h, w)
         actions = action_mask = None
         if model.has_actions:
@@ -281,7 +280,7 @@ class WorldBatch:
         anchor = (
             model.residual_anchor(context_frames[:, -1], latents[:, -1])
             if s.residual
-            else ResidualAnchor.direct(R, model.frame_shape)
+            else ResidualAnchor.direct(R, model.frame_shape, model.device)
         )
         frames = None
         if decode:

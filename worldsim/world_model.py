@@ -207,8 +207,13 @@ class WorldModel:
     @torch.inference_mode()
     def decode(self, latents: ArrayLike) -> np.ndarray:
         """Normalized latents (..., C, h, w) -> uint8 frames (..., H, W, 3) as numpy."""
+        return self.decode_on_device(latents).cpu().numpy()
+
+    @torch.inference_mode()
+    def decode_on_device(self, latents: ArrayLike) -> torch.Tensor:
+        """Normalized latents (..., C, h, w) -> uint8 frames (..., H, W, 3), left on the model's device."""
         z = torch.as_tensor(latents, device=self.device, dtype=torch.float32)
-        return self.autoencoder.decode_latents(z).movedim(-3, -1).cpu().numpy()  # (..., H, W, 3)
+        return self.autoencoder.decode_latents(z).movedim(-3, -1)
 
     @torch.inference_mode()
     def encode_text(self, text: Union[str, Sequence[str], None], batch: int) -> Optional[TextCondition]:
@@ -290,10 +295,11 @@ class WorldModel:
                 s.warm_start,
                 s.first_steps,
             )
-        frames = self.decode(out.latents)
-        if s.residual and T0:
-            anchor = self.residual_anchor(context_frames[:, -1], latents[:, -1])
-            frames = np.stack([anchor.frames(frames[:, t], s.min_change) for t in range(horizon)], axis=1)
+            frames = self.decode_on_device(out.latents)  # (B, horizon, H, W, 3)
+            if s.residual and T0:
+                anchor = self.residual_anchor(context_frames[:, -1], latents[:, -1])
+                frames = torch.stack([anchor.frames(frames[:, t], s.min_change) for t in range(horizon)], dim=1)
+        frames = frames.cpu().numpy()
         return (frames, out) if return_latents else frames
 
     def generate(
@@ -380,9 +386,11 @@ class WorldModel:
 
     def residual_anchor(self, frames: ArrayLike, latents: torch.Tensor) -> "ResidualAnchor":
         """Real frames (B, H, W, 3) uint8 and the decoding of their latents (B, C, h, w), the anchor of
-        residual decoding (``ResidualAnchor``)."""
-        real = np.asarray(frames.cpu() if isinstance(frames, torch.Tensor) else frames).astype(np.int16)
-        return ResidualAnchor(real, self.decode(latents).astype(np.int16), np.ones(len(real), bool))
+        residual decoding (``ResidualAnchor``), on the model's device."""
+        real = torch.as_tensor(np.asarray(frames) if not isinstance(frames, torch.Tensor) else frames)
+        real = real.to(self.device, torch.int16)
+        decoded = self.decode_on_device(latents).to(torch.int16)
+        return ResidualAnchor(real, decoded, torch.ones(len(real), dtype=torch.bool, device=self.device))
 
 
 @dataclasses.dataclass
@@ -395,28 +403,30 @@ class ResidualAnchor:
     it changes, the frame gets the new decoded content plus the autoencoder's small error on the
     old. A tiny autoencoder loses a few dB on every frame, which direct decoding pays even on still
     background. ``min_change`` drops decoded changes of at most that many levels in every channel.
+    Tensors live on the model's device, so a step's frames are made there and cross to the host once.
     """
 
-    real: np.ndarray  # (B, H, W, 3) int16
-    decoded: np.ndarray  # (B, H, W, 3) int16
-    anchored: np.ndarray  # (B,) bool; False: the row decodes directly (imagined from text, no real frame)
+    real: torch.Tensor  # (B, H, W, 3) int16
+    decoded: torch.Tensor  # (B, H, W, 3) int16
+    anchored: torch.Tensor  # (B,) bool; False: the row decodes directly (imagined from text, no real frame)
 
     @classmethod
-    def direct(cls, rows: int, frame_shape: Sequence[int]) -> "ResidualAnchor":
-        zeros = np.zeros((rows, *frame_shape[:2], 3), np.int16)
-        return cls(zeros, zeros.copy(), np.zeros(rows, bool))
+    def direct(
+        cls, rows: int, frame_shape: Sequence[int], device: Union[str, torch.device] = "cpu"
+    ) -> "ResidualAnchor":
+        zeros = torch.zeros(rows, *frame_shape[:2], 3, dtype=torch.int16, device=device)
+        return cls(zeros, zeros.clone(), torch.zeros(rows, dtype=torch.bool, device=device))
 
-    def replaced(self, index: np.ndarray, rows: "ResidualAnchor") -> "ResidualAnchor":
+    def replaced(self, index: torch.Tensor, rows: "ResidualAnchor") -> "ResidualAnchor":
         """A copy with ``rows``'s anchors at ``index`` (the rows a partial reset restarted)."""
-        new = ResidualAnchor(self.real.copy(), self.decoded.copy(), self.anchored.copy())
+        new = ResidualAnchor(self.real.clone(), self.decoded.clone(), self.anchored.clone())
         new.real[index], new.decoded[index], new.anchored[index] = rows.real, rows.decoded, rows.anchored
         return new
 
-    def frames(self, decoded: np.ndarray, min_change: int = 0) -> np.ndarray:
-        """uint8 frames (B, H, W, 3) from the decoded new frames (B, H, W, 3) uint8."""
-        change = decoded.astype(np.int16) - self.decoded
+    def frames(self, decoded: torch.Tensor, min_change: int = 0) -> torch.Tensor:
+        """uint8 frames (B, H, W, 3) from the decoded new frames (B, H, W, 3) uint8, on their device."""
+        change = decoded.to(torch.int16) - self.decoded
         if min_change:
-            size = np.abs(change)  # channel by channel: a reduction over an axis of 3 is slow in numpy
-            moved = (size[..., 0] > min_change) | (size[..., 1] > min_change) | (size[..., 2] > min_change)
-            change *= (moved | ~self.anchored[:, None, None])[..., None]
-        return np.clip(self.real + change, 0, 255).astype(np.uint8)
+            moved = (change.abs() > min_change).any(dim=-1, keepdim=True)  # (B, H, W, 1)
+            change = change * (moved | ~self.anchored[:, None, None, None])
+        return (self.real + change).clamp(0, 255).to(torch.uint8)

@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional
 
-import lightning
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
@@ -27,7 +26,7 @@ from worldsim.models.autoencoder import (
 )
 from worldsim.training.ema import EMA
 from worldsim.training.guards import FiniteLossGuard
-from worldsim.training.harness import counted_step, log_parameter_count, step_generator
+from worldsim.training.harness import TrainingModule, counted_step, log_parameter_count, step_generator
 from worldsim.training.optim import OptimConfig, adamw_with_schedule
 
 
@@ -51,7 +50,7 @@ class AutoencoderStageConfig:
         check_within(self, "ae", val_fraction=(0, 0.99))
 
 
-class AutoencoderModule(lightning.LightningModule):
+class AutoencoderModule(TrainingModule):
     """Steps, optimiser, EMA and logging around a plain ``FrameAutoencoder``.
 
     Batches are one-frame clips (``FrameDataModule``): uint8 frames (B, 1, 3, H, W). Validation and
@@ -89,7 +88,7 @@ class AutoencoderModule(lightning.LightningModule):
         log_parameter_count("autoencoder", self.autoencoder)
 
     def configure_optimizers(self) -> dict[str, Any]:
-        return adamw_with_schedule(self.autoencoder, self.optim, self.max_steps)
+        return adamw_with_schedule(self.autoencoder, self.optim, self.max_steps, fused=self.fused_adamw)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         frames = batch["frames"][:, 0]  # (B, 3, H, W)

@@ -20,7 +20,6 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
-import lightning
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
@@ -37,7 +36,7 @@ from worldsim.sampling import DEFAULT_SAMPLING, SamplingConfig
 from worldsim.training import rollout_metrics
 from worldsim.training.ema import EMA
 from worldsim.training.guards import FiniteLossGuard
-from worldsim.training.harness import counted_step, step_generator
+from worldsim.training.harness import TrainingModule, counted_step, step_generator
 from worldsim.training.optim import OptimConfig, adamw_with_schedule
 
 #: VideoDiTConfig fields that follow from the data and clip_length, never from overrides.
@@ -160,7 +159,7 @@ def _plain(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
-class DynamicsModule(lightning.LightningModule):
+class DynamicsModule(TrainingModule):
     """Trains ``networks`` = {dit: VideoDiT, text: TextEncoder} with flow matching on latent clips.
 
     meta: data facts, JSON values: ``latent_channels``, ``latent_size``, ``action_space`` (the
@@ -260,7 +259,7 @@ class DynamicsModule(lightning.LightningModule):
             self.ema.update(self.networks)
 
     def configure_optimizers(self) -> dict[str, Any]:
-        return adamw_with_schedule(self.networks, self.optim, self.max_steps)
+        return adamw_with_schedule(self.networks, self.optim, self.max_steps, fused=self.fused_adamw)
 
     # -- validation ----------------------------------------------------------------------------------
 

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import gymnasium
-import lightning
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -34,7 +33,7 @@ from worldsim.models.inverse_dynamics import (
 from worldsim.training.datamodules import FrameDataModule
 from worldsim.training.ema import EMA
 from worldsim.training.guards import FiniteLossGuard
-from worldsim.training.harness import counted_step, log_parameter_count
+from worldsim.training.harness import TrainingModule, counted_step, log_parameter_count
 from worldsim.training.optim import OptimConfig, adamw_with_schedule
 
 ENV_ID = "worldsim/BlockWorld-v0"
@@ -107,7 +106,7 @@ class IdmDataModule(FrameDataModule):
         return self.cfg.val_pairs
 
 
-class IdmModule(lightning.LightningModule):
+class IdmModule(TrainingModule):
     """Steps, optimiser, EMA and logging around a plain ``InverseDynamicsModel``."""
 
     def __init__(self, config: InverseDynamicsConfig, optim: OptimConfig, max_steps: int) -> None:
@@ -131,7 +130,7 @@ class IdmModule(lightning.LightningModule):
         log_parameter_count("idm", self.idm)
 
     def configure_optimizers(self) -> dict[str, Any]:
-        return adamw_with_schedule(self.idm, self.optim, self.max_steps)
+        return adamw_with_schedule(self.idm, self.optim, self.max_steps, fused=self.fused_adamw)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         frames = batch["frames"]  # (B, 2, 3, H, W)

@@ -36,8 +36,12 @@ def lr_factor(step: int, warmup_steps: int, max_steps: int, min_lr_ratio: float)
     return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def adamw_with_schedule(module: nn.Module, cfg: OptimConfig, max_steps: int) -> dict[str, Any]:
-    """What ``LightningModule.configure_optimizers`` returns: AdamW plus a per-step schedule."""
+def adamw_with_schedule(module: nn.Module, cfg: OptimConfig, max_steps: int, fused: bool = False) -> dict[str, Any]:
+    """What ``LightningModule.configure_optimizers`` returns: AdamW plus a per-step schedule.
+
+    ``fused``: one kernel updates every parameter instead of a few per tensor (``TrainingModule``
+    decides when, and then clips gradients itself).
+    """
     decay, no_decay = [], []
     for param in module.parameters():
         if param.requires_grad:
@@ -46,6 +50,7 @@ def adamw_with_schedule(module: nn.Module, cfg: OptimConfig, max_steps: int) -> 
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=cfg.lr,
         betas=(cfg.beta1, cfg.beta2),
+        fused=fused or None,
     )
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(step, cfg.warmup_steps, max_steps, cfg.min_lr_ratio)
