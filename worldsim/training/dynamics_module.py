@@ -419,7 +419,9 @@ class DynamicsModule(lightning.LightningModule):
         if stored is None:
             return
         for name, current in (("dit", _plain(self.dit_config)), ("text", _plain(self.text_config))):
-            changed = {k: (stored[name].get(k), v) for k, v in current.items() if stored[name].get(k) != v}
+            # Fields newer than the checkpoint (memory_slots, attention_window) count as their defaults.
+            defaults = _plain(VideoDiTConfig(**stored[name]) if name == "dit" else TextEncoderConfig(**stored[name]))
+            changed = {k: (defaults.get(k), v) for k, v in current.items() if defaults.get(k) != v}
             if changed:
                 raise ValueError(
                     f"the checkpoint's {name} config differs from this run's in {changed} (checkpoint, now): "
