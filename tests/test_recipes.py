@@ -113,6 +113,8 @@ AUTOENCODERS = {
     "orbit_reference": "orbit",
     "blockworld_reference": "blockworld",
 }
+#: world-memory recipes (docs/memory.md): none has a shipped model yet
+MEMORY_RECIPES = ("occlusion_memory", "occlusion_memory_gpu", "blockworld_memory_gpu")
 #: DynamicsConfig fields that spell the size; the built networks are compared instead
 SIZE_FIELDS = ("preset", "dit", "text")
 #: How validation rollouts sampled, recorded in the dynamics config of files older than the one
@@ -122,7 +124,8 @@ VALIDATION_SAMPLING = ("rollout_steps", "sampler", "rollout_warm_start", "cfg_te
 
 def test_every_shipped_model_has_a_recipe() -> None:
     assert set(SHIPPED.values()) == set(worldsim.reference_worlds())
-    assert set(SHIPPED) | set(AUTOENCODERS) | {"push_imagine_finetune", "blockworld_idm"} == set(RECIPES)
+    others = {"push_imagine_finetune", "blockworld_idm", *MEMORY_RECIPES}
+    assert set(SHIPPED) | set(AUTOENCODERS) | others == set(RECIPES)
 
 
 def test_the_idm_recipe_composes_to_the_settings_its_shipped_file_records() -> None:
@@ -144,7 +147,7 @@ def test_every_recipe_instantiates_and_records_its_data_where_it_trains(recipe: 
         build_networks(cfg.dynamics, meta)
     else:  # fine-tunes a shipped model: its DiT takes this recipe's clips, and the data is its world's
         init = load_checkpoint(cfg.init)["worldsim"]
-        networks_of({"worldsim": init}, init["data"], cfg.dynamics.clip_length)
+        networks_of({"worldsim": init}, init["data"], cfg.dynamics.clip_length, cfg.dynamics.memory)
         assert init["data"]["env_id"] == cfg.collect.env
     # A path given on the command line wins over the recipe's, and collect follows data.
     moved = compose_train(f"experiment={recipe}", "data=elsewhere")
@@ -392,3 +395,21 @@ def test_other_ranks_wait_for_rank_zeros_collection(tmp_path: Path, monkeypatch:
     with pytest.raises(RuntimeError, match="rank 1 waited 0 s for rank zero's collection"):
         train_module.record_data(dataclasses.replace(done, out=str(tmp_path / "never")))
     assert not (tmp_path / "never").exists()
+
+
+@pytest.mark.parametrize("recipe", MEMORY_RECIPES)
+def test_each_memory_recipe_trains_clips_longer_than_its_window_and_its_ablation_only_drops_the_bank(
+    recipe: str,
+) -> None:
+    cfg = compose_train(f"experiment={recipe}")
+    off = compose_train(f"experiment={recipe}", "dynamics.memory.slots=0")
+    if cfg.init is None:
+        meta = record(cfg.collect.env.split("/")[1].removesuffix("-v0").lower())["data"]
+        on_dit, off_dit = build_networks(cfg.dynamics, meta)[0], build_networks(off.dynamics, meta)[0]
+    else:
+        init = {"worldsim": load_checkpoint(cfg.init)["worldsim"]}
+        data = init["worldsim"]["data"]
+        on_dit = networks_of(init, data, cfg.dynamics.clip_length, cfg.dynamics.memory)[0]
+        off_dit = networks_of(init, data, off.dynamics.clip_length, off.dynamics.memory)[0]
+    assert on_dit.memory_slots == 8 and on_dit.max_frames > 2 * (on_dit.window + 1)
+    assert dataclasses.replace(on_dit, memory_slots=0) == off_dit

@@ -22,8 +22,11 @@ from worldsim.world_model import ResidualAnchor, WorldModel
 WINDOW = 3  # max_frames 4: rollouts below run past it, so the cache slides
 
 
-def build_model_file(root: Path, out: Path, seed: int = 0, dynamics: dict | None = None) -> Path:
-    """A tiny model file of the real export format for the world recorded in ``root``.
+def build_model_file(
+    root: Path, out: Path, seed: int = 0, dynamics: dict | None = None, dit: dict | None = None
+) -> Path:
+    """A tiny model file of the real export format for the world recorded in ``root``; ``dit``
+    overrides VideoDiTConfig fields (a memory model's window and slots).
 
     Weights are random but nudged off adaLN-Zero's exact zeros, so frames depend on the context,
     the actions and the noise the way a trained model's do (a fresh DiT predicts zero velocity).
@@ -31,7 +34,7 @@ def build_model_file(root: Path, out: Path, seed: int = 0, dynamics: dict | None
     torch.manual_seed(seed)
     meta = dataset_meta(root)
     autoencoder = FrameAutoencoder(AutoencoderConfig(base_channels=8, num_groups=4, latent_channels=4))
-    dit = VideoDiT(
+    network = VideoDiT(
         VideoDiTConfig(
             latent_channels=4,
             latent_size=8,
@@ -40,15 +43,15 @@ def build_model_file(root: Path, out: Path, seed: int = 0, dynamics: dict | None
             heads=2,
             text_width=32,
             head_width=32,
-            max_frames=WINDOW + 1,
+            **{"max_frames": WINDOW + 1, **(dit or {})},
             **action_fields(meta["action_space"]),
         )
     )
     text = TextEncoder(TextEncoderConfig(width=32, depth=1, heads=2, max_length=32))
     with torch.no_grad():
-        for parameter in dit.parameters():
+        for parameter in network.parameters():
             parameter.add_(0.05 * torch.randn_like(parameter))
-    return export_modules(out, dit, text, autoencoder, {**meta, "latent_channels": 4, "latent_size": 8}, dynamics)
+    return export_modules(out, network, text, autoencoder, {**meta, "latent_channels": 4, "latent_size": 8}, dynamics)
 
 
 @pytest.fixture(scope="module")

@@ -169,7 +169,9 @@ class FlowMatching:
             keep = torch.rand(B, 1, device=device, generator=generator) >= cfg.text_drop_prob
             text = TextCondition(text.tokens, text.mask.bool() & keep, text.pooled)
 
-        velocity, reward, termination_logit = model(x_tau, tau, actions, action_mask, text, return_heads=True)
+        # A memory network picks what each frame remembers from the clean clip, as a rollout's bank does.
+        memory = {"memory_from": latents} if getattr(model, "remembers", False) else {}
+        velocity, reward, termination_logit = model(x_tau, tau, actions, action_mask, text, return_heads=True, **memory)
         predicted = ~context
         per_frame = (velocity.float() - (latents - noise).float()).pow(2).mean(dim=(2, 3, 4))  # (B, T)
         velocity_loss = (per_frame * predicted).sum() / predicted.sum().clamp(min=1)
@@ -281,6 +283,7 @@ def write_frames(
     every pass: guidance drops only the action of the frame being generated.
     """
     B, T = latents.shape[:2]
+    cache.observe(latents)  # a memory cache compares frames by their clean latents
     noise = sample_noise(latents.shape, latents.device, latents.dtype, generator)
     noisy = context_noise * latents + (1 - context_noise) * noise
     actions, action_mask, text = _per_pass(passes, actions, action_mask, text, drop_actions=False)
@@ -361,6 +364,7 @@ def rollout(
     generator: Generators = None,
     warm_start: float = 0.0,
     first_steps: int | None = None,
+    memory: bool = True,
 ) -> RolloutOutput:
     """Generate `horizon` frames after context_latents (B, T0, C, H, W); T0 may be 0 (text to video).
 
@@ -368,7 +372,8 @@ def rollout(
     the first frame having none; None for worlds without actions. window: past frames attended
     (default max_frames - 1, as trained). warm_start: see ``sample_next_frame``; the first frame of a
     text-to-video rollout has no previous frame and integrates from noise in ``first_steps`` steps
-    (None: ``steps``), the later ones start from their previous frame.
+    (None: ``steps``), the later ones start from their previous frame. memory: False rolls a memory
+    network out on its window alone (the ablation); a network without memory ignores it.
     """
     B, T0 = context_latents.shape[:2]
     total = T0 + horizon
@@ -381,7 +386,7 @@ def rollout(
         actions = torch.cat([torch.zeros_like(actions[:, :1]), actions], dim=1)  # frame 0: null action
         action_mask = torch.arange(total, device=device).expand(B, total) > 0
     passes = guidance_passes(cfg_text, cfg_action, text is not None, actions is not None)
-    cache = model.new_cache(window)
+    cache = model.new_cache(window, memory=memory)
 
     def frame_slice(lo: int, hi: int):
         return (None, None) if actions is None else (actions[:, lo:hi], action_mask[:, lo:hi])

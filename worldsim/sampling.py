@@ -31,11 +31,12 @@ class SamplingConfig:
     sampler: Optional[str] = None  # euler | heun (heun: 2 * steps - 1 network passes) (default euler)
     cfg_text: Optional[float] = None  # text guidance scale; 1 is none and costs no extra pass (default 1)
     cfg_action: Optional[float] = None  # action guidance scale; 1 is none (default 1)
-    window: Optional[int] = None  # past frames the KV cache holds; None: the DiT's max_frames - 1, as trained
+    window: Optional[int] = None  # past frames the KV cache holds; None: the DiT's window, as trained
     residual: Optional[bool] = None  # last real frame + decoded change; False: decode directly (default true)
     min_change: Optional[int] = None  # residual: keep the real pixel where no channel changes more (default 0)
     warm_start: Optional[float] = None  # tau a frame starts at from the previous one; 0: pure noise (default 0.3)
     first_steps: Optional[int] = None  # steps of a frame with none before it (text alone), from noise (default 4)
+    memory: Optional[bool] = None  # a memory model's bank of frames past the window; false: window only (default true)
 
     def __post_init__(self) -> None:
         problems = []
@@ -93,4 +94,5 @@ DEFAULT_SAMPLING = SamplingConfig(
     min_change=0,
     warm_start=WARM_START,
     first_steps=4,
+    memory=True,
 )

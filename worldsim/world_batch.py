@@ -7,8 +7,9 @@
     batch.restart(rows, context, context_actions, captions)                # some rows begin again
 
 The batch owns everything a stepped rollout keeps between frames: the KV cache of at most
-``window`` past frames (default: the ``max_frames - 1`` the DiT trained on, so memory and step time
-stay flat however long it runs), the latest latents, the residual-decoding anchor, the captions
+``window`` past frames (default: the window the DiT trained on) and, for a memory model, its bank
+of older frames (a fixed number of slots), so memory and step time stay flat however long it runs;
+the latest latents, the residual-decoding anchor, the captions
 and the noise stream. The model holds only weights, so any number of batches can step on one.
 
 ``restart`` begins new episodes in some rows while the others keep going (vector-env autoreset):
@@ -27,6 +28,7 @@ import torch
 
 from worldsim.flow import GuidancePass, guidance_passes, sample_next_frame, write_frames
 from worldsim.models.kv_cache import KVCache
+from worldsim.models.memory import MemoryKVCache
 from worldsim.models.text import TextCondition
 from worldsim.world_model import ArrayLike, ResidualAnchor, SamplingLike, WorldModel
 
@@ -98,7 +100,12 @@ class WorldBatch:
             self.sampling.cfg_text, self.sampling.cfg_action, condition is not None, self.model.has_actions
         )
         context = self._write(
-            self.model.dit.new_cache(self.window), context_frames, context_actions, condition, imagine, decode
+            self.model.dit.new_cache(self.window, self.sampling.memory),
+            context_frames,
+            context_actions,
+            condition,
+            imagine,
+            decode,
         )
         self.cache, self.latents, self._anchor = context.cache, context.last.clone(), context.anchor
         self._text = condition
@@ -134,7 +141,7 @@ class WorldBatch:
                 if self._text is None
                 else "the batch has text: give the restarted rows captions ('' for none)"
             )
-        fresh = self.model.dit.new_cache(self.window)
+        fresh = self.model.dit.new_cache(self.window, self.sampling.memory)
         T0 = int(context_frames.shape[1]) if context_frames is not None else 0
         fresh.next_position = self.cache.next_position - (T0 or imagine)  # the same time positions as the batch
         context = self._write(fresh, context_frames, context_actions, condition, imagine, decode)
@@ -197,10 +204,11 @@ class WorldBatch:
         return self._anchor.frames(self.model.decode_on_device(self.latents), self.sampling.min_change).cpu().numpy()
 
     def cache_bytes(self) -> int:
-        """Bytes the KV cache holds now (bounded by the window)."""
+        """Bytes the KV cache holds now (bounded by the window and, for a memory model, its bank's slots)."""
         if self.cache is None:
             return 0
-        return sum(t.numel() * t.element_size() for t in (*self.cache.keys, *self.cache.values) if t is not None)
+        held = sum(t.numel() * t.element_size() for t in (*self.cache.keys, *self.cache.values) if t is not None)
+        return held + (self.cache.bank_bytes() if isinstance(self.cache, MemoryKVCache) else 0)
 
     # -- internals ---------------------------------------------------------------------------------
 
@@ -315,3 +323,5 @@ class WorldBatch:
                 merged[rows] = new[layer][:, :, -tokens:]
                 held[layer] = merged
         main.frames = frames
+        if isinstance(main, MemoryKVCache):
+            main.forget(index, fresh)

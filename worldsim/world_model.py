@@ -188,8 +188,8 @@ class WorldModel:
         return SamplingConfig.of(sampling).over(self.default_sampling)
 
     def window(self, sampling: SamplingConfig) -> int:
-        """Past frames a KV cache holds under ``sampling``: its window, else the max_frames - 1 the DiT trained on."""
-        return sampling.window or self.dit.cfg.max_frames - 1
+        """Past frames a KV cache holds under ``sampling``: its window, else the window the DiT trained on."""
+        return sampling.window or self.dit.cfg.window
 
     # -- boundary conversions ------------------------------------------------------------------------
 
@@ -294,6 +294,7 @@ class WorldModel:
                 self.generator(seed, generator),
                 s.warm_start,
                 s.first_steps,
+                s.memory,
             )
             frames = self.decode_on_device(out.latents)  # (B, horizon, H, W, 3)
             if s.residual and T0:

@@ -22,6 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from worldsim.models.kv_cache import KVCache
+from worldsim.models.memory import MemoryKVCache, memory_visibility
+from worldsim.models.rope import rope_frequencies, rotate
 from worldsim.models.text import TextCondition
 
 
@@ -42,6 +44,12 @@ class VideoDiTConfig:
     head_width: int = 256  # hidden width of the reward and termination MLPs
     dropout: float = 0.0  # on attention weights and MLP hidden units; clips are highly redundant
     rope_base: float = 100.0  # slowest RoPE period ~ 2*pi*base frames: windows are tens of frames, not 10k
+    # past frames each frame attends to directly; 0: max_frames - 1, the whole training clip. A memory
+    # model trains on clips longer than its window, so that frames leave it and the bank has work
+    attention_window: int = 0
+    # frames kept after they leave the window, attended by every new frame (worldsim.models.memory);
+    # 0: no memory, the network of every model file written before memory existed
+    memory_slots: int = 0
 
     def __post_init__(self) -> None:
         if self.latent_size % self.patch_size != 0:
@@ -54,6 +62,24 @@ class VideoDiTConfig:
             raise ValueError(f"discrete actions need num_actions >= 1, got {self.num_actions}")
         if self.max_frames < 2:
             raise ValueError(f"max_frames {self.max_frames} must be >= 2 for any dynamics")
+        if not 0 <= self.attention_window <= self.max_frames - 1:
+            raise ValueError(
+                f"attention_window {self.attention_window} is not in [0, max_frames - 1 = {self.max_frames - 1}] "
+                "(0: the whole clip)"
+            )
+        if self.memory_slots < 0:
+            raise ValueError(f"memory_slots {self.memory_slots} is negative: 0 turns memory off")
+        if self.memory_slots and self.window >= self.max_frames - 1:
+            raise ValueError(
+                f"memory_slots={self.memory_slots} with a window of {self.window} past frames in "
+                f"{self.max_frames}-frame clips: no frame ever leaves the window, so memory has nothing to "
+                "learn; set attention_window below clip_length - 1 (e.g. 7 with 32-frame clips)"
+            )
+
+    @property
+    def window(self) -> int:
+        """Past frames a frame attends to directly (the KV cache's default window)."""
+        return self.attention_window or self.max_frames - 1
 
     @property
     def tokens_per_frame(self) -> int:
@@ -89,13 +115,6 @@ def sincos_2d(dim: int, grid: int) -> torch.Tensor:
     """Fixed spatial embedding (grid*grid, dim): half the channels encode the row, half the column."""
     rows, cols = torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij")
     return torch.cat([sincos_features(rows.flatten(), dim // 2), sincos_features(cols.flatten(), dim // 2)], -1)
-
-
-def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """RoPE: rotate pairs (x[i], x[i + head_dim/2]) of x (B, heads, S, head_dim) by angles (S, head_dim/2)."""
-    x1, x2 = x.chunk(2, dim=-1)
-    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
-    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
 
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -239,9 +258,21 @@ class VideoDiT(nn.Module):
     def num_params(self, trainable_only: bool = True) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
 
-    def new_cache(self, window: int | None = None) -> KVCache:
-        """An empty rollout cache; by default it holds the max_frames - 1 past frames seen in training."""
-        return KVCache(self.cfg.depth, window or self.cfg.max_frames - 1)
+    @property
+    def remembers(self) -> bool:
+        """Whether the network reads a memory bank (memory_slots > 0): its training passes need ``memory_from``."""
+        return self.cfg.memory_slots > 0
+
+    def new_cache(self, window: int | None = None, memory: bool = True) -> KVCache:
+        """An empty rollout cache of ``window`` past frames (default the window trained with); with the
+        network's memory unless ``memory`` is False (the ablation: the same weights, window only)."""
+        cfg = self.cfg
+        window = window or cfg.window
+        if memory and cfg.memory_slots:
+            return MemoryKVCache(
+                cfg.depth, window, cfg.memory_slots, max(cfg.max_frames - 1, window + 1), cfg.rope_base
+            )
+        return KVCache(cfg.depth, window)
 
     def embed_actions(self, actions, action_mask, B: int, T: int) -> torch.Tensor:
         """(B, T, D): the embedding of each frame's action, the null action where action_mask is False."""
@@ -285,6 +316,7 @@ class VideoDiT(nn.Module):
         cache: KVCache | None = None,
         update_cache: bool = False,
         return_heads: bool = False,
+        memory_from: torch.Tensor | None = None,
     ):
         """Velocity (B, T, C, H, W) of every frame; with return_heads also reward and termination logit (B, T).
 
@@ -295,6 +327,8 @@ class VideoDiT(nn.Module):
         text: tokens (B, L, text_width), mask (B, L), pooled (B, text_width); None = null text for all.
         cache: frames already seen (a rollout): these T frames come after them and attend to them too.
         update_cache: also write these T frames into the cache (context, or a finished frame).
+        memory_from: clean latents (B, T, C, H, W) of a whole clip (no cache), from which a memory network
+        picks what each frame sees beyond its window (``memory_visibility``); a cache keeps its own bank.
         """
         cfg = self.cfg
         B, T, C, H, W = latents.shape
@@ -313,8 +347,7 @@ class VideoDiT(nn.Module):
         # Time: RoPE angles of the new frames' absolute indices, in float64 so they stay exact however
         # long a rollout runs (not a buffer: model.to(bfloat16) would round it); keys keep them cached.
         start = cache.next_position if cache is not None else 0
-        half = cfg.width // cfg.heads // 2
-        freqs = cfg.rope_base ** (-torch.arange(half, device=x.device, dtype=torch.float64) / half)
+        freqs = rope_frequencies(cfg.width // cfg.heads, cfg.rope_base, x.device)
         positions = torch.arange(start, start + T, device=x.device, dtype=torch.float64)
         angles = (positions[:, None] * freqs).repeat_interleave(N, dim=0)  # (T*N, hd/2)
         cos, sin = angles.cos().float(), angles.sin().float()
@@ -322,8 +355,20 @@ class VideoDiT(nn.Module):
         if T > 1:  # block-causal, and no frame sees more than the window behind it
             keys = torch.arange(start - past, start + T, device=x.device)
             offset = positions.long()[:, None] - keys[None, :]  # (T, past + T) frames back
-            window = cache.window if cache is not None else cfg.max_frames - 1
-            mask = ((offset >= 0) & (offset <= window)).repeat_interleave(N, 0).repeat_interleave(N, 1)
+            window = cache.window if cache is not None else cfg.window
+            frames_seen = (offset >= 0) & (offset <= window)  # (T, past + T)
+            if cache is None and self.remembers and T > window + 1:
+                if memory_from is None:
+                    raise ValueError(
+                        f"a memory network given a {T}-frame clip (window {window}) needs memory_from=<the clip's "
+                        "clean latents> to choose what each frame remembers (FlowMatching.loss passes it)"
+                    )
+                frames_seen = frames_seen | memory_visibility(memory_from, window, cfg.memory_slots)  # (B, T, T)
+            mask = frames_seen.repeat_interleave(N, -2).repeat_interleave(N, -1)
+            if mask.dim() == 3:
+                mask = mask[:, None]  # (B, 1, T*N, T*N): each row its own memory
+        if cache is not None:
+            mask = cache.with_memory(mask, start, T, N)
 
         for layer, block in enumerate(self.blocks):
             x = block(x, c, text_tokens, text_mask, cos, sin, mask, cache, layer, update_cache)

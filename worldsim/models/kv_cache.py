@@ -24,6 +24,13 @@ class KVCache:
         self.frames = 0  # frames held now, <= window
         self.next_position = 0  # absolute time index the next written frame gets
 
+    def observe(self, latents: torch.Tensor) -> None:
+        """Note the clean latents of frames about to be written; a plain cache needs none (see ``MemoryKVCache``)."""
+
+    def with_memory(self, mask: torch.Tensor | None, start: int, T: int, N: int) -> torch.Tensor | None:
+        """The attention mask of T new frames; a plain cache adds nothing to it (see ``MemoryKVCache``)."""
+        return mask
+
     def attend(self, layer: int, k: torch.Tensor, v: torch.Tensor, write: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """Held keys/values of `layer` followed by the new ones (B, heads, (frames+T)*N, head_dim)."""
         past_k, past_v = self.keys[layer], self.values[layer]

@@ -45,6 +45,26 @@ TRAINABLE = ("all", "heads")  # what a dynamics run trains: every weight, or onl
 
 
 @dataclass
+class MemoryConfig:
+    """World memory (``worldsim.models.memory``): what a frame sees past its attention window.
+
+    Both fields leave the network's weights as they are, so a fine-tune (``init=``) may set them and
+    the ablation (``slots=0``) trains the same network on the same clips at the same compute.
+    """
+
+    slots: Optional[int] = None  # frames kept after they leave the window; 0: off; None: init's, else 0
+    window: Optional[int] = None  # past frames attended directly; None: init's, else clip_length - 1
+
+    def __post_init__(self) -> None:
+        check_at_least(self, "dynamics.memory", slots=0, window=1)
+
+    def fields(self) -> dict[str, int]:
+        """The VideoDiTConfig fields this sets."""
+        named = {"memory_slots": self.slots, "attention_window": self.window}
+        return {key: int(value) for key, value in named.items() if value is not None}
+
+
+@dataclass
 class DynamicsConfig:
     # DIT_PRESETS / TEXT_ENCODER_PRESETS name: tiny (CPU) | mid (Physics, Push references) | small | base
     preset: str = "tiny"
@@ -57,6 +77,8 @@ class DynamicsConfig:
     # objective: noise levels, context noise, condition dropout
     flow: FlowMatchingConfig = field(default_factory=FlowMatchingConfig)
     clip_length: int = 16  # frames per training clip; also the DiT's max_frames (window = clip_length - 1)
+    # world memory: dynamics.memory.slots=8 dynamics.memory.window=7 with clip_length=32 (docs/memory.md)
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
     context_frames: int = 4  # real frames a validation rollout starts from
     # reported rollout horizons (those the rollout clips hold)
     horizons: list[int] = field(default_factory=lambda: [1, 4, 16])
@@ -79,6 +101,13 @@ class DynamicsConfig:
             )
         if isinstance(self.flow, dict):  # built from a checkpoint's plain dict
             self.flow = FlowMatchingConfig(**self.flow)
+        if isinstance(self.memory, dict):
+            self.memory = MemoryConfig(**self.memory)
+        memory_fields = sorted(set(self.dit) & {"memory_slots", "attention_window"})
+        if memory_fields:
+            raise ValueError(
+                f"dit overrides {memory_fields} are set by dynamics.memory.slots and dynamics.memory.window"
+            )
 
 
 def align_transitions(actions: Optional[torch.Tensor], rewards: torch.Tensor, terminated: torch.Tensor):
@@ -116,6 +145,7 @@ def build_networks(cfg: DynamicsConfig, meta: dict[str, Any]) -> tuple[VideoDiTC
         latent_size=int(meta["latent_size"]),
         max_frames=cfg.clip_length,
         **action_fields(meta.get("action_space")),
+        **cfg.memory.fields(),
     )
     text_preset = dataclasses.asdict(TEXT_ENCODER_PRESETS[cfg.preset])
     text = TextEncoderConfig(**{**text_preset, "width": dit.text_width, **cfg.text})
@@ -128,9 +158,13 @@ def build_networks(cfg: DynamicsConfig, meta: dict[str, Any]) -> tuple[VideoDiTC
 
 
 def networks_of(
-    init: Mapping[str, Any], meta: dict[str, Any], clip_length: int
+    init: Mapping[str, Any], meta: dict[str, Any], clip_length: int, memory: Optional[MemoryConfig] = None
 ) -> tuple[VideoDiTConfig, TextEncoderConfig]:
-    """The DiT and text encoder configs of exported model ``init``, checked against the data to fine-tune on."""
+    """The DiT and text encoder configs of exported model ``init``, checked against the data to fine-tune on.
+
+    ``memory`` may give the network a memory (or take it away): that changes no weight. With memory
+    set, ``clip_length`` may differ from init's clips; the window stays init's unless memory sets it.
+    """
     configs = init["worldsim"]["configs"]
     dit, text = VideoDiTConfig(**configs["dit"]), TextEncoderConfig(**configs["text"])
     data = {
@@ -144,6 +178,13 @@ def networks_of(
             f"the init model does not fit this data: {', '.join(f'{k} {a} (model) vs {b} (data)' for k, (a, b) in differ.items())}; "
             "fine-tune on data of the same world, encoded by the init model's autoencoder"
         )
+    memory_fields = memory.fields() if memory is not None else {}
+    if memory_fields:
+        memory_fields.setdefault("attention_window", dit.window)
+        try:
+            return dataclasses.replace(dit, max_frames=clip_length, **memory_fields), text
+        except ValueError as error:
+            raise ValueError(f"dynamics.memory on the init model: {error}") from None
     if clip_length != dit.max_frames:
         raise ValueError(
             f"dynamics.clip_length={clip_length} but the init model's DiT takes {dit.max_frames}-frame clips: "
@@ -185,7 +226,7 @@ class DynamicsModule(TrainingModule):
         self.sampling = SamplingConfig.of(sampling).over(DEFAULT_SAMPLING)  # how validation rollouts sample
         self.seed = seed
         if init is not None:
-            configs = networks_of(init, self.meta, cfg.clip_length)
+            configs = networks_of(init, self.meta, cfg.clip_length, cfg.memory)
         self.dit_config, self.text_config = configs or build_networks(cfg, self.meta)
         self.networks = nn.ModuleDict({"dit": VideoDiT(self.dit_config), "text": TextEncoder(self.text_config)})
         self.from_init = init is not None
@@ -377,7 +418,9 @@ class DynamicsModule(TrainingModule):
         if stored is None:
             return
         for name, current in (("dit", _plain(self.dit_config)), ("text", _plain(self.text_config))):
-            changed = {k: (stored[name].get(k), v) for k, v in current.items() if stored[name].get(k) != v}
+            # Fields newer than the checkpoint (memory_slots, attention_window) count as their defaults.
+            defaults = _plain(VideoDiTConfig(**stored[name]) if name == "dit" else TextEncoderConfig(**stored[name]))
+            changed = {k: (defaults.get(k), v) for k, v in current.items() if defaults.get(k) != v}
             if changed:
                 raise ValueError(
                     f"the checkpoint's {name} config differs from this run's in {changed} (checkpoint, now): "
