@@ -135,6 +135,15 @@ SUITES: dict[str, SuiteSpec] = {
         on_request=True,
         scenarios="make_text_scenarios",
     ),
+    # The same episodes with the plain captions the shipped references were trained on (color, count, shape, motion).
+    "text_plain": SuiteSpec(
+        "worldsim.evals.text",
+        "score_text",
+        (),
+        probe=True,
+        on_request=True,
+        scenarios="make_plain_text_scenarios",
+    ),
 }
 
 
@@ -159,7 +168,8 @@ class EvalConfig:
     # psnr_db, ssim and closure_error at the return frames per time away, edit_present; Occlusion reappearance)
     # | text (only when named: videos imagined from rich Physics captions alone, per attribute color, count, shape,
     # start, height, direction, falls, bounce: the share matching the caption, readable in the simulator's episode,
-    # agreeing with it; id seen color x shape pairs, ood held-out ones; predictors with text_to_video)
+    # agreeing with it; id seen color x shape pairs, ood held-out ones; predictors with text_to_video) | text_plain
+    # (only when named: the same episodes under the plain captions the references were trained on)
     suites: list[str] = field(default_factory=lambda: [s for s, spec in SUITES.items() if not spec.on_request])
     # copy_last | optical_flow | truth | perturbed_truth | random_episode (another seed's episode) | model (needs checkpoint) | reference (the models shipped with
     # worldsim) | module:callable | path/file.py:callable

@@ -37,7 +37,9 @@ hue rule, so a video that paints the wrong color fails every attribute of the na
 The ``truth`` predictor (the simulator, the ceiling) scores what the tracker allows; a predictor
 that ignores the caption (``random_episode``: the simulator's episode of other parameters) is
 the floor. The ``id`` split holds the color x shape pairs seen in training, ``ood`` the held-out
-ones (``PhysicsEnv(holdout="combinations")``): unseen combinations of seen values.
+ones (``PhysicsEnv(holdout="combinations")``): unseen combinations of seen values. The
+``text_plain`` suite scores the same episodes under their plain captions, which name only
+``PLAIN_ATTRIBUTES``: what the shipped references were trained to read.
 """
 
 from __future__ import annotations
@@ -58,8 +60,11 @@ from worldsim.evals.scenarios import make_scenarios, predict_scenarios
 from worldsim.evals.tracking import label_pixels
 
 SUITE = "text"
+PLAIN_SUITE = "text_plain"
 ENV_ID = "worldsim/Physics-v0"
-ENV_KWARGS = {"captions": "rich", "holdout": "combinations"}
+HOLDOUT = "combinations"
+#: What plain captions ("a red ball is thrown to the left, with 2 other objects") name, as the suite reads it.
+PLAIN_ATTRIBUTES = ("color", "count", "shape", "direction", "falls")
 FRAMES = 16  # the clip length the references were trained on
 
 MIN_COLOR_PIXELS = 3
@@ -91,12 +96,20 @@ HIGHER_IS_BETTER = set(METRICS)
 NO_BEST = tuple(f"{a}_readable" for a in ATTRIBUTES)
 
 
-def make_text_scenarios(n: int, split: str, seed: int, horizon: int | None) -> list[list[Scenario]]:
-    """``n`` rich-caption Physics episodes of ``split``, left alone for ``horizon`` (``FRAMES``) frames."""
+def make_text_scenarios(
+    n: int, split: str, seed: int, horizon: int | None, captions: str = "rich"
+) -> list[list[Scenario]]:
+    """``n`` Physics episodes of ``split`` with ``captions``, left alone for ``horizon`` (``FRAMES``) frames."""
     frames = horizon or FRAMES
     if frames < 2:
         raise ValueError(f"horizon={frames}: the text suite needs at least 2 frames to see motion")
-    return [make_scenarios(ENV_ID, n, 1, frames - 1, split, seed, ENV_KWARGS, policy="zero")]
+    kwargs = {"captions": captions, "holdout": HOLDOUT}
+    return [make_scenarios(ENV_ID, n, 1, frames - 1, split, seed, kwargs, policy="zero")]
+
+
+def make_plain_text_scenarios(n: int, split: str, seed: int, horizon: int | None) -> list[list[Scenario]]:
+    """The episodes of ``make_text_scenarios`` (same seeds, same parameters) with the plain captions."""
+    return make_text_scenarios(n, split, seed, horizon, captions="plain")
 
 
 def expected(scenario: Scenario) -> dict[str, Any]:
@@ -108,6 +121,8 @@ def expected(scenario: Scenario) -> dict[str, Any]:
     for key in ("start", "height", "bounce"):
         if key in said:
             out[key] = said[key]
+    if scenario.env_kwargs.get("captions", "plain") == "plain":
+        return {key: out[key] for key in PLAIN_ATTRIBUTES}
     return out
 
 
@@ -189,11 +204,12 @@ def wilson(successes: int, n: int) -> tuple[float, float]:
     return (0.0 if successes == 0 else centre - half), (1.0 if successes == n else centre + half)
 
 
-def rate_row(split: str, predictor: str, metric: str, matches: list[bool]) -> dict[str, Any]:
+def rate_row(suite: str, split: str, predictor: str, metric: str, matches: list[bool]) -> dict[str, Any]:
+    """A metric row of a share of ``matches`` with its Wilson interval."""
     n, hits = len(matches), int(sum(matches))
     low, high = wilson(hits, n)
     return {
-        "suite": SUITE,
+        "suite": suite,
         "split": split,
         "predictor": predictor,
         "metric": metric,
@@ -229,7 +245,8 @@ def score_text(scenarios: list[Scenario], predictor: Predictor, batch_size: int 
             if truth[attribute] is not None:
                 agree[attribute].append(seen[attribute] == truth[attribute])
     split, name = scenarios[0].split, predictor.name
+    suite = SUITE if scenarios[0].env_kwargs.get("captions") == "rich" else PLAIN_SUITE
     rows = []
     for suffix, shares in (("", said), ("_readable", readable), ("_agree", agree)):
-        rows += [rate_row(split, name, f"{a}{suffix}", shares[a]) for a in ATTRIBUTES if shares[a]]
+        rows += [rate_row(suite, split, name, f"{a}{suffix}", shares[a]) for a in ATTRIBUTES if shares[a]]
     return rows

@@ -7,7 +7,16 @@ import pytest
 
 from worldsim.envs.colors import COLORS
 from worldsim.evals.baselines import GroundTruthPredictor, make_predictor
-from worldsim.evals.text import ATTRIBUTES, expected, make_text_scenarios, read, score_text, wilson
+from worldsim.evals.text import (
+    ATTRIBUTES,
+    PLAIN_ATTRIBUTES,
+    expected,
+    make_plain_text_scenarios,
+    make_text_scenarios,
+    read,
+    score_text,
+    wilson,
+)
 
 
 @pytest.fixture(scope="module")
@@ -90,3 +99,13 @@ def test_wilson_interval_known_values() -> None:
     assert wilson(0, 10)[0] == 0.0 and wilson(10, 10)[1] == 1.0
     low, high = wilson(5, 10)
     assert low == pytest.approx(0.2366, abs=1e-4) and high == pytest.approx(0.7634, abs=1e-4)
+
+
+def test_plain_captions_score_only_what_they_name(scenarios) -> None:
+    plain = make_plain_text_scenarios(4, "id", 0, None)[0]
+    for a, b in zip(plain, scenarios):
+        assert a.params == b.params and np.array_equal(a.frames, b.frames) and a.caption != b.caption
+        assert set(expected(a)) == set(PLAIN_ATTRIBUTES)
+    rows = score_text(plain, make_predictor("truth"))
+    assert {row["suite"] for row in rows} == {"text_plain"}
+    assert {row["metric"] for row in rows} >= set(PLAIN_ATTRIBUTES) and "start" not in values(rows)
