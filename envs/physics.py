@@ -116,19 +116,19 @@ class PhysicsEnv(SceneEnv):
         n, motion = params["count"], params["motion"]
         for i in range(n):
             size, sign = params["size"][i], 1.0 if params["direction"][i] == "right" else -1.0
-            speed = params["speed"][i]
+            speed, x = params["speed"][i], start_x(params, i)
             if motion == "roll":
                 # Separate depth lanes so rollers start apart; spheres spin as if already rolling.
-                position = (-sign * 0.45 + params["x"][i], (i - (n - 1) / 2) * 0.4, size)
+                position = (x, (i - (n - 1) / 2) * 0.4, size)
                 velocity, spin = (sign * speed, 0.0, 0.0), (0.0, sign * speed / size, 0.0)
             else:
                 # Stacked 0.4 m apart (more than the largest diameter) so they start apart and
                 # may land on each other.
                 z = size + params["height"] + 0.4 * i
                 if motion == "drop":
-                    position, velocity = (params["x"][i] * 2, 0.0, z), (0.0, 0.0, 0.0)
+                    position, velocity = (x, 0.0, z), (0.0, 0.0, 0.0)
                 else:
-                    position = (-sign * 0.45 + params["x"][i], 0.0, z)
+                    position = (x, 0.0, z)
                     velocity = (sign * speed, 0.0, params["lift"])
                 spin = (0.0, 0.0, 0.0)
             self.add_object(
@@ -154,7 +154,6 @@ class PhysicsEnv(SceneEnv):
         and ``bounce`` (bouncy/dead; not for a roll).
         """
         motion, size = params["motion"], params["size"][0]
-        sign = 1.0 if params["direction"][0] == "right" else -1.0
         out: dict[str, Any] = {
             "color": params["color"][0],
             "shape": params["shape"][0],
@@ -164,7 +163,7 @@ class PhysicsEnv(SceneEnv):
         }
         if size < SMALL or size >= BIG:
             out["size"] = "small" if size < SMALL else "big"
-        x = 2 * params["x"][0] if motion == "drop" else -sign * 0.45 + params["x"][0]  # as build() places it
+        x = start_x(params, 0)
         if abs(x) < CENTRE or abs(x) > SIDE:
             out["start"] = "centre" if abs(x) < CENTRE else ("left" if x < 0 else "right")
         if motion != "roll":
@@ -207,6 +206,15 @@ class PhysicsEnv(SceneEnv):
 
     def scripted_policy(self) -> "KickPolicy":
         return KickPolicy()
+
+
+def start_x(params: dict[str, Any], i: int) -> float:
+    """Where object ``i`` starts across the screen (m, + is right): drops spread over the centre,
+    throws and rolls start on the side they move away from."""
+    if params["motion"] == "drop":
+        return params["x"][i] * 2
+    sign = 1.0 if params["direction"][i] == "right" else -1.0
+    return -sign * 0.45 + params["x"][i]
 
 
 class KickPolicy:
