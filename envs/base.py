@@ -52,7 +52,7 @@ class SceneEnv(gymnasium.Env[np.ndarray, np.ndarray]):
     ``ground`` (whether the base lays a gray ground slab with its top at z = 0).
 
     Hooks: ``build(params)`` (required: create objects with ``add_object``/``add_scenery``),
-    ``caption(params)``, ``camera()``, ``apply_action(action)``, ``reward()``,
+    ``sample_params(split)``, ``caption(params)``, ``camera()``, ``apply_action(action)``, ``reward()``,
     ``extra_state()``, ``scripted_policy()``.
 
     Arguments: ``render_mode`` (``"rgb_array"`` or None; frames are the observation either way),
@@ -109,6 +109,10 @@ class SceneEnv(gymnasium.Env[np.ndarray, np.ndarray]):
     def build(self, params: dict[str, Any]) -> None:
         """Create the scene's objects from sampled ``params`` (called on every reset)."""
         raise NotImplementedError(f"{type(self).__name__} must implement build(params)")
+
+    def sample_params(self, split: str) -> dict[str, Any]:
+        """The episode's parameters for ``split``, drawn from ``self.np_random``; override to split otherwise."""
+        return self.param_space.sample(self.np_random, split)
 
     def caption(self, params: dict[str, Any]) -> str:
         """One sentence describing the episode; by default, its objects ("a red ball and a blue box")."""
@@ -212,7 +216,7 @@ class SceneEnv(gymnasium.Env[np.ndarray, np.ndarray]):
     ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
         self.episode_split = split = reset_split(options, self.split)
-        self.episode_params = self.param_space.sample(self.np_random, split)
+        self.episode_params = self.sample_params(split)
         self.steps = 0
 
         # Rebuilding the world from scratch in a fixed order makes body ids, contact ordering and

@@ -161,3 +161,45 @@ class ParamSpace:
             return 1
         assert isinstance(param, Choice), f"count param {self.count_key!r} must be a Choice, got {param}"
         return int(max([*param.id, *(param.ood or [])]))
+
+
+@dataclass(frozen=True)
+class HeldOutPairs:
+    """Combinations of two per-object ``Choice`` params held out of training: unseen combinations of seen values.
+
+    ``HeldOutPairs(("color", "shape"), {("red", "cylinder"), ...})`` samples every value from the
+    id supports and splits by combination instead: in ``"id"`` no object has a held-out pair (a
+    red cylinder is never seen, though red and cylinders are); in ``"ood"`` object 0 has one and
+    the others none. Draws are rejection-sampled from ``rng``, so a seed still yields one dict.
+    """
+
+    keys: tuple[str, str]
+    pairs: frozenset[tuple[Any, Any]]
+    max_tries: int = 1000
+
+    def check(self, space: ParamSpace) -> None:
+        """Raise unless both keys are per-object Choices whose id values hold every pair."""
+        for key, index in zip(self.keys, (0, 1)):
+            param = space.params.get(key)
+            if not (isinstance(param, Choice) and param.per_object):
+                raise ValueError(f"held-out pairs need {key!r} to be a per-object Choice, got {param}")
+            unknown = sorted({pair[index] for pair in self.pairs} - set(param.id))
+            if unknown:
+                raise ValueError(f"held-out {key} values {unknown} are not among its id values {list(param.id)}")
+
+    def held(self, params: dict[str, Any]) -> list[bool]:
+        """Per object: is its pair held out?"""
+        a, b = self.keys
+        return [(x, y) in self.pairs for x, y in zip(params[a], params[b])]
+
+    def sample(self, space: ParamSpace, rng: np.random.Generator, split: str) -> dict[str, Any]:
+        check_split(split)
+        for _ in range(self.max_tries):
+            params = space.sample(rng, "id")
+            held = self.held(params)
+            if (split == "id" and not any(held)) or (split == "ood" and held[0] and not any(held[1:])):
+                return params
+        raise RuntimeError(
+            f"no {split} draw in {self.max_tries} tries keeps the held-out pairs {sorted(self.pairs)} where the "
+            "split wants them: hold out fewer pairs"
+        )

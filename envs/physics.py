@@ -8,12 +8,28 @@ import numpy as np
 
 from worldsim.envs.base import SHAPE_WORDS, SHAPES, SceneEnv, with_article
 from worldsim.envs.camera import Camera
-from worldsim.envs.params import Choice, Uniform
+from worldsim.envs.captions import rich_caption
+from worldsim.envs.params import Choice, HeldOutPairs, Uniform
 
 #: The largest impulse one action can give, in N*s; a full kick changes a 1 kg object's speed by 1 m/s.
 MAX_IMPULSE = 1.0
 #: Captions call an object very bouncy or not bouncy only where restitution makes it certain.
 BOUNCY, DEAD = 0.7, 0.2
+#: Rich captions call an object small or big, and say where it starts, only clear of these margins (m).
+SMALL, BIG = 0.113, 0.127
+#: Rich captions call an object bouncy or dead on wider margins than plain ones, so both occur in id
+#: (restitution 0.2..0.7): a rebound of 0.36 of the drop height, against 0.09 at most.
+RICH_BOUNCY, RICH_DEAD = 0.6, 0.3
+LOW, HIGH = 0.3, 0.4  # drop height above the ground
+CENTRE, SIDE = 0.06, 0.12  # |start x| below CENTRE is the centre, above SIDE a side
+CAPTIONS = ("plain", "rich")
+HOLDOUTS = ("values", "combinations")
+#: (color, shape) pairs that ``holdout="combinations"`` keeps out of id: each id color stays seen on
+#: two shapes and each shape with two or three colors.
+HELD_OUT = HeldOutPairs(
+    ("color", "shape"),
+    frozenset({("red", "cylinder"), ("green", "box"), ("blue", "sphere"), ("yellow", "cylinder")}),
+)
 
 
 class PhysicsEnv(SceneEnv):
@@ -44,10 +60,18 @@ class PhysicsEnv(SceneEnv):
 
     ## Arguments
     ``render_mode``, ``width``, ``height``, ``split``, ``frame_skip`` as in ``SceneEnv``.
+    ``captions``: ``"plain"`` (the default, what the shipped reference was trained on: "a red ball
+    is thrown to the left, with 2 other objects") or ``"rich"`` (every attribute of
+    ``caption_attributes`` in one of several phrasings drawn from the episode's rng: "two objects:
+    a small red ball flies to the left from high on the right and bounces high").
+    ``holdout``: what the ood split holds out of id: ``"values"`` (the default: every range's ood
+    support) or ``"combinations"`` (``HELD_OUT`` color x shape pairs, never drawn in id; in ood the
+    captioned object has one and every other value comes from the id supports).
     ``info`` holds caption, split, params, state (K = 4 slots), segmentation and depth.
 
     ## Version History
-    * v0: initial version.
+    * v0: initial version; ``captions`` and ``holdout`` added with defaults that keep every episode
+      and caption as it was.
     """
 
     params = {
@@ -74,23 +98,37 @@ class PhysicsEnv(SceneEnv):
     action_size = 3
     default_camera = Camera(eye=(0.0, -2.4, 1.2), target=(0.0, 0.0, 0.55))
 
+    def __init__(self, *args: Any, captions: str = "plain", holdout: str = "values", **kwargs: Any):
+        if captions not in CAPTIONS:
+            raise ValueError(f"captions={captions!r} is not one of {CAPTIONS}: 'rich' names every attribute")
+        if holdout not in HOLDOUTS:
+            raise ValueError(f"holdout={holdout!r} is not one of {HOLDOUTS}: what the ood split holds out of id")
+        super().__init__(*args, **kwargs)
+        self.captions, self.holdout = captions, holdout
+        HELD_OUT.check(self.param_space)
+
+    def sample_params(self, split: str) -> dict[str, Any]:
+        if self.holdout == "combinations":
+            return HELD_OUT.sample(self.param_space, self.np_random, split)
+        return super().sample_params(split)
+
     def build(self, params: dict[str, Any]) -> None:
         n, motion = params["count"], params["motion"]
         for i in range(n):
             size, sign = params["size"][i], 1.0 if params["direction"][i] == "right" else -1.0
-            speed = params["speed"][i]
+            speed, x = params["speed"][i], start_x(params, i)
             if motion == "roll":
                 # Separate depth lanes so rollers start apart; spheres spin as if already rolling.
-                position = (-sign * 0.45 + params["x"][i], (i - (n - 1) / 2) * 0.4, size)
+                position = (x, (i - (n - 1) / 2) * 0.4, size)
                 velocity, spin = (sign * speed, 0.0, 0.0), (0.0, sign * speed / size, 0.0)
             else:
                 # Stacked 0.4 m apart (more than the largest diameter) so they start apart and
                 # may land on each other.
                 z = size + params["height"] + 0.4 * i
                 if motion == "drop":
-                    position, velocity = (params["x"][i] * 2, 0.0, z), (0.0, 0.0, 0.0)
+                    position, velocity = (x, 0.0, z), (0.0, 0.0, 0.0)
                 else:
-                    position = (-sign * 0.45 + params["x"][i], 0.0, z)
+                    position = (x, 0.0, z)
                     velocity = (sign * speed, 0.0, params["lift"])
                 spin = (0.0, 0.0, 0.0)
             self.add_object(
@@ -106,7 +144,39 @@ class PhysicsEnv(SceneEnv):
                 rolling_friction=0.001,
             )
 
+    @staticmethod
+    def caption_attributes(params: dict[str, Any]) -> dict[str, Any]:
+        """What a rich caption says of an episode's ``params``: the captioned object (slot 0) and the count.
+
+        Keys: ``color``, ``shape`` (sphere/box/cylinder), ``count``, ``motion`` (drop/throw/roll),
+        ``direction`` (left/right, none for a drop), and where the parameters make them certain
+        ``size`` (small/big), ``start`` (left/centre/right), ``height`` (high/low; not for a roll)
+        and ``bounce`` (bouncy/dead; not for a roll).
+        """
+        motion, size = params["motion"], params["size"][0]
+        out: dict[str, Any] = {
+            "color": params["color"][0],
+            "shape": params["shape"][0],
+            "count": int(params["count"]),
+            "motion": motion,
+            "direction": "none" if motion == "drop" else params["direction"][0],
+        }
+        if size < SMALL or size >= BIG:
+            out["size"] = "small" if size < SMALL else "big"
+        x = start_x(params, 0)
+        if abs(x) < CENTRE or abs(x) > SIDE:
+            out["start"] = "centre" if abs(x) < CENTRE else ("left" if x < 0 else "right")
+        if motion != "roll":
+            height, restitution = params["height"], params["restitution"][0]
+            if height < LOW or height >= HIGH:
+                out["height"] = "low" if height < LOW else "high"
+            if restitution >= RICH_BOUNCY or restitution < RICH_DEAD:
+                out["bounce"] = "bouncy" if restitution >= RICH_BOUNCY else "dead"
+        return out
+
     def caption(self, params: dict[str, Any]) -> str:
+        if self.captions == "rich":
+            return rich_caption(self.caption_attributes(params), self.np_random)
         shape = params["shape"][0]
         subject = with_article(f"{params['color'][0]} {SHAPE_WORDS[SHAPES[shape]]}")
         motion, direction = params["motion"], params["direction"][0]
@@ -136,6 +206,15 @@ class PhysicsEnv(SceneEnv):
 
     def scripted_policy(self) -> "KickPolicy":
         return KickPolicy()
+
+
+def start_x(params: dict[str, Any], i: int) -> float:
+    """Where object ``i`` starts across the screen (m, + is right): drops spread over the centre,
+    throws and rolls start on the side they move away from."""
+    if params["motion"] == "drop":
+        return params["x"][i] * 2
+    sign = 1.0 if params["direction"][i] == "right" else -1.0
+    return -sign * 0.45 + params["x"][i]
 
 
 class KickPolicy:

@@ -8,6 +8,8 @@
 - ``truth``: the simulator replays the scenario: zero error, the upper bound.
 - ``perturbed_truth``: the simulator replays with a tiny nudge of every object's state after
   the context; its error is the physical variance, the 1 of the normalized scores.
+- ``random_episode``: the simulator plays another episode of the same world and split (another
+  seed, the same actions), ignoring context and caption: the floor of the text suite.
 
 Truth predictors need the scenario's seed and env id, not only its frames: they implement
 ``prepare(scenarios)``, which :func:`worldsim.evals.scenarios.predict_scenarios` calls before
@@ -16,6 +18,7 @@ each ``predict``.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from pathlib import Path
 from typing import Any, Callable
@@ -185,6 +188,32 @@ class PerturbedGroundTruthPredictor(GroundTruthPredictor):
         return lambda env, rng: env.unwrapped.perturb(rng, self.scale)
 
 
+class RandomEpisodePredictor(GroundTruthPredictor):
+    """The simulator's episode of another reset seed, same world, split and actions: a caption-ignoring floor.
+
+    Its videos are as real as the truth's, so what it scores on a caption's attributes is what
+    chance agreement with a real episode of the world gives (the text suite's floor).
+    """
+
+    name = "random_episode"
+
+    def predict_rewards(
+        self, context_frames: np.ndarray, actions: np.ndarray, text: list[str], horizon: int
+    ) -> RewardPrediction:
+        prepared = self.scenarios
+        # Same frames (what the truth checks the context against), another seed (what it replays).
+        self.scenarios = [dataclasses.replace(s, seed=other_seed(s.seed)) for s in prepared]
+        try:
+            return super().predict_rewards(context_frames, actions, text, horizon)
+        finally:
+            self.scenarios = prepared
+
+
+def other_seed(seed: int) -> int:
+    """A reset seed unrelated to ``seed``, the same every time."""
+    return int(np.random.SeedSequence([seed, 1]).generate_state(1)[0])
+
+
 class WorldModelPredictor:
     """Trained worldsim models (exported ``model.pt`` files) rolled out from each scenario's context.
 
@@ -306,6 +335,7 @@ BASELINES: dict[str, Callable[..., Predictor]] = {
     "optical_flow": OpticalFlowPredictor,
     "truth": GroundTruthPredictor,
     "perturbed_truth": PerturbedGroundTruthPredictor,
+    "random_episode": RandomEpisodePredictor,
     "model": WorldModelPredictor,
     "reference": reference_predictor,
 }

@@ -18,7 +18,7 @@ Shapes (B scenarios in a batch, T0 context frames, H horizon, A action size):
 A predictor may also define ``supports(scenario) -> bool``; suites skip it on worlds it refuses
 (a model trained on one world), and the report shows n/a there instead of a meaningless score.
 One that sets ``text_to_video = True`` accepts T0 = 0 (no context frames: a world imagined from
-the caption and actions alone); the conditioning suite's text probe scores only those.
+the caption and actions alone); the conditioning suite's text probe and the text suite score only those.
 
 A predictor that also predicts what the world pays defines ``predict_rewards`` with the same
 arguments, returning a :class:`RewardPrediction`: the frames ``predict`` would give, and per future

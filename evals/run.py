@@ -125,6 +125,25 @@ SUITES: dict[str, SuiteSpec] = {
         on_request=True,
         scenarios="make_memory_scenarios",
     ),
+    # Caption-only videos of rich-caption Physics episodes, attributes read back by the tracker: a few seconds of
+    # sampling per video for a model on a CPU, so only when asked for. id: seen color x shape pairs, ood: held out.
+    "text": SuiteSpec(
+        "worldsim.evals.text",
+        "score_text",
+        (),
+        probe=True,
+        on_request=True,
+        scenarios="make_text_scenarios",
+    ),
+    # The same episodes with the plain captions the shipped references were trained on (color, count, shape, motion).
+    "text_plain": SuiteSpec(
+        "worldsim.evals.text",
+        "score_text",
+        (),
+        probe=True,
+        on_request=True,
+        scenarios="make_plain_text_scenarios",
+    ),
 }
 
 
@@ -147,8 +166,12 @@ class EvalConfig:
     # and sharpness drift, object_kept, and a collapse verdict with its step: blur, noise, frozen, exploding, ghost)
     # | memory (only when named: BlockWorld views left and returned to, walked loops and edited blocks, Orbit loops:
     # psnr_db, ssim and closure_error at the return frames per time away, edit_present; Occlusion reappearance)
+    # | text (only when named: videos imagined from rich Physics captions alone, per attribute color, count, shape,
+    # start, height, direction, falls, bounce: the share matching the caption, readable in the simulator's episode,
+    # agreeing with it; id seen color x shape pairs, ood held-out ones; predictors with text_to_video) | text_plain
+    # (only when named: the same episodes under the plain captions the references were trained on)
     suites: list[str] = field(default_factory=lambda: [s for s, spec in SUITES.items() if not spec.on_request])
-    # copy_last | optical_flow | truth | perturbed_truth | model (needs checkpoint) | reference (the models shipped with
+    # copy_last | optical_flow | truth | perturbed_truth | random_episode (another seed's episode) | model (needs checkpoint) | reference (the models shipped with
     # worldsim) | module:callable | path/file.py:callable
     predictors: list[str] = field(default_factory=lambda: ["copy_last", "optical_flow", "truth"])
     n: int = 32  # scenarios per suite, world and split
@@ -157,8 +180,9 @@ class EvalConfig:
     out: str = "eval"  # folder for results.json, report.html and summary.md
     seed: int = 0  # seeds the scenarios; same seed, same scenarios for every predictor
     batch_size: int = 16  # scenarios per predict call
-    # future frames of the long suite's scenarios (600 unless set) and the memory suite's BlockWorld ones (128 unless
-    # set; 600 adds returns after 600 frames away); the other suites keep their own horizons
+    # future frames of the long suite's scenarios (600 unless set), the memory suite's BlockWorld ones (128 unless
+    # set; 600 adds returns after 600 frames away) and the text suite's videos (16 unless set); the other suites keep
+    # their own horizons
     horizon: Optional[int] = None
     anchors: bool = True  # also run copy_last and perturbed_truth, the 0 and 1 of the normalized scores
     progress: bool = True  # show a progress bar over (suite, split, predictor)
@@ -181,8 +205,8 @@ def _check(cfg: EvalConfig) -> None:
         raise ValueError(f"n={cfg.n}: evaluate at least 1 scenario per suite and split")
     if cfg.horizon is not None and not any(SUITES[s].scenarios for s in cfg.suites):
         raise ValueError(
-            f"horizon={cfg.horizon} sets the horizon of the long and memory suites, which suites={cfg.suites} "
-            "leaves out: add long or memory to suites, or drop horizon= (the other suites keep their own horizons)"
+            f"horizon={cfg.horizon} sets the horizon of the long, memory and text suites, which suites={cfg.suites} "
+            "leaves out: add long, memory or text to suites, or drop horizon= (the other suites keep their own horizons)"
         )
 
 

@@ -430,3 +430,46 @@ def test_a_new_scene_is_a_few_lines():
     assert info["params"]["count"] == 4 and info["state"]["object_present"].all()
     assert info["caption"].count("box") == 4
     env.close()
+
+
+def test_rich_captions_say_every_attribute_and_plain_ones_stay_as_they_were():
+    plain, rich = PhysicsEnv(), PhysicsEnv(captions="rich")
+    phrasings = set()
+    for seed in range(40):
+        _, before = plain.reset(seed=seed)
+        _, info = rich.reset(seed=seed)
+        assert info["params"] == before["params"]  # rich words, the same episode
+        said, caption = PhysicsEnv.caption_attributes(info["params"]), info["caption"]
+        assert f"{said['color']} {'ball' if said['shape'] == 'sphere' else said['shape']}" in caption, caption
+        if said["direction"] != "none":
+            assert f"to the {said['direction']}" in caption
+        for key, words in (("size", ("small", "big")), ("height", ("high", "low"))):
+            assert (key in said) == any(w in caption.split() for w in words), caption
+        if "start" in said and said["start"] == "centre":
+            assert "centre" in caption
+        phrasings.add(caption.split()[0])
+        _, again = rich.reset(seed=seed)
+        assert again["caption"] == caption  # the phrasing is the seed's too
+    assert len(phrasings) >= 3  # "a ...", "two objects: ...", "from ..."
+    with pytest.raises(ValueError, match="captions='poetic' is not one of"):
+        PhysicsEnv(captions="poetic")
+    plain.close(), rich.close()
+
+
+def test_held_out_color_shape_pairs_appear_only_in_ood():
+    from worldsim.envs.physics import HELD_OUT
+
+    env = PhysicsEnv(holdout="combinations")
+    for seed in range(30):
+        _, info = env.reset(seed=seed, options={"split": "id"})
+        assert not any(HELD_OUT.held(info["params"]))
+        _, info = env.reset(seed=seed, options={"split": "ood"})
+        held = HELD_OUT.held(info["params"])
+        assert held[0] and not any(held[1:]), info["params"]
+        # Unseen combinations of seen values: every value is an id value.
+        for name, param in PhysicsEnv.params.items():
+            value = info["params"][name]
+            assert all(param.contains(v, "id") for v in (value if isinstance(value, list) else [value])), name
+    with pytest.raises(ValueError, match="holdout='shapes' is not one of"):
+        PhysicsEnv(holdout="shapes")
+    env.close()

@@ -172,7 +172,7 @@ def test_long_examples_show_a_few_steps() -> None:
 
 def test_long_runs_only_on_request_and_horizon_needs_it() -> None:
     assert "long" not in EvalConfig().suites
-    with pytest.raises(ValueError, match="horizon=40 sets the horizon of the long and memory suites"):
+    with pytest.raises(ValueError, match="horizon=40 sets the horizon of the long, memory and text suites"):
         evaluate(EvalConfig(suites=["physics"], horizon=40))
     with pytest.raises(ValueError, match="horizon=0"):
         EvalConfig(suites=["long"], horizon=0)
