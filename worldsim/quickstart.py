@@ -37,7 +37,7 @@ class QuickstartConfig:
     seed: int = 0  # drives every episode seed, the training run and the eval scenarios
     strip_frames: int = 8  # frames per world in the picture
     strip_stride: int = 4  # take every n-th frame of the first episode
-    train: bool = True  # train the tiny model (about 9 minutes on 2 CPU cores)
+    train: bool = True  # train the tiny model (about 10 minutes on 2 CPU cores)
     train_world: str = "worldsim/Physics-v0"  # the world the model learns
     train_episodes: int = 128  # episodes recorded to train on
     ae_steps: int = 600  # autoencoder steps (batch 32)
