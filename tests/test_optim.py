@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from worldsim.training.harness import TrainingModule
+from worldsim.training.harness import TrainingModule, fuses_adamw
 from worldsim.training.optim import OptimConfig, adamw_with_schedule, lr_factor
 
 
@@ -70,3 +70,8 @@ def test_gradients_reach_the_optimiser_clipped_fused_or_not_under_mixed_precisio
 def test_fused_adamw_is_chosen_only_on_cuda() -> None:
     module = Toy(fused=False)
     assert TrainingModule.fused_adamw.fget(module) is False  # no trainer, and on the CPU
+    cuda = torch.device("cuda")
+    assert fuses_adamw(cuda, "bf16-mixed") and fuses_adamw(cuda, "32-true")
+    assert not fuses_adamw(cuda, "16-mixed")  # Lightning would leave its gradients scaled
+    assert not fuses_adamw(cuda, "bf16-mixed", sharded=True)  # FSDP's norms are sharded
+    assert not fuses_adamw(torch.device("cpu"), "32-true")

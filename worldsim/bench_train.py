@@ -166,10 +166,12 @@ def seconds_per_step(step: Callable[[], None], device: torch.device, steps: int,
 
 def training_step(module: Any, batch: dict[str, Any], precision: str) -> Callable[[], None]:
     """One step as ``worldsim train`` takes it: loss, backward, clipping, AdamW (fused where training fuses it), EMA."""
+    from worldsim.training.harness import fuses_adamw
     from worldsim.training.optim import adamw_with_schedule
 
-    fused = module.device.type == "cuda" and precision != "16-mixed"  # as TrainingModule.fused_adamw decides
-    optimizer = adamw_with_schedule(module, module.optim, 1000, fused=fused)["optimizer"]
+    optimizer = adamw_with_schedule(module, module.optim, 1000, fused=fuses_adamw(module.device, precision))[
+        "optimizer"
+    ]
     parameters = [p for p in module.parameters() if p.requires_grad]
     clip = module.optim.grad_clip
     autocast = (

@@ -362,6 +362,12 @@ def make_trainer(
     )
 
 
+def fuses_adamw(device: torch.device, precision: str, sharded: bool = False) -> bool:
+    """Whether training on ``device`` at ``precision`` uses a fused AdamW (``TrainingModule``): on CUDA,
+    but not under fp16 loss scaling or FSDP (``sharded``), where Lightning's own clipping is needed."""
+    return device.type == "cuda" and precision != "16-mixed" and not sharded
+
+
 class TrainingModule(lightning.LightningModule):
     """Base of every stage's LightningModule: AdamW fused on CUDA, and gradient clipping Lightning accepts for it.
 
@@ -376,9 +382,9 @@ class TrainingModule(lightning.LightningModule):
     def fused_adamw(self) -> bool:
         """Whether ``configure_optimizers`` builds a fused AdamW for this run."""
         trainer = self._trainer
-        if trainer is None or self.device.type != "cuda":
+        if trainer is None:
             return False
-        return trainer.precision != "16-mixed" and not isinstance(trainer.strategy, FSDPStrategy)
+        return fuses_adamw(self.device, trainer.precision, isinstance(trainer.strategy, FSDPStrategy))
 
     def configure_gradient_clipping(
         self, optimizer: torch.optim.Optimizer, gradient_clip_val: Any = None, gradient_clip_algorithm: Any = None
