@@ -399,6 +399,27 @@ def test_other_ranks_wait_for_rank_zeros_collection(tmp_path: Path, monkeypatch:
     assert not (tmp_path / "never").exists()
 
 
+def test_a_run_beside_another_trains_on_their_finished_data_but_never_on_a_dataset_being_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import fcntl
+
+    import worldsim.training.train as train_module
+    from worldsim.data.collect import CollectionBusy
+
+    done = CollectConfig(env="worldsim/Physics-v0", episodes=2, max_steps=5, progress=False, out=str(tmp_path / "done"))
+    collect(done)
+    manifest = (tmp_path / "done" / "manifest.json").read_bytes()
+    with open(tmp_path / "done" / ".lock") as other_run:
+        fcntl.flock(other_run, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        train_module.record_data(done)
+        assert "holds all 2 episodes; another run is checking it" in capsys.readouterr().out
+        for unfinished in (dataclasses.replace(done, episodes=3), dataclasses.replace(done, seed=1)):
+            with pytest.raises(CollectionBusy, match="another `worldsim collect` is writing to"):
+                train_module.record_data(unfinished)
+    assert (tmp_path / "done" / "manifest.json").read_bytes() == manifest
+
+
 @pytest.mark.parametrize("recipe", MEMORY_RECIPES)
 def test_each_memory_recipe_trains_clips_longer_than_its_window_and_its_ablation_only_drops_the_bank(
     recipe: str,

@@ -102,6 +102,11 @@ def content_config(cfg: CollectConfig) -> dict[str, Any]:
     return json.loads(json.dumps(fields))
 
 
+def recorded_config(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The content config a dataset was recorded with; a field added since counts as its default."""
+    return {**content_config(CollectConfig()), **manifest.get("collect", {})}
+
+
 def validate_config(cfg: CollectConfig) -> None:
     """Raise ValueError for settings that can never produce a dataset, before touching ``out``."""
     checks = [
@@ -228,6 +233,10 @@ def _close_recorders() -> None:
 # -- the dataset directory: create, check, resume ----------------------------------------------
 
 
+class CollectionBusy(RuntimeError):
+    """Another process holds the dataset's lock."""
+
+
 def _lock(root: Path) -> int:
     """Hold an exclusive lock on ``root`` so two collections never write one dataset."""
     fd = os.open(root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
@@ -235,7 +244,7 @@ def _lock(root: Path) -> int:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        raise RuntimeError(
+        raise CollectionBusy(
             f"another `worldsim collect` is writing to {root}: wait for it to end, or choose another out directory"
         ) from None
     return fd
@@ -254,8 +263,7 @@ def _open_manifest(root: Path, cfg: CollectConfig, meta: dict[str, Any]) -> dict
         write_manifest(root, manifest)
         return manifest
     manifest = read_manifest(root)
-    # A field added after the dataset was recorded counts as its default there.
-    recorded = {**content_config(CollectConfig(out=cfg.out)), **manifest.get("collect", {})}
+    recorded = recorded_config(manifest)
     wanted = content_config(cfg)
     changed = sorted(k for k in set(recorded) | set(wanted) if recorded.get(k) != wanted.get(k))
     if changed:
