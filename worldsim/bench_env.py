@@ -78,6 +78,16 @@ def _timed(step, seconds: float, warmup: int = 2, min_runs: int = 3) -> list[flo
     return times
 
 
+def _step_ms_at(step_seconds: list[float], frames: tuple[int, ...], span: int = 16) -> dict[str, float]:
+    """Median step time (ms) over the ``span`` steps up to each frame the run reached: whether a step
+    costs more as the rollout grows (a memory model's bank fills, a window slides)."""
+    return {
+        str(frame): round(1e3 * statistics.median(step_seconds[max(0, frame - span) : frame]), 2)
+        for frame in sorted(set(frames))
+        if frame <= len(step_seconds)
+    }
+
+
 def _rss_mb() -> float:
     with open("/proc/self/statm") as handle:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
@@ -185,9 +195,12 @@ def bench_env(cfg: EnvBenchConfig, sampling: Optional[SamplingConfig] = None) ->
 
     batch = WorldBatch(model, sampling)
     batch.start(rng.integers(0, 256, (1, 4, *model.frame_shape), dtype=np.uint8), None, "a scene", seed=0)
-    samples = []
+    samples, step_seconds = [], []
     for i in range(cfg.memory_steps):
+        t = time.perf_counter()
         batch.step(zero_action, decode=False)
+        sync()
+        step_seconds.append(time.perf_counter() - t)
         if i % max(cfg.memory_steps // 10, 1) == 0 or i == cfg.memory_steps - 1:
             sample = {"step": i + 1, "cache_mb": round(batch.cache_bytes() / 2**20, 3), "rss_mb": round(_rss_mb(), 1)}
             if model.device.type == "cuda":
@@ -200,6 +213,7 @@ def bench_env(cfg: EnvBenchConfig, sampling: Optional[SamplingConfig] = None) ->
         "rss_mb_growth_after_first_10pct": round(samples[-1]["rss_mb"] - samples[1]["rss_mb"], 1)
         if len(samples) > 1
         else 0.0,
+        "step_ms_at_frame": _step_ms_at(step_seconds, (16, 600, cfg.memory_steps)),
     }
     tmp.cleanup()
     return report
