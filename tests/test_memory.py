@@ -254,3 +254,17 @@ def test_a_checkpoint_written_before_memory_resumes_as_a_network_without_it() ->
     before["dit"]["width"] += 32
     with pytest.raises(ValueError, match="differs from this run's"):
         module.on_load_checkpoint({"worldsim": {"dynamics": before}})
+
+
+def test_the_env_bench_times_a_memory_model_and_its_step_cost_and_bank_stay_flat(physics_memory) -> None:
+    from worldsim.bench_env import EnvBenchConfig, bench_env
+
+    _, path = physics_memory
+    cfg = EnvBenchConfig(checkpoint=str(path), batch_sizes=[1], seconds=0.01, contexts=[8], memory_steps=40)
+    report = bench_env(cfg)
+    context = report["kv_cache"][0]
+    assert context["context"] == 8 and context["cached_step_ms"] > 0 and context["recompute_step_ms"] > 0
+    first, last = report["memory"]["cache_mb_first_last"]
+    assert 0 < first <= last  # the bank fills, then holds
+    assert [s["cache_mb"] for s in report["memory"]["samples"][-3:]] == [last] * 3
+    assert set(report["memory"]["step_ms_at_frame"]) == {"16", "40"}

@@ -178,9 +178,11 @@ def bench_env(cfg: EnvBenchConfig, sampling: Optional[SamplingConfig] = None) ->
         times = _timed(lambda: (batch.step(zero_action, decode=False), sync()), cfg.seconds)
         latents = torch.zeros(1, window + 1, *model.latent_shape, device=model.device)
         tau = torch.ones(1, window + 1, device=model.device)
+        # A memory network also reads, from the clip itself, the frames its bank would hold.
+        memory = {"memory_from": latents} if model.dit.remembers else {}
         with torch.inference_mode():  # the same new frame without a cache: every pass re-reads the window
             recompute = _timed(
-                lambda: ([model.dit(latents, tau) for _ in range(effective.steps + 1)], sync()), cfg.seconds
+                lambda: ([model.dit(latents, tau, **memory) for _ in range(effective.steps + 1)], sync()), cfg.seconds
             )
         cache_rows.append(
             {
