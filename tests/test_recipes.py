@@ -125,7 +125,7 @@ VALIDATION_SAMPLING = ("rollout_steps", "sampler", "rollout_warm_start", "cfg_te
 
 def test_every_shipped_model_has_a_recipe() -> None:
     assert set(SHIPPED.values()) == set(worldsim.reference_worlds())
-    others = {"push_imagine_finetune", "blockworld_idm", *MEMORY_RECIPES}
+    others = {"push_imagine_finetune", "blockworld_idm", "physics_text", *MEMORY_RECIPES}
     assert set(SHIPPED) | set(AUTOENCODERS) | others == set(RECIPES)
 
 
@@ -136,6 +136,28 @@ def test_the_idm_recipe_composes_to_the_settings_its_shipped_file_records() -> N
     assert shipped["configs"]["idm_stage"] == plain(cfg.idm)
     assert shipped["configs"]["optim"] == plain(cfg.optim) and shipped["configs"]["seed"] == cfg.seed
     assert shipped["configs"]["trainer"]["max_steps"] == cfg.idm.max_steps
+
+
+def test_the_text_recipe_trains_on_rich_captions_without_the_held_out_pairs_and_its_twin_only_changes_the_objective() -> (
+    None
+):
+    import gymnasium
+
+    from worldsim.envs.physics import HELD_OUT
+
+    cfg = compose_train("experiment=physics_text")
+    assert cfg.collect.env_kwargs == {"captions": "rich", "holdout": "combinations"}  # split id, the default
+    meta = {"latent_channels": 16, "latent_size": 8, "action_space": record("physics")["data"]["action_space"]}
+    dit, text = build_networks(cfg.dynamics, meta)
+    assert text.max_length == 128 and dit.patch_size == 2 and cfg.dynamics.flow.context_prob == 0.25
+    env = gymnasium.make("worldsim/Physics-v0", **cfg.collect.env_kwargs)
+    for seed in range(40):  # what it records never shows a held-out pair
+        env.reset(seed=seed)
+        assert not any(HELD_OUT.held(env.unwrapped.episode_params))
+    env.close()
+    today = compose_train("experiment=physics_text", "dynamics.flow.context_prob=0.5", "dynamics.text.max_length=64")
+    assert build_networks(today.dynamics, meta)[1].max_length == 64
+    assert plain(today.collect) == plain(cfg.collect) and today.trainer == cfg.trainer and today.optim == cfg.optim
 
 
 @pytest.mark.parametrize("recipe", RECIPES)
