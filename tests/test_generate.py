@@ -16,7 +16,7 @@ from PIL import Image
 from test_play import gif_frames, mp4_frames
 from test_world_model import WINDOW, build_model_file, clip, one_thread, physics  # noqa: F401  (fixtures)
 
-from worldsim.generate import GenerateConfig, generate
+from worldsim.generate import GenerateConfig, every_kth, generate
 from worldsim.world_model import MAX_GENERATED_FRAMES, WorldModel
 
 PROMPTS = ["a red ball is dropped", "a blue box slides to the left"]
@@ -158,3 +158,20 @@ def test_the_cli_generates_and_reports_a_bad_prompt_in_one_line(physics, tmp_pat
         bad.stderr.splitlines()[0]
         == "worldsim generate: error: prompt is empty: give the caption to imagine, e.g. prompt='a red ball is dropped'"
     )
+
+
+def test_the_contact_sheet_says_which_frames_it_shows_in_english() -> None:
+    said = [every_kth(k) for k in (1, 2, 3, 4, 11, 12, 13, 21, 22, 23, 101)]
+    assert said == [
+        "every frame",
+        "every 2nd frame",
+        "every 3rd frame",
+        "every 4th frame",
+        "every 11th frame",
+        "every 12th frame",
+        "every 13th frame",
+        "every 21st frame",
+        "every 22nd frame",
+        "every 23rd frame",
+        "every 101st frame",
+    ]

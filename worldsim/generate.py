@@ -143,6 +143,14 @@ def video_pictures(video: np.ndarray, seed: int, scale: int) -> list[np.ndarray]
     return pictures
 
 
+def every_kth(k: int) -> str:
+    """'every frame', 'every 2nd frame', 'every 3rd frame', 'every 4th frame', 'every 11th frame', ..."""
+    if k == 1:
+        return "every frame"
+    suffix = "th" if k % 100 in (11, 12, 13) else {1: "st", 2: "nd", 3: "rd"}.get(k % 10, "th")
+    return f"every {k}{suffix} frame"
+
+
 def contact_sheet(prompt: str, videos: np.ndarray, seeds: list[int], every: int, scale: int) -> np.ndarray:
     """Every ``every``-th frame of each video (N, T, H, W, 3) in a row labelled with its seed, under the prompt."""
     columns = -(-videos.shape[1] // every)
@@ -150,7 +158,7 @@ def contact_sheet(prompt: str, videos: np.ndarray, seeds: list[int], every: int,
         [(f"seed {s}", frame_strip(v, count=columns, stride=every, scale=scale)) for s, v in zip(seeds, videos)],
         label_width=64,
     )
-    band = title_band(rows.shape[1], rows.shape[1], [f"{prompt}   (every {every}th frame)"], 2)
+    band = title_band(rows.shape[1], rows.shape[1], [f"{prompt}   ({every_kth(every)})"], 2)
     return np.concatenate([band, rows])
 
 
