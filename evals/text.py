@@ -19,7 +19,9 @@ each with a Wilson 95% interval:
 How each attribute is read (the named object is found by the caption's color, with the tracker's
 hue rule, so a video that paints the wrong color fails every attribute of the named object):
 
-- ``color``: the named color covers at least ``MIN_COLOR_PIXELS`` pixels in most frames;
+- ``color``: the named color covers at least ``MIN_COLOR_PIXELS`` pixels in most frames and is
+  among the caption's count of colors covering the most pixels over the video: a video of
+  confetti in every color does not show "a red ball, alone";
 - ``count``: the median over frames of how many palette colors cover ``MIN_COLOR_PIXELS``;
 - ``shape``: the named object's largest blob over the first ``SHAPE_FRAMES`` frames where it is
   found: a ball fills under ``BALL_FILL`` of its bounding box (median over those frames); boxes
@@ -131,16 +133,19 @@ def shape_class(shape: str) -> str:
     return "ball" if shape == "sphere" else "block"
 
 
-def read(frames: np.ndarray, color: str) -> dict[str, Any]:
-    """Every attribute read from ``frames`` (T, h, w, 3) uint8 for the object of palette ``color``.
+def read(frames: np.ndarray, color: str, objects: int) -> dict[str, Any]:
+    """Every attribute read from ``frames`` (T, h, w, 3) uint8 for the object of palette ``color``, in a
+    scene of ``objects`` objects (the caption's count).
 
     Attributes of the named object are None where it is never found.
     """
     labels = label_pixels(frames, PALETTE)  # (T, h, w): palette index + 1, 0 = no object color
     counts = palette_pixels(labels)  # (T, 8)
     named = list(COLORS).index(color)
+    totals = counts.sum(axis=0)  # (8,)
+    outranked_by = int((totals > totals[named]).sum())  # colors covering more of the video than the named one
     out: dict[str, Any] = {
-        "color": bool((counts[:, named] > 0).mean() > 0.5),
+        "color": bool((counts[:, named] > 0).mean() > 0.5) and outranked_by < objects,
         "count": int(round(float(np.median((counts > 0).sum(axis=1))))),
     }
     centroids, fills = blob_track(labels, named)
@@ -235,8 +240,9 @@ def score_text(scenarios: list[Scenario], predictor: Predictor, batch_size: int 
     readable: dict[str, list[bool]] = {a: [] for a in ATTRIBUTES}
     agree: dict[str, list[bool]] = {a: [] for a in ATTRIBUTES}
     for scenario, video in zip(scenarios, frames):
-        color = scenario.params["color"][0]
-        seen, truth, want = read(video, color), read(scenario.frames, color), expected(scenario)
+        color, want = scenario.params["color"][0], expected(scenario)
+        objects = PhysicsEnv.caption_attributes(scenario.params)["count"]
+        seen, truth = read(video, color, objects), read(scenario.frames, color, objects)
         for attribute in ATTRIBUTES:
             if attribute in want:
                 readable[attribute].append(truth[attribute] == want[attribute])

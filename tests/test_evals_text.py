@@ -91,8 +91,22 @@ def test_predictors_that_cannot_imagine_from_text_are_not_scored(scenarios) -> N
 
 def test_reading_an_empty_video_finds_nothing_of_the_named_object() -> None:
     gray = np.full((16, 64, 64, 3), 128, np.uint8)
-    reading = read(gray, "red")
+    reading = read(gray, "red", 1)
     assert reading["color"] is False and reading["count"] == 0 and reading["shape"] is None
+
+
+def test_a_video_of_every_color_does_not_show_the_one_object_the_caption_names() -> None:
+    video = np.full((16, 64, 64, 3), 128, np.uint8)
+    pixels = [np.round(255 * np.asarray(rgb)).astype(np.uint8) for rgb in COLORS.values()]
+    for i, rgb in enumerate(pixels):
+        size = 3 if i == 0 else 5  # the named color (the first) is there, but the smallest patch
+        video[:, 8 : 8 + size, 4 + 7 * i : 4 + 7 * i + size] = rgb
+    named = next(iter(COLORS))
+    assert read(video, named, 1)["color"] is False  # "a red ball, alone": seven larger colors outrank it
+    assert read(video, named, len(COLORS))["color"] is True  # as many objects as colors: it may be the smallest
+    alone = np.full_like(video, 128)
+    alone[:, 8:11, 4:7] = pixels[0]
+    assert read(alone, named, 1)["color"] is True
 
 
 def test_wilson_interval_known_values() -> None:
