@@ -41,7 +41,7 @@ def start_phrase(attributes: dict[str, Any]) -> str:
     """Where the object starts: "from high on the left", "from the right", "" when neither is named."""
     height, start = attributes.get("height"), attributes.get("start")
     if start is None:
-        return f"from {height} up" if height else ""
+        return {"high": "from high up", "low": "from low down"}.get(height, "")
     if height:
         return f"from {height} {PLACE_WORDS[start]}"
     return "from the centre" if start == "centre" else f"from the {start}"

@@ -456,6 +456,15 @@ def test_rich_captions_say_every_attribute_and_plain_ones_stay_as_they_were():
     plain.close(), rich.close()
 
 
+def test_a_start_named_by_height_alone_reads_as_english():
+    from worldsim.envs.captions import start_phrase
+
+    assert start_phrase({"height": "high"}) == "from high up"
+    assert start_phrase({"height": "low"}) == "from low down"
+    assert start_phrase({"height": "low", "start": "left"}) == "from low on the left"
+    assert start_phrase({}) == ""
+
+
 def test_held_out_color_shape_pairs_appear_only_in_ood():
     from worldsim.envs.physics import HELD_OUT
 
