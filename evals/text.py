@@ -241,8 +241,7 @@ def score_text(scenarios: list[Scenario], predictor: Predictor, batch_size: int 
     agree: dict[str, list[bool]] = {a: [] for a in ATTRIBUTES}
     for scenario, video in zip(scenarios, frames):
         color, want = scenario.params["color"][0], expected(scenario)
-        objects = PhysicsEnv.caption_attributes(scenario.params)["count"]
-        seen, truth = read(video, color, objects), read(scenario.frames, color, objects)
+        seen, truth = read(video, color, want["count"]), read(scenario.frames, color, want["count"])
         for attribute in ATTRIBUTES:
             if attribute in want:
                 readable[attribute].append(truth[attribute] == want[attribute])

@@ -28,7 +28,6 @@ import torch
 
 from worldsim.flow import GuidancePass, guidance_passes, sample_next_frame, write_frames
 from worldsim.models.kv_cache import KVCache
-from worldsim.models.memory import MemoryKVCache
 from worldsim.models.text import TextCondition
 from worldsim.world_model import ArrayLike, ResidualAnchor, SamplingLike, WorldModel
 
@@ -207,8 +206,7 @@ class WorldBatch:
         """Bytes the KV cache holds now (bounded by the window and, for a memory model, its bank's slots)."""
         if self.cache is None:
             return 0
-        held = sum(t.numel() * t.element_size() for t in (*self.cache.keys, *self.cache.values) if t is not None)
-        return held + (self.cache.bank_bytes() if isinstance(self.cache, MemoryKVCache) else 0)
+        return self.cache.nbytes()
 
     # -- internals ---------------------------------------------------------------------------------
 
@@ -323,5 +321,4 @@ class WorldBatch:
                 merged[rows] = new[layer][:, :, -tokens:]
                 held[layer] = merged
         main.frames = frames
-        if isinstance(main, MemoryKVCache):
-            main.forget(index, fresh)
+        main.forget(index, fresh)

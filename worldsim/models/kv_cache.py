@@ -31,6 +31,13 @@ class KVCache:
         """The attention mask of T new frames; a plain cache adds nothing to it (see ``MemoryKVCache``)."""
         return mask
 
+    def forget(self, index: torch.Tensor, fresh: "KVCache") -> None:
+        """Rows ``index`` begin again from ``fresh``; a plain cache holds nothing beyond the spliced window."""
+
+    def nbytes(self) -> int:
+        """Bytes held now (bounded by the window)."""
+        return sum(t.numel() * t.element_size() for t in (*self.keys, *self.values) if t is not None)
+
     def attend(self, layer: int, k: torch.Tensor, v: torch.Tensor, write: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """Held keys/values of `layer` followed by the new ones (B, heads, (frames+T)*N, head_dim)."""
         past_k, past_v = self.keys[layer], self.values[layer]

@@ -82,20 +82,29 @@ def memory_visibility(latents: torch.Tensor, window: int, slots: int) -> torch.T
     valid = torch.zeros(B, slots, dtype=torch.bool, device=device)
     rows = torch.arange(B, device=device)
     for query in range(window + 1, T):
-        newest = torch.full((B, 1), query - window - 1, dtype=torch.long, device=device)
-        candidates = torch.cat([held, newest], dim=1)  # (B, S+1)
-        candidate_valid = torch.cat([valid, torch.ones(B, 1, dtype=torch.bool, device=device)], dim=1)
-        drop = dropped_slot(keys[rows[:, None], candidates], candidates, candidate_valid)
-        kept = _kept(drop, slots + 1)
-        held, valid = candidates.gather(1, kept), candidate_valid.gather(1, kept)
+        newest = query - window - 1
+        candidate_keys = torch.cat([keys[rows[:, None], held], keys[:, newest : newest + 1]], dim=1)  # (B, S+1, D)
+        _, held, valid = admit(candidate_keys, held, valid, newest)  # positions are the frame indices
         visible[rows[:, None], query, held] = valid
     return visible
 
 
-def _kept(drop: torch.Tensor, candidates: int) -> torch.Tensor:
-    """(B, candidates - 1) indices of the candidates a row keeps, in order, given the one it drops (B,)."""
-    index = torch.arange(candidates, device=drop.device).expand(len(drop), -1)
-    return index[index != drop[:, None]].view(len(drop), candidates - 1)
+def admit(
+    candidate_keys: torch.Tensor, positions: torch.Tensor, valid: torch.Tensor, newest: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Offer the frame at position ``newest`` to a bank of ``positions`` and ``valid`` (B, S).
+
+    candidate_keys (B, S+1, D): the held frames' keys, then the newest's. Returns which of the S + 1
+    candidates each row keeps (B, S), in order, and the bank's new positions and valid flags (B, S).
+    """
+    B, S = positions.shape
+    device = positions.device
+    candidate_positions = torch.cat([positions, torch.full((B, 1), newest, dtype=torch.long, device=device)], dim=1)
+    candidate_valid = torch.cat([valid, torch.ones(B, 1, dtype=torch.bool, device=device)], dim=1)
+    drop = dropped_slot(candidate_keys, candidate_positions, candidate_valid)  # (B,)
+    index = torch.arange(S + 1, device=device).expand(B, -1)
+    kept = index[index != drop[:, None]].view(B, S)
+    return kept, candidate_positions.gather(1, kept), candidate_valid.gather(1, kept)
 
 
 class MemoryKVCache(KVCache):
@@ -193,13 +202,10 @@ class MemoryKVCache(KVCache):
             self.bank_keys = [torch.zeros_like(k).repeat(1, 1, self.slots, 1) for k in keys]
             self.bank_values = [torch.zeros_like(v).repeat(1, 1, self.slots, 1) for v in values]
         candidate_keys = torch.cat([self.bank_frame_keys, frame_key[:, None]], dim=1)  # (B, S+1, D)
-        newest = torch.full((B, 1), position, dtype=torch.long, device=device)
-        candidate_positions = torch.cat([self.bank_positions, newest], dim=1)
-        candidate_valid = torch.cat([self.bank_valid, torch.ones(B, 1, dtype=torch.bool, device=device)], dim=1)
-        kept = _kept(dropped_slot(candidate_keys, candidate_positions, candidate_valid), self.slots + 1)  # (B, S)
+        kept, self.bank_positions, self.bank_valid = admit(
+            candidate_keys, self.bank_positions, self.bank_valid, position
+        )
         self.bank_frame_keys = candidate_keys.gather(1, kept[..., None].expand(-1, -1, candidate_keys.shape[2]))
-        self.bank_positions = candidate_positions.gather(1, kept)
-        self.bank_valid = candidate_valid.gather(1, kept)
         for layer in range(len(keys)):
             self.bank_keys[layer] = self._kept_tokens(self.bank_keys[layer], keys[layer], kept)
             self.bank_values[layer] = self._kept_tokens(self.bank_values[layer], values[layer], kept)
@@ -227,3 +233,7 @@ class MemoryKVCache(KVCache):
         """Bytes the bank holds (bounded by ``slots``)."""
         tensors = [*self.bank_keys, *self.bank_values, self.bank_frame_keys, self.bank_positions, self.bank_valid]
         return sum(t.numel() * t.element_size() for t in tensors if t is not None)
+
+    def nbytes(self) -> int:
+        """Bytes held now: the window's keys and values and the bank (bounded by ``window`` + ``slots``)."""
+        return super().nbytes() + self.bank_bytes()
