@@ -1,4 +1,4 @@
-"""Byte tokenizer and built-in text encoder: round trips, masking, and distinct captions."""
+"""Byte and word tokenizers and the built-in text encoder: round trips, masking, and distinct captions."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from worldsim.models.text import (
     TextCondition,
     TextEncoder,
     TextEncoderConfig,
+    WordTokenizer,
 )
 
 CAPTIONS = ["red ball rolls left", "blue box is pushed", "", "grüner Würfel 🟩 fällt"]
@@ -101,3 +102,46 @@ def test_encoder_trains_and_state_dict_round_trips() -> None:
     clone.load_state_dict(encoder.state_dict())
     with torch.no_grad():
         assert torch.equal(clone.encode_text(["x y"]).pooled, encoder.eval().encode_text(["x y"]).pooled)
+
+
+def test_word_tokenizer_gives_one_stable_token_per_word() -> None:
+    tok = WordTokenizer()
+    ids, mask = tok.encode(["Red ball, rolls LEFT", "red ball rolls left", "grüner Würfel 🟩"], max_length=8)
+    assert ids.shape == mask.shape == (3, 8) and ids.max() < tok.vocab_size
+    assert mask.sum(1).tolist() == [2 + 5, 2 + 4, 2 + 3]  # BOS, "red" "ball" "," "rolls" "left", EOS
+    assert ids[1, :6].tolist() == [tok.BOS, 3986, 2142, 1425, 1899, tok.EOS]  # CRC-32: the same on every machine
+    assert ids[0, 1:3].tolist() == ids[1, 1:3].tolist() and ids[0, 3] != ids[1, 3]  # case folds, "," is a token
+    cut, cut_mask = tok.encode(["one two three four five"], max_length=4)
+    assert cut[0].tolist() == [tok.BOS, tok.word_id("one"), tok.word_id("two"), tok.EOS] and cut_mask.all()
+    with pytest.raises(TypeError, match="wrap it in"):
+        tok.encode("a single caption", max_length=8)  # type: ignore[arg-type]
+
+
+def test_no_two_caption_words_share_a_hashed_id() -> None:
+    """A collision would make the model unable to tell two words apart: none among the words the
+    Physics world's plain and rich captions use, over both splits."""
+    from worldsim.envs.physics import PhysicsEnv
+
+    tok = WordTokenizer()
+    words: set[str] = set()
+    for captions in ("plain", "rich"):
+        env = PhysicsEnv(captions=captions, holdout="combinations")
+        for seed in range(60):
+            for split in ("id", "ood"):
+                words.update(tok.words(env.reset(seed=seed, options={"split": split})[1]["caption"]))
+        env.close()
+    assert len(words) > 40, sorted(words)
+    assert len({tok.word_id(w) for w in words}) == len(words)
+
+
+def test_encoder_tokenizer_is_chosen_by_config() -> None:
+    torch.manual_seed(0)
+    words = TextEncoder(TextEncoderConfig(width=32, depth=1, heads=2, max_length=12, tokenizer="words")).eval()
+    assert isinstance(words.tokenizer, WordTokenizer)
+    assert words.token_embedding.num_embeddings == WordTokenizer.vocab_size
+    with torch.no_grad():
+        cond = words.encode_text(["a small red ball falls from high on the left, alone", "a blue box"])
+    assert cond.mask.sum(1).tolist() == [12, 5]  # 13 words cut to 10, BOS and EOS
+    assert isinstance(TextEncoder(TextEncoderConfig(width=32, heads=2)).tokenizer, ByteTokenizer)
+    with pytest.raises(ValueError, match="tokenizer 'sentencepiece' is not one of"):
+        TextEncoderConfig(tokenizer="sentencepiece")

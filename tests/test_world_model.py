@@ -14,7 +14,7 @@ from worldsim.data.dataset import EpisodeDataset
 from worldsim.models.actions import action_fields
 from worldsim.models.autoencoder import AutoencoderConfig, FrameAutoencoder
 from worldsim.models.dit import VideoDiT, VideoDiTConfig
-from worldsim.models.text import TextEncoder, TextEncoderConfig
+from worldsim.models.text import ByteTokenizer, TextEncoder, TextEncoderConfig, WordTokenizer
 from worldsim.sampling import SamplingConfig
 from worldsim.world_batch import WorldBatch
 from worldsim.world_model import ResidualAnchor, WorldModel
@@ -23,10 +23,16 @@ WINDOW = 3  # max_frames 4: rollouts below run past it, so the cache slides
 
 
 def build_model_file(
-    root: Path, out: Path, seed: int = 0, dynamics: dict | None = None, dit: dict | None = None
+    root: Path,
+    out: Path,
+    seed: int = 0,
+    dynamics: dict | None = None,
+    dit: dict | None = None,
+    text: dict | None = None,
 ) -> Path:
-    """A tiny model file of the real export format for the world recorded in ``root``; ``dit``
-    overrides VideoDiTConfig fields (a memory model's window and slots).
+    """A tiny model file of the real export format for the world recorded in ``root``; ``dit`` and
+    ``text`` override VideoDiTConfig and TextEncoderConfig fields (a memory model's window and
+    slots, a tokenizer).
 
     Weights are random but nudged off adaLN-Zero's exact zeros, so frames depend on the context,
     the actions and the noise the way a trained model's do (a fresh DiT predicts zero velocity).
@@ -47,11 +53,15 @@ def build_model_file(
             **action_fields(meta["action_space"]),
         )
     )
-    text = TextEncoder(TextEncoderConfig(width=32, depth=1, heads=2, max_length=32))
+    text_encoder = TextEncoder(
+        TextEncoderConfig(**{"width": 32, "depth": 1, "heads": 2, "max_length": 32, **(text or {})})
+    )
     with torch.no_grad():
         for parameter in network.parameters():
             parameter.add_(0.05 * torch.randn_like(parameter))
-    return export_modules(out, network, text, autoencoder, {**meta, "latent_channels": 4, "latent_size": 8}, dynamics)
+    return export_modules(
+        out, network, text_encoder, autoencoder, {**meta, "latent_channels": 4, "latent_size": 8}, dynamics
+    )
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +123,30 @@ def test_from_checkpoint_rebuilds_the_world_and_refuses_other_files(physics, mod
     torch.save({"state_dict": {}}, tmp_path / "foreign.pt")
     with pytest.raises(CheckpointError, match="no 'worldsim' record"):
         WorldModel.from_checkpoint(tmp_path / "foreign.pt")
+
+
+def with_text_config(path: Path, out: Path, change) -> Path:
+    """A copy of model file ``path`` whose text encoder config is ``change(config)``."""
+    export = torch.load(path, weights_only=True)
+    configs = export["worldsim"]["configs"]
+    record = {**export["worldsim"], "configs": {**configs, "text": change(dict(configs["text"]))}}
+    torch.save({**export, "worldsim": record}, out)
+    return out
+
+
+def test_a_model_file_keeps_its_tokenizer_and_an_unknown_one_is_refused(physics, tmp_path: Path) -> None:
+    words = WorldModel.from_checkpoint(build_model_file(physics[0], tmp_path / "words.pt", text={"tokenizer": "words"}))
+    assert isinstance(words.text_encoder.tokenizer, WordTokenizer)
+    ids, _ = words.text_encoder.tokenizer.encode(["a red ball"], 8)
+    assert ids[0, :5].tolist() == [1, *(WordTokenizer().word_id(w) for w in ("a", "red", "ball")), 2]
+    # Files written before the field existed read bytes, as they were trained to.
+    older = with_text_config(
+        physics[1], tmp_path / "older.pt", lambda text: {k: v for k, v in text.items() if k != "tokenizer"}
+    )
+    assert isinstance(WorldModel.from_checkpoint(older).text_encoder.tokenizer, ByteTokenizer)
+    unknown = with_text_config(physics[1], tmp_path / "unknown.pt", lambda text: {**text, "tokenizer": "pickle"})
+    with pytest.raises(CheckpointError, match="tokenizer 'pickle' is not one of"):
+        WorldModel.from_checkpoint(unknown)
 
 
 def test_encode_and_decode_take_uint8_hwc_frames(physics, model) -> None:

@@ -118,7 +118,7 @@ class WorldModel:
             )
             for name, module in (("dit", dit), ("text", text), ("autoencoder", autoencoder)):
                 module.load_state_dict(part_state_dict(checkpoint, name))
-        except (TypeError, RuntimeError, AssertionError) as error:
+        except (TypeError, ValueError, RuntimeError, AssertionError) as error:
             raise CheckpointError(
                 f"{path}: its weights or configs do not fit this worldsim's networks ({error}); "
                 "re-export it with this worldsim"

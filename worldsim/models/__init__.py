@@ -9,6 +9,7 @@ from worldsim.models.text import (
     TextCondition,
     TextEncoder,
     TextEncoderConfig,
+    WordTokenizer,
 )
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "TEXT_ENCODER_PRESETS",
     "AutoencoderConfig",
     "ByteTokenizer",
+    "WordTokenizer",
     "FrameAutoencoder",
     "KVCache",
     "TextCondition",

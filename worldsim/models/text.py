@@ -1,12 +1,15 @@
 """Caption -> text condition for the world model: tokens (B, L, D), mask (B, L), pooled (B, D).
 
-The encoder is built in and trained with the world model: a byte-level tokenizer (no vocabulary
-file, nothing to download, any UTF-8 text) and a small transformer. ``TextCondition`` is the one
-type text travels in, from the encoder through the flow objective and samplers into the DiT.
+The encoder is built in and trained with the world model: a tokenizer that needs no vocabulary
+file (bytes, or hashed words; nothing to download, any UTF-8 text) and a small transformer.
+``TextCondition`` is the one type text travels in, from the encoder through the flow objective and
+samplers into the DiT.
 """
 
 from __future__ import annotations
 
+import re
+import zlib
 from dataclasses import dataclass
 
 import torch
@@ -38,6 +41,22 @@ class TextCondition:
         return TextCondition(self.tokens[index], self.mask[index], self.pooled[index])
 
 
+def _check_captions(captions: list[str]) -> None:
+    if isinstance(captions, str):
+        raise TypeError(f"captions must be a list of str, got a single str {captions!r}: wrap it in [ ]")
+    for i, caption in enumerate(captions):
+        if not isinstance(caption, str):
+            raise TypeError(f"caption {i} is {type(caption).__name__} {caption!r}: captions must be str")
+
+
+def _pad_rows(rows: list[list[int]], max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token rows (each BOS ... EOS, at most max_length) -> ids (B, max_length) and mask (B, max_length)."""
+    ids = torch.zeros((len(rows), max_length), dtype=torch.long)  # PAD = 0
+    for i, row in enumerate(rows):
+        ids[i, : len(row)] = torch.tensor(row)
+    return ids, ids != 0
+
+
 class ByteTokenizer:
     """UTF-8 bytes shifted past three special ids: PAD=0, BOS=1, EOS=2; vocabulary of 259.
 
@@ -56,19 +75,15 @@ class ByteTokenizer:
         so that BOS and EOS always fit and no partial UTF-8 character is left.
         """
         assert max_length >= 2, f"max_length {max_length} must be >= 2 to hold BOS and EOS"
-        if isinstance(captions, str):
-            raise TypeError(f"captions must be a list of str, got a single str {captions!r}: wrap it in [ ]")
-        ids = torch.full((len(captions), max_length), self.PAD, dtype=torch.long)
-        for i, caption in enumerate(captions):
-            if not isinstance(caption, str):
-                raise TypeError(f"caption {i} is {type(caption).__name__} {caption!r}: captions must be str")
+        _check_captions(captions)
+        rows = []
+        for caption in captions:
             data = caption.encode("utf-8")[: max_length - 2]
             # Drop a trailing partial character: continuation bytes look like 0b10xxxxxx.
             if len(data) < len(caption.encode("utf-8")):
                 data = data.decode("utf-8", errors="ignore").encode("utf-8")
-            row = [self.BOS, *(b + self.OFFSET for b in data), self.EOS]
-            ids[i, : len(row)] = torch.tensor(row)
-        return ids, ids != self.PAD
+            rows.append([self.BOS, *(b + self.OFFSET for b in data), self.EOS])
+        return _pad_rows(rows, max_length)
 
     def decode(self, ids: torch.Tensor) -> list[str]:
         """ids (B, L) -> captions, ignoring special ids."""
@@ -78,16 +93,55 @@ class ByteTokenizer:
         ]
 
 
+class WordTokenizer:
+    """Lower-cased words and punctuation marks, each hashed to one of 4096 ids past PAD, BOS, EOS.
+
+    A word is one token, so "red" is one embedding the model learns directly, where bytes make it
+    compose three, and a rich caption is ~20 tokens where it is ~100 bytes. Hashing (CRC-32, the
+    same on every machine) keeps the no-vocabulary-file property: any text encodes, and two words
+    share an id only by collision, which `tests/test_text.py` checks never happens among the words
+    the worlds' captions use.
+    """
+
+    PAD, BOS, EOS = 0, 1, 2
+    OFFSET = 3
+    buckets = 4096
+    vocab_size = buckets + OFFSET
+    _pieces = re.compile(r"\w+|[^\w\s]")
+
+    def words(self, caption: str) -> list[str]:
+        return self._pieces.findall(caption.lower())
+
+    def word_id(self, word: str) -> int:
+        return zlib.crc32(word.encode("utf-8")) % self.buckets + self.OFFSET
+
+    def encode(self, captions: list[str], max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """captions -> ids (B, max_length) long and mask (B, max_length) bool: BOS, words, EOS, PAD."""
+        assert max_length >= 2, f"max_length {max_length} must be >= 2 to hold BOS and EOS"
+        _check_captions(captions)
+        rows = [
+            [self.BOS, *(self.word_id(w) for w in self.words(caption)[: max_length - 2]), self.EOS]
+            for caption in captions
+        ]
+        return _pad_rows(rows, max_length)
+
+
+TOKENIZERS = {"bytes": ByteTokenizer, "words": WordTokenizer}
+
+
 @dataclass
 class TextEncoderConfig:
     width: int = 128  # D: must equal the DiT's text_width
     depth: int = 2  # transformer blocks; captions are short and simple, a few blocks suffice
     heads: int = 4  # attention heads; width must divide by it
-    max_length: int = 64  # bytes per caption incl. BOS/EOS; longer captions are cut
+    max_length: int = 64  # tokens per caption incl. BOS/EOS; longer captions are cut
     mlp_ratio: float = 4.0  # MLP hidden width / width, as usual for transformers
     dropout: float = 0.0  # world-model training already regularizes via text dropout for CFG
+    tokenizer: str = "bytes"  # "bytes" (ByteTokenizer) or "words" (WordTokenizer, hashed words)
 
     def __post_init__(self) -> None:
+        if self.tokenizer not in TOKENIZERS:
+            raise ValueError(f"tokenizer {self.tokenizer!r} is not one of {sorted(TOKENIZERS)}")
         if self.width % self.heads != 0:
             raise ValueError(f"width {self.width} is not divisible by heads {self.heads}")
         if self.max_length < 2:
@@ -133,13 +187,13 @@ class TextBlock(nn.Module):
 
 
 class TextEncoder(nn.Module):
-    """Built-in text encoder: `ByteTokenizer` + a small transformer, trained with the world model."""
+    """Built-in text encoder: the configured tokenizer + a small transformer, trained with the world model."""
 
     def __init__(self, config: TextEncoderConfig) -> None:
         super().__init__()
         self.config = config
-        self.tokenizer = ByteTokenizer()
-        self.token_embedding = nn.Embedding(ByteTokenizer.vocab_size, config.width)
+        self.tokenizer = TOKENIZERS[config.tokenizer]()
+        self.token_embedding = nn.Embedding(self.tokenizer.vocab_size, config.width)
         self.position_embedding = nn.Parameter(torch.zeros(config.max_length, config.width))
         self.blocks = nn.ModuleList(TextBlock(config) for _ in range(config.depth))
         self.norm = nn.LayerNorm(config.width)
@@ -158,7 +212,7 @@ class TextEncoder(nn.Module):
         return self.config.width
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> TextCondition:
-        """ids (B, L) long from `ByteTokenizer.encode`, mask (B, L) bool -> TextCondition.
+        """ids (B, L) long from the tokenizer's `encode`, mask (B, L) bool -> TextCondition.
 
         Real tokens attend only to real tokens and `pooled` is their masked mean, so padding never
         changes the result; `tokens` are zero at padding.
