@@ -20,7 +20,7 @@ import worldsim
 from worldsim.checkpoint import load_checkpoint, part_state_dict, plain
 from worldsim.data.collect import CollectConfig, collect, content_config
 from worldsim.models.dit import DIT_PRESETS, VideoDiT, VideoDiTConfig
-from worldsim.models.text import TEXT_ENCODER_PRESETS, TextEncoder
+from worldsim.models.text import TEXT_ENCODER_PRESETS, TextEncoder, TextEncoderConfig
 from worldsim.training.dynamics_module import DynamicsConfig, build_networks, networks_of
 from worldsim.training.harness import TrainerConfig
 from worldsim.training.optim import OptimConfig
@@ -87,7 +87,7 @@ def test_model_mid_builds_the_physics_and_push_references_networks(world: str) -
     dit, text = build_networks(cfg.dynamics, shipped["data"])
     # Read as the loader reads it: fields added since (memory) take their defaults.
     assert dit == VideoDiTConfig(**shipped["configs"]["dit"])
-    assert dataclasses.asdict(text) == shipped["configs"]["text"]
+    assert text == TextEncoderConfig(**shipped["configs"]["text"])
     assert cfg.autoencoder_model.preset == "tiny"
     # The shipped weights fit the preset's networks key for key and shape for shape.
     weights = load_checkpoint(worldsim.reference_checkpoint(world))
@@ -125,7 +125,7 @@ VALIDATION_SAMPLING = ("rollout_steps", "sampler", "rollout_warm_start", "cfg_te
 
 def test_every_shipped_model_has_a_recipe() -> None:
     assert set(SHIPPED.values()) == set(worldsim.reference_worlds())
-    others = {"push_imagine_finetune", "blockworld_idm", "physics_text", *MEMORY_RECIPES}
+    others = {"push_imagine_finetune", "blockworld_idm", "physics_text", "physics_text_gpu", *MEMORY_RECIPES}
     assert set(SHIPPED) | set(AUTOENCODERS) | others == set(RECIPES)
 
 
@@ -138,26 +138,38 @@ def test_the_idm_recipe_composes_to_the_settings_its_shipped_file_records() -> N
     assert shipped["configs"]["trainer"]["max_steps"] == cfg.idm.max_steps
 
 
-def test_the_text_recipe_trains_on_rich_captions_without_the_held_out_pairs_and_its_twin_only_changes_the_objective() -> (
-    None
-):
+def test_the_text_recipe_trains_on_rich_captions_without_the_held_out_pairs_and_its_twins_change_one_thing() -> None:
     import gymnasium
 
     from worldsim.envs.physics import HELD_OUT
+    from worldsim.models.text import WordTokenizer
 
     cfg = compose_train("experiment=physics_text")
     assert cfg.collect.env_kwargs == {"captions": "rich", "holdout": "combinations"}  # split id, the default
     meta = {"latent_channels": 16, "latent_size": 8, "action_space": record("physics")["data"]["action_space"]}
     dit, text = build_networks(cfg.dynamics, meta)
-    assert text.max_length == 128 and dit.patch_size == 2 and cfg.dynamics.flow.context_prob == 0.25
+    assert text.tokenizer == "words" and dit.patch_size == 2 and cfg.dynamics.flow.context_prob == 0.25
     env = gymnasium.make("worldsim/Physics-v0", **cfg.collect.env_kwargs)
-    for seed in range(40):  # what it records never shows a held-out pair
-        env.reset(seed=seed)
+    for seed in range(40):  # what it records never shows a held-out pair, and no caption is cut
+        _, info = env.reset(seed=seed)
         assert not any(HELD_OUT.held(env.unwrapped.episode_params))
+        assert len(WordTokenizer().words(info["caption"])) + 2 <= text.max_length, info["caption"]
     env.close()
-    today = compose_train("experiment=physics_text", "dynamics.flow.context_prob=0.5", "dynamics.text.max_length=64")
-    assert build_networks(today.dynamics, meta)[1].max_length == 64
-    assert plain(today.collect) == plain(cfg.collect) and today.trainer == cfg.trainer and today.optim == cfg.optim
+    twins = {
+        "bytes": ("dynamics.text.tokenizer=bytes", "dynamics.text.max_length=128"),
+        "half": ("dynamics.flow.context_prob=0.5",),
+    }
+    for name, overrides in twins.items():
+        twin = compose_train("experiment=physics_text", *overrides)
+        assert plain(twin.collect) == plain(cfg.collect) and twin.trainer == cfg.trainer and twin.optim == cfg.optim
+        twin_text = build_networks(twin.dynamics, meta)[1]
+        assert (twin_text.tokenizer, twin_text.max_length) == (("bytes", 128) if name == "bytes" else ("words", 32))
+    gpu = compose_train("experiment=physics_text_gpu")  # the same data and text, the mid DiT, more of both
+    assert gpu.collect.env_kwargs == cfg.collect.env_kwargs and gpu.collect.episodes > cfg.collect.episodes
+    assert gpu.dynamics.preset == "mid" and gpu.trainer.accelerator == "gpu"
+    assert build_networks(gpu.dynamics, meta)[1] == dataclasses.replace(
+        TEXT_ENCODER_PRESETS["mid"], **cfg.dynamics.text
+    )
 
 
 @pytest.mark.parametrize("recipe", RECIPES)
@@ -182,8 +194,8 @@ def test_recipe_composes_to_the_settings_its_shipped_model_records(recipe: str, 
     cfg, shipped = compose_train(f"experiment={recipe}"), record(world)
     configs = shipped["configs"]
     dit, text = build_networks(cfg.dynamics, shipped["data"])
-    # The shipped DiT config read as the loader reads it: fields added since (memory) take their defaults.
-    assert dit == VideoDiTConfig(**configs["dit"]) and plain(text) == configs["text"]
+    # The shipped configs read as the loader reads them: fields added since (memory, tokenizer) take their defaults.
+    assert dit == VideoDiTConfig(**configs["dit"]) and text == TextEncoderConfig(**configs["text"])
     assert_as_recorded(
         without(plain(cfg.dynamics), SIZE_FIELDS),
         without(configs["dynamics"], (*SIZE_FIELDS, *VALIDATION_SAMPLING)),
