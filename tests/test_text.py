@@ -141,7 +141,7 @@ def test_encoder_tokenizer_is_chosen_by_config() -> None:
     assert words.token_embedding.num_embeddings == WordTokenizer.vocab_size
     with torch.no_grad():
         cond = words.encode_text(["a small red ball falls from high on the left, alone", "a blue box"])
-    assert cond.mask.sum(1).tolist() == [12, 5]  # 13 words cut to 10, BOS and EOS
+    assert cond.mask.sum(1).tolist() == [12, 5]  # 11 words and a comma, cut to 10, with BOS and EOS
     assert isinstance(TextEncoder(TextEncoderConfig(width=32, heads=2)).tokenizer, ByteTokenizer)
     with pytest.raises(ValueError, match="tokenizer 'sentencepiece' is not one of"):
         TextEncoderConfig(tokenizer="sentencepiece")
