@@ -25,12 +25,11 @@ ws collect env=worldsim/Occlusion-v0 policy=mixed episodes=$EPISODES seed=3 work
     out=$W/data-occlusion progress=false > $W/collect.log 2>&1
 el "recorded: exit $?"; tail -n 1 $W/collect.log
 TRAIN_S=$(( $(left) - EVAL_S - CACHE_S ))
-MAX_TIME=$(printf "00:00:%02d:%02d" $((TRAIN_S / 60)) $((TRAIN_S % 60)))
 el "train memory on and off side by side, $STEPS steps or $TRAIN_S s each"
 for arm in on off; do
   slots=$([ $arm = on ] && echo 8 || echo 0)
   ws train experiment=occlusion_memory_gpu data=$W/data-occlusion out=$W/$arm collect.episodes=$EPISODES \
-      dynamics.memory.slots=$slots trainer.max_steps=$STEPS trainer.max_time=$MAX_TIME "${SIZES[@]}" > $W/train-$arm.log 2>&1 &
+      dynamics.memory.slots=$slots trainer.max_steps=$STEPS trainer.max_time=$(max_time $TRAIN_S) "${SIZES[@]}" > $W/train-$arm.log 2>&1 &
 done
 wait
 for arm in on off; do

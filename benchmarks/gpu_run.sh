@@ -17,6 +17,7 @@
 #   py ARGS       the Python that runs worldsim (py benchmarks/gpu_profile.py --preset mid)
 #   el TEXT       prints TEXT with the seconds since the start
 #   left          seconds until the plan's time is up (for trainer.max_time or max_seconds)
+#   max_time S    S seconds as trainer.max_time writes them (DD:HH:MM:SS)
 #   logged DIR M  the last value of metric M in a stage's Lightning CSV log (DIR: <run>/dynamics)
 #   $W            the working folder: write everything there
 #   $REF          the shipped reference models (push.pt, physics.pt, ...)
@@ -43,6 +44,7 @@ exec > >(tee -a "$OUT/log.txt") 2>&1
 
 el() { echo "[$(( $(date +%s) - START ))s] $*"; }
 left() { echo $(( DEADLINE - PACK_S - ($(date +%s) - START) )); }
+max_time() { printf "00:%02d:%02d:%02d" $(($1 / 3600)) $(($1 / 60 % 60)) $(($1 % 60)); }
 ws() { "$PYTHON" -m worldsim.cli "$@"; }
 py() { "$PYTHON" "$@"; }
 logged() {
@@ -53,7 +55,7 @@ rows = [r for f in sorted(glob.glob(sys.argv[1] + "/csv/version_*/metrics.csv"))
 print(float(rows[-1][sys.argv[2]]) if rows else "n/a")
 PY
 }
-export -f el left ws py logged
+export -f el left max_time ws py logged
 export START DEADLINE PACK_S PYTHON W DRY_RUN PYTHONUNBUFFERED=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-4}
 
 pack() {

@@ -23,10 +23,9 @@ ws collect env=worldsim/Physics-v0 +env_kwargs.captions=rich +env_kwargs.holdout
     episodes=$EPISODES seed=21 workers=$WORKERS out=$W/data-text progress=false > $W/collect.log 2>&1
 el "recorded: exit $?"; tail -n 1 $W/collect.log
 TRAIN_S=$(( $(left) - EVAL_S - CACHE_S ))
-MAX_TIME=$(printf "00:00:%02d:%02d" $((TRAIN_S / 60)) $((TRAIN_S % 60)))
 el "train physics_text_gpu for at most $TRAIN_S s"
 ws train experiment=physics_text_gpu data=$W/data-text out=$W/text collect.episodes=$EPISODES \
-    trainer.max_time=$MAX_TIME "${SIZES[@]}" > $W/train.log 2>&1
+    trainer.max_time=$(max_time $TRAIN_S) "${SIZES[@]}" > $W/train.log 2>&1
 el "trained: exit $?, $(logged $W/text/dynamics train/device/samples_per_sec) clips/s, val loss $(logged $W/text/dynamics val/loss)"
 tail -n 3 $W/train.log
 for g in 1 3 6; do

@@ -100,7 +100,7 @@ class WordTokenizer:
     compose three, and a rich caption is ~20 tokens where it is ~100 bytes. Hashing (CRC-32, the
     same on every machine) keeps the no-vocabulary-file property: any text encodes, and two words
     share an id only by collision, which `tests/test_text.py` checks never happens among the words
-    the worlds' captions use.
+    the Physics world's captions use.
     """
 
     PAD, BOS, EOS = 0, 1, 2
