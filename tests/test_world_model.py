@@ -182,6 +182,41 @@ def test_stepping_with_the_kv_cache_equals_a_rollout_with_the_same_seed(physics,
     assert not torch.allclose(moved, out.latents)
 
 
+def test_generated_noise_sets_the_tau_of_the_models_own_frames_only(physics, model, tmp_path: Path) -> None:
+    import shutil
+
+    from worldsim.checkpoint import set_default_sampling
+
+    context, horizon = 2, 4
+    frames, _, caption = clip(physics[0], context)
+    actions = np.random.default_rng(1).uniform(-1, 1, (1, context + horizon - 1, 3)).astype(np.float32)
+
+    def latents(**sampling) -> torch.Tensor:
+        return model.rollout(frames, actions, caption, horizon, seed=5, sampling=sampling, return_latents=True)[
+            1
+        ].latents
+
+    default = latents()
+    assert torch.equal(latents(generated_noise=model.context_noise), default)
+    noisier = latents(generated_noise=0.5)
+    # The first frame reads only the real context, written as before; every later one reads generated frames.
+    assert torch.equal(noisier[:, 0], default[:, 0])
+    assert all(not torch.allclose(noisier[:, h], default[:, h]) for h in range(1, horizon))
+
+    batch = WorldBatch(model, {"generated_noise": 0.5})
+    batch.start(frames, actions[:, : context - 1], caption, seed=5)
+    stepped = torch.stack([batch.step(actions[:, context - 1 + h]).latents for h in range(horizon)], dim=1)
+    torch.testing.assert_close(stepped, noisier, rtol=1e-5, atol=1e-5)
+    path = Path(shutil.copy(physics[1], tmp_path / "model.pt"))
+    set_default_sampling(path, generated_noise=0.5)  # a model file can record it
+    carrying = WorldModel.from_checkpoint(path, device="cpu")
+    recorded = carrying.rollout(frames, actions, caption, horizon, seed=5, return_latents=True)[1].latents
+    assert torch.equal(recorded, noisier)
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError, match=rf"generated_noise={bad} is not in \(0, 1\]"):
+            model.rollout(frames, actions, caption, horizon, sampling={"generated_noise": bad})
+
+
 def test_residual_decoding_keeps_the_real_pixels_the_model_leaves_unchanged(physics, model) -> None:
     context, horizon = 2, 3
     frames, _, caption = clip(physics[0], context)

@@ -365,6 +365,7 @@ def rollout(
     warm_start: float = 0.0,
     first_steps: int | None = None,
     memory: bool = True,
+    generated_noise: float | None = None,
 ) -> RolloutOutput:
     """Generate `horizon` frames after context_latents (B, T0, C, H, W); T0 may be 0 (text to video).
 
@@ -374,6 +375,8 @@ def rollout(
     text-to-video rollout has no previous frame and integrates from noise in ``first_steps`` steps
     (None: ``steps``), the later ones start from their previous frame. memory: False rolls a memory
     network out on its window alone (the ablation); a network without memory ignores it.
+    generated_noise: tau at which each generated frame is written into the cache (None:
+    ``context_noise``, as trained); lower hides more of its small errors from the frames after it.
     """
     B, T0 = context_latents.shape[:2]
     total = T0 + horizon
@@ -393,6 +396,7 @@ def rollout(
 
     if T0:
         write_frames(model, cache, context_latents, *frame_slice(0, T0), text, passes, context_noise, generator)
+    generated_noise = context_noise if generated_noise is None else generated_noise
     frames, rewards, terminations = [], [], []
     previous = context_latents[:, -1] if T0 else None
     for t in range(T0, total):
@@ -402,7 +406,7 @@ def rollout(
         )
         previous = x
         reward, termination_logit = write_frames(
-            model, cache, x[:, None], *frame_slice(t, t + 1), text, passes, context_noise, generator
+            model, cache, x[:, None], *frame_slice(t, t + 1), text, passes, generated_noise, generator
         )
         frames.append(x)
         rewards.append(reward)

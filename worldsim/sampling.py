@@ -37,6 +37,7 @@ class SamplingConfig:
     warm_start: Optional[float] = None  # tau a frame starts at from the previous one; 0: pure noise (default 0.3)
     first_steps: Optional[int] = None  # steps of a frame with none before it (text alone), from noise (default 4)
     memory: Optional[bool] = None  # a memory model's bank of frames past the window; false: window only (default true)
+    generated_noise: Optional[float] = None  # tau its own frames enter the KV cache at; None: the model's context noise
 
     def __post_init__(self) -> None:
         problems = []
@@ -56,6 +57,11 @@ class SamplingConfig:
             problems.append(f"window={self.window}: the cache must hold at least 1 past frame")
         if self.warm_start is not None and not 0.0 <= float(self.warm_start) < 1.0:
             problems.append(f"warm_start={self.warm_start} is not in [0, 1): 0 samples each frame from pure noise")
+        if self.generated_noise is not None and not 0.0 < float(self.generated_noise) <= 1.0:
+            problems.append(
+                f"generated_noise={self.generated_noise} is not in (0, 1]: it is the tau (1 clean, 0 pure noise) "
+                "at which generated frames enter the cache"
+            )
         if problems:
             raise ValueError(f"sampling: {'; '.join(problems)}")
 
@@ -95,4 +101,5 @@ DEFAULT_SAMPLING = SamplingConfig(
     warm_start=WARM_START,
     first_steps=4,
     memory=True,
+    generated_noise=None,
 )

@@ -64,6 +64,7 @@ class WorldBatch:
         self.model = model
         self.sampling = model.sampling_for(sampling)
         self.window = model.window(self.sampling)
+        self._generated_noise = model.generated_noise(self.sampling)
         self.cache: Optional[KVCache] = None  # None until start
         self.latents: Optional[torch.Tensor] = None  # (B, C, h, w) the latest frame of every row
         self.size = 0
@@ -188,7 +189,7 @@ class WorldBatch:
             s.warm_start,
         )  # (B, C, h, w)
         reward, logit = write_frames(
-            model.dit, self.cache, x[:, None], a, mask, self._text, self._passes, model.context_noise, self._stream
+            model.dit, self.cache, x[:, None], a, mask, self._text, self._passes, self._generated_noise, self._stream
         )
         self.latents = x
         # Two copies to the host per step, the frames and the heads, and no other sync.
@@ -259,7 +260,7 @@ class WorldBatch:
                     None,
                     condition,
                     self._passes,
-                    model.context_noise,
+                    self._generated_noise,
                     self._stream,
                 )
             # Rows imagined from text have no real frame to anchor to: they decode directly.

@@ -191,6 +191,10 @@ class WorldModel:
         """Past frames a KV cache holds under ``sampling``: its window, else the window the DiT trained on."""
         return sampling.window or self.dit.cfg.window
 
+    def generated_noise(self, sampling: SamplingConfig) -> float:
+        """tau at which a frame the model generated enters its KV cache: ``sampling``'s, else the context noise."""
+        return self.context_noise if sampling.generated_noise is None else float(sampling.generated_noise)
+
     # -- boundary conversions ------------------------------------------------------------------------
 
     @torch.inference_mode()
@@ -295,6 +299,7 @@ class WorldModel:
                 s.warm_start,
                 s.first_steps,
                 s.memory,
+                self.generated_noise(s),
             )
             frames = self.decode_on_device(out.latents)  # (B, horizon, H, W, 3)
             if s.residual and T0:

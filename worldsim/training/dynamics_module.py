@@ -355,6 +355,7 @@ class DynamicsModule(TrainingModule):
             generator=self._generator(1_000_003 + batch_idx),
             warm_start=s.warm_start,
             first_steps=s.first_steps,
+            generated_noise=s.generated_noise,
         ).latents  # (B, horizon, C, h, w)
         truth = latents[:, K:]
         metrics = {
