@@ -192,9 +192,8 @@ def test_generated_noise_sets_the_tau_of_the_models_own_frames_only(physics, mod
     actions = np.random.default_rng(1).uniform(-1, 1, (1, context + horizon - 1, 3)).astype(np.float32)
 
     def latents(**sampling) -> torch.Tensor:
-        return model.rollout(frames, actions, caption, horizon, seed=5, sampling=sampling, return_latents=True)[
-            1
-        ].latents
+        _, out = model.rollout(frames, actions, caption, horizon, seed=5, sampling=sampling, return_latents=True)
+        return out.latents
 
     default = latents()
     assert torch.equal(latents(generated_noise=model.context_noise), default)
