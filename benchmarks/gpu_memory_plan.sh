@@ -13,13 +13,8 @@ EPISODES=${EPISODES:-1024}
 N=${N:-16}
 EVAL_S=${EVAL_S:-120}
 CACHE_S=${CACHE_S:-30}
-WORKERS=14
-SIZES=()
-if [ "$DRY_RUN" = 1 ]; then
-  STEPS=2; EPISODES=8; N=2; EVAL_S=90; WORKERS=2
-  SIZES=(trainer.accelerator=cpu trainer.precision=32-true dynamics_data.batch_size=2 dynamics_data.num_workers=0
-         collect.workers=2)
-fi
+SIZES=($DRY_SIZES)
+if [ "$DRY_RUN" = 1 ]; then STEPS=2; EPISODES=8; N=2; EVAL_S=90; fi
 el "record the Occlusion episodes, as the recipe records them"
 ws collect env=worldsim/Occlusion-v0 policy=mixed episodes=$EPISODES seed=3 workers=$WORKERS \
     out=$W/data-occlusion progress=false > $W/collect.log 2>&1

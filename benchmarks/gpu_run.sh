@@ -23,6 +23,9 @@
 #   $REF          the shipped reference models (push.pt, physics.pt, ...)
 #   $DRY_RUN      1 in a dry run, so a plan can read its sizes from variables (EPISODES=${EPISODES:-1024})
 #                 and the dry run shrink them
+#   $WORKERS      processes that record data: 14 on the device, 2 in a dry run
+#   $DRY_SIZES    overrides that make training and recording tiny on the CPU in a dry run, empty on the
+#                 device: ws train ... $DRY_SIZES
 # Commands may run side by side (cmd & ... wait). At DEADLINE - PACK_S seconds every process of
 # the plan is stopped; then, or when the plan ends, $W's small files go to $OUT/results.tgz, the
 # files matching KEEP to $OUT/keep.tar.part-* (SPLIT each; join with cat), and this script's
@@ -55,8 +58,15 @@ rows = [r for f in sorted(glob.glob(sys.argv[1] + "/csv/version_*/metrics.csv"))
 print(float(rows[-1][sys.argv[2]]) if rows else "n/a")
 PY
 }
+if [ "$DRY_RUN" = 1 ]; then
+  WORKERS=2
+  DRY_SIZES="trainer.accelerator=cpu trainer.precision=32-true dynamics_data.batch_size=2 dynamics_data.num_workers=0
+             collect.workers=2"
+else
+  WORKERS=14; DRY_SIZES=""
+fi
 export -f el left max_time ws py logged
-export START DEADLINE PACK_S PYTHON W DRY_RUN PYTHONUNBUFFERED=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-4}
+export START DEADLINE PACK_S PYTHON W DRY_RUN WORKERS DRY_SIZES PYTHONUNBUFFERED=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-4}
 
 pack() {
   tar czf "$OUT/results.tgz" -C "$W" --exclude=./site --exclude='*.ckpt' --exclude='*.pt' --exclude='data*' \

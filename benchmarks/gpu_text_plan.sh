@@ -11,13 +11,8 @@ EPISODES=${EPISODES:-2048}
 N=${N:-48}
 EVAL_S=${EVAL_S:-120}
 CACHE_S=${CACHE_S:-30}
-WORKERS=14
-SIZES=()
-if [ "$DRY_RUN" = 1 ]; then
-  EPISODES=8; N=2; EVAL_S=60; WORKERS=2
-  SIZES=(trainer.accelerator=cpu trainer.precision=32-true trainer.max_steps=2 dynamics_data.batch_size=2
-         dynamics_data.num_workers=0 collect.workers=2)
-fi
+SIZES=($DRY_SIZES)
+if [ "$DRY_RUN" = 1 ]; then EPISODES=8; N=2; EVAL_S=60; SIZES+=(trainer.max_steps=2); fi
 el "record $EPISODES rich-caption episodes, as the recipe records them"
 ws collect env=worldsim/Physics-v0 +env_kwargs.captions=rich +env_kwargs.holdout=combinations policy=scripted \
     episodes=$EPISODES seed=21 workers=$WORKERS out=$W/data-text progress=false > $W/collect.log 2>&1
