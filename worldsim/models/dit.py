@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from worldsim.models.frame_attention import SeenFrames
 from worldsim.models.kv_cache import KVCache
 from worldsim.models.memory import MemoryKVCache, memory_visibility
 from worldsim.models.rope import rope_frequencies, rotate
@@ -136,7 +137,10 @@ class SelfAttention(nn.Module):
         if cache is not None:
             k, v = cache.attend(layer, k, v, write=update_cache)  # (B, h, S_past + S, hd)
         dropout = self.dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+        if isinstance(mask, SeenFrames):
+            y = mask.attend(q, k, v, dropout_p=dropout)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
         return self.proj(y.transpose(1, 2).reshape(B, S, D))  # (B, S, D)
 
 
@@ -364,9 +368,12 @@ class VideoDiT(nn.Module):
                         "clean latents> to choose what each frame remembers (FlowMatching.loss passes it)"
                     )
                 frames_seen = frames_seen | memory_visibility(memory_from, window, cfg.memory_slots)  # (B, T, T)
-            mask = frames_seen.repeat_interleave(N, -2).repeat_interleave(N, -1)
-            if mask.dim() == 3:
-                mask = mask[:, None]  # (B, 1, T*N, T*N): each row its own memory
+            if cache is None and T > window + 1:  # a long clip: each frame over the few it sees, not a dense mask
+                mask = SeenFrames.from_visibility(frames_seen, B)
+            else:
+                mask = frames_seen.repeat_interleave(N, -2).repeat_interleave(N, -1)
+                if mask.dim() == 3:
+                    mask = mask[:, None]  # (B, 1, T*N, T*N): each row its own memory
         if cache is not None:
             mask = cache.with_memory(mask, start, T, N)
 
