@@ -53,3 +53,14 @@ def test_each_stage_reports_its_step_and_flops_that_follow_the_shapes() -> None:
 def test_the_cpu_peak_is_an_estimate_that_says_how_it_was_made() -> None:
     peak, source = cpu_peak_flops()
     assert peak > 1e9 and source.startswith("estimate:") and "FLOPs/cycle" in source
+
+
+def test_a_memory_models_step_grows_linearly_with_its_clip() -> None:
+    """Each frame attends to its window and bank only (SeenFrames), so twice the clip is twice the work."""
+    memory = {"slots": 2, "window": 3}
+    rows = [
+        bench_train(dataclasses.replace(TINY, stages=["dynamics"], clip_length=T, memory=memory))[0] for T in (16, 32)
+    ]
+    assert rows[0]["memory"] == memory
+    ratio = rows[1]["gflops_per_sample"] / rows[0]["gflops_per_sample"]
+    assert 1.8 < ratio < 2.05, ratio

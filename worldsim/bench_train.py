@@ -42,6 +42,8 @@ class TrainBenchConfig:
     clip_length: int = 16  # frames per dynamics clip
     # overrides of the presets' DiT, as train's dynamics.dit: +train.dit={patch_size:2} (the quickstart's)
     dit: dict[str, Any] = field(default_factory=dict)
+    # train's dynamics.memory, to time a memory model's step: +train.memory={slots:8,window:7} with clip_length=64
+    memory: dict[str, Any] = field(default_factory=dict)
     frame_size: int = 64  # frame height and width in pixels
     steps: int = 10  # timed steps per figure
     warmup: int = 3  # untimed steps before them (compiled: also the compilation)
@@ -124,7 +126,7 @@ def dynamics_step(preset: str, autoencoder_preset: str, cfg: TrainBenchConfig, d
         "action_space": {"type": "Box", "shape": [2], "low": [-1.0, -1.0], "high": [1.0, 1.0]},
     }
     module = DynamicsModule(
-        DynamicsConfig(preset=preset, clip_length=cfg.clip_length, dit=dict(cfg.dit)),
+        DynamicsConfig(preset=preset, clip_length=cfg.clip_length, dit=dict(cfg.dit), memory=dict(cfg.memory)),
         OptimConfig(),
         max_steps=1000,
         meta=meta,
@@ -241,6 +243,7 @@ def bench_train(cfg: TrainBenchConfig) -> list[dict[str, Any]]:
                         "stage": stage,
                         "network": presets[stage],
                         "dit_overrides": dict(cfg.dit) if stage == "dynamics" else {},
+                        "memory": dict(cfg.memory) if stage == "dynamics" else {},
                         "parameters_m": round(sum(p.numel() for n in networks for p in n.parameters()) / 1e6, 2),
                         "compiled": compiled,
                         "device": str(device),
