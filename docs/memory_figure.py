@@ -1,0 +1,163 @@
+"""Per-mode permanence figures and a picture of memory models against the truth (docs/memory.md).
+
+Run from the repository root, each model as ``label=path``, e.g.::
+
+    python docs/memory_figure.py on=runs/occlusion-memory/model.pt off=runs/occlusion-memory-off/model.pt \
+        --bank-off on --n 64 --out docs/memory-camera-pan.png
+
+It makes the permanence suite's scenarios (Occlusion, 8 context frames, 48 predicted, the
+scripted policy), predicts them with every model (``--bank-off LABEL`` adds that model again with
+its bank switched off, ``sampling.memory=false``) and copy-last, prints the suite's figures per
+episode mode (``camera_pan``, ``occluder_slides``, ``pass_behind``) as a markdown table, and draws
+the first ``--pictures`` scenarios of ``--mode``: the truth, then each model, every 4th frame.
+``--sampling residual=false`` sets a sampling field for every model; ``--bank-attention LABEL``
+also prints the share of attention that model gives its bank over the ``--mode`` scenarios.
+``--clip-coverage DATA [--window W]`` only counts the clips of a dataset that hold a return past
+the window (what a memory model can learn from).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import defaultdict
+from pathlib import Path
+
+import cv2
+import numpy as np
+import yaml
+
+from worldsim.data.dataset import EpisodeDataset
+from worldsim.evals import permanence
+from worldsim.evals.baselines import make_predictor
+from worldsim.evals.scenarios import make_scenarios, predict_scenarios
+from worldsim.viz import frame_strip, labelled_rows
+
+METRICS = ("reappearance_rate", "identity_kept", "position_error_px", "visible_while_hidden")
+
+
+def per_mode(scenarios, predictions, name: str) -> dict[str, dict[str, float]]:
+    """The suite's metric means over each mode's scenarios: {mode: {metric: value}}."""
+    modes = defaultdict(list)
+    for i, scenario in enumerate(scenarios):
+        modes[scenario.params["mode"]].append(i)
+    table = {}
+    for mode, picked in sorted(modes.items()):
+        rows = permanence.score_permanence([scenarios[i] for i in picked], predictions[picked], name)
+        table[mode] = {row["metric"]: row["value"] for row in rows}
+        table[mode]["scenarios"] = len(picked)
+    return table
+
+
+def clip_coverage(root: str, window: int, lengths: tuple[int, ...] = (32, 48, 64)) -> None:
+    """Print the share of a dataset's clips (every start) in which an object shows again after hiding > window frames."""
+    data = EpisodeDataset(root)
+    visible = [
+        data.clip(i, 0, data.frame_count(i), ["state.object_visible"])["state.object_visible"] for i in range(len(data))
+    ]
+    for length in lengths:
+        held = [
+            returns_past_window(episode[start : start + length].astype(bool), window)
+            for episode in visible
+            for start in range(len(episode) - length + 1)
+        ]
+        print(
+            f"{length}-frame clips of {root}: {np.mean(held):.2f} of {len(held)} hold a return after > {window} frames hidden"
+        )
+
+
+def returns_past_window(visible: np.ndarray, window: int) -> bool:
+    """visible (T, K): does some object show again more than ``window`` frames after it was last seen?"""
+    for slot in range(visible.shape[1]):
+        seen = np.flatnonzero(visible[:, slot])
+        if len(seen) > 1 and (np.diff(seen) > window).any():
+            return True
+    return False
+
+
+def bank_attention_share(path: str, scenarios) -> float:
+    """Mean share of attention a memory model's new frame gives its bank's keys over ``scenarios``' rollouts.
+
+    Measured by wrapping the DiT's attention call: where the keys are the bank's followed by the
+    window's and the new frame's, the softmax weights are recomputed and the bank's columns summed.
+    """
+    from worldsim.models import dit
+
+    model = make_predictor("model", checkpoint=path)
+    tokens = model.model.dit.cfg.tokens_per_frame
+    recent = (model.model.dit.cfg.window + 1) * tokens
+    shares, attention = [], dit.F.scaled_dot_product_attention
+
+    def measured(q, k, v, attn_mask=None, **kwargs):
+        if attn_mask is not None and attn_mask.shape[-1] == k.shape[2] > recent and q.shape[2] == tokens:
+            weights = (q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5).masked_fill(~attn_mask, float("-inf")).softmax(-1)
+            shares.append(float(weights[..., : k.shape[2] - recent].sum(-1).mean()))
+        return attention(q, k, v, attn_mask=attn_mask, **kwargs)
+
+    dit.F.scaled_dot_product_attention = measured
+    try:
+        predict_scenarios(model, scenarios)
+    finally:
+        dit.F.scaled_dot_product_attention = attention
+    return float(np.mean(shares))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("models", nargs="*", help="label=path/to/model.pt")
+    parser.add_argument("--clip-coverage", metavar="DATA", help="only print how many clips of DATA hold a return")
+    parser.add_argument("--window", type=int, default=7, help="with --clip-coverage")
+    parser.add_argument("--bank-attention", action="append", default=[], help="a label whose bank share to print")
+    parser.add_argument("--bank-off", action="append", default=[], help="a label to add again with its bank off")
+    parser.add_argument("--n", type=int, default=64)
+    parser.add_argument("--split", default="id")
+    parser.add_argument("--mode", default="camera_pan")
+    parser.add_argument("--pictures", type=int, default=2)
+    parser.add_argument(
+        "--sampling", action="append", default=[], help="a sampling field for every model: residual=false"
+    )
+    parser.add_argument("--out", type=Path, default=Path("memory-figure.png"))
+    args = parser.parse_args()
+    if args.clip_coverage:
+        clip_coverage(args.clip_coverage, args.window)
+        return
+    sampling = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in args.sampling)}
+
+    scenarios = make_scenarios(permanence.ENV_ID, args.n, permanence.CONTEXT, permanence.HORIZON, args.split)
+    paths = dict(spec.split("=", 1) for spec in args.models)
+    predictors = [
+        (label, make_predictor("model", checkpoint=path, name=label, sampling=sampling))
+        for label, path in paths.items()
+    ]
+    for label in args.bank_off:
+        bank_off = {**sampling, "memory": False}
+        predictors.append((f"{label}, bank off", make_predictor("model", checkpoint=paths[label], sampling=bank_off)))
+    predictors.append(("copy-last", make_predictor("copy_last")))
+    predictions = {label: predict_scenarios(predictor, scenarios) for label, predictor in predictors}
+
+    print(f"| mode | predictor | {' | '.join(METRICS)} |")
+    print(f"| --- | --- | {' | '.join('---:' for _ in METRICS)} |")
+    tables = {label: per_mode(scenarios, frames, label) for label, frames in predictions.items()}
+    for mode in sorted(next(iter(tables.values()))):
+        for label, table in tables.items():
+            cells = " | ".join(f"{table[mode].get(metric, float('nan')):.2f}" for metric in METRICS)
+            print(f"| {mode} ({table[mode]['scenarios']}) | {label} | {cells} |")
+
+    for label in args.bank_attention:
+        picked = [s for s in scenarios if s.params["mode"] == args.mode]
+        share = bank_attention_share(paths[label], picked)
+        print(f"{label}: {share:.3f} of its attention on the bank over {len(picked)} {args.mode} scenarios")
+
+    shown = [i for i, s in enumerate(scenarios) if s.params["mode"] == args.mode][: args.pictures]
+    rows = []
+    for i in shown:
+        rows.append((f"truth {i}", frame_strip(scenarios[i].future_frames, count=12, stride=4)))
+        for label, frames in predictions.items():
+            if label != "copy-last":  # its last context frame, twelve times
+                rows.append((label, frame_strip(frames[i], count=12, stride=4)))
+    picture = cv2.cvtColor(labelled_rows(rows, label_width=120), cv2.COLOR_RGB2BGR)
+    cv2.imwrite(str(args.out), picture, [cv2.IMWRITE_PNG_COMPRESSION, 9])  # the flat frames pack 2x smaller
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
