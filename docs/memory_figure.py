@@ -77,8 +77,9 @@ def returns_past_window(visible: np.ndarray, window: int) -> bool:
 def bank_attention_share(path: str, scenarios) -> float:
     """Mean share of attention a memory model's new frame gives its bank's keys over ``scenarios``' rollouts.
 
-    Measured by wrapping the DiT's attention call: where the keys are the bank's followed by the
-    window's and the new frame's, the softmax weights are recomputed and the bank's columns summed.
+    Measured by wrapping ``torch.nn.functional.scaled_dot_product_attention`` (which the DiT calls)
+    for the rollouts only: where one new frame's keys are the bank's followed by the window's and its
+    own, the softmax weights are recomputed and the bank's columns summed.
     """
     from worldsim.models import dit
 

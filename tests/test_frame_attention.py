@@ -19,7 +19,7 @@ def banded(T: int, window: int) -> torch.Tensor:
 
 
 def test_seen_frames_lists_each_frames_keys_earliest_first() -> None:
-    seen = SeenFrames.from_visibility(banded(6, 2), batch=2)
+    seen = SeenFrames.from_visibility(banded(6, 2), batch=2, width=3)
     assert seen.index.shape == (2, 6, 3) and seen.width == 3
     assert seen.index[0, 4].tolist() == [2, 3, 4] and seen.valid[0, 4].all()
     assert seen.index[1, 0, 0] == 0 and seen.valid[1, 0].tolist() == [True, False, False]  # frame 0 sees itself only
@@ -32,7 +32,7 @@ def test_gathered_attention_equals_the_dense_mask_for_a_window_and_per_row_memor
     q, k, v = (torch.randn(B, h, T * N, hd) for _ in range(3))
     window_only = banded(T, 3)
     assert torch.allclose(
-        SeenFrames.from_visibility(window_only, B).attend(q, k, v), dense(q, k, v, window_only, N), atol=1e-5
+        SeenFrames.from_visibility(window_only, B, width=4).attend(q, k, v), dense(q, k, v, window_only, N), atol=1e-5
     )
 
     # Each row remembers different older frames, as memory_visibility gives them.
@@ -41,7 +41,7 @@ def test_gathered_attention_equals_the_dense_mask_for_a_window_and_per_row_memor
     remembered[0, 10:, 2] = True
     remembered[1, 6:, 1] = True
     with_memory = window_only | remembered
-    gathered = SeenFrames.from_visibility(with_memory, B)
+    gathered = SeenFrames.from_visibility(with_memory, B, width=4 + 2)
     assert gathered.width == 4 + 2  # the window, itself and at most two remembered frames
     assert torch.allclose(gathered.attend(q, k, v), dense(q, k, v, with_memory, N), atol=1e-5)
 
@@ -51,7 +51,7 @@ def test_gathered_attention_passes_gradients_like_the_dense_mask() -> None:
     B, h, T, N, hd = 1, 2, 10, 3, 4
     leaves = [torch.randn(B, h, T * N, hd, requires_grad=True) for _ in range(3)]
     frames_seen = banded(T, 2)
-    SeenFrames.from_visibility(frames_seen, B).attend(*leaves).square().sum().backward()
+    SeenFrames.from_visibility(frames_seen, B, width=3).attend(*leaves).square().sum().backward()
     sparse_grads = [x.grad.clone() for x in leaves]
     for x in leaves:
         x.grad = None

@@ -369,7 +369,7 @@ class VideoDiT(nn.Module):
                     )
                 frames_seen = frames_seen | memory_visibility(memory_from, window, cfg.memory_slots)  # (B, T, T)
             if cache is None and T > window + 1:  # a long clip: each frame over the few it sees, not a dense mask
-                mask = SeenFrames.from_visibility(frames_seen, B)
+                mask = SeenFrames.from_visibility(frames_seen, B, width=window + 1 + cfg.memory_slots)
             else:
                 mask = frames_seen.repeat_interleave(N, -2).repeat_interleave(N, -1)
                 if mask.dim() == 3:

@@ -26,20 +26,19 @@ class SeenFrames:
     valid: torch.Tensor
 
     @classmethod
-    def from_visibility(cls, frames_seen: torch.Tensor, batch: int) -> SeenFrames:
+    def from_visibility(cls, frames_seen: torch.Tensor, batch: int, width: int) -> SeenFrames:
         """From a block mask (T, T) or (B, T, T) [query, key]: the seen keys of each query, earliest first.
 
-        K is the most frames any query sees; a query that sees fewer is padded with invalid entries.
+        ``width`` (K) is the most frames a query may see (window + 1 + memory slots), given rather than
+        counted so that building this never waits on the device; a query that sees fewer is padded
+        with invalid entries.
         """
         seen = frames_seen.expand(batch, -1, -1) if frames_seen.dim() == 2 else frames_seen
-        K = int(seen.sum(dim=-1).max())
         T = seen.shape[-1]
         # Seen keys carry their index, unseen ones T + index, so a sort puts the seen first, in order.
         order = torch.arange(T, device=seen.device)
-        rank = torch.where(seen, order, T + order)
-        index = rank.sort(dim=-1).values[..., :K]
-        valid = index < T
-        return cls(index=torch.where(valid, index, index - T), valid=valid)
+        index = torch.where(seen, order, T + order).sort(dim=-1).values[..., : min(width, T)]
+        return cls(index=index % T, valid=index < T)
 
     @property
     def width(self) -> int:
