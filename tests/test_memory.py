@@ -14,7 +14,7 @@ from test_world_model import build_model_file, clip
 from worldsim.checkpoint import load_checkpoint
 from worldsim.data.collect import CollectConfig, collect
 from worldsim.flow import FlowMatching, FlowMatchingConfig, write_frames
-from worldsim.models.dit import VideoDiT
+from worldsim.models.dit import CleanHistory, VideoDiT
 from worldsim.models.kv_cache import KVCache
 from worldsim.models.memory import MemoryKVCache, dropped_slot, memory_visibility
 from worldsim.models.rope import rope_frequencies, rotate
@@ -59,8 +59,9 @@ def test_a_clip_sees_only_frames_past_its_window_at_most_slots_of_them_and_keeps
     assert visible[0, window + 1].nonzero().flatten().tolist() == [0]
 
 
-def test_stepping_with_memory_equals_the_full_clip_forward_training_sees() -> None:
-    model = randomized(tiny_config(**MEMORY))
+@pytest.mark.parametrize("offset", [0, 4, 9])  # 0: the clip's longest; 4: just past the 3-frame window
+def test_stepping_with_memory_equals_the_full_clip_forward_training_sees(offset: int) -> None:
+    model = randomized(tiny_config(**MEMORY, memory_offset=offset))
     latents, noise_level, actions, action_mask, text = inputs(model.cfg, T=14)
     full = model(latents, noise_level, actions, action_mask, text, memory_from=latents)
     cache = model.new_cache()
@@ -77,6 +78,49 @@ def test_stepping_with_memory_equals_the_full_clip_forward_training_sees() -> No
     ).min() > 5e-5  # float noise is ~1e-7
     with pytest.raises(ValueError, match="memory_from"):
         model(latents, noise_level, actions, action_mask, text)
+
+
+@pytest.mark.parametrize("config", [MEMORY, dict(max_frames=14, attention_window=3), dict(max_frames=14)])
+def test_with_a_clean_history_each_frame_sees_what_a_rollout_wrote_before_it(config) -> None:
+    model = randomized(tiny_config(**config))
+    latents, noise_level, actions, action_mask, text = inputs(model.cfg, T=14)
+    clean = torch.randn(latents.shape, generator=torch.Generator().manual_seed(1))
+    history = CleanHistory(clean, torch.full_like(noise_level, 0.9))
+    memory = {"memory_from": clean} if model.remembers else {}
+    full = model(latents, noise_level, actions, action_mask, text, history=history, **memory)
+    cache, out = model.new_cache(), []
+    for t in range(latents.shape[1]):
+        now = slice(t, t + 1)
+        out.append(model(latents[:, now], noise_level[:, now], actions[:, now], action_mask[:, now], text, cache=cache))
+        cache.observe(clean[:, now])
+        model(
+            clean[:, now],
+            history.noise_level[:, now],
+            actions[:, now],
+            action_mask[:, now],
+            text,
+            cache=cache,
+            update_cache=True,
+        )
+    torch.testing.assert_close(torch.cat(out, dim=1), full, rtol=0, atol=1e-5)
+    # Without it, frames see the noisy frames before them: every frame but the first changes.
+    noisy = model(latents, noise_level, actions, action_mask, text, **memory)
+    torch.testing.assert_close(noisy[:, :1], full[:, :1], rtol=0, atol=1e-5)
+    assert (noisy[:, 1:] - full[:, 1:]).flatten(2).abs().amax(-1).min() > 5e-5
+
+
+def test_remembered_frames_read_as_at_most_the_memory_offset_back() -> None:
+    model = randomized(tiny_config(**MEMORY))
+    near = VideoDiT(dataclasses.replace(model.cfg, memory_offset=4)).eval()
+    near.load_state_dict(model.state_dict())
+    latents, noise_level, actions, action_mask, text = inputs(model.cfg, T=14)
+    far_out = model(latents, noise_level, actions, action_mask, text, memory_from=latents)
+    near_out = near(latents, noise_level, actions, action_mask, text, memory_from=latents)
+    # Frame 4 first remembers frame 0, 4 back; from frame 5 on, remembered frames are more than 4 back.
+    torch.testing.assert_close(near_out[:, :5], far_out[:, :5], rtol=0, atol=1e-6)
+    assert (near_out[:, 5:] - far_out[:, 5:]).flatten(2).abs().amax(-1).min() > 2e-6  # float noise is ~1e-7
+    with pytest.raises(ValueError, match="memory_offset 3 must be past the window"):
+        dataclasses.replace(model.cfg, memory_offset=3)
 
 
 def test_memory_off_is_the_plain_network_bit_for_bit() -> None:
@@ -153,6 +197,17 @@ def test_the_training_loss_reads_memory_and_a_plain_network_ignores_it() -> None
     plain.load_state_dict(model.state_dict())
     same, _ = flow.loss(plain, latents, actions, action_mask, text, generator=torch.Generator().manual_seed(0))
     assert torch.isfinite(loss) and abs(float(loss) - float(same)) > 1e-5  # float noise is ~1e-7
+    # With a clean history the network sees the clip again at the context noise level, seeded like the rest.
+    given = []
+    model.register_forward_pre_hook(lambda _, args, kwargs: given.append(kwargs["history"]), with_kwargs=True)
+    teacher = FlowMatching(FlowMatchingConfig(context_prob=1.0, clean_history=True))
+    clean = [
+        float(teacher.loss(model, latents, actions, action_mask, text, generator=torch.Generator().manual_seed(0))[0])
+        for _ in range(2)
+    ]
+    assert clean[0] == clean[1] and np.isfinite(clean[0])
+    assert (given[0].noise_level == teacher.cfg.context_noise).all()
+    assert (given[0].latents - teacher.cfg.context_noise * latents).abs().max() < 0.1 * 6  # 0.1 of a normal draw
 
 
 def test_the_memory_node_sets_the_network_and_refuses_what_cannot_work() -> None:

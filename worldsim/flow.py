@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from worldsim.config_checks import check_at_least, check_within
+from worldsim.models.dit import CleanHistory
 from worldsim.models.text import TextCondition
 from worldsim.sampling import WARM_START
 
@@ -41,6 +42,10 @@ class FlowMatchingConfig:
     context_prob: float = 0.5  # chance a clip is split into context + noisy future: the rollout case
     shared_future_noise: bool = False  # future frames of such a clip share one tau instead of each own
     rollout_prob: float = 0.0  # chance a context clip's later context frames are the model's own rollout
+    # every frame to predict sees the clip's frames before it clean (at context_noise), as in a rollout,
+    # instead of at their own noise levels: a memory model's bank then holds what it holds in use
+    # (worldsim.models.dit.CleanHistory); twice the tokens a step
+    clean_history: bool = False
     text_drop_prob: float = 0.1  # chance a clip trains with null text, for text guidance
     action_drop_prob: float = 0.1  # chance a frame trains with the null action, for action guidance
     reward_weight: float = 1.0  # reward-head MSE weight in the total loss
@@ -170,8 +175,14 @@ class FlowMatching:
             text = TextCondition(text.tokens, text.mask.bool() & keep, text.pooled)
 
         # A memory network picks what each frame remembers from the clean clip, as a rollout's bank does.
-        memory = {"memory_from": latents} if getattr(model, "remembers", False) else {}
-        velocity, reward, termination_logit = model(x_tau, tau, actions, action_mask, text, return_heads=True, **memory)
+        seen = {"memory_from": latents} if getattr(model, "remembers", False) else {}
+        if cfg.clean_history:
+            history_noise = torch.randn(latents.shape, device=device, generator=generator, dtype=latents.dtype)
+            seen["history"] = CleanHistory(
+                cfg.context_noise * latents + (1 - cfg.context_noise) * history_noise,
+                torch.full_like(tau, cfg.context_noise),
+            )
+        velocity, reward, termination_logit = model(x_tau, tau, actions, action_mask, text, return_heads=True, **seen)
         predicted = ~context
         per_frame = (velocity.float() - (latents - noise).float()).pow(2).mean(dim=(2, 3, 4))  # (B, T)
         velocity_loss = (per_frame * predicted).sum() / predicted.sum().clamp(min=1)

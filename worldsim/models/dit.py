@@ -51,6 +51,9 @@ class VideoDiTConfig:
     # frames kept after they leave the window, attended by every new frame (worldsim.models.memory);
     # 0: no memory, the network of every model file written before memory existed
     memory_slots: int = 0
+    # the most frames back a remembered frame reads as (RoPE); 0: max_frames - 1, the longest offset
+    # training showed. window + 1 reads every remembered frame as the one just past the window
+    memory_offset: int = 0
 
     def __post_init__(self) -> None:
         if self.latent_size % self.patch_size != 0:
@@ -68,6 +71,11 @@ class VideoDiTConfig:
                 f"attention_window {self.attention_window} is not in [0, max_frames - 1 = {self.max_frames - 1}] "
                 "(0: the whole clip)"
             )
+        if self.memory_offset and not self.window < self.memory_offset <= self.max_frames - 1:
+            raise ValueError(
+                f"memory_offset {self.memory_offset} must be past the window ({self.window}) and at most "
+                f"max_frames - 1 = {self.max_frames - 1}; 0 reads remembered frames at up to max_frames - 1"
+            )
         if self.memory_slots < 0:
             raise ValueError(f"memory_slots {self.memory_slots} is negative: 0 turns memory off")
         if self.memory_slots and self.window >= self.max_frames - 1:
@@ -76,6 +84,11 @@ class VideoDiTConfig:
                 f"{self.max_frames}-frame clips: no frame ever leaves the window, so memory has nothing to "
                 "learn; set attention_window below clip_length - 1 (e.g. 7 with 32-frame clips)"
             )
+
+    @property
+    def remembered_offset(self) -> int:
+        """The most frames back a remembered frame reads as: ``memory_offset``, else the clip length - 1."""
+        return self.memory_offset or max(self.max_frames - 1, self.window + 1)
 
     @property
     def window(self) -> int:
@@ -102,6 +115,35 @@ DIT_PRESETS: dict[str, dict] = {
     "small": dict(width=384, depth=6, heads=6),  # 20.8M: GPU runs
     "base": dict(width=768, depth=12, heads=12, text_width=512, head_width=512),  # 161M: larger GPU runs
 }
+
+
+@dataclass(frozen=True)
+class CleanHistory:
+    """A clip again at the context noise level, the history its frames to predict are conditioned on.
+
+    Diffusion forcing conditions each frame on its neighbours at their own noise levels, so a frame
+    far into a clip mostly sees noisy frames, where a rollout's frames only ever see clean ones (the
+    context, then what the model wrote). A memory model's bank is then noisy in training and clean in
+    use, and the frames it could bring back rarely pay. With a clean history stream every frame to
+    predict sees clean frames before it, in its window and its bank, as in a rollout (teacher forcing,
+    as WorldMem feeds its memory frames clean), at twice the tokens of a training pass.
+    """
+
+    latents: torch.Tensor  # (B, T, C, H, W)
+    noise_level: torch.Tensor  # (B, T), the context noise level
+
+
+def history_visibility(seen: torch.Tensor) -> torch.Tensor:
+    """(B, 2T, 2T) [query, key] of a clip followed by its clean history, from what frames see (B, T, T).
+
+    The history frames see each other as the clip's frames would have; each frame of the clip sees
+    itself and the history twins of the earlier frames it would have seen.
+    """
+    B, T, _ = seen.shape
+    itself = torch.eye(T, dtype=torch.bool, device=seen.device).expand(B, T, T)
+    top = torch.cat([itself, seen & ~itself], dim=2)
+    bottom = torch.cat([torch.zeros_like(seen), seen], dim=2)
+    return torch.cat([top, bottom], dim=1)
 
 
 def sincos_features(x: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -273,9 +315,8 @@ class VideoDiT(nn.Module):
         cfg = self.cfg
         window = window or cfg.window
         if memory and cfg.memory_slots:
-            return MemoryKVCache(
-                cfg.depth, window, cfg.memory_slots, max(cfg.max_frames - 1, window + 1), cfg.rope_base
-            )
+            offset = max(cfg.remembered_offset, window + 1)
+            return MemoryKVCache(cfg.depth, window, cfg.memory_slots, offset, cfg.rope_base)
         return KVCache(cfg.depth, window)
 
     def embed_actions(self, actions, action_mask, B: int, T: int) -> torch.Tensor:
@@ -321,6 +362,7 @@ class VideoDiT(nn.Module):
         update_cache: bool = False,
         return_heads: bool = False,
         memory_from: torch.Tensor | None = None,
+        history: CleanHistory | None = None,
     ):
         """Velocity (B, T, C, H, W) of every frame; with return_heads also reward and termination logit (B, T).
 
@@ -333,6 +375,9 @@ class VideoDiT(nn.Module):
         update_cache: also write these T frames into the cache (context, or a finished frame).
         memory_from: clean latents (B, T, C, H, W) of a whole clip (no cache), from which a memory network
         picks what each frame sees beyond its window (``memory_visibility``); a cache keeps its own bank.
+        history: the same clip at the context noise level (no cache): each frame of ``latents`` then sees
+        itself and, of the frames before it, only their history twins, as a rollout sees the frames it
+        wrote (``history_visibility``). Outputs are of ``latents``' frames only.
         """
         cfg = self.cfg
         B, T, C, H, W = latents.shape
@@ -341,6 +386,17 @@ class VideoDiT(nn.Module):
         assert (C, H, W) == expected, f"latent frames (C, H, W) = {(C, H, W)} are not the configured {expected}"
         assert noise_level.shape == (B, T), f"noise_level {tuple(noise_level.shape)} is not (B, T) = {(B, T)}"
         past = cache.frames if cache is not None else 0
+        clip = T  # frames whose outputs are returned; a history stream follows them
+        if history is not None:
+            assert cache is None, "a clean history stream is a training pass over a whole clip, not a cached rollout"
+            assert history.latents.shape == latents.shape, (
+                f"history latents {tuple(history.latents.shape)} are not the clip's {tuple(latents.shape)}"
+            )
+            latents = torch.cat([latents, history.latents], dim=1)
+            noise_level = torch.cat([noise_level, history.noise_level.to(noise_level.dtype)], dim=1)
+            actions = None if actions is None else torch.cat([actions, actions], dim=1)
+            action_mask = None if action_mask is None else torch.cat([action_mask, action_mask], dim=1)
+            T = 2 * clip
 
         x = latents.reshape(B, T, C, H // p, p, W // p, p).permute(0, 1, 3, 5, 2, 4, 6)  # (B, T, H/p, W/p, C, p, p)
         x = self.patch_embed(x.reshape(B, T, N, C * p * p)) + self.pos_embed  # (B, T, N, D)
@@ -352,24 +408,30 @@ class VideoDiT(nn.Module):
         # long a rollout runs (not a buffer: model.to(bfloat16) would round it); keys keep them cached.
         start = cache.next_position if cache is not None else 0
         freqs = rope_frequencies(cfg.width // cfg.heads, cfg.rope_base, x.device)
-        positions = torch.arange(start, start + T, device=x.device, dtype=torch.float64)
+        positions = torch.arange(start, start + clip, device=x.device, dtype=torch.float64)
+        if history is not None:  # the history twin of a frame is at the same time
+            positions = positions.repeat(2)
         angles = (positions[:, None] * freqs).repeat_interleave(N, dim=0)  # (T*N, hd/2)
         cos, sin = angles.cos().float(), angles.sin().float()
         mask = None  # one new frame sees all held frames and itself
         if T > 1:  # block-causal, and no frame sees more than the window behind it
-            keys = torch.arange(start - past, start + T, device=x.device)
-            offset = positions.long()[:, None] - keys[None, :]  # (T, past + T) frames back
+            keys = torch.arange(start - past, start + clip, device=x.device)
+            offset = positions[:clip].long()[:, None] - keys[None, :]  # (clip, past + clip) frames back
             window = cache.window if cache is not None else cfg.window
-            frames_seen = (offset >= 0) & (offset <= window)  # (T, past + T)
-            if cache is None and self.remembers and T > window + 1:
+            frames_seen = (offset >= 0) & (offset <= window)  # (clip, past + clip)
+            if cache is None and self.remembers and clip > window + 1:
                 if memory_from is None:
                     raise ValueError(
-                        f"a memory network given a {T}-frame clip (window {window}) needs memory_from=<the clip's "
-                        "clean latents> to choose what each frame remembers (FlowMatching.loss passes it)"
+                        f"a memory network given a {clip}-frame clip (window {window}) needs memory_from=<the "
+                        "clip's clean latents> to choose what each frame remembers (FlowMatching.loss passes it)"
                     )
                 frames_seen = frames_seen | memory_visibility(memory_from, window, cfg.memory_slots)  # (B, T, T)
-            if cache is None and T > window + 1:  # a long clip: each frame over the few it sees, not a dense mask
+            if history is not None:
+                frames_seen = history_visibility(frames_seen.expand(B, -1, -1))  # (B, 2T, 2T)
+            if cache is None and clip > window + 1:  # a long clip: each frame over the few it sees, not a dense mask
                 mask = SeenFrames.from_visibility(frames_seen, B, width=window + 1 + cfg.memory_slots)
+                if self.remembers and cfg.remembered_offset < clip - 1:
+                    mask = mask.read_within(cfg.remembered_offset, positions.long(), freqs)
             else:
                 mask = frames_seen.repeat_interleave(N, -2).repeat_interleave(N, -1)
                 if mask.dim() == 3:
@@ -382,6 +444,8 @@ class VideoDiT(nn.Module):
         if cache is not None and update_cache:
             cache.advance(T, N)
 
+        x, c = x[:, :clip], c[:, :clip]
+        T = clip
         out = self.final_layer(x, c).view(B, T, H // p, W // p, C, p, p)  # (B, T, H/p, W/p, C, p, p)
         velocity = out.permute(0, 1, 4, 2, 5, 3, 6).reshape(B, T, C, H, W)  # (B, T, C, H, W)
         if not return_heads:

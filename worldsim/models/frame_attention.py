@@ -13,9 +13,12 @@ adds nothing. A training step of eight 64-frame clips of the tiny DiT (window 7,
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
+
+from worldsim.models.rope import rotate
 
 
 @dataclass(frozen=True)
@@ -24,6 +27,8 @@ class SeenFrames:
 
     index: torch.Tensor
     valid: torch.Tensor
+    # RoPE angles (B, T, K, head_dim / 2) that move each seen frame's keys forward in time, or None
+    key_angles: Optional[torch.Tensor] = None
 
     @classmethod
     def from_visibility(cls, frames_seen: torch.Tensor, batch: int, width: int) -> SeenFrames:
@@ -39,6 +44,16 @@ class SeenFrames:
         order = torch.arange(T, device=seen.device)
         index = torch.where(seen, order, T + order).sort(dim=-1).values[..., : min(width, T)]
         return cls(index=index % T, valid=index < T)
+
+    def read_within(self, offset: int, positions: torch.Tensor, freqs: torch.Tensor) -> SeenFrames:
+        """These seen frames with any more than ``offset`` frames back read as exactly ``offset`` back.
+
+        positions (T,) the frame index of each frame of the clip; freqs the RoPE speeds (head_dim / 2,).
+        A memory cache moves its bank's keys the same way (``MemoryKVCache.with_memory``).
+        """
+        back = positions[:, None] - positions[self.index]  # (B, T, K) frames back
+        shift = (back - offset).clamp(min=0).masked_fill(~self.valid, 0)
+        return SeenFrames(self.index, self.valid, shift.double()[..., None] * freqs)
 
     @property
     def width(self) -> int:
@@ -56,6 +71,9 @@ class SeenFrames:
 
         rows = torch.arange(B, device=q.device)[:, None, None]
         keys = frames(k)[rows, self.index]  # (B, T, K, heads, N, hd)
+        if self.key_angles is not None:
+            angles = self.key_angles[:, :, :, None, None]  # (B, T, K, 1, 1, hd/2)
+            keys = rotate(keys, angles.cos().float(), angles.sin().float())
         values = frames(v)[rows, self.index]
 
         def stacked(x: torch.Tensor) -> torch.Tensor:  # (B, T, K, heads, N, hd) -> (B*T, heads, K*N, hd)

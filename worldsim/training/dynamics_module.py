@@ -54,13 +54,16 @@ class MemoryConfig:
 
     slots: Optional[int] = None  # frames kept after they leave the window; 0: off; None: init's, else 0
     window: Optional[int] = None  # past frames attended directly; None: init's, else clip_length - 1
+    # the most frames back a remembered frame reads as; None: init's, else 0 (clip_length - 1);
+    # window + 1 reads the bank at offsets the window trained
+    offset: Optional[int] = None
 
     def __post_init__(self) -> None:
-        check_at_least(self, "dynamics.memory", slots=0, window=1)
+        check_at_least(self, "dynamics.memory", slots=0, window=1, offset=0)
 
     def fields(self) -> dict[str, int]:
         """The VideoDiTConfig fields this sets."""
-        named = {"memory_slots": self.slots, "attention_window": self.window}
+        named = {"memory_slots": self.slots, "attention_window": self.window, "memory_offset": self.offset}
         return {key: int(value) for key, value in named.items() if value is not None}
 
 
@@ -103,11 +106,9 @@ class DynamicsConfig:
             self.flow = FlowMatchingConfig(**self.flow)
         if isinstance(self.memory, dict):
             self.memory = MemoryConfig(**self.memory)
-        memory_fields = sorted(set(self.dit) & {"memory_slots", "attention_window"})
+        memory_fields = sorted(set(self.dit) & {"memory_slots", "attention_window", "memory_offset"})
         if memory_fields:
-            raise ValueError(
-                f"dit overrides {memory_fields} are set by dynamics.memory.slots and dynamics.memory.window"
-            )
+            raise ValueError(f"dit overrides {memory_fields} are set by dynamics.memory.slots, .window and .offset")
 
 
 def align_transitions(actions: Optional[torch.Tensor], rewards: torch.Tensor, terminated: torch.Tensor):
