@@ -35,6 +35,7 @@ from worldsim.evals import permanence
 from worldsim.evals.baselines import make_predictor
 from worldsim.evals.scenarios import make_scenarios, predict_scenarios
 from worldsim.models.dit import CleanHistory, VideoDiT
+from worldsim.models.memory import memory_visibility
 from worldsim.viz import frame_strip, labelled_rows
 from worldsim.world_model import WorldModel
 
@@ -73,20 +74,16 @@ def clip_coverage(root: str, window: int, lengths: tuple[int, ...] = (32, 48, 64
 
 def returns_past_window(visible: np.ndarray, window: int) -> bool:
     """visible (T, K): does some object show again more than ``window`` frames after it was last seen?"""
-    for slot in range(visible.shape[1]):
-        seen = np.flatnonzero(visible[:, slot])
-        if len(seen) > 1 and (np.diff(seen) > window).any():
-            return True
-    return False
+    return bool(returns(visible, window))
 
 
-def return_frames(visible: np.ndarray, window: int) -> np.ndarray:
-    """visible (T, K) -> the frames (indices) at which some object shows again after > ``window`` frames hidden."""
-    returns = set()
+def returns(visible: np.ndarray, window: int) -> list[tuple[int, int]]:
+    """visible (T, K) -> (object slot, frame) of every showing again after more than ``window`` frames hidden."""
+    found = []
     for slot in range(visible.shape[1]):
         seen = np.flatnonzero(visible[:, slot])
-        returns.update(int(t) for s, t in zip(seen[:-1], seen[1:]) if t - s > window)
-    return np.array(sorted(returns), dtype=int)
+        found += [(slot, int(t)) for s, t in zip(seen[:-1], seen[1:]) if t - s > window]
+    return found
 
 
 @torch.no_grad()
@@ -105,14 +102,21 @@ def return_frame_loss(
     arms = [(label, path, True) for label, path in paths.items()]
     arms += [(f"{label}, bank off", paths[label], False) for label in bank_off]
     errors = {label: ([], []) for label, _, _ in arms}
+    in_bank = {label: [] for label, _, _ in arms}
     for label, path, memory in arms:
         model = WorldModel.from_checkpoint(path, device="cpu")
         dit = model.dit if memory else plain_network(model.dit)
         window = model.dit.cfg.window
         for index in range(len(data)):
             clip = data.clip(index, 0, clip_length, ["frames", "actions", "state.object_visible"])
-            returns = return_frames(clip["state.object_visible"].astype(bool), window)
+            visible = clip["state.object_visible"].astype(bool)
+            returned = returns(visible, window)
+            is_return = torch.zeros(clip_length, dtype=torch.bool)
+            is_return[[t for _, t in returned]] = True
             latents = model.encode(clip["frames"])[None].float()  # (1, T, C, h, w)
+            if dit.remembers:  # is the returning object in a frame the bank holds then?
+                bank = memory_visibility(latents, window, dit.cfg.memory_slots)[0].numpy()  # (T, T)
+                in_bank[label] += [bool(visible[bank[t], slot].any()) for slot, t in returned]
             actions = model.model_actions(clip["actions"][None, : clip_length - 1], 1, clip_length - 1)
             if actions is not None:  # actions[:, t] led to frame t
                 actions = torch.cat([torch.zeros_like(actions[:, :1]), actions], dim=1)
@@ -134,14 +138,16 @@ def return_frame_loss(
                     tau * latents + (1 - tau) * noise, level, actions, action_mask, text, history=history, **memory_from
                 )
                 per_frame = (velocity - (latents - noise)).pow(2).mean(dim=(2, 3, 4))[0]  # (T,)
-                is_return = torch.zeros(clip_length, dtype=torch.bool)
-                is_return[torch.as_tensor(returns, dtype=torch.long)] = True
                 errors[label][0].extend(per_frame[is_return].tolist())
                 errors[label][1].extend(per_frame[~is_return & (torch.arange(clip_length) > window)].tolist())
-    print(f"| model | return frames ({len(errors[arms[0][0]][0])}) | other frames past the window |")
+    frames = len(errors[arms[0][0]][0]) // len(noise_levels)
+    print(f"| model | {frames} return frames, {len(noise_levels)} noise levels each | other frames past the window |")
     print("| --- | ---: | ---: |")
     for label, (returned, other) in errors.items():
         print(f"| {label} | {np.mean(returned):.4f} | {np.mean(other):.4f} |")
+    for label, held in in_bank.items():
+        if held:
+            print(f"{label}: the returning object is in a bank frame at {sum(held)} of {len(held)} returns")
 
 
 def plain_network(dit: VideoDiT) -> VideoDiT:
