@@ -12,10 +12,13 @@ episode mode (``camera_pan``, ``occluder_slides``, ``pass_behind``) as a markdow
 the first ``--pictures`` scenarios of ``--mode``: the truth, then each model, every 4th frame.
 ``--sampling residual=false`` sets a sampling field for every model; ``--bank-attention LABEL``
 also prints the share of attention that model gives its bank over the ``--mode`` scenarios.
+``--orbit`` takes the memory suite's Orbit loops instead (4 context frames, 48 predicted), prints
+its return-frame figures per time away and draws the first ``--pictures`` scenarios.
 ``--clip-coverage DATA [--window W]`` only counts the clips of a dataset that hold a return past
 the window (what a memory model can learn from); ``--return-loss DATA`` only prints each model's
-prediction error on the frames of DATA where an object returns after hiding longer than its
-window, each frame seeing the clean frames before it (``return_frame_loss``).
+prediction error on the frames of DATA where something comes back after longer than its window
+away (an Occlusion object shown again, Orbit's camera back at a pose), each frame seeing the clean
+frames before it (``return_frame_loss``).
 """
 
 from __future__ import annotations
@@ -31,8 +34,9 @@ import torch
 import yaml
 
 from worldsim.data.dataset import EpisodeDataset
-from worldsim.evals import permanence
+from worldsim.evals import memory, permanence
 from worldsim.evals.baselines import make_predictor
+from worldsim.evals.consistency import loop_returns
 from worldsim.evals.scenarios import make_scenarios, predict_scenarios
 from worldsim.models.dit import CleanHistory, VideoDiT
 from worldsim.models.memory import memory_visibility
@@ -55,34 +59,68 @@ def per_mode(scenarios, predictions, name: str) -> dict[str, dict[str, float]]:
     return table
 
 
+def print_mode_table(scenarios, predictions: dict[str, np.ndarray]) -> None:
+    """The permanence suite's figures per Occlusion episode mode, one row per predictor, as markdown."""
+    print(f"| mode | predictor | {' | '.join(METRICS)} |")
+    print(f"| --- | --- | {' | '.join('---:' for _ in METRICS)} |")
+    tables = {label: per_mode(scenarios, frames, label) for label, frames in predictions.items()}
+    for mode in sorted(next(iter(tables.values()))):
+        for label, table in tables.items():
+            cells = " | ".join(f"{table[mode].get(metric, float('nan')):.2f}" for metric in METRICS)
+            print(f"| {mode} ({table[mode]['scenarios']}) | {label} | {cells} |")
+
+
+def print_orbit_table(scenarios, predictions: dict[str, np.ndarray]) -> None:
+    """The memory suite's Orbit-loop figures over all returns and per time away, one column per predictor."""
+    rows = {label: memory.score_memory(scenarios, frames, label) for label, frames in predictions.items()}
+    names = [row["metric"] for row in next(iter(rows.values()))]
+    print(f"| return frames ({len(scenarios)} scenarios) | {' | '.join(rows)} |")
+    print(f"| --- | {' | '.join('---:' for _ in rows)} |")
+    for name in names:
+        cells = [next(f"{r['value']:.2f}" for r in table if r["metric"] == name) for table in rows.values()]
+        print(f"| {name} | {' | '.join(cells)} |")
+
+
 def clip_coverage(root: str, window: int, lengths: tuple[int, ...] = (32, 48, 64)) -> None:
-    """Print the share of a dataset's clips (every start) in which an object shows again after hiding > window frames."""
+    """Print the share of a dataset's clips (every start) that hold a return past ``window`` frames."""
     data = EpisodeDataset(root)
-    visible = [
-        data.clip(i, 0, data.frame_count(i), ["state.object_visible"])["state.object_visible"] for i in range(len(data))
-    ]
+    name = return_state(data)
+    states = [data.clip(i, 0, data.frame_count(i), [name])[name] for i in range(len(data))]
     for length in lengths:
         held = [
-            returns_past_window(episode[start : start + length].astype(bool), window)
-            for episode in visible
+            bool(returns(episode[start : start + length], window))
+            for episode in states
             for start in range(len(episode) - length + 1)
         ]
         print(
-            f"{length}-frame clips of {root}: {np.mean(held):.2f} of {len(held)} hold a return after > {window} frames hidden"
+            f"{length}-frame clips of {root}: {np.mean(held):.2f} of {len(held)} hold a return after > {window} frames"
         )
 
 
-def returns_past_window(visible: np.ndarray, window: int) -> bool:
-    """visible (T, K): does some object show again more than ``window`` frames after it was last seen?"""
-    return bool(returns(visible, window))
+def return_state(data: EpisodeDataset) -> str:
+    """The recorded state that says what comes back: Orbit's camera pose, or which objects show."""
+    return "state.camera_pose" if "state.camera_pose" in data.arrays else "state.object_visible"
 
 
-def returns(visible: np.ndarray, window: int) -> list[tuple[int, int]]:
-    """visible (T, K) -> (object slot, frame) of every showing again after more than ``window`` frames hidden."""
+def returns(state: np.ndarray, window: int) -> list[tuple[int, np.ndarray]]:
+    """Every frame where something comes back after more than ``window`` frames away, with the frames showing it.
+
+    ``state`` is a clip's ``return_state``: camera poses (T, 3), where a return is the camera back
+    at a pose it left (``loop_returns``, timed from the last frame with that pose); or object
+    visibility (T, K), where a return is an object shown again after hiding. Each return is
+    ``(frame, shows)``, ``shows`` (T,) bool marking the frames that show what returns.
+    """
+    if np.issubdtype(state.dtype, np.floating):
+        return [
+            (j, np.all(state == state[j], axis=1))
+            for i, j in loop_returns(state, first=0, latest=True)
+            if j - i > window
+        ]
+    visible = state.astype(bool)
     found = []
     for slot in range(visible.shape[1]):
         seen = np.flatnonzero(visible[:, slot])
-        found += [(slot, int(t)) for s, t in zip(seen[:-1], seen[1:]) if t - s > window]
+        found += [(int(t), visible[:, slot]) for s, t in zip(seen[:-1], seen[1:]) if t - s > window]
     return found
 
 
@@ -90,8 +128,8 @@ def returns(visible: np.ndarray, window: int) -> list[tuple[int, int]]:
 def return_frame_loss(
     paths: dict[str, str], root: str, bank_off: list[str], clip_length: int, noise_levels=(0.25, 0.5, 0.75)
 ) -> None:
-    """Print each model's velocity error on the frames where an object returns after hiding longer than
-    its window, against its error on every other frame, every frame seeing clean frames before it.
+    """Print each model's velocity error on the frames where something returns after longer than its
+    window away (``returns``), against its error on every other frame, every frame seeing clean frames before it.
 
     The frames each model predicts are the first ``clip_length`` of every episode of ``root``, noised
     the same way for every model at each of ``noise_levels`` (paired), each frame conditioned on the
@@ -99,24 +137,24 @@ def return_frame_loss(
     bank helps, the error on return frames falls while the error elsewhere stays.
     """
     data = EpisodeDataset(root)
+    state_name = return_state(data)
     arms = [(label, path, True) for label, path in paths.items()]
     arms += [(f"{label}, bank off", paths[label], False) for label in bank_off]
     errors = {label: ([], []) for label, _, _ in arms}
     in_bank = {label: [] for label, _, _ in arms}
-    for label, path, memory in arms:
+    for label, path, bank_on in arms:
         model = WorldModel.from_checkpoint(path, device="cpu")
-        dit = model.dit if memory else plain_network(model.dit)
+        dit = model.dit if bank_on else plain_network(model.dit)
         window = model.dit.cfg.window
         for index in range(len(data)):
-            clip = data.clip(index, 0, clip_length, ["frames", "actions", "state.object_visible"])
-            visible = clip["state.object_visible"].astype(bool)
-            returned = returns(visible, window)
+            clip = data.clip(index, 0, clip_length, ["frames", "actions", state_name])
+            returned = returns(clip[state_name], window)
             is_return = torch.zeros(clip_length, dtype=torch.bool)
-            is_return[[t for _, t in returned]] = True
+            is_return[[t for t, _ in returned]] = True
             latents = model.encode(clip["frames"])[None].float()  # (1, T, C, h, w)
-            if dit.remembers:  # is the returning object in a frame the bank holds then?
+            if dit.remembers:  # is what returns in a frame the bank holds then?
                 bank = memory_visibility(latents, window, dit.cfg.memory_slots)[0].numpy()  # (T, T)
-                in_bank[label] += [bool(visible[bank[t], slot].any()) for slot, t in returned]
+                in_bank[label] += [bool(shows[bank[t]].any()) for t, shows in returned]
             actions = model.model_actions(clip["actions"][None, : clip_length - 1], 1, clip_length - 1)
             if actions is not None:  # actions[:, t] led to frame t
                 actions = torch.cat([torch.zeros_like(actions[:, :1]), actions], dim=1)
@@ -147,7 +185,7 @@ def return_frame_loss(
         print(f"| {label} | {np.mean(returned):.4f} | {np.mean(other):.4f} |")
     for label, held in in_bank.items():
         if held:
-            print(f"{label}: the returning object is in a bank frame at {sum(held)} of {len(held)} returns")
+            print(f"{label}: what returns is in a bank frame at {sum(held)} of {len(held)} returns")
 
 
 def plain_network(dit: VideoDiT) -> VideoDiT:
@@ -197,6 +235,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=64)
     parser.add_argument("--split", default="id")
     parser.add_argument("--mode", default="camera_pan")
+    parser.add_argument("--orbit", action="store_true", help="the memory suite's Orbit loops instead of Occlusion")
     parser.add_argument("--pictures", type=int, default=2)
     parser.add_argument(
         "--sampling", action="append", default=[], help="a sampling field for every model: residual=false"
@@ -212,7 +251,10 @@ def main() -> None:
         return
     sampling = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in args.sampling)}
 
-    scenarios = make_scenarios(permanence.ENV_ID, args.n, permanence.CONTEXT, permanence.HORIZON, args.split)
+    if args.orbit:
+        scenarios = memory.orbit_scenarios(args.n, args.split, seed=0)
+    else:
+        scenarios = make_scenarios(permanence.ENV_ID, args.n, permanence.CONTEXT, permanence.HORIZON, args.split)
     paths = dict(spec.split("=", 1) for spec in args.models)
     predictors = [
         (label, make_predictor("model", checkpoint=path, name=label, sampling=sampling))
@@ -224,20 +266,17 @@ def main() -> None:
     predictors.append(("copy-last", make_predictor("copy_last")))
     predictions = {label: predict_scenarios(predictor, scenarios) for label, predictor in predictors}
 
-    print(f"| mode | predictor | {' | '.join(METRICS)} |")
-    print(f"| --- | --- | {' | '.join('---:' for _ in METRICS)} |")
-    tables = {label: per_mode(scenarios, frames, label) for label, frames in predictions.items()}
-    for mode in sorted(next(iter(tables.values()))):
-        for label, table in tables.items():
-            cells = " | ".join(f"{table[mode].get(metric, float('nan')):.2f}" for metric in METRICS)
-            print(f"| {mode} ({table[mode]['scenarios']}) | {label} | {cells} |")
-
+    if args.orbit:
+        print_orbit_table(scenarios, predictions)
+        picked = list(range(len(scenarios)))
+    else:
+        print_mode_table(scenarios, predictions)
+        picked = [i for i, s in enumerate(scenarios) if s.params["mode"] == args.mode]
     for label in args.bank_attention:
-        picked = [s for s in scenarios if s.params["mode"] == args.mode]
-        share = bank_attention_share(paths[label], picked)
-        print(f"{label}: {share:.3f} of its attention on the bank over {len(picked)} {args.mode} scenarios")
+        share = bank_attention_share(paths[label], [scenarios[i] for i in picked])
+        print(f"{label}: {share:.3f} of its attention on the bank over {len(picked)} scenarios")
 
-    shown = [i for i, s in enumerate(scenarios) if s.params["mode"] == args.mode][: args.pictures]
+    shown = picked[: args.pictures]
     rows = []
     for i in shown:
         rows.append((f"truth {i}", frame_strip(scenarios[i].future_frames, count=12, stride=4)))
