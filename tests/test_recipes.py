@@ -115,7 +115,7 @@ AUTOENCODERS = {
     "blockworld_reference": "blockworld",
 }
 #: world-memory recipes (docs/memory.md): none has a shipped model yet
-MEMORY_RECIPES = ("occlusion_memory", "occlusion_memory_gpu", "blockworld_memory_gpu")
+MEMORY_RECIPES = ("occlusion_memory", "orbit_memory", "occlusion_memory_gpu", "blockworld_memory_gpu")
 #: DynamicsConfig fields that spell the size; the built networks are compared instead
 SIZE_FIELDS = ("preset", "dit", "text")
 #: How validation rollouts sampled, recorded in the dynamics config of files older than the one
