@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -154,6 +155,10 @@ def test_encode_and_decode_take_uint8_hwc_frames(physics, model) -> None:
     latents = model.encode(frames)
     assert latents.shape == (1, 3, 4, 8, 8) and latents.dtype == torch.float32
     assert torch.equal(model.encode(torch.from_numpy(frames)), latents)
+    frames.flags.writeable = False  # as a dataset's memory-mapped clips come
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert torch.equal(model.encode(frames), latents)
     decoded = model.decode(latents)
     assert decoded.shape == frames.shape and decoded.dtype == np.uint8
     with pytest.raises(ValueError, match=r"float32 \(1, 3, 64, 64, 3\); this model reads uint8"):

@@ -199,8 +199,14 @@ class WorldModel:
 
     @torch.inference_mode()
     def encode(self, frames: ArrayLike) -> torch.Tensor:
-        """uint8 frames (..., H, W, 3), numpy or torch -> normalized latents (..., C, h, w) on the device."""
-        x = torch.as_tensor(np.asarray(frames) if not isinstance(frames, torch.Tensor) else frames)
+        """uint8 frames (..., H, W, 3), numpy or torch -> normalized latents (..., C, h, w) on the device.
+
+        Read-only arrays (a dataset's memory-mapped clips) are copied first: torch warns on them.
+        """
+        if not isinstance(frames, torch.Tensor):
+            frames = np.asarray(frames)
+            frames = frames if frames.flags.writeable else frames.copy()
+        x = torch.as_tensor(frames)
         if x.dtype != torch.uint8 or x.ndim < 3 or tuple(x.shape[-3:]) != self.frame_shape:
             raise ValueError(
                 f"frames are {x.dtype} {tuple(x.shape)}; this model reads uint8 (..., "
