@@ -59,7 +59,7 @@ to the background, a fourfold contrast stretch.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
+from typing import Any, Collection, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -173,11 +173,15 @@ NO_BEST = tuple(
 )
 
 
-def make_long_scenarios(n: int, split: str, seed: int, horizon: Optional[int] = None) -> list[list[Scenario]]:
-    """``n`` long episodes of every world in ``WORLDS``, ``horizon`` (default ``HORIZON``) future frames each."""
+def make_long_scenarios(
+    n: int, split: str, seed: int, horizon: Optional[int] = None, worlds: Optional[Collection[str]] = None
+) -> list[list[Scenario]]:
+    """``n`` long episodes of every world in ``WORLDS`` (those in ``worlds``, if given), ``horizon`` (default
+    ``HORIZON``) future frames each."""
     return [
         make_scenarios(env_id, n, world.context, horizon or HORIZON, split, seed, world.env_kwargs, world.policy)
         for env_id, world in WORLDS.items()
+        if worlds is None or env_id in worlds
     ]
 
 

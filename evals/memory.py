@@ -44,7 +44,7 @@ Metrics per kind, over return frames, also per time-away bucket (``_away8`` ...)
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Collection, Optional, Sequence
 
 import numpy as np
 
@@ -337,14 +337,22 @@ def occlusion_scenarios(n: int, split: str, seed: int) -> list[Scenario]:
     return made
 
 
-def make_memory_scenarios(n: int, split: str, seed: int, horizon: Optional[int] = None) -> list[list[Scenario]]:
+def make_memory_scenarios(
+    n: int, split: str, seed: int, horizon: Optional[int] = None, worlds: Optional[Collection[str]] = None
+) -> list[list[Scenario]]:
     """One list per kind (lookaway, loop, edit, orbit, occlusion), ``n`` scenarios each (kinds with none left out).
 
     ``horizon`` (default ``HORIZON``) is the future of the BlockWorld kinds; Orbit and Occlusion keep their own.
+    ``worlds``: the env ids whose kinds are made (None: all); BlockWorld's take most of the time.
     """
     horizon = horizon or HORIZON
-    kinds = [blockworld_scenarios(kind, n, split, seed, horizon) for kind in ("lookaway", "loop", "edit")]
-    kinds += [orbit_scenarios(n, split, seed), occlusion_scenarios(n, split, seed)]
+    kinds = []
+    if worlds is None or BLOCKWORLD in worlds:
+        kinds += [blockworld_scenarios(kind, n, split, seed, horizon) for kind in ("lookaway", "loop", "edit")]
+    if worlds is None or ORBIT in worlds:
+        kinds.append(orbit_scenarios(n, split, seed))
+    if worlds is None or OCCLUSION in worlds:
+        kinds.append(occlusion_scenarios(n, split, seed))
     return [scenarios for scenarios in kinds if scenarios]
 
 

@@ -12,7 +12,7 @@ import importlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Collection, Optional
 
 from tqdm import tqdm
 
@@ -40,8 +40,8 @@ class SuiteSpec:
     # predictor methods the suite calls beside predict; predictors without them are skipped
     requires: tuple[str, ...] = ()
     on_request: bool = False  # left out of the default suites: runs only when suites= names it
-    # module function (n, split, seed, horizon) -> one list of scenarios per world, made instead of `worlds`
-    # (horizon: EvalConfig.horizon, None for the suite's own)
+    # module function (n, split, seed, horizon, worlds) -> one list of scenarios per world, made instead of `worlds`
+    # (horizon: EvalConfig.horizon, None for the suite's own; worlds: the env ids to make, None for all)
     scenarios: str = ""
 
 
@@ -186,6 +186,10 @@ class EvalConfig:
     horizon: Optional[int] = None
     anchors: bool = True  # also run copy_last and perturbed_truth, the 0 and 1 of the normalized scores
     progress: bool = True  # show a progress bar over (suite, split, predictor)
+    # worlds whose scenarios are made, each an env id (worldsim/Orbit-v0) or its short name (orbit); empty: every
+    # world. A suite left without a world is skipped: suites=[consistency,memory] worlds=[orbit] spares the memory
+    # suite's BlockWorld scenarios, most of its time
+    worlds: list[str] = field(default_factory=list)
     # how the model and reference predictors sample, e.g. sampling.cfg_text=3 for text guidance; unset fields: each
     # model file's default
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
@@ -203,6 +207,7 @@ def _check(cfg: EvalConfig) -> None:
         raise ValueError(f"split {cfg.split} must be a non-empty list of 'id' and/or 'ood'")
     if cfg.n < 1:
         raise ValueError(f"n={cfg.n}: evaluate at least 1 scenario per suite and split")
+    world_ids(cfg.worlds)
     if cfg.horizon is not None and not any(SUITES[s].scenarios for s in cfg.suites):
         raise ValueError(
             f"horizon={cfg.horizon} sets the horizon of the long, memory and text suites, which suites={cfg.suites} "
@@ -254,16 +259,30 @@ def metric_info(suites: list[str]) -> tuple[MetricInfo, dict[str, list[str]]]:
     return info, headline
 
 
+def world_ids(names: Collection[str]) -> Optional[frozenset[str]]:
+    """The env ids ``worlds=`` names, each given as an id or a short name in any case; None (every world) for none."""
+    from worldsim.envs import WORLDS, world_name
+
+    if not names:
+        return None
+    by_name = {world_name(env_id): env_id for env_id in WORLDS}
+    unknown = [name for name in names if world_name(name) not in by_name]
+    if unknown:
+        raise ValueError(f"worlds {unknown} are unknown: choose from {sorted(by_name)} (or their env ids)")
+    return frozenset(by_name[world_name(name)] for name in names)
+
+
 def suite_scenarios(name: str, cfg: EvalConfig, split: str) -> list[list[Scenario]]:
-    """One list of seeded scenarios per world of suite ``name``, the same for every predictor."""
+    """One list of seeded scenarios per world of suite ``name`` that ``cfg.worlds`` keeps, the same for every predictor."""
     from worldsim.evals.scenarios import make_scenarios
 
-    spec = SUITES[name]
+    spec, worlds = SUITES[name], world_ids(cfg.worlds)
     if spec.scenarios:
-        return getattr(_suite_module(name), spec.scenarios)(cfg.n, split, cfg.seed, cfg.horizon)
+        return getattr(_suite_module(name), spec.scenarios)(cfg.n, split, cfg.seed, cfg.horizon, worlds)
     return [
         make_scenarios(env_id, cfg.n, context, horizon, split, cfg.seed, policy=policy[0] if policy else "scripted")
         for env_id, context, horizon, *policy in spec.worlds
+        if worlds is None or env_id in worlds
     ]
 
 
@@ -282,11 +301,16 @@ def evaluate(cfg: EvalConfig) -> Path:
     tasks = [(suite, split) for suite in cfg.suites for split in cfg.split]
     skipped: set[str] = set()
     unable: set[str] = set()  # predictors without a method a suite calls
+    worldless: list[str] = []  # suites with none of cfg.worlds
     bar = tqdm(total=len(tasks) * len(predictors), desc="eval", unit="run", disable=not cfg.progress)
     for suite, split in tasks:
         spec = SUITES[suite]
         score: Callable[..., list[dict[str, Any]]] = getattr(_suite_module(suite), spec.score)
         worlds = suite_scenarios(suite, cfg, split)
+        if not worlds:
+            worldless.append(f"{suite}/{split}")
+            bar.update(len(predictors))
+            continue
         example = Example(suite, split, worlds[0][0].context_frames, worlds[0][0].future_frames)
         pick_steps = getattr(_suite_module(suite), "example_steps", None)  # a suite may show the frames it scores
         if pick_steps is not None:
@@ -312,6 +336,13 @@ def evaluate(cfg: EvalConfig) -> Path:
         if not spec.probe:  # a probe's predictions answer altered inputs: no context | truth | prediction
             examples.append(example)
     bar.close()
+    if worldless and not rows:
+        raise ValueError(
+            f"worlds={cfg.worlds} leaves every suite of suites={cfg.suites} without a scenario: name a world the suites "
+            "score (`worldsim eval --help` says which), or drop worlds="
+        )
+    if worldless:
+        print(f"skipped (no scenario in worlds={cfg.worlds}): {', '.join(worldless)}")
     if skipped:
         print(f"skipped (the predictor does not support that world): {', '.join(sorted(skipped))}")
     if unable:

@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from typing import Any, Collection
 
 import cv2
 import numpy as np
@@ -99,9 +99,12 @@ NO_BEST = tuple(f"{a}_readable" for a in ATTRIBUTES)
 
 
 def make_text_scenarios(
-    n: int, split: str, seed: int, horizon: int | None, captions: str = "rich"
+    n: int, split: str, seed: int, horizon: int | None, worlds: Collection[str] | None = None, captions: str = "rich"
 ) -> list[list[Scenario]]:
-    """``n`` Physics episodes of ``split`` with ``captions``, left alone for ``horizon`` (``FRAMES``) frames."""
+    """``n`` Physics episodes of ``split`` with ``captions``, left alone for ``horizon`` (``FRAMES``) frames
+    (none when ``worlds`` leaves Physics out)."""
+    if worlds is not None and ENV_ID not in worlds:
+        return []
     frames = horizon or FRAMES
     if frames < 2:
         raise ValueError(f"horizon={frames}: the text suite needs at least 2 frames to see motion")
@@ -109,9 +112,11 @@ def make_text_scenarios(
     return [make_scenarios(ENV_ID, n, 1, frames - 1, split, seed, kwargs, policy="zero")]
 
 
-def make_plain_text_scenarios(n: int, split: str, seed: int, horizon: int | None) -> list[list[Scenario]]:
+def make_plain_text_scenarios(
+    n: int, split: str, seed: int, horizon: int | None, worlds: Collection[str] | None = None
+) -> list[list[Scenario]]:
     """The episodes of ``make_text_scenarios`` (same seeds, same parameters) with the plain captions."""
-    return make_text_scenarios(n, split, seed, horizon, captions="plain")
+    return make_text_scenarios(n, split, seed, horizon, worlds, captions="plain")
 
 
 def expected(scenario: Scenario) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from worldsim.evals.results import read_results
-from worldsim.evals.run import EvalConfig, make_predictors
+from worldsim.evals.run import EvalConfig, evaluate, make_predictors, world_ids
 
 
 def worldsim(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -105,3 +105,31 @@ def test_a_predictor_is_skipped_on_worlds_it_does_not_support(tmp_path: Path) ->
     rows = read_results(tmp_path / "run" / "results.json")["rows"]
     assert {r["suite"] for r in rows if r["predictor"] == "physics_only"} == {"physics"}
     assert {r["suite"] for r in rows if r["predictor"] == "copy_last"} == {"physics", "consistency"}
+
+
+def test_worlds_keeps_only_the_named_worlds_and_skips_suites_without_one(tmp_path: Path, capsys) -> None:
+    evaluate(
+        EvalConfig(
+            suites=["physics", "action", "memory"],
+            worlds=["orbit"],
+            predictors=["copy_last", "truth"],
+            n=1,
+            split=["id"],
+            anchors=False,
+            out=str(tmp_path),
+            progress=False,
+        )
+    )
+    assert "skipped (no scenario in worlds=['orbit']): physics/id" in capsys.readouterr().out
+    rows = read_results(tmp_path / "results.json")["rows"]
+    assert {r["suite"] for r in rows} == {"action", "memory"}
+    assert {r["metric"].split("_")[0] for r in rows} == {"orbit"}  # no Push, BlockWorld or Occlusion metric
+
+
+def test_worlds_are_named_by_env_id_or_short_name_and_unknown_ones_refused(tmp_path: Path) -> None:
+    assert world_ids(["Orbit", "worldsim/Push-v0"]) == {"worldsim/Orbit-v0", "worldsim/Push-v0"}
+    assert world_ids([]) is None
+    with pytest.raises(ValueError, match=r"worlds \['orbt'\] are unknown: choose from \['blockworld'"):
+        world_ids(["orbt"])
+    with pytest.raises(ValueError, match="leaves every suite .* without a scenario"):
+        evaluate(EvalConfig(suites=["physics"], worlds=["orbit"], n=1, split=["id"], out=str(tmp_path), progress=False))
