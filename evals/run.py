@@ -336,7 +336,7 @@ def evaluate(cfg: EvalConfig) -> Path:
         if not spec.probe:  # a probe's predictions answer altered inputs: no context | truth | prediction
             examples.append(example)
     bar.close()
-    if worldless and not rows:
+    if len(worldless) == len(tasks):
         raise ValueError(
             f"worlds={cfg.worlds} leaves every suite of suites={cfg.suites} without a scenario: name a world the suites "
             "score (`worldsim eval --help` says which), or drop worlds="
