@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-import torch
 from PIL import Image
 
 from worldsim.data.dataset import EpisodeDataset
@@ -37,9 +36,7 @@ DIRECT = {"residual": False}
 
 def versions(model: WorldModel, frames: np.ndarray, actions: np.ndarray, text: list[str], context: int) -> dict:
     """The three versions of frames (B, T, H, W, 3) from ``context`` on, each (B, T - context, H, W, 3)."""
-    batch, length = frames.shape[:2]
-    with torch.inference_mode():
-        autoencoder = np.stack([model.decode(model.encode(episode)[None])[0] for episode in frames])
+    length = frames.shape[1]
     window = model.dit.cfg.window
     one_step = []
     for t in range(context, length):
@@ -49,7 +46,8 @@ def versions(model: WorldModel, frames: np.ndarray, actions: np.ndarray, text: l
     rollout = model.rollout(
         frames[:, :context], actions[:, : length - 1], text, length - context, seed=0, sampling=DIRECT
     )
-    return {"autoencoder": autoencoder[:, context:], "one step": np.stack(one_step, 1), "rollout": rollout}
+    autoencoder = model.decode(model.encode(frames[:, context:]))
+    return {"autoencoder": autoencoder, "one step": np.stack(one_step, 1), "rollout": rollout}
 
 
 def save_small_png(path: str, image: np.ndarray) -> None:
@@ -57,9 +55,9 @@ def save_small_png(path: str, image: np.ndarray) -> None:
     Image.fromarray(image).quantize(64).save(path, optimize=True)
 
 
-def span_psnr(predicted: np.ndarray, truth: np.ndarray) -> list[str]:
-    horizon = truth.shape[1]
-    return [f"{pooled_psnr(predicted[:, a - 1 : b], truth[:, a - 1 : b]):.2f}" for a, b in SPANS if a <= horizon]
+def span_psnr(predicted: np.ndarray, truth: np.ndarray, spans: list[tuple[int, int]]) -> str:
+    """Pooled PSNR of each span of steps (first, last; from 1), as markdown cells."""
+    return " | ".join(f"{pooled_psnr(predicted[:, a - 1 : b], truth[:, a - 1 : b]):.2f}" for a, b in spans)
 
 
 def main() -> None:
@@ -74,7 +72,6 @@ def main() -> None:
     )
     parser.add_argument("--out", default="drift.png")
     args = parser.parse_args()
-    torch.manual_seed(0)
 
     data = EpisodeDataset(args.data)
     length = args.context + args.horizon
@@ -92,17 +89,17 @@ def main() -> None:
     truth = frames[:, args.context :]
     copy_last = np.repeat(frames[:, args.context - 1 : args.context], args.horizon, axis=1)
 
-    shown = [a for a, b in SPANS if a <= args.horizon]
-    header = " | ".join(f"steps {a}-{min(b, args.horizon)}" for a, b in SPANS if a in shown)
+    spans = [(a, min(b, args.horizon)) for a, b in SPANS if a <= args.horizon]
+    header = " | ".join(f"steps {a}-{b}" for a, b in spans)
     print(f"PSNR (dB) over {len(data)} episodes of {args.data}, {args.actions} actions\n| model | version | {header} |")
-    print("| --- | --- |" + " ---: |" * len(shown))
-    print(f"| copy-last | | {' | '.join(span_psnr(copy_last, truth))} |")
+    print("| --- | --- |" + " ---: |" * len(spans))
+    print(f"| copy-last | | {span_psnr(copy_last, truth, spans)} |")
     drawn: dict[str, np.ndarray] = {}
     for spec in args.models:
         label, path = spec.split("=", 1)
         model = WorldModel.from_checkpoint(path, device="cpu")
         for version, predicted in versions(model, frames, actions, text, args.context).items():
-            print(f"| {label} | {version} | {' | '.join(span_psnr(predicted, truth))} |")
+            print(f"| {label} | {version} | {span_psnr(predicted, truth, spans)} |")
             drawn[f"{label}: {version}"] = predicted[: args.pictures]
     count = min(10, args.horizon)
     stride = max(1, args.horizon // count)
