@@ -63,6 +63,20 @@ def test_noise_levels_context_and_future() -> None:
     assert not context.any() and torch.equal(tau, tau[:, :1].expand(-1, 6))
 
 
+def test_text_only_clips_are_the_ones_that_start_at_their_episodes_first_frame() -> None:
+    g = torch.Generator().manual_seed(0)
+    flow = FlowMatching(FlowMatchingConfig(context_prob=0.25, text_only_from_start=True))
+    from_start = torch.arange(256) % 2 == 0
+    _, context = flow.noise_levels(256, 6, "cpu", g, from_start)
+    assert context[~from_start, 0].all()  # a mid-episode clip always sees a real frame first
+    text_only = ~context[from_start, 0]
+    assert 0.6 < text_only.float().mean() < 0.9  # a clip from the start is text-only as context_prob says
+    with pytest.raises(ValueError, match="start frame"):
+        flow.noise_levels(4, 6, "cpu", g)
+    _, context = FlowMatching(FlowMatchingConfig(context_prob=0.0)).noise_levels(64, 6, "cpu", g, from_start[:64])
+    assert not context.any()  # off by default: any clip may be imagined from text alone
+
+
 def test_loss_ignores_context_frames_and_unknown_rewards() -> None:
     class Constant(nn.Module):
         def __init__(self) -> None:

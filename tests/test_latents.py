@@ -191,6 +191,25 @@ def test_clips_have_latents_the_autoencoder_stage_split_and_aligned_steps(datase
     assert module.meta["latent_channels"] == 4
 
 
+def test_start_prob_draws_clips_from_their_episodes_first_frame(dataset: Path) -> None:
+    latents = cache_latents(str(dataset), tiny_autoencoder(0, dataset))
+
+    def starts(start_prob: float) -> np.ndarray:
+        cfg = LatentClipDataConfig(
+            root=str(dataset), latents=latents, clip_length=4, batch_size=64, start_prob=start_prob
+        )
+        module = LatentClipDataModule(cfg)
+        module.setup("fit")
+        return next(iter(module.train_dataloader()))["start"].numpy()
+
+    # STEPS + 2 - 4 = 10 starts an episode: 1 clip in 10 starts at frame 0 when drawn uniformly.
+    assert (starts(1.0) == 0).all()
+    assert 0.4 < (starts(0.5) == 0).mean() < 0.8
+    assert (starts(0.0) == 0).mean() < 0.3
+    with pytest.raises(ValueError, match="start_prob"):
+        LatentClipDataConfig(root="unused", start_prob=1.5)
+
+
 def test_missing_cache_path_is_explained(dataset: Path) -> None:
     with pytest.raises(ValueError, match="cache_latents"):
         LatentClipDataModule(LatentClipDataConfig(root=str(dataset))).setup("fit")

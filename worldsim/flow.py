@@ -46,6 +46,9 @@ class FlowMatchingConfig:
     # instead of at their own noise levels: a memory model's bank then holds what it holds in use
     # (worldsim.models.dit.CleanHistory); twice the tokens a step
     clean_history: bool = False
+    # only clips that start at their episode's first frame are imagined from text alone; the others
+    # always get context: a caption says how an episode begins, not what its 40th frame shows
+    text_only_from_start: bool = False
     text_drop_prob: float = 0.1  # chance a clip trains with null text, for text guidance
     action_drop_prob: float = 0.1  # chance a frame trains with the null action, for action guidance
     reward_weight: float = 1.0  # reward-head MSE weight in the total loss
@@ -81,13 +84,26 @@ class FlowMatching:
             return torch.sigmoid(cfg.logit_mean + cfg.logit_std * z).expand(B, T)
         return torch.rand(shape, device=device, generator=generator).expand(B, T)
 
-    def noise_levels(self, B: int, T: int, device, generator=None) -> tuple[torch.Tensor, torch.Tensor]:
-        """tau (B, T) of every frame and which frames are context (B, T) bool."""
+    def noise_levels(
+        self, B: int, T: int, device, generator=None, from_start: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """tau (B, T) of every frame and which frames are context (B, T) bool.
+
+        from_start (B,) bool: which clips start at their episode's first frame; needed by
+        ``text_only_from_start``, which gives every other clip context.
+        """
         cfg = self.cfg
         tau = self.future_noise_levels(B, T, device, generator)
         # Context clips: the first k in [1, T-1] frames are context, the rest are to be predicted.
         k = torch.randint(1, max(T, 2), (B, 1), device=device, generator=generator)
         is_context_clip = torch.rand(B, 1, device=device, generator=generator) < cfg.context_prob
+        if cfg.text_only_from_start:
+            if from_start is None:
+                raise ValueError(
+                    "dynamics.flow.text_only_from_start needs each clip's start frame: pass from_start "
+                    "(ClipDataset batches carry it as 'start')"
+                )
+            is_context_clip = is_context_clip | ~from_start.to(device=device, dtype=torch.bool)[:, None]
         context = (torch.arange(T, device=device) < k) & is_context_clip & (T > 1)
         return torch.where(context, torch.full_like(tau, cfg.context_noise), tau), context
 
@@ -146,6 +162,7 @@ class FlowMatching:
         terminated: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
         self_rollout: bool = True,
+        from_start: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Velocity MSE on the frames to predict, plus head losses on context frames when targets are given.
 
@@ -154,11 +171,12 @@ class FlowMatching:
         Heads are trained on context frames only: that is where a rollout reads them, when it writes a
         finished frame into the cache at the context noise level. ``self_rollout``: allow
         ``rollout_prob``'s self-generated context (off for a validation loss that must compare).
+        from_start (B,) bool: which clips start at their episode's first frame (``noise_levels``).
         """
         cfg = self.cfg
         B, T = latents.shape[:2]
         device = latents.device
-        tau, context = self.noise_levels(B, T, device, generator)
+        tau, context = self.noise_levels(B, T, device, generator, from_start)
         rolling = self_rollout and cfg.rollout_prob > 0
         rolled = torch.zeros(B, dtype=torch.bool, device=device)
         if rolling and T >= 3:

@@ -98,6 +98,9 @@ class LatentClipDataConfig:
     val_fraction: float = 0.1  # share of episodes held out; the autoencoder stage holds out the same ones
     split_seed: int = 0  # seeds the train/val episode split (keep it equal to the AE stage's)
     seed: int = 0  # seeds which train clips each epoch draws
+    # share of train clips drawn from their episode's first frame, the frames a caption describes
+    # (a 16-frame clip of a 65-frame Physics episode starts there 1 time in 50 otherwise)
+    start_prob: float = 0.0
     val_clips: Optional[int] = 64  # cap on val clips for the flow loss (evenly spread); None: all
     rollout_clips: int = 4  # fixed val clips rolled out at validation (second val loader); 0: none
     rollout_length: int = 20  # frames per rollout clip: context + longest horizon (cut to what val episodes hold)
@@ -119,7 +122,7 @@ class LatentClipDataConfig:
             split_seed=0,
             seed=0,
         )
-        check_within(self, "dynamics_data", val_fraction=(0, 0.99))
+        check_within(self, "dynamics_data", val_fraction=(0, 0.99), start_prob=(0, 1))
 
 
 class LatentClipDataModule(lightning.LightningDataModule):
@@ -207,6 +210,8 @@ class LatentClipDataModule(lightning.LightningDataModule):
             self.cfg.seed,
             start_step=lambda: trainer.global_step if trainer is not None else 0,
             rank=trainer.global_rank if trainer is not None else 0,
+            favoured=self.train_set.first_clip[:-1],
+            favoured_prob=self.cfg.start_prob,
         )
         return StepDataLoader(
             self.train_set,

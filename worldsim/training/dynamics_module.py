@@ -282,7 +282,10 @@ class DynamicsModule(TrainingModule):
         loss, logs = counted_step(
             self,
             lambda: self.flow.loss(
-                self.networks["dit"], *self._inputs(batch, self.networks["text"]), generator=generator
+                self.networks["dit"],
+                *self._inputs(batch, self.networks["text"]),
+                generator=generator,
+                from_start=batch["start"] == 0,
             ),
         )
         self.finite_guard.watch(loss, self.global_step, logs)
@@ -326,6 +329,7 @@ class DynamicsModule(TrainingModule):
             *self._inputs(batch, networks["text"]),
             generator=self._generator(batch_idx),
             self_rollout=False,
+            from_start=batch["start"] == 0,
         )  # comparable across runs
         for name, value in logs.items():
             self.log(

@@ -169,7 +169,9 @@ class StepSampler(Sampler[int]):
 
     Each ``__iter__`` starts at ``start_step()`` (the trainer's restored global step) and runs to
     the end of that step's epoch of ``steps_per_epoch`` steps; ``__len__`` is a whole epoch,
-    which is what Lightning counts a resumed epoch's batch index against.
+    which is what Lightning counts a resumed epoch's batch index against. With ``favoured`` items
+    (an episode's first clip, say), each draw is one of them with chance ``favoured_prob`` and
+    any item otherwise.
     """
 
     def __init__(
@@ -180,17 +182,27 @@ class StepSampler(Sampler[int]):
         start_step: Callable[[], int],
         rank: int = 0,
         steps_per_epoch: int = STEPS_PER_EPOCH,
+        favoured: Optional[np.ndarray] = None,
+        favoured_prob: float = 0.0,
     ) -> None:
         if num_items < 1:
             raise ValueError("a StepSampler needs at least one item to draw")
+        if favoured_prob > 0 and (favoured is None or len(favoured) == 0):
+            raise ValueError(f"favoured_prob={favoured_prob} needs favoured items to draw")
         self.num_items, self.batch_size, self.seed, self.rank = num_items, batch_size, seed, rank
         self.start_step, self.steps_per_epoch = start_step, steps_per_epoch
+        self.favoured, self.favoured_prob = favoured, favoured_prob
 
     def __len__(self) -> int:
         return self.steps_per_epoch * self.batch_size
 
     def batch(self, step: int) -> np.ndarray:
-        return np.random.default_rng([self.seed, step, self.rank]).integers(0, self.num_items, self.batch_size)
+        rng = np.random.default_rng([self.seed, step, self.rank])
+        items = rng.integers(0, self.num_items, self.batch_size)
+        if self.favoured_prob > 0:  # extra draws only here, so other runs' batches are unchanged
+            picked = rng.random(self.batch_size) < self.favoured_prob
+            items[picked] = self.favoured[rng.integers(0, len(self.favoured), int(picked.sum()))]
+        return items
 
     def __iter__(self) -> Iterator[int]:
         start = int(self.start_step())
