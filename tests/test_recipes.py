@@ -149,6 +149,7 @@ def test_the_text_recipe_trains_on_rich_captions_without_the_held_out_pairs_and_
     meta = {"latent_channels": 16, "latent_size": 8, "action_space": record("physics")["data"]["action_space"]}
     dit, text = build_networks(cfg.dynamics, meta)
     assert text.tokenizer == "words" and dit.patch_size == 2 and cfg.dynamics.flow.context_prob == 0.25
+    assert cfg.dynamics.flow.text_only_from_start and cfg.dynamics_data.start_prob == 0.75  # captions say how it begins
     env = gymnasium.make("worldsim/Physics-v0", **cfg.collect.env_kwargs)
     for seed in range(40):  # what it records never shows a held-out pair, and no caption is cut
         _, info = env.reset(seed=seed)
