@@ -138,6 +138,7 @@ def dynamics_step(preset: str, autoencoder_preset: str, cfg: TrainBenchConfig, d
         "rewards": torch.zeros(B, T, device=device),
         "terminated": torch.zeros(B, T, dtype=torch.bool, device=device),
         "caption": [CAPTIONS[i % len(CAPTIONS)] for i in range(B)],
+        "start": torch.zeros(B, dtype=torch.long, device=device),  # each clip's first frame in its episode
     }
     return module, list(module.networks.values()), batch, B
 
